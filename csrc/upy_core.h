@@ -1,0 +1,223 @@
+/*
+ * upy_core.h - declarations shared by the CPython glue of uwsgipy._core.
+ *
+ * Layers (one file each):
+ *   upy_module.c    module definition, module state, interned strings
+ *   upy_server.c    Server type: listeners, the epoll loop, connections,
+ *                   reading request heads and bodies
+ *   upy_environ.c   the WSGI environ (PEP 3333 §"environ Variables") built
+ *                   from a upy_request, in one place for both protocols
+ *   upy_response.c  start_response, write(), response iteration and
+ *                   sending, wsgi.file_wrapper
+ * The protocol parsers (upy_http.c, upy_uwsgi.c) are pure C: upy_parse.h.
+ *
+ * Reference ownership: every PyObject * field of a C struct here is a
+ * strong reference owned by that struct unless its comment says
+ * "borrowed".
+ */
+#ifndef UPY_CORE_H
+#define UPY_CORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "upy_parse.h"
+
+#define UPY_VISIBLE __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------ */
+/* Module state                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Environ keys and constant values interned once per module. */
+#define UPY_INTERNED(X)                                                      \
+    X(REQUEST_METHOD) X(SCRIPT_NAME) X(PATH_INFO) X(QUERY_STRING)            \
+    X(CONTENT_TYPE) X(CONTENT_LENGTH) X(SERVER_NAME) X(SERVER_PORT)          \
+    X(SERVER_PROTOCOL) X(REMOTE_ADDR) X(REMOTE_PORT) X(REQUEST_URI)          \
+    X(HTTP_COOKIE) X(HTTPS)
+
+typedef struct {
+    PyTypeObject *Server_Type;
+    PyTypeObject *StartResponse_Type;
+    PyTypeObject *FileWrapper_Type;
+#define UPY_DECL_KEY(name) PyObject *k_##name;
+    UPY_INTERNED(UPY_DECL_KEY)
+#undef UPY_DECL_KEY
+    PyObject *k_wsgi_version, *k_wsgi_url_scheme, *k_wsgi_input,
+        *k_wsgi_errors, *k_wsgi_multithread, *k_wsgi_multiprocess,
+        *k_wsgi_run_once, *k_wsgi_input_terminated, *k_wsgi_file_wrapper;
+    PyObject *s_empty, *s_http, *s_https, *s_http10, *s_http11, *s_GET;
+    PyObject *s_close, *s_read, *s_fileno, *s_tell, *s_write;
+    PyObject *wsgi_version;  /* (1, 0) */
+    PyObject *io_BytesIO;    /* io.BytesIO */
+    PyObject *io_open;       /* io.open */
+    PyObject *empty_bytes;   /* b"" */
+} upy_state;
+
+/* ------------------------------------------------------------------ */
+/* Server, listeners, connections, loops                               */
+/* ------------------------------------------------------------------ */
+
+typedef enum { UPY_EV_LISTENER = 1, UPY_EV_CONN, UPY_EV_WAKE } upy_ev_kind;
+
+typedef struct {
+    upy_ev_kind ev;          /* first: epoll user data is a tagged pointer */
+    int fd;
+    upy_proto proto;
+    int is_unix;
+    PyObject *base_environ;  /* the constant part of environ, copied per
+                                request */
+    PyObject *name;          /* "http-socket 127.0.0.1:8000", for logs */
+} upy_listener;
+
+struct upy_loop;
+struct upy_server;
+
+typedef enum {
+    UPY_CONN_HEAD = 0,       /* reading a request head */
+    UPY_CONN_BODY,           /* reading a request body */
+    UPY_CONN_LINGER          /* response sent, write side shut: draining */
+} upy_conn_state;
+
+typedef struct upy_conn {
+    upy_ev_kind ev;          /* first */
+    int fd;
+    upy_conn_state state;
+    upy_listener *lst;       /* borrowed from the server */
+    struct upy_conn *prev, *next;
+
+    char *buf;               /* read buffer, malloc'd */
+    size_t cap, len;
+    size_t last_len;         /* HTTP: length at the last incomplete parse */
+    size_t head_len;         /* bytes of the current head in buf */
+    double deadline;         /* monotonic seconds; 0 = none */
+    unsigned requests;       /* served on this connection */
+
+    /* body reception */
+    int64_t content_length;  /* -1 unknown (chunked) */
+    unsigned chunked : 1, keep_alive : 1, expect_continue : 1,
+        sent_continue : 1, is_head : 1;
+    upy_chunked_decoder chunk;
+    uint64_t body_len;       /* body bytes received (decoded) */
+    char *body_mem;          /* in-memory body, malloc'd */
+    size_t body_cap;
+    int body_fd;             /* spilled body, -1 if in memory */
+
+    PyObject *remote_addr;   /* str, created once per connection */
+    PyObject *remote_port;   /* str */
+    char addr_text[64];      /* for logs */
+} upy_conn;
+
+typedef struct upy_loop {
+    struct upy_server *srv;  /* borrowed: the server outlives its loops */
+    upy_state *st;           /* borrowed */
+    int epfd;
+    upy_conn *conns;         /* all open connections */
+    size_t nconns;
+    upy_field *fields;       /* parser output, fields_cap entries */
+    size_t fields_cap;
+    char *scratch;           /* percent-decoding etc., scratch_cap bytes */
+    size_t scratch_cap;
+    char *out;               /* response head being built */
+    size_t out_cap;
+    int listening;           /* listeners registered in epfd */
+} upy_loop;
+
+typedef struct upy_server {
+    PyObject_HEAD
+    upy_state *st;           /* borrowed from the module, kept alive by
+                                module_ref */
+    PyObject *module_ref;
+    PyObject *app;           /* the WSGI callable */
+    PyObject *logger;        /* callable(level:int, msg:str, exc) */
+    upy_listener *listeners;
+    Py_ssize_t nlisteners;
+    upy_limits limits;
+    uint64_t post_buffering; /* bodies above this spill to a temp file */
+    double socket_timeout;   /* seconds a client may stall */
+    double keepalive_timeout;
+    int access_log_fd;       /* -1: access log off */
+    int wake_fd;             /* eventfd: stop() wakes every loop */
+    PyObject *tmpdir;        /* str or None */
+    volatile int stopping;   /* 0 run, 1 graceful, 2 immediate */
+    double stop_deadline;
+    uint64_t requests;       /* served, all loops */
+    int active_loops;
+} upy_server;
+
+/* ------------------------------------------------------------------ */
+/* The response of one request                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    upy_loop *loop;          /* borrowed */
+    upy_conn *conn;          /* borrowed, NULL once the request ended */
+    int status_code;
+    PyObject *status;        /* str, NULL before start_response */
+    PyObject *headers;       /* list, NULL before start_response */
+    int64_t content_length;  /* from the app, -1 none */
+    int headers_sent;
+    int chunked;             /* chunked transfer coding in use */
+    int no_body;             /* HEAD, 1xx, 204, 304 */
+    int keep_alive;          /* connection persists after this response */
+    int app_close;           /* the app sent Connection: close */
+    int has_date;            /* the app sent Date */
+    int failed;              /* the connection broke: stop sending */
+    uint64_t sent;           /* body bytes sent */
+    int minor_version;
+    upy_proto proto;
+} upy_response;
+
+typedef struct {
+    PyObject_HEAD
+    upy_response *resp;      /* borrowed, NULL after the request */
+} upy_start_response;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *filelike;
+    Py_ssize_t block_size;
+} upy_file_wrapper;
+
+/* upy_module.c */
+upy_state *upy_get_state_from_type(PyTypeObject *tp);
+/* Set d[key] = value and release the reference to value (steals value,
+   also on failure).  Returns 0 or -1 with an exception set. */
+int upy_dict_set_steal(PyObject *d, PyObject *key, PyObject *value);
+double upy_now(void);
+
+/* upy_server.c */
+extern PyType_Spec upy_server_spec;
+void upy_log(upy_server *srv, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void upy_log_exception(upy_server *srv, const char *what);
+/* Send all of iov, waiting (GIL released) up to socket-timeout when the
+   socket is full.  Returns 0, or -1 when the client is gone or stalled. */
+int upy_send_all(upy_server *srv, int fd, struct iovec *iov, int iovcnt);
+
+/* upy_environ.c */
+PyObject *upy_build_base_environ(upy_state *st, upy_listener *lst,
+                                 const char *server_name,
+                                 const char *server_port, int multithread,
+                                 int multiprocess, PyObject *errors);
+/* New reference: the environ dict for req arriving on conn. */
+PyObject *upy_build_environ(upy_loop *loop, upy_conn *conn,
+                            const upy_request *req, PyObject *input);
+
+/* upy_response.c */
+extern PyType_Spec upy_start_response_spec;
+extern PyType_Spec upy_file_wrapper_spec;
+/* Run the app for one request and send its response.  Returns 0 when the
+   connection may carry another request, -1 when it must be closed. */
+int upy_run_app(upy_loop *loop, upy_conn *conn, const upy_request *req,
+                PyObject *environ, double started);
+/* Send a canned error response (status 400...505) with Connection: close. */
+void upy_send_error(upy_server *srv, upy_conn *conn, int status,
+                    const char *reason);
+const char *upy_status_text(int status);
+
+#endif /* UPY_CORE_H */

@@ -1,0 +1,293 @@
+/*
+ * upy_environ.c - the WSGI environ (PEP 3333, "environ Variables"), built in
+ * one place from the upy_request either decoder filled.
+ *
+ * The constant part (SCRIPT_NAME, SERVER_NAME/PORT, wsgi.*) is built once
+ * per listener; each request copies it and adds its own keys.  All keys and
+ * values are native strings decoded as latin-1 (PEP 3333 "Unicode Issues").
+ */
+#include "upy_core.h"
+
+#include <string.h>
+
+PyObject *
+upy_build_base_environ(upy_state *st, upy_listener *lst,
+                       const char *server_name, const char *server_port,
+                       int multithread, int multiprocess, PyObject *errors)
+{
+    PyObject *env = PyDict_New();
+    if (env == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItem(env, st->k_SCRIPT_NAME, st->s_empty) < 0 ||
+        PyDict_SetItem(env, st->k_QUERY_STRING, st->s_empty) < 0 ||
+        upy_dict_set_steal(env, st->k_SERVER_NAME,
+                           PyUnicode_DecodeLatin1(server_name,
+                                                  strlen(server_name),
+                                                  NULL)) < 0 ||
+        upy_dict_set_steal(env, st->k_SERVER_PORT,
+                           PyUnicode_DecodeLatin1(server_port,
+                                                  strlen(server_port),
+                                                  NULL)) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_version, st->wsgi_version) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_url_scheme, st->s_http) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_errors, errors) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_multithread,
+                       multithread ? Py_True : Py_False) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_multiprocess,
+                       multiprocess ? Py_True : Py_False) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_run_once, Py_False) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_input_terminated, Py_True) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_file_wrapper,
+                       (PyObject *)st->FileWrapper_Type) < 0) {
+        Py_DECREF(env);
+        return NULL;
+    }
+    return env;
+}
+
+static int
+hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* New reference: percent-decoded path as a latin-1 str.  Invalid escapes
+   are kept as they are (as CGI servers do).  out has room for len bytes. */
+static PyObject *
+percent_decode(const char *p, size_t len, char *out)
+{
+    size_t i = 0, o = 0;
+    if (memchr(p, '%', len) == NULL) {
+        return PyUnicode_DecodeLatin1(p, (Py_ssize_t)len, NULL);
+    }
+    while (i < len) {
+        if (p[i] == '%' && len - i >= 3) {
+            int hi = hexval((unsigned char)p[i + 1]);
+            int lo = hexval((unsigned char)p[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out[o++] = (char)(hi * 16 + lo);
+                i += 3;
+                continue;
+            }
+        }
+        out[o++] = p[i++];
+    }
+    return PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
+}
+
+static int
+ascii_ieq(const char *a, size_t alen, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (alen != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* New reference: "HTTP_" + name upper-cased with '-' as '_' (CGI, RFC 3875
+   §4.1.18).  Content-Type and Content-Length map to their CGI names. */
+static PyObject *
+header_key(upy_state *st, const upy_str *name)
+{
+    PyObject *key;
+    Py_UCS1 *d;
+    if (ascii_ieq(name->p, name->len, "content-type")) {
+        Py_INCREF(st->k_CONTENT_TYPE);
+        return st->k_CONTENT_TYPE;
+    }
+    if (ascii_ieq(name->p, name->len, "content-length")) {
+        Py_INCREF(st->k_CONTENT_LENGTH);
+        return st->k_CONTENT_LENGTH;
+    }
+    if (ascii_ieq(name->p, name->len, "cookie")) {
+        Py_INCREF(st->k_HTTP_COOKIE);
+        return st->k_HTTP_COOKIE;
+    }
+    key = PyUnicode_New((Py_ssize_t)(5 + name->len), 127);
+    if (key == NULL) {
+        return NULL;
+    }
+    d = PyUnicode_1BYTE_DATA(key);
+    memcpy(d, "HTTP_", 5);
+    for (size_t i = 0; i < name->len; i++) {
+        unsigned char c = (unsigned char)name->p[i];
+        if (c >= 'a' && c <= 'z')
+            c = (unsigned char)(c - 32);
+        else if (c == '-')
+            c = '_';
+        d[5 + i] = c;
+    }
+    return key;
+}
+
+/* Add one header: repeated fields are joined with ", " (RFC 9110 §5.3),
+   Cookie with "; " (RFC 6265 §5.4). */
+static int
+add_header(upy_state *st, PyObject *env, const upy_field *f)
+{
+    PyObject *key = NULL, *value = NULL, *old, *joined = NULL;
+    int rc = -1;
+
+    key = header_key(st, &f->name);
+    if (key == NULL) {
+        goto error;
+    }
+    value = PyUnicode_DecodeLatin1(f->value.p, (Py_ssize_t)f->value.len, NULL);
+    if (value == NULL) {
+        goto error;
+    }
+    old = PyDict_GetItemWithError(env, key); /* borrowed */
+    if (old == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    if (old != NULL && key != st->k_CONTENT_LENGTH &&
+        key != st->k_CONTENT_TYPE) {
+        joined = PyUnicode_FromFormat("%U%s%U", old,
+                                      key == st->k_HTTP_COOKIE ? "; " : ", ",
+                                      value);
+        if (joined == NULL) {
+            goto error;
+        }
+        rc = PyDict_SetItem(env, key, joined);
+    }
+    else {
+        rc = PyDict_SetItem(env, key, value);
+    }
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(joined);
+    return rc;
+}
+
+static PyObject *
+method_str(upy_state *st, const upy_str *m)
+{
+    if (m->len == 3 && memcmp(m->p, "GET", 3) == 0) {
+        Py_INCREF(st->s_GET);
+        return st->s_GET;
+    }
+    return PyUnicode_DecodeLatin1(m->p, (Py_ssize_t)m->len, NULL);
+}
+
+static int
+build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
+           PyObject *env)
+{
+    upy_state *st = loop->st;
+    if (upy_dict_set_steal(env, st->k_REQUEST_METHOD,
+                           method_str(st, &req->method)) < 0 ||
+        upy_dict_set_steal(env, st->k_PATH_INFO,
+                           percent_decode(req->path.p, req->path.len,
+                                          loop->scratch)) < 0 ||
+        upy_dict_set_steal(env, st->k_REQUEST_URI,
+                           PyUnicode_DecodeLatin1(req->target.p,
+                                                  (Py_ssize_t)req->target.len,
+                                                  NULL)) < 0 ||
+        PyDict_SetItem(env, st->k_SERVER_PROTOCOL,
+                       req->minor_version ? st->s_http11 : st->s_http10) < 0) {
+        return -1;
+    }
+    if (req->query.len > 0 &&
+        upy_dict_set_steal(env, st->k_QUERY_STRING,
+                           PyUnicode_DecodeLatin1(req->query.p,
+                                                  (Py_ssize_t)req->query.len,
+                                                  NULL)) < 0) {
+        return -1;
+    }
+    if (PyDict_SetItem(env, st->k_REMOTE_ADDR, conn->remote_addr) < 0 ||
+        PyDict_SetItem(env, st->k_REMOTE_PORT, conn->remote_port) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < req->num_fields; i++) {
+        if (add_header(st, env, &req->fields[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* uwsgi: every var becomes an environ item as it was sent (nginx's
+   uwsgi_params); required PEP 3333 keys the client left out get defaults. */
+static int
+build_uwsgi(upy_loop *loop, upy_conn *conn, const upy_request *req,
+            PyObject *env)
+{
+    upy_state *st = loop->st;
+    int r;
+    for (size_t i = 0; i < req->num_fields; i++) {
+        const upy_field *f = &req->fields[i];
+        PyObject *k = PyUnicode_DecodeLatin1(f->name.p,
+                                             (Py_ssize_t)f->name.len, NULL);
+        if (k == NULL) {
+            return -1;
+        }
+        PyUnicode_InternInPlace(&k);
+        r = upy_dict_set_steal(
+            env, k,
+            PyUnicode_DecodeLatin1(f->value.p, (Py_ssize_t)f->value.len, NULL));
+        Py_DECREF(k);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    if (req->https &&
+        PyDict_SetItem(env, st->k_wsgi_url_scheme, st->s_https) < 0) {
+        return -1;
+    }
+    r = PyDict_Contains(env, st->k_PATH_INFO);
+    if (r < 0) {
+        return -1;
+    }
+    if (r == 0) {
+        /* No PATH_INFO var: derive it from REQUEST_URI's path. */
+        upy_str path = req->target;
+        const char *q = memchr(path.p ? path.p : "", '?', path.len);
+        if (q != NULL) {
+            path.len = (size_t)(q - path.p);
+        }
+        if (upy_dict_set_steal(env, st->k_PATH_INFO,
+                               percent_decode(path.p ? path.p : "", path.len,
+                                              loop->scratch)) < 0) {
+            return -1;
+        }
+    }
+    r = PyDict_Contains(env, st->k_SERVER_PROTOCOL);
+    if (r < 0 ||
+        (r == 0 &&
+         PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->s_http10) < 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *
+upy_build_environ(upy_loop *loop, upy_conn *conn, const upy_request *req,
+                  PyObject *input)
+{
+    PyObject *env = PyDict_Copy(conn->lst->base_environ);
+    if (env == NULL) {
+        return NULL;
+    }
+    if ((req->proto == UPY_PROTO_HTTP ? build_http(loop, conn, req, env)
+                                      : build_uwsgi(loop, conn, req, env)) < 0 ||
+        PyDict_SetItem(env, loop->st->k_wsgi_input, input) < 0) {
+        Py_DECREF(env);
+        return NULL;
+    }
+    return env;
+}

@@ -1,0 +1,213 @@
+/*
+ * upy_module.c - the uwsgipy._core module: multi-phase init (PEP 489),
+ * module state with heap types and the interned strings every request uses.
+ */
+#include "upy_core.h"
+
+#include <time.h>
+
+upy_state *
+upy_get_state_from_type(PyTypeObject *tp)
+{
+    /* Our types are final (no Py_TPFLAGS_BASETYPE), so the defining
+       module is the type's own. */
+    PyObject *mod = PyType_GetModule(tp);
+    if (mod == NULL) {
+        return NULL;
+    }
+    return (upy_state *)PyModule_GetState(mod);
+}
+
+int
+upy_dict_set_steal(PyObject *d, PyObject *key, PyObject *value)
+{
+    int rc;
+    if (value == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+double
+upy_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+intern_into(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+static int
+upy_exec(PyObject *module)
+{
+    upy_state *st = (upy_state *)PyModule_GetState(module);
+    PyObject *io = NULL;
+    int rc = -1;
+
+#define UPY_INIT_KEY(name)                                                   \
+    if (intern_into(&st->k_##name, #name) < 0)                               \
+        goto error;
+    UPY_INTERNED(UPY_INIT_KEY)
+#undef UPY_INIT_KEY
+    if (intern_into(&st->k_wsgi_version, "wsgi.version") < 0 ||
+        intern_into(&st->k_wsgi_url_scheme, "wsgi.url_scheme") < 0 ||
+        intern_into(&st->k_wsgi_input, "wsgi.input") < 0 ||
+        intern_into(&st->k_wsgi_errors, "wsgi.errors") < 0 ||
+        intern_into(&st->k_wsgi_multithread, "wsgi.multithread") < 0 ||
+        intern_into(&st->k_wsgi_multiprocess, "wsgi.multiprocess") < 0 ||
+        intern_into(&st->k_wsgi_run_once, "wsgi.run_once") < 0 ||
+        intern_into(&st->k_wsgi_input_terminated, "wsgi.input_terminated") < 0 ||
+        intern_into(&st->k_wsgi_file_wrapper, "wsgi.file_wrapper") < 0 ||
+        intern_into(&st->s_empty, "") < 0 ||
+        intern_into(&st->s_http, "http") < 0 ||
+        intern_into(&st->s_https, "https") < 0 ||
+        intern_into(&st->s_http10, "HTTP/1.0") < 0 ||
+        intern_into(&st->s_http11, "HTTP/1.1") < 0 ||
+        intern_into(&st->s_GET, "GET") < 0 ||
+        intern_into(&st->s_close, "close") < 0 ||
+        intern_into(&st->s_read, "read") < 0 ||
+        intern_into(&st->s_fileno, "fileno") < 0 ||
+        intern_into(&st->s_tell, "tell") < 0 ||
+        intern_into(&st->s_write, "write") < 0) {
+        goto error;
+    }
+    st->wsgi_version = Py_BuildValue("(ii)", 1, 0);
+    if (st->wsgi_version == NULL) {
+        goto error;
+    }
+    st->empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (st->empty_bytes == NULL) {
+        goto error;
+    }
+    io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        goto error;
+    }
+    st->io_BytesIO = PyObject_GetAttrString(io, "BytesIO");
+    if (st->io_BytesIO == NULL) {
+        goto error;
+    }
+    st->io_open = PyObject_GetAttrString(io, "open");
+    if (st->io_open == NULL) {
+        goto error;
+    }
+
+    st->Server_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_server_spec, NULL);
+    if (st->Server_Type == NULL ||
+        PyModule_AddType(module, st->Server_Type) < 0) {
+        goto error;
+    }
+    st->StartResponse_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_start_response_spec, NULL);
+    if (st->StartResponse_Type == NULL ||
+        PyModule_AddType(module, st->StartResponse_Type) < 0) {
+        goto error;
+    }
+    st->FileWrapper_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_file_wrapper_spec, NULL);
+    if (st->FileWrapper_Type == NULL ||
+        PyModule_AddType(module, st->FileWrapper_Type) < 0) {
+        goto error;
+    }
+    if (PyModule_AddIntConstant(module, "PROTO_HTTP", UPY_PROTO_HTTP) < 0 ||
+        PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0) {
+        goto error;
+    }
+    rc = 0;
+error:
+    Py_XDECREF(io);
+    return rc;
+}
+
+static int
+upy_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    upy_state *st = (upy_state *)PyModule_GetState(module);
+    Py_VISIT(st->Server_Type);
+    Py_VISIT(st->StartResponse_Type);
+    Py_VISIT(st->FileWrapper_Type);
+    Py_VISIT(st->io_BytesIO);
+    Py_VISIT(st->io_open);
+    return 0;
+}
+
+static int
+upy_clear(PyObject *module)
+{
+    upy_state *st = (upy_state *)PyModule_GetState(module);
+    Py_CLEAR(st->Server_Type);
+    Py_CLEAR(st->StartResponse_Type);
+    Py_CLEAR(st->FileWrapper_Type);
+#define UPY_CLEAR_KEY(name) Py_CLEAR(st->k_##name);
+    UPY_INTERNED(UPY_CLEAR_KEY)
+#undef UPY_CLEAR_KEY
+    Py_CLEAR(st->k_wsgi_version);
+    Py_CLEAR(st->k_wsgi_url_scheme);
+    Py_CLEAR(st->k_wsgi_input);
+    Py_CLEAR(st->k_wsgi_errors);
+    Py_CLEAR(st->k_wsgi_multithread);
+    Py_CLEAR(st->k_wsgi_multiprocess);
+    Py_CLEAR(st->k_wsgi_run_once);
+    Py_CLEAR(st->k_wsgi_input_terminated);
+    Py_CLEAR(st->k_wsgi_file_wrapper);
+    Py_CLEAR(st->s_empty);
+    Py_CLEAR(st->s_http);
+    Py_CLEAR(st->s_https);
+    Py_CLEAR(st->s_http10);
+    Py_CLEAR(st->s_http11);
+    Py_CLEAR(st->s_GET);
+    Py_CLEAR(st->s_close);
+    Py_CLEAR(st->s_read);
+    Py_CLEAR(st->s_fileno);
+    Py_CLEAR(st->s_tell);
+    Py_CLEAR(st->s_write);
+    Py_CLEAR(st->wsgi_version);
+    Py_CLEAR(st->empty_bytes);
+    Py_CLEAR(st->io_BytesIO);
+    Py_CLEAR(st->io_open);
+    return 0;
+}
+
+static void
+upy_free(void *module)
+{
+    upy_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot upy_slots[] = {
+    {Py_mod_exec, upy_exec},
+    {0, NULL},
+};
+
+PyDoc_STRVAR(upy_doc,
+"uwsgipy._core: the C core of uwsgipy.\n"
+"\n"
+"Server(app, listeners, ...) runs the request path: accept, uwsgi packet\n"
+"and HTTP/1.1 parsing, the PEP 3333 environ, start_response and sending\n"
+"the response.  Python binds the sockets and passes their fds.");
+
+static struct PyModuleDef upy_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "uwsgipy._core",
+    .m_doc = upy_doc,
+    .m_size = sizeof(upy_state),
+    .m_slots = upy_slots,
+    .m_traverse = upy_traverse,
+    .m_clear = upy_clear,
+    .m_free = upy_free,
+};
+
+UPY_VISIBLE PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&upy_module_def);
+}

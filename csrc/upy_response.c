@@ -1,0 +1,1009 @@
+/*
+ * upy_response.c - the response half of PEP 3333: start_response, write(),
+ * iterating the app's result, framing (Content-Length, chunked, or
+ * close-delimited), wsgi.file_wrapper with sendfile(2), and the access log.
+ */
+#include "upy_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
+
+/* getattr that treats AttributeError as "absent": 1 found (*out new ref),
+   0 absent, -1 other error. */
+static int
+optional_attr(PyObject *o, PyObject *name, PyObject **out)
+{
+    *out = PyObject_GetAttr(o, name);
+    if (*out != NULL)
+        return 1;
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation (PEP 3333 "The start_response() Callable"; RFC 9110 §5)  */
+/* ------------------------------------------------------------------ */
+
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+static int
+ieq(const char *a, Py_ssize_t alen, const char *lit)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(lit);
+    if (alen != n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Latin-1 bytes of a str; ASCII-only strings borrow their data.  Returns
+   NULL with ValueError for characters above U+00FF (PEP 3333: headers are
+   latin-1 native strings). */
+static const char *
+latin1_data(PyObject *s, Py_ssize_t *len, const char *what)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what,
+                     Py_TYPE(s)->tp_name);
+        return NULL;
+    }
+    if (PyUnicode_READY(s) < 0) {
+        return NULL;
+    }
+    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be latin-1 (PEP 3333): %R", what, s);
+        return NULL;
+    }
+    *len = PyUnicode_GET_LENGTH(s);
+    return (const char *)PyUnicode_1BYTE_DATA(s);
+}
+
+/* Validate status and headers, and note the ones that affect framing.
+   Returns 0 or -1 with an exception set. */
+static int
+check_response(upy_response *r, PyObject *status, PyObject *headers)
+{
+    Py_ssize_t slen, n;
+    const char *s = latin1_data(status, &slen, "status");
+    if (s == NULL) {
+        return -1;
+    }
+    if (slen < 4 || s[0] < '1' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+        s[2] < '0' || s[2] > '9' || s[3] != ' ') {
+        PyErr_Format(PyExc_ValueError,
+                     "status must be 'NNN Reason' (PEP 3333), got %R", status);
+        return -1;
+    }
+    for (Py_ssize_t i = 4; i < slen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            PyErr_Format(PyExc_ValueError,
+                         "control character in status %R", status);
+            return -1;
+        }
+    }
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError,
+                     "response_headers must be a list (PEP 3333), not %.100s",
+                     Py_TYPE(headers)->tp_name);
+        return -1;
+    }
+    r->status_code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    r->content_length = -1;
+    r->app_close = 0;
+    r->has_date = 0;
+    n = PyList_GET_SIZE(headers);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        const char *name, *value;
+        Py_ssize_t nlen, vlen;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "each response header must be a (name, value) "
+                         "tuple, got %R", item);
+            return -1;
+        }
+        name = latin1_data(PyTuple_GET_ITEM(item, 0), &nlen, "header name");
+        if (name == NULL)
+            return -1;
+        value = latin1_data(PyTuple_GET_ITEM(item, 1), &vlen, "header value");
+        if (value == NULL)
+            return -1;
+        if (nlen == 0) {
+            PyErr_SetString(PyExc_ValueError, "empty header name");
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < nlen; j++) {
+            if (!tchar[(unsigned char)name[j]]) {
+                PyErr_Format(PyExc_ValueError,
+                             "invalid character in header name %R",
+                             PyTuple_GET_ITEM(item, 0));
+                return -1;
+            }
+        }
+        for (Py_ssize_t j = 0; j < vlen; j++) {
+            unsigned char c = (unsigned char)value[j];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                PyErr_Format(PyExc_ValueError,
+                             "control character (CR, LF, NUL...) in the "
+                             "value of header %R",
+                             PyTuple_GET_ITEM(item, 0));
+                return -1;
+            }
+        }
+        if (ieq(name, nlen, "content-length")) {
+            int64_t cl = 0;
+            if (vlen == 0 || vlen > 18) {
+                goto bad_cl;
+            }
+            for (Py_ssize_t j = 0; j < vlen; j++) {
+                if (value[j] < '0' || value[j] > '9')
+                    goto bad_cl;
+                cl = cl * 10 + (value[j] - '0');
+            }
+            r->content_length = cl;
+            continue;
+        bad_cl:
+            PyErr_Format(PyExc_ValueError, "invalid Content-Length %R",
+                         PyTuple_GET_ITEM(item, 1));
+            return -1;
+        }
+        else if (ieq(name, nlen, "transfer-encoding") ||
+                 ieq(name, nlen, "keep-alive") || ieq(name, nlen, "upgrade") ||
+                 ieq(name, nlen, "te") || ieq(name, nlen, "trailer")) {
+            PyErr_Format(PyExc_ValueError,
+                         "hop-by-hop header %R is the server's to send "
+                         "(PEP 3333)", PyTuple_GET_ITEM(item, 0));
+            return -1;
+        }
+        else if (ieq(name, nlen, "connection")) {
+            if (ieq(value, vlen, "close")) {
+                r->app_close = 1;
+            }
+        }
+        else if (ieq(name, nlen, "date")) {
+            r->has_date = 1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* start_response and write()                                          */
+/* ------------------------------------------------------------------ */
+
+static int send_body(upy_loop *loop, upy_response *r, const char *p,
+                     size_t n);
+
+static PyObject *
+sr_call(upy_start_response *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    upy_response *r = self->resp;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response",
+                                     kwlist, &status, &headers, &exc_info)) {
+        return NULL;
+    }
+    if (r == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response called after the request ended");
+        return NULL;
+    }
+    if (exc_info != Py_None) {
+        if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+            PyErr_SetString(PyExc_TypeError,
+                            "exc_info must be a (type, value, traceback) "
+                            "tuple");
+            return NULL;
+        }
+        if (r->headers_sent) {
+            /* PEP 3333: too late to change the response: re-raise. */
+            PyObject *t = PyTuple_GET_ITEM(exc_info, 0);
+            PyObject *v = PyTuple_GET_ITEM(exc_info, 1);
+            PyObject *tb = PyTuple_GET_ITEM(exc_info, 2);
+            PyErr_Restore(Py_NewRef(t), Py_NewRef(v),
+                          tb == Py_None ? NULL : Py_NewRef(tb));
+            return NULL;
+        }
+    }
+    else if (r->status != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response called a second time without "
+                        "exc_info (PEP 3333)");
+        return NULL;
+    }
+    if (check_response(r, status, headers) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(r->status, Py_NewRef(status));
+    Py_XSETREF(r->headers, Py_NewRef(headers));
+    return PyObject_GetAttr((PyObject *)self, r->loop->st->s_write);
+}
+
+static PyObject *
+sr_write(upy_start_response *self, PyObject *data)
+{
+    upy_response *r = self->resp;
+    Py_buffer view;
+    int rc;
+    if (r == NULL || r->status == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        r == NULL ? "write() called after the request ended"
+                                  : "write() called before start_response");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    rc = send_body(r->loop, r, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_OSError,
+                            "write(): the client closed the connection");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+sr_dealloc(upy_start_response *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef sr_methods[] = {
+    {"write", (PyCFunction)sr_write, METH_O,
+     "write(data: bytes): send data now (PEP 3333 imperative write)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot sr_slots[] = {
+    {Py_tp_doc, "start_response(status, response_headers, exc_info=None)\n"
+                "(PEP 3333); returns the write() callable."},
+    {Py_tp_call, sr_call},
+    {Py_tp_methods, sr_methods},
+    {Py_tp_dealloc, sr_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec upy_start_response_spec = {
+    .name = "uwsgipy._core.StartResponse",
+    .basicsize = sizeof(upy_start_response),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = sr_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File        */
+/* Handling")                                                          */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+fw_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"filelike", "block_size", NULL};
+    PyObject *filelike;
+    Py_ssize_t block_size = 65536;
+    upy_file_wrapper *self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|n:file_wrapper", kwlist,
+                                     &filelike, &block_size)) {
+        return NULL;
+    }
+    if (block_size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "block_size must be positive");
+        return NULL;
+    }
+    self = (upy_file_wrapper *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->filelike = Py_NewRef(filelike);
+    self->block_size = block_size;
+    return (PyObject *)self;
+}
+
+static PyObject *
+fw_iternext(upy_file_wrapper *self)
+{
+    PyObject *data = PyObject_CallMethod(self->filelike, "read", "n",
+                                         self->block_size);
+    if (data == NULL) {
+        return NULL;
+    }
+    if (PyBytes_Check(data) && PyBytes_GET_SIZE(data) == 0) {
+        Py_DECREF(data);
+        return NULL; /* StopIteration */
+    }
+    return data;
+}
+
+static PyObject *
+fw_close(upy_file_wrapper *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *close = NULL;
+    upy_state *st = upy_get_state_from_type(Py_TYPE(self));
+    if (st == NULL || optional_attr(self->filelike, st->s_close, &close) < 0) {
+        return NULL;
+    }
+    if (close != NULL) {
+        PyObject *r = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+fw_traverse(upy_file_wrapper *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->filelike);
+    return 0;
+}
+
+static int
+fw_clear(upy_file_wrapper *self)
+{
+    Py_CLEAR(self->filelike);
+    return 0;
+}
+
+static void
+fw_dealloc(upy_file_wrapper *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    fw_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef fw_methods[] = {
+    {"close", (PyCFunction)fw_close, METH_NOARGS,
+     "Close the wrapped file-like object (if it has close())."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot fw_slots[] = {
+    {Py_tp_doc, "file_wrapper(filelike, block_size=65536): wsgi.file_wrapper"
+                " (PEP 3333).  Sent with sendfile(2) when filelike has a\n"
+                "fileno() of a regular file, by read(block_size) otherwise."},
+    {Py_tp_new, fw_new},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, fw_iternext},
+    {Py_tp_methods, fw_methods},
+    {Py_tp_traverse, fw_traverse},
+    {Py_tp_clear, fw_clear},
+    {Py_tp_dealloc, fw_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec upy_file_wrapper_spec = {
+    .name = "uwsgipy._core.FileWrapper",
+    .basicsize = sizeof(upy_file_wrapper),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = fw_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+/* ------------------------------------------------------------------ */
+
+/* "Date: <IMF-fixdate>\r\n" (RFC 9110 §6.6.1), formatted once a second. */
+static const char *
+date_header(void)
+{
+    static __thread char buf[64];
+    static __thread time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+static int
+out_append(upy_loop *loop, size_t *len, const char *p, size_t n)
+{
+    if (loop->out_cap - *len < n) {
+        size_t cap = loop->out_cap * 2;
+        char *nb;
+        while (cap - *len < n)
+            cap *= 2;
+        nb = realloc(loop->out, cap);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        loop->out = nb;
+        loop->out_cap = cap;
+    }
+    memcpy(loop->out + *len, p, n);
+    *len += n;
+    return 0;
+}
+
+/* Build the response head in loop->out, choosing the framing.
+   `known_length` >= 0 is a body length the server worked out itself. */
+static ssize_t
+build_head(upy_loop *loop, upy_response *r, int64_t known_length)
+{
+    size_t len = 0;
+    Py_ssize_t n = PyList_GET_SIZE(r->headers), slen;
+    const char *s = latin1_data(r->status, &slen, "status");
+    char line[64];
+
+    if (s == NULL)
+        return -1;
+    r->no_body = r->no_body || r->status_code < 200 ||
+                 r->status_code == 204 || r->status_code == 304;
+    if (r->content_length < 0 && known_length >= 0 &&
+        !(r->status_code < 200 || r->status_code == 204)) {
+        r->content_length = known_length;
+        snprintf(line, sizeof line, "Content-Length: %lld\r\n",
+                 (long long)known_length);
+    }
+    else {
+        line[0] = '\0';
+    }
+    if (r->app_close) {
+        r->keep_alive = 0;
+    }
+    if (r->content_length < 0 && !r->no_body) {
+        if (r->proto == UPY_PROTO_HTTP && r->minor_version == 1) {
+            r->chunked = 1;
+        }
+        else {
+            r->keep_alive = 0; /* close-delimited (HTTP/1.0, uwsgi) */
+        }
+    }
+    if (out_append(loop, &len, "HTTP/1.1 ", 9) < 0 ||
+        out_append(loop, &len, s, (size_t)slen) < 0 ||
+        out_append(loop, &len, "\r\n", 2) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(r->headers, i);
+        Py_ssize_t nlen, vlen;
+        const char *name = latin1_data(PyTuple_GET_ITEM(item, 0), &nlen, "");
+        const char *value = latin1_data(PyTuple_GET_ITEM(item, 1), &vlen, "");
+        if (name == NULL || value == NULL)
+            return -1;
+        if (ieq(name, nlen, "connection"))
+            continue; /* ours to send, below */
+        if (out_append(loop, &len, name, (size_t)nlen) < 0 ||
+            out_append(loop, &len, ": ", 2) < 0 ||
+            out_append(loop, &len, value, (size_t)vlen) < 0 ||
+            out_append(loop, &len, "\r\n", 2) < 0) {
+            return -1;
+        }
+    }
+    if (out_append(loop, &len, line, strlen(line)) < 0) {
+        return -1;
+    }
+    if (r->chunked &&
+        out_append(loop, &len, "Transfer-Encoding: chunked\r\n", 28) < 0) {
+        return -1;
+    }
+    if (!r->has_date) {
+        const char *d = date_header();
+        if (out_append(loop, &len, d, strlen(d)) < 0)
+            return -1;
+    }
+    if (r->proto == UPY_PROTO_HTTP) {
+        if (!r->keep_alive || loop->srv->stopping) {
+            r->keep_alive = 0;
+            if (out_append(loop, &len, "Connection: close\r\n", 19) < 0)
+                return -1;
+        }
+        else if (r->minor_version == 0 &&
+                 out_append(loop, &len, "Connection: keep-alive\r\n", 24) < 0) {
+            return -1;
+        }
+    }
+    if (out_append(loop, &len, "\r\n", 2) < 0) {
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+/* Send the head (if not yet sent) and n body bytes with the chosen
+   framing.  `known_length` as for build_head.  Returns 0 or -1 (the
+   connection broke, or an exception is set). */
+static int
+send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
+           int64_t known_length)
+{
+    struct iovec iov[4];
+    int cnt = 0;
+    char size_line[32];
+
+    if (r->failed) {
+        return -1;
+    }
+    if (!r->headers_sent) {
+        ssize_t hlen = build_head(loop, r, known_length);
+        if (hlen < 0)
+            return -1;
+        iov[cnt].iov_base = loop->out;
+        iov[cnt++].iov_len = (size_t)hlen;
+        r->headers_sent = 1;
+    }
+    if (r->no_body) {
+        n = 0;
+    }
+    if (r->content_length >= 0 &&
+        (uint64_t)r->content_length - r->sent < n) {
+        if (r->sent + n > (uint64_t)r->content_length) {
+            upy_log(loop->srv, 30,
+                    "the app sent more than its Content-Length %lld; "
+                    "the excess was not sent",
+                    (long long)r->content_length);
+        }
+        n = (size_t)((uint64_t)r->content_length - r->sent);
+    }
+    if (n > 0) {
+        if (r->chunked) {
+            int sl = snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+            iov[cnt].iov_base = size_line;
+            iov[cnt++].iov_len = (size_t)sl;
+        }
+        iov[cnt].iov_base = (void *)p;
+        iov[cnt++].iov_len = n;
+        if (r->chunked) {
+            iov[cnt].iov_base = "\r\n";
+            iov[cnt++].iov_len = 2;
+        }
+    }
+    if (cnt == 0) {
+        return 0;
+    }
+    if (upy_send_all(loop->srv, r->conn->fd, iov, cnt) < 0) {
+        r->failed = 1;
+        return -1;
+    }
+    r->sent += n;
+    return 0;
+}
+
+static int
+send_body(upy_loop *loop, upy_response *r, const char *p, size_t n)
+{
+    if (n == 0 && r->headers_sent) {
+        return 0;
+    }
+    return send_chunk(loop, r, p, n, -1);
+}
+
+/* sendfile(2) the rest of a regular file.  Returns 1 when sent, 0 when the
+   object is not a regular file with a usable fileno() (the caller falls
+   back to iteration), -1 on failure. */
+static int
+try_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
+{
+#ifdef __linux__
+    PyObject *o;
+    int fd;
+    struct stat sb;
+    off_t offset;
+    uint64_t remaining;
+    upy_state *st = loop->st;
+
+    if (optional_attr(fw->filelike, st->s_fileno, &o) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (o == NULL)
+        return 0;
+    {
+        PyObject *v = PyObject_CallNoArgs(o);
+        Py_DECREF(o);
+        if (v == NULL) {
+            PyErr_Clear(); /* io.BytesIO raises UnsupportedOperation */
+            return 0;
+        }
+        fd = PyLong_AsLong(v);
+        Py_DECREF(v);
+        if (fd < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        return 0;
+    }
+    /* The Python file object's position, which its buffer may hold ahead
+       of the fd's offset. */
+    offset = -1;
+    if (optional_attr(fw->filelike, st->s_tell, &o) >= 0 &&
+        o != NULL) {
+        PyObject *v = PyObject_CallNoArgs(o);
+        Py_DECREF(o);
+        if (v != NULL) {
+            offset = (off_t)PyLong_AsLongLong(v);
+            Py_DECREF(v);
+        }
+    }
+    if (PyErr_Occurred() || offset < 0) {
+        PyErr_Clear();
+        offset = lseek(fd, 0, SEEK_CUR);
+        if (offset < 0)
+            return 0;
+    }
+    remaining = sb.st_size > offset ? (uint64_t)(sb.st_size - offset) : 0;
+    if (r->content_length >= 0 &&
+        (uint64_t)r->content_length - r->sent < remaining) {
+        remaining = (uint64_t)r->content_length - r->sent;
+    }
+    if (!r->headers_sent) {
+        /* The file's size is the body length when the app gave none. */
+        if (send_chunk(loop, r, NULL, 0, (int64_t)remaining) < 0)
+            return -1;
+    }
+    if (r->no_body) {
+        return 1;
+    }
+    if (r->chunked) {
+        /* Headers already went out chunked (write() was used first):
+           fall back to iteration. */
+        return 0;
+    }
+    while (remaining > 0) {
+        ssize_t n = sendfile(r->conn->fd, fd, &offset,
+                             remaining > (1u << 30) ? (1u << 30)
+                                                    : (size_t)remaining);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd pfd = {r->conn->fd, POLLOUT, 0};
+                int pr;
+                Py_BEGIN_ALLOW_THREADS
+                pr = poll(&pfd, 1, (int)(loop->srv->socket_timeout * 1000.0));
+                Py_END_ALLOW_THREADS
+                if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
+                    r->failed = 1;
+                    return -1;
+                }
+                continue;
+            }
+            r->failed = 1;
+            return -1;
+        }
+        if (n == 0) {
+            break; /* the file shrank */
+        }
+        remaining -= (uint64_t)n;
+        r->sent += (uint64_t)n;
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Sum of the lengths of a list/tuple of bytes, or -1 when it is anything
+   else: lets the server send Content-Length for the common
+   `return [body]`. */
+static int64_t
+sequence_length(PyObject *result)
+{
+    PyObject **items;
+    Py_ssize_t n;
+    int64_t total = 0;
+    if (PyList_CheckExact(result)) {
+        items = ((PyListObject *)result)->ob_item;
+        n = PyList_GET_SIZE(result);
+    }
+    else if (PyTuple_CheckExact(result)) {
+        items = ((PyTupleObject *)result)->ob_item;
+        n = PyTuple_GET_SIZE(result);
+    }
+    else {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(items[i]))
+            return -1;
+        total += PyBytes_GET_SIZE(items[i]);
+    }
+    return total;
+}
+
+static void
+access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
+           double started)
+{
+    upy_server *srv = loop->srv;
+    upy_state *st = loop->st;
+    char line[2048];
+    int len;
+    double ms = (upy_now() - started) * 1000.0;
+    const char *addr = "-", *method = "-", *uri = "-", *proto = "-";
+    Py_ssize_t ulen = 1;
+    PyObject *o;
+
+    if (srv->access_log_fd < 0) {
+        return;
+    }
+    o = PyDict_GetItemWithError(environ, st->k_REMOTE_ADDR);
+    if (o != NULL && PyUnicode_Check(o))
+        addr = PyUnicode_AsUTF8(o);
+    o = PyDict_GetItemWithError(environ, st->k_REQUEST_METHOD);
+    if (o != NULL && PyUnicode_Check(o))
+        method = PyUnicode_AsUTF8(o);
+    o = PyDict_GetItemWithError(environ, st->k_REQUEST_URI);
+    if (o != NULL && PyUnicode_Check(o))
+        uri = PyUnicode_AsUTF8AndSize(o, &ulen);
+    else {
+        o = PyDict_GetItemWithError(environ, st->k_PATH_INFO);
+        if (o != NULL && PyUnicode_Check(o))
+            uri = PyUnicode_AsUTF8AndSize(o, &ulen);
+    }
+    o = PyDict_GetItemWithError(environ, st->k_SERVER_PROTOCOL);
+    if (o != NULL && PyUnicode_Check(o))
+        proto = PyUnicode_AsUTF8(o);
+    if (PyErr_Occurred() || !addr || !method || !uri || !proto) {
+        PyErr_Clear();
+        return;
+    }
+    if (*addr == '\0')
+        addr = "-";
+    if (ulen > 1024)
+        ulen = 1024;
+    len = snprintf(line, sizeof line, "%s \"%.32s %.*s %.16s\" %d %llu %.3fms\n",
+                   addr, method, (int)ulen, uri, proto,
+                   r->status_code ? r->status_code : 500,
+                   (unsigned long long)r->sent, ms);
+    if (len > 0) {
+        if ((size_t)len >= sizeof line)
+            len = (int)sizeof line - 1;
+        (void)!write(srv->access_log_fd, line, (size_t)len);
+    }
+}
+
+/* Call result.close() if it has one (PEP 3333: always, also on errors). */
+static void
+close_result(upy_server *srv, PyObject *result)
+{
+    PyObject *meth = NULL, *r;
+    if (optional_attr(result, srv->st->s_close, &meth) < 0) {
+        upy_log_exception(srv, "error looking up the response's close()");
+        return;
+    }
+    if (meth == NULL)
+        return;
+    r = PyObject_CallNoArgs(meth);
+    Py_DECREF(meth);
+    if (r == NULL) {
+        upy_log_exception(srv, "error in the response's close()");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* Error response after the app failed before sending anything. */
+static void
+send_500(upy_loop *loop, upy_response *r)
+{
+    static const char body[] = "500 Internal Server Error\n";
+    char head[256];
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 500 Internal Server Error\r\n"
+                        "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+                        "%s\r\n",
+                        sizeof body - 1,
+                        r->keep_alive && !loop->srv->stopping &&
+                                r->proto == UPY_PROTO_HTTP
+                            ? ""
+                            : "Connection: close\r\n");
+    struct iovec iov[2] = {{head, (size_t)hlen},
+                           {(void *)body, r->no_body ? 0 : sizeof body - 1}};
+    r->status_code = 500;
+    r->headers_sent = 1;
+    if (upy_send_all(loop->srv, r->conn->fd, iov, 2) < 0) {
+        r->failed = 1;
+    }
+    r->sent = r->no_body ? 0 : sizeof body - 1;
+}
+
+int
+upy_run_app(upy_loop *loop, upy_conn *c, const upy_request *req,
+            PyObject *environ, double started)
+{
+    upy_server *srv = loop->srv;
+    upy_state *st = loop->st;
+    upy_response r;
+    upy_start_response *sr = NULL;
+    PyObject *result = NULL, *it = NULL, *item;
+    int64_t known = -1;
+    int ok = 0;
+
+    memset(&r, 0, sizeof r);
+    r.loop = loop;
+    r.conn = c;
+    r.content_length = -1;
+    r.keep_alive = c->keep_alive;
+    r.no_body = c->is_head;
+    r.minor_version = req->minor_version;
+    r.proto = req->proto;
+
+    sr = PyObject_New(upy_start_response, st->StartResponse_Type);
+    if (sr == NULL) {
+        upy_log_exception(srv, "cannot create start_response");
+        goto app_failed;
+    }
+    sr->resp = &r;
+
+    result = PyObject_CallFunctionObjArgs(srv->app, environ, (PyObject *)sr,
+                                          NULL);
+    if (result == NULL) {
+        upy_log_exception(srv, "exception in the WSGI app");
+        goto app_failed;
+    }
+
+    if (PyObject_TypeCheck(result, st->FileWrapper_Type) && r.status != NULL) {
+        int sf = try_sendfile(loop, &r, (upy_file_wrapper *)result);
+        if (sf < 0) {
+            if (PyErr_Occurred())
+                upy_log_exception(srv, "error sending a file");
+            goto finish;
+        }
+        if (sf > 0) {
+            ok = 1;
+            goto finish;
+        }
+    }
+
+    known = sequence_length(result);
+    it = PyObject_GetIter(result);
+    if (it == NULL) {
+        upy_log_exception(srv, "the WSGI app returned a non-iterable");
+        goto app_failed;
+    }
+    while ((item = PyIter_Next(it)) != NULL) {
+        int rc;
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError,
+                         "the WSGI app yielded %.100s, not bytes (PEP 3333)",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            upy_log_exception(srv, "bad response body");
+            goto app_failed;
+        }
+        if (r.status == NULL) {
+            Py_DECREF(item);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the WSGI app returned a body before calling "
+                            "start_response");
+            upy_log_exception(srv, "bad response");
+            goto app_failed;
+        }
+        if (PyBytes_GET_SIZE(item) == 0) {
+            Py_DECREF(item);
+            continue;
+        }
+        rc = send_chunk(loop, &r, PyBytes_AS_STRING(item),
+                        (size_t)PyBytes_GET_SIZE(item), known);
+        Py_DECREF(item);
+        if (rc < 0) {
+            if (PyErr_Occurred())
+                upy_log_exception(srv, "error sending the response");
+            goto finish;
+        }
+    }
+    if (PyErr_Occurred()) {
+        upy_log_exception(srv, "exception while iterating the response");
+        goto app_failed;
+    }
+    if (r.status == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the WSGI app never called start_response");
+        upy_log_exception(srv, "bad response");
+        goto app_failed;
+    }
+    if (!r.headers_sent) {
+        /* Empty body: the length is known to be 0. */
+        if (send_chunk(loop, &r, NULL, 0, 0) < 0) {
+            if (PyErr_Occurred())
+                upy_log_exception(srv, "error sending the response");
+            goto finish;
+        }
+    }
+    if (r.chunked && !r.failed) {
+        struct iovec end = {"0\r\n\r\n", 5};
+        if (upy_send_all(srv, c->fd, &end, 1) < 0)
+            r.failed = 1;
+    }
+    ok = !r.failed;
+    if (ok && !r.no_body && r.content_length >= 0 &&
+        r.sent < (uint64_t)r.content_length) {
+        upy_log(srv, 30, "the app sent %llu bytes of its Content-Length "
+                "%lld; closing the connection",
+                (unsigned long long)r.sent, (long long)r.content_length);
+        ok = 0;
+    }
+    goto finish;
+
+app_failed:
+    if (!r.headers_sent) {
+        send_500(loop, &r);
+        ok = !r.failed;
+    }
+    else {
+        ok = 0; /* mid-body: only closing the connection tells the client */
+        r.keep_alive = 0;
+    }
+
+finish:
+    if (PyErr_Occurred()) {
+        upy_log_exception(srv, "error in the response");
+    }
+    Py_XDECREF(it);
+    if (result != NULL) {
+        close_result(srv, result);
+        Py_DECREF(result);
+    }
+    if (sr != NULL) {
+        sr->resp = NULL;
+        Py_DECREF(sr);
+    }
+    access_log(loop, c, &r, environ, started);
+    Py_XDECREF(r.status);
+    Py_XDECREF(r.headers);
+    c->keep_alive = r.keep_alive;
+    return ok && r.keep_alive ? 0 : -1;
+}

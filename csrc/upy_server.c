@@ -1,0 +1,1196 @@
+/*
+ * upy_server.c - the Server type and its I/O loop.
+ *
+ * Python binds the listening sockets and hands their fds to Server(); each
+ * call of Server.serve_forever() runs one loop (its own epoll instance and
+ * connections) in the calling thread, so a worker may run several loops on
+ * the same listeners, one per thread.  The GIL is held while parsing and
+ * while the app runs, and released while waiting in epoll_wait()/poll().
+ *
+ * A connection reads its request head (HTTP or uwsgi packet), then its body
+ * into memory or, past post-buffering, into an unlinked temporary file; only
+ * then is the app called, so a slow client never holds the loop and
+ * wsgi.input never blocks.
+ */
+#include "upy_core.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#endif
+
+#ifndef EPOLLEXCLUSIVE
+#define EPOLLEXCLUSIVE 0
+#endif
+
+#define UPY_INITIAL_BUF 8192
+#define UPY_BODY_READ 65536     /* read size while receiving a body */
+#define UPY_MAX_EVENTS 64
+#define UPY_ACCEPT_BATCH 16     /* accepts per wake-up: leave some for peers */
+#define UPY_LINGER_SECONDS 2.0  /* drain time after an error response */
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+/* ------------------------------------------------------------------ */
+
+void
+upy_log(upy_server *srv, int level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    PyObject *exc_type, *exc_value, *exc_tb, *r;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* Logging must not clobber an exception being handled. */
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    r = PyObject_CallFunction(srv->logger, "isO", level, msg, Py_None);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(srv->logger);
+    }
+    Py_XDECREF(r);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+void
+upy_log_exception(upy_server *srv, const char *what)
+{
+    PyObject *exc_type, *exc_value, *exc_tb, *r;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
+    if (exc_value != NULL && exc_tb != NULL) {
+        PyException_SetTraceback(exc_value, exc_tb);
+    }
+    r = PyObject_CallFunction(srv->logger, "isO", 40, what,
+                              exc_value ? exc_value : Py_None);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(srv->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(exc_type);
+    Py_XDECREF(exc_value);
+    Py_XDECREF(exc_tb);
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+/* ------------------------------------------------------------------ */
+
+int
+upy_send_all(upy_server *srv, int fd, struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg;
+    while (iovcnt > 0) {
+        ssize_t n;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)iovcnt;
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd pfd = {fd, POLLOUT, 0};
+                int pr;
+                int timeout_ms = (int)(srv->socket_timeout * 1000.0);
+                Py_BEGIN_ALLOW_THREADS
+                pr = poll(&pfd, 1, timeout_ms);
+                Py_END_ALLOW_THREADS
+                if (pr < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
+                    return -1;  /* stalled past socket-timeout, or gone */
+                }
+                continue;
+            }
+            return -1;
+        }
+        /* Advance past what was written. */
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+static int
+send_text(upy_server *srv, int fd, const char *text)
+{
+    struct iovec iov = {(void *)text, strlen(text)};
+    return upy_send_all(srv, fd, &iov, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+static void
+body_reset(upy_conn *c)
+{
+    free(c->body_mem);
+    c->body_mem = NULL;
+    c->body_cap = 0;
+    c->body_len = 0;
+    if (c->body_fd >= 0) {
+        close(c->body_fd);
+        c->body_fd = -1;
+    }
+}
+
+static void
+conn_close(upy_loop *loop, upy_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        loop->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    loop->nconns--;
+    if (loop->epfd >= 0) {
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    }
+    close(c->fd);
+    body_reset(c);
+    free(c->buf);
+    Py_XDECREF(c->remote_addr);
+    Py_XDECREF(c->remote_port);
+    free(c);
+}
+
+/* After an error response: stop writing, drain what the client still sends
+   for a moment so the kernel does not answer it with a RST that destroys
+   the response in flight (RFC 9112 §9.6). */
+static void
+conn_linger(upy_loop *loop, upy_conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = UPY_CONN_LINGER;
+    c->len = 0;
+    c->deadline = upy_now() + UPY_LINGER_SECONDS;
+}
+
+static const char *
+status_line(int status)
+{
+    switch (status) {
+    case 400: return "400 Bad Request";
+    case 408: return "408 Request Timeout";
+    case 411: return "411 Length Required";
+    case 413: return "413 Content Too Large";
+    case 414: return "414 URI Too Long";
+    case 431: return "431 Request Header Fields Too Large";
+    case 500: return "500 Internal Server Error";
+    case 501: return "501 Not Implemented";
+    case 503: return "503 Service Unavailable";
+    case 505: return "505 HTTP Version Not Supported";
+    default: return "400 Bad Request";
+    }
+}
+
+const char *
+upy_status_text(int status)
+{
+    return status_line(status);
+}
+
+void
+upy_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
+{
+    char head[256], body[256];
+    int blen = snprintf(body, sizeof body, "%s: %s\n", status_line(status),
+                        reason ? reason : "bad request");
+    int hlen;
+    struct iovec iov[2];
+    if (blen < 0 || (size_t)blen >= sizeof body) {
+        blen = (int)sizeof body - 1;
+    }
+    hlen = snprintf(head, sizeof head,
+                    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
+                    "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                    status_line(status), blen);
+    iov[0].iov_base = head;
+    iov[0].iov_len = (size_t)hlen;
+    iov[1].iov_base = body;
+    iov[1].iov_len = (size_t)blen;
+    (void)upy_send_all(srv, c->fd, iov, 2);
+}
+
+/* Reject the request on c with status and reason, log it, and linger. */
+static void
+conn_reject(upy_loop *loop, upy_conn *c, int status, const char *reason)
+{
+    upy_server *srv = loop->srv;
+    upy_log(srv, 30, "%s from %s on %s: %s", status_line(status),
+            c->addr_text, PyUnicode_AsUTF8(c->lst->name), reason);
+    upy_send_error(srv, c, status, reason);
+    conn_linger(loop, c);
+}
+
+static int
+buf_reserve(upy_conn *c, size_t need)
+{
+    size_t cap;
+    char *nb;
+    if (c->cap - c->len >= need) {
+        return 0;
+    }
+    cap = c->cap ? c->cap : UPY_INITIAL_BUF;
+    while (cap - c->len < need) {
+        cap *= 2;
+    }
+    nb = realloc(c->buf, cap);
+    if (nb == NULL) {
+        return -1;
+    }
+    c->buf = nb;
+    c->cap = cap;
+    return 0;
+}
+
+/* An unlinked temporary file for a body over post-buffering. */
+static int
+open_spill_file(upy_server *srv)
+{
+    const char *dir = NULL;
+    int fd;
+    if (srv->tmpdir != Py_None) {
+        dir = PyUnicode_AsUTF8(srv->tmpdir);
+    }
+    if (dir == NULL) {
+        PyErr_Clear();
+        dir = getenv("TMPDIR");
+        if (dir == NULL || *dir == '\0')
+            dir = "/tmp";
+    }
+#ifdef O_TMPFILE
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        return fd;
+    }
+#endif
+    {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/uwsgipy-body-XXXXXX", dir);
+        fd = mkstemp(path);
+        if (fd >= 0) {
+            unlink(path);
+            (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    return fd;
+}
+
+static int
+write_full(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Append n body bytes; spills to a temporary file past post-buffering. */
+static int
+body_sink(upy_loop *loop, upy_conn *c, const char *p, size_t n)
+{
+    upy_server *srv = loop->srv;
+    if (n == 0) {
+        return 0;
+    }
+    if (c->body_fd < 0 && c->body_len + n > srv->post_buffering) {
+        c->body_fd = open_spill_file(srv);
+        if (c->body_fd < 0 ||
+            write_full(c->body_fd, c->body_mem, (size_t)c->body_len) < 0) {
+            upy_log(srv, 40, "cannot spill a request body to a temporary "
+                    "file: %s (post-buffering is %llu bytes)", strerror(errno),
+                    (unsigned long long)srv->post_buffering);
+            return -1;
+        }
+        free(c->body_mem);
+        c->body_mem = NULL;
+        c->body_cap = 0;
+    }
+    if (c->body_fd >= 0) {
+        if (write_full(c->body_fd, p, n) < 0) {
+            upy_log(srv, 40, "cannot write a request body to its temporary "
+                    "file: %s", strerror(errno));
+            return -1;
+        }
+    }
+    else {
+        if (c->body_cap - c->body_len < n) {
+            size_t cap = c->body_cap ? c->body_cap : 4096;
+            char *nb;
+            if (c->content_length > 0 &&
+                (uint64_t)c->content_length <= srv->post_buffering) {
+                cap = (size_t)c->content_length;
+            }
+            while (cap - c->body_len < n)
+                cap *= 2;
+            nb = realloc(c->body_mem, cap);
+            if (nb == NULL)
+                return -1;
+            c->body_mem = nb;
+            c->body_cap = cap;
+        }
+        memcpy(c->body_mem + c->body_len, p, n);
+    }
+    c->body_len += n;
+    return 0;
+}
+
+/* New reference: the wsgi.input object for the body received on c. */
+static PyObject *
+make_input(upy_loop *loop, upy_conn *c)
+{
+    upy_state *st = loop->st;
+    if (c->body_fd >= 0) {
+        PyObject *f;
+        if (lseek(c->body_fd, 0, SEEK_SET) < 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        f = PyObject_CallFunction(st->io_open, "isi", c->body_fd, "rb",
+                                  1 << 16);
+        if (f != NULL) {
+            c->body_fd = -1;  /* the file object owns it now */
+        }
+        return f;
+    }
+    if (c->body_len == 0) {
+        return PyObject_CallNoArgs(st->io_BytesIO);
+    }
+    {
+        PyObject *b = PyBytes_FromStringAndSize(c->body_mem,
+                                                (Py_ssize_t)c->body_len);
+        PyObject *f;
+        if (b == NULL)
+            return NULL;
+        f = PyObject_CallOneArg(st->io_BytesIO, b);
+        Py_DECREF(b);
+        return f;
+    }
+}
+
+/* Parse the head at c->buf[0..len).  Returns the head length, INCOMPLETE,
+   or ERROR (after rejecting the request). */
+static ssize_t
+parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
+{
+    upy_server *srv = loop->srv;
+    memset(req, 0, sizeof *req);
+    req->fields = loop->fields;
+    req->fields_cap = loop->fields_cap;
+    if (c->lst->proto == UPY_PROTO_HTTP) {
+        ssize_t rc = upy_http_parse_request(c->buf, len, c->last_len, req,
+                                            &srv->limits);
+        if (rc == UPY_PARSE_INCOMPLETE) {
+            c->last_len = len;
+        }
+        else if (rc == UPY_PARSE_ERROR) {
+            conn_reject(loop, c, req->error_status, req->error_reason);
+        }
+        return rc;
+    }
+    else {
+        upy_uwsgi_header h;
+        if (len >= 4 && upy_uwsgi_looks_like_http(c->buf, len)) {
+            conn_reject(loop, c, 400,
+                        "this looks like an HTTP request on a uwsgi socket; "
+                        "point HTTP clients and proxy_pass at an http-socket, "
+                        "and nginx's uwsgi_pass at a socket");
+            return UPY_PARSE_ERROR;
+        }
+        if (upy_uwsgi_parse_header((const unsigned char *)c->buf, len, &h) !=
+            UPY_UWSGI_HEADER_SIZE) {
+            return UPY_PARSE_INCOMPLETE;
+        }
+        if (h.modifier1 != 0) {
+            upy_log(srv, 30, "uwsgi packet with modifier1 %u from %s on %s: "
+                    "only modifier1 0 (WSGI) is served; closing",
+                    (unsigned)h.modifier1, c->addr_text,
+                    PyUnicode_AsUTF8(c->lst->name));
+            conn_linger(loop, c);
+            return UPY_PARSE_ERROR;
+        }
+        if (h.datasize == 0) {
+            conn_reject(loop, c, 400, "uwsgi packet with datasize 0");
+            return UPY_PARSE_ERROR;
+        }
+        if (h.datasize > srv->limits.max_head) {
+            char reason[160];
+            snprintf(reason, sizeof reason,
+                     "uwsgi packet vars of %u bytes exceed buffer-size %zu; "
+                     "raise buffer-size (at most 65535)",
+                     (unsigned)h.datasize, srv->limits.max_head);
+            conn_reject(loop, c, 431, reason);
+            return UPY_PARSE_ERROR;
+        }
+        if (len < (size_t)UPY_UWSGI_HEADER_SIZE + h.datasize) {
+            return UPY_PARSE_INCOMPLETE;
+        }
+        if (upy_uwsgi_parse_vars(c->buf + UPY_UWSGI_HEADER_SIZE, h.datasize,
+                                 req, &srv->limits) != 0) {
+            conn_reject(loop, c, req->error_status ? req->error_status : 400,
+                        req->error_reason ? req->error_reason
+                                          : "invalid uwsgi vars");
+            return UPY_PARSE_ERROR;
+        }
+        if (req->method.len == 0) {
+            conn_reject(loop, c, 400, "uwsgi packet without REQUEST_METHOD");
+            return UPY_PARSE_ERROR;
+        }
+        return (ssize_t)(UPY_UWSGI_HEADER_SIZE + h.datasize);
+    }
+}
+
+/* Returns 0 to keep the connection, -1 when it was closed (c is freed). */
+static int
+dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
+{
+    upy_server *srv = loop->srv;
+    PyObject *input = NULL, *environ = NULL;
+    double started = upy_now();
+    int keep = -1;
+
+    input = make_input(loop, c);
+    if (input == NULL) {
+        upy_log_exception(srv, "cannot create wsgi.input");
+        upy_send_error(srv, c, 500, "internal error");
+        goto done;
+    }
+    environ = upy_build_environ(loop, c, req, input);
+    if (environ == NULL) {
+        upy_log_exception(srv, "cannot build the environ");
+        upy_send_error(srv, c, 500, "internal error");
+        goto done;
+    }
+    keep = upy_run_app(loop, c, req, environ, started);
+done:
+    Py_XDECREF(environ);
+    Py_XDECREF(input);
+    body_reset(c);
+    srv->requests++;
+    c->requests++;
+    if (keep < 0 || !c->keep_alive || srv->stopping) {
+        conn_close(loop, c);
+        return -1;
+    }
+    /* Keep-alive: the next (maybe pipelined) request starts at head_len. */
+    memmove(c->buf, c->buf + c->head_len, c->len - c->head_len);
+    c->len -= c->head_len;
+    c->head_len = 0;
+    c->last_len = 0;
+    c->state = UPY_CONN_HEAD;
+    c->deadline = upy_now() + (c->len ? srv->socket_timeout
+                                      : srv->keepalive_timeout);
+    return 0;
+}
+
+/* Consume body bytes sitting after the head.  Returns 1 when the body is
+   complete, 0 when more is needed, -1 when the connection was rejected. */
+static int
+consume_body(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    char *p = c->buf + c->head_len;
+    size_t avail = c->len - c->head_len;
+
+    if (!c->chunked) {
+        uint64_t want = (uint64_t)c->content_length - c->body_len;
+        size_t take = avail < want ? avail : (size_t)want;
+        if (body_sink(loop, c, p, take) < 0) {
+            conn_reject(loop, c, 500, "cannot store the request body");
+            return -1;
+        }
+        memmove(p, p + take, avail - take);
+        c->len -= take;
+        return c->body_len == (uint64_t)c->content_length;
+    }
+    else {
+        size_t dlen = avail;
+        ssize_t rc = upy_chunked_decode(&c->chunk, p, &dlen,
+                                        srv->limits.limit_post);
+        if (rc == UPY_PARSE_ERROR) {
+            conn_reject(loop, c, c->chunk.error_status ? c->chunk.error_status
+                                                       : 400,
+                        c->chunk.error_reason ? c->chunk.error_reason
+                                              : "bad chunked body");
+            return -1;
+        }
+        if (body_sink(loop, c, p, dlen) < 0) {
+            conn_reject(loop, c, 500, "cannot store the request body");
+            return -1;
+        }
+        if (rc >= 0) {
+            memmove(p, p + dlen, (size_t)rc);
+            c->len = c->head_len + (size_t)rc;
+            return 1;
+        }
+        c->len = c->head_len;
+        return 0;
+    }
+}
+
+/* Drive c's state machine over the bytes in its buffer.
+   Returns 0, or -1 when c was closed and freed. */
+static int
+conn_process(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    upy_request req;
+
+    for (;;) {
+        if (c->state == UPY_CONN_HEAD) {
+            ssize_t rc;
+            if (c->len == 0) {
+                return 0;
+            }
+            rc = parse_head(loop, c, &req, c->len);
+            if (rc == UPY_PARSE_INCOMPLETE) {
+                if (c->len > srv->limits.max_head + UPY_UWSGI_HEADER_SIZE) {
+                    conn_reject(loop, c, 431, "request head too large "
+                                "(buffer-size)");
+                }
+                return 0;
+            }
+            if (rc == UPY_PARSE_ERROR) {
+                return 0;  /* rejected: lingering */
+            }
+            c->head_len = (size_t)rc;
+            c->chunked = req.chunked;
+            c->content_length = req.chunked ? -1
+                                : req.content_length < 0 ? 0
+                                : req.content_length;
+            c->keep_alive = req.keep_alive;
+            c->is_head = req.is_head;
+            c->body_len = 0;
+            if (!c->chunked && c->content_length == 0) {
+                if (dispatch(loop, c, &req) < 0) {
+                    return -1;
+                }
+                continue;
+            }
+            if (c->chunked) {
+                upy_chunked_init(&c->chunk);
+            }
+            if (req.expect_continue && c->len == c->head_len &&
+                send_text(srv, c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
+                conn_close(loop, c);
+                return -1;
+            }
+            c->state = UPY_CONN_BODY;
+        }
+        if (c->state == UPY_CONN_BODY) {
+            int done = consume_body(loop, c);
+            ssize_t rc;
+            if (done <= 0) {
+                return 0;
+            }
+            /* The head is still intact at buf[0..head_len): parse it again
+               for the field slices. */
+            c->last_len = 0;
+            rc = parse_head(loop, c, &req, c->head_len);
+            if (rc < 0) {
+                return 0;
+            }
+            if (dispatch(loop, c, &req) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        return 0; /* LINGER */
+    }
+}
+
+static void
+conn_readable(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    size_t want = c->state == UPY_CONN_BODY ? UPY_BODY_READ : 4096;
+    ssize_t n;
+
+    if (c->state == UPY_CONN_LINGER) {
+        char sink[4096];
+        n = read(c->fd, sink, sizeof sink);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_close(loop, c);
+        }
+        return;
+    }
+    if (buf_reserve(c, want) < 0) {
+        upy_log(srv, 40, "out of memory reading from %s", c->addr_text);
+        conn_close(loop, c);
+        return;
+    }
+    n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            conn_close(loop, c);
+        }
+        return;
+    }
+    if (n == 0) {
+        if (c->state == UPY_CONN_BODY) {
+            upy_log(srv, 30, "client %s closed the connection before "
+                    "sending the whole body (%llu bytes received)",
+                    c->addr_text, (unsigned long long)c->body_len);
+        }
+        conn_close(loop, c);
+        return;
+    }
+    c->len += (size_t)n;
+    c->deadline = upy_now() + srv->socket_timeout;
+    (void)conn_process(loop, c);
+}
+
+static void
+accept_ready(upy_loop *loop, upy_listener *lst)
+{
+    upy_server *srv = loop->srv;
+    for (int i = 0; i < UPY_ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        struct epoll_event ev;
+        upy_conn *c;
+        int fd = accept4(lst->fd, (struct sockaddr *)&ss, &slen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                errno != ECONNABORTED) {
+                upy_log(srv, 40, "accept() on %s: %s",
+                        PyUnicode_AsUTF8(lst->name), strerror(errno));
+            }
+            return;
+        }
+        c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        c->ev = UPY_EV_CONN;
+        c->fd = fd;
+        c->lst = lst;
+        c->body_fd = -1;
+        c->state = UPY_CONN_HEAD;
+        c->deadline = upy_now() + srv->socket_timeout;
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+            char host[INET6_ADDRSTRLEN] = "";
+            unsigned port;
+            int one = 1;
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (ss.ss_family == AF_INET) {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+                port = ntohs(a->sin_port);
+            }
+            else {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+                port = ntohs(a->sin6_port);
+            }
+            snprintf(c->addr_text, sizeof c->addr_text, "%s:%u", host, port);
+            if (lst->proto == UPY_PROTO_HTTP) {
+                c->remote_addr = PyUnicode_FromString(host);
+                c->remote_port = PyUnicode_FromFormat("%u", port);
+            }
+        }
+        else {
+            snprintf(c->addr_text, sizeof c->addr_text, "unix socket");
+            if (lst->proto == UPY_PROTO_HTTP) {
+                c->remote_addr = Py_NewRef(loop->st->s_empty);
+                c->remote_port = Py_NewRef(loop->st->s_empty);
+            }
+        }
+        if (lst->proto == UPY_PROTO_HTTP &&
+            (c->remote_addr == NULL || c->remote_port == NULL)) {
+            PyErr_Clear();
+            Py_XDECREF(c->remote_addr);
+            Py_XDECREF(c->remote_port);
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = loop->conns;
+        if (loop->conns)
+            loop->conns->prev = c;
+        loop->conns = c;
+        loop->nconns++;
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.ptr = c;
+        if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            conn_close(loop, c);
+        }
+    }
+}
+
+static void
+sweep_timeouts(upy_loop *loop, double now)
+{
+    upy_conn *c = loop->conns, *next;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (c->deadline <= 0 || now < c->deadline) {
+            continue;
+        }
+        if (c->state == UPY_CONN_BODY ||
+            (c->state == UPY_CONN_HEAD && c->len > 0)) {
+            conn_reject(loop, c, 408, "client too slow sending the request "
+                        "(socket-timeout)");
+            continue;
+        }
+        conn_close(loop, c);
+    }
+}
+
+/* Graceful stop: stop accepting, close idle connections. */
+static void
+loop_stop_listening(upy_loop *loop)
+{
+    upy_server *srv = loop->srv;
+    upy_conn *c, *next;
+    if (loop->listening) {
+        for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
+            epoll_ctl(loop->epfd, EPOLL_CTL_DEL, srv->listeners[i].fd, NULL);
+        }
+        loop->listening = 0;
+    }
+    for (c = loop->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == UPY_CONN_HEAD && c->len == 0) {
+            conn_close(loop, c);
+        }
+    }
+}
+
+static void
+loop_free(upy_loop *loop)
+{
+    while (loop->conns != NULL) {
+        conn_close(loop, loop->conns);
+    }
+    if (loop->epfd >= 0) {
+        close(loop->epfd);
+        loop->epfd = -1;
+    }
+    free(loop->fields);
+    free(loop->scratch);
+    free(loop->out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Server type                                                         */
+/* ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(server_doc,
+"Server(app, listeners, *, logger, buffer_size=65535, max_fields=100,\n"
+"       limit_post=0, post_buffering=1048576, socket_timeout=4.0,\n"
+"       keepalive_timeout=5.0, access_log_fd=-1, multithread=False,\n"
+"       multiprocess=False, errors=None, tmpdir=None)\n"
+"--\n\n"
+"The request path of one worker.\n\n"
+"app: the WSGI callable (PEP 3333).\n"
+"listeners: sequence of (fd, proto, server_name, server_port, name): an\n"
+"  already bound and listening socket fd (the Server does not own it),\n"
+"  PROTO_HTTP or PROTO_UWSGI, the SERVER_NAME/SERVER_PORT strings for the\n"
+"  environ, and a name for logs.\n"
+"logger: callable(level: int, message: str, exc: BaseException | None)\n"
+"  with logging's level numbers; access log lines are written to\n"
+"  access_log_fd directly (-1: off, uWSGI's disable-logging).\n"
+"buffer_size: largest HTTP head / uwsgi vars block, bytes (buffer-size).\n"
+"limit_post: largest request body, bytes, 0 unlimited (limit-post): 413.\n"
+"post_buffering: bodies above this many bytes spill to a temporary file.\n"
+"socket_timeout: seconds a client may stall sending or receiving.\n"
+"keepalive_timeout: seconds an idle keep-alive connection is kept.\n"
+"errors: the wsgi.errors stream (default sys.stderr).");
+
+static int
+server_init(upy_server *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"app", "listeners", "logger", "buffer_size",
+                             "max_fields", "limit_post", "post_buffering",
+                             "socket_timeout", "keepalive_timeout",
+                             "access_log_fd", "multithread", "multiprocess",
+                             "errors", "tmpdir", NULL};
+    PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
+    PyObject *seq = NULL;
+    Py_ssize_t buffer_size = 65535, max_fields = 100;
+    unsigned long long limit_post = 0, post_buffering = 1 << 20;
+    double socket_timeout = 4.0, keepalive_timeout = 5.0;
+    int access_log_fd = -1, multithread = 0, multiprocess = 0;
+    upy_state *st;
+
+    if (self->listeners != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOO", kwlist,
+                                     &app, &listeners, &logger, &buffer_size,
+                                     &max_fields, &limit_post, &post_buffering,
+                                     &socket_timeout, &keepalive_timeout,
+                                     &access_log_fd, &multithread,
+                                     &multiprocess, &errors, &tmpdir)) {
+        return -1;
+    }
+    if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
+        PyErr_SetString(PyExc_TypeError, "app and logger must be callable");
+        return -1;
+    }
+    if (buffer_size < 64 || buffer_size > 1 << 24 || max_fields < 1 ||
+        max_fields > 65535 || socket_timeout <= 0 || keepalive_timeout < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit out of range");
+        return -1;
+    }
+    st = upy_get_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        return -1;
+    }
+    if (errors == Py_None) {
+        errors = PySys_GetObject("stderr"); /* borrowed */
+        if (errors == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "no sys.stderr");
+            return -1;
+        }
+    }
+    self->st = st;
+    self->app = Py_NewRef(app);
+    self->logger = Py_NewRef(logger);
+    self->tmpdir = Py_NewRef(tmpdir);
+    self->limits.max_head = (size_t)buffer_size;
+    self->limits.max_fields = (size_t)max_fields;
+    self->limits.limit_post = limit_post;
+    self->post_buffering = post_buffering;
+    self->socket_timeout = socket_timeout;
+    self->keepalive_timeout = keepalive_timeout;
+    self->access_log_fd = access_log_fd;
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wake_fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+
+    seq = PySequence_Fast(listeners, "listeners must be a sequence");
+    if (seq == NULL) {
+        return -1;
+    }
+    self->nlisteners = PySequence_Fast_GET_SIZE(seq);
+    self->listeners = PyMem_Calloc((size_t)self->nlisteners + 1,
+                                   sizeof(upy_listener));
+    if (self->listeners == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
+        upy_listener *l = &self->listeners[i];
+        int fd, proto;
+        const char *sname, *sport;
+        PyObject *name;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iissU", &fd,
+                              &proto, &sname, &sport, &name)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        l->ev = UPY_EV_LISTENER;
+        l->fd = fd;
+        l->proto = proto == UPY_PROTO_UWSGI ? UPY_PROTO_UWSGI : UPY_PROTO_HTTP;
+        l->name = Py_NewRef(name);
+        l->base_environ = upy_build_base_environ(st, l, sname, sport,
+                                                 multithread, multiprocess,
+                                                 errors);
+        if (l->base_environ == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+PyDoc_STRVAR(serve_forever_doc,
+"serve_forever(wakeup_fd=-1)\n--\n\n"
+"Run one I/O loop in the calling thread until stop() is called (or a\n"
+"signal handler raises).  wakeup_fd: the read end of the pipe given to\n"
+"signal.set_wakeup_fd(), so signals interrupt the wait at once.\n"
+"Returns None after a graceful stop, once in-flight requests are done.");
+
+static PyObject *
+server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"wakeup_fd", NULL};
+    int wakeup_fd = -1;
+    upy_loop loop;
+    upy_ev_kind wake_tag = UPY_EV_WAKE;
+    struct epoll_event events[UPY_MAX_EVENTS];
+    struct epoll_event ev;
+    double last_sweep;
+    PyObject *result = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", kwlist, &wakeup_fd)) {
+        return NULL;
+    }
+    if (self->listeners == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Server not initialised");
+        return NULL;
+    }
+    memset(&loop, 0, sizeof loop);
+    loop.srv = self;
+    loop.st = self->st;
+    loop.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop.epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    loop.fields_cap = self->limits.max_fields;
+    loop.fields = calloc(loop.fields_cap, sizeof(upy_field));
+    loop.scratch_cap = self->limits.max_head + 16;
+    loop.scratch = malloc(loop.scratch_cap);
+    loop.out_cap = 4096;
+    loop.out = malloc(loop.out_cap);
+    if (loop.fields == NULL || loop.scratch == NULL || loop.out == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.ptr = &self->listeners[i];
+        if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, self->listeners[i].fd,
+                      &ev) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto error;
+        }
+    }
+    loop.listening = 1;
+    ev.events = EPOLLIN;
+    ev.data.ptr = &wake_tag;
+    if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, self->wake_fd, &ev) < 0 ||
+        (wakeup_fd >= 0 &&
+         epoll_ctl(loop.epfd, EPOLL_CTL_ADD, wakeup_fd, &ev) < 0)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    self->active_loops++;
+    last_sweep = upy_now();
+
+    for (;;) {
+        int n, timeout_ms = 1000;
+        double now;
+        if (self->stopping) {
+            loop_stop_listening(&loop);
+            if (loop.nconns == 0 || self->stopping > 1 ||
+                upy_now() > self->stop_deadline) {
+                break;
+            }
+            timeout_ms = 100;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(loop.epfd, events, UPY_MAX_EVENTS, timeout_ms);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno != EINTR) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto loop_error;
+            }
+            n = 0;
+        }
+        for (int i = 0; i < n; i++) {
+            upy_ev_kind kind = *(upy_ev_kind *)events[i].data.ptr;
+            if (kind == UPY_EV_CONN) {
+                conn_readable(&loop, (upy_conn *)events[i].data.ptr);
+            }
+            else if (kind == UPY_EV_LISTENER) {
+                if (!self->stopping)
+                    accept_ready(&loop, (upy_listener *)events[i].data.ptr);
+            }
+            else {
+                char drain[64];
+                if (wakeup_fd >= 0)
+                    while (read(wakeup_fd, drain, sizeof drain) > 0) {
+                    }
+                /* the eventfd stays readable while stopping: that is
+                   fine, every loop must see it */
+            }
+            if (PyErr_Occurred()) {
+                /* A bug in the glue: never swallow it. */
+                goto loop_error;
+            }
+        }
+        if (PyErr_CheckSignals() < 0) {
+            goto loop_error;
+        }
+        now = upy_now();
+        if (now - last_sweep >= 1.0) {
+            sweep_timeouts(&loop, now);
+            last_sweep = now;
+        }
+    }
+    result = Py_NewRef(Py_None);
+loop_error:
+    self->active_loops--;
+error:
+    loop_free(&loop);
+    return result;
+}
+
+PyDoc_STRVAR(stop_doc,
+"stop(graceful=True, timeout=60.0)\n--\n\n"
+"Ask every loop to stop; safe from signal handlers and other threads.\n"
+"Graceful: stop accepting, close idle connections, finish requests in\n"
+"flight for at most timeout seconds.  Otherwise stop at once.");
+
+static PyObject *
+server_stop(upy_server *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"graceful", "timeout", NULL};
+    int graceful = 1;
+    double timeout = 60.0;
+    uint64_t one = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd", kwlist, &graceful,
+                                     &timeout)) {
+        return NULL;
+    }
+    if (graceful) {
+        if (self->stopping == 0) {
+            self->stopping = 1;
+            self->stop_deadline = upy_now() + timeout;
+        }
+    }
+    else {
+        self->stopping = 2;
+    }
+    if (self->wake_fd >= 0 && write(self->wake_fd, &one, sizeof one) < 0 &&
+        errno != EAGAIN) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+server_get_requests(upy_server *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->requests);
+}
+
+static PyObject *
+server_get_stopping(upy_server *self, void *closure)
+{
+    return PyBool_FromLong(self->stopping != 0);
+}
+
+static int
+server_traverse(upy_server *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->app);
+    Py_VISIT(self->logger);
+    return 0;
+}
+
+static int
+server_clear(upy_server *self)
+{
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->logger);
+    return 0;
+}
+
+static void
+server_dealloc(upy_server *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    server_clear(self);
+    Py_CLEAR(self->tmpdir);
+    if (self->listeners != NULL) {
+        for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
+            Py_CLEAR(self->listeners[i].base_environ);
+            Py_CLEAR(self->listeners[i].name);
+        }
+        PyMem_Free(self->listeners);
+    }
+    if (self->wake_fd >= 0) {
+        close(self->wake_fd);
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    upy_server *self = (upy_server *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->wake_fd = -1;
+        self->access_log_fd = -1;
+    }
+    return (PyObject *)self;
+}
+
+static PyMethodDef server_methods[] = {
+    {"serve_forever", (PyCFunction)(void (*)(void))server_serve_forever,
+     METH_VARARGS | METH_KEYWORDS, serve_forever_doc},
+    {"stop", (PyCFunction)(void (*)(void))server_stop,
+     METH_VARARGS | METH_KEYWORDS, stop_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef server_getset[] = {
+    {"requests", (getter)server_get_requests, NULL,
+     "Requests served by all loops of this server (int).", NULL},
+    {"stopping", (getter)server_get_stopping, NULL,
+     "True once stop() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot server_slots[] = {
+    {Py_tp_doc, (void *)server_doc},
+    {Py_tp_new, server_new},
+    {Py_tp_init, server_init},
+    {Py_tp_dealloc, server_dealloc},
+    {Py_tp_traverse, server_traverse},
+    {Py_tp_clear, server_clear},
+    {Py_tp_methods, server_methods},
+    {Py_tp_getset, server_getset},
+    {0, NULL},
+};
+
+PyType_Spec upy_server_spec = {
+    .name = "uwsgipy._core.Server",
+    .basicsize = sizeof(upy_server),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = server_slots,
+};

@@ -1,0 +1,32 @@
+"""Build the C core (uwsgipy._core) from csrc/.
+
+The pure-C parsers (upy_http.c, upy_uwsgi.c) and the CPython glue are
+compiled into one extension; project metadata lives in pyproject.toml.
+"""
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-Wno-missing-field-initializers", "-fvisibility=hidden",
+          "-D_GNU_SOURCE"]
+if os.environ.get("UWSGIPY_DEBUG"):
+    CFLAGS += ["-O0", "-g", "-UNDEBUG"]
+else:
+    CFLAGS += ["-O2"]
+
+sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
+
+setup(
+    ext_modules=[
+        Extension(
+            "uwsgipy._core",
+            sources=sources,
+            include_dirs=["csrc"],
+            extra_compile_args=CFLAGS if sys.platform != "win32" else [],
+            depends=glob.glob(os.path.join("csrc", "*.h")),
+        )
+    ],
+)

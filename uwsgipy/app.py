@@ -1,0 +1,123 @@
+"""Loading the WSGI application: ``wsgi-file``, ``module``, ``callable``.
+
+Mirrors uWSGI's options of the same names: ``chdir`` and ``pythonpath`` are
+applied first, then either a file is executed as a module (``wsgi-file``) or
+a module is imported (``module``, ``pkg.mod:callable`` or ``pkg.mod``).
+
+A failure raises :class:`AppLoadError`; an exception raised *inside* the
+user's module (including an ImportError of one of its own imports) is kept
+as the error's ``__cause__`` so its own traceback is shown, never reported
+as "module not found".
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Any, Callable, Optional, Sequence
+
+__all__ = ["AppLoadError", "prepare_path", "load_app"]
+
+WSGIApp = Callable[..., Any]
+
+
+class AppLoadError(Exception):
+    """The application could not be loaded; the message says which option
+    and what went wrong.  ``__cause__`` holds the app's own exception, if
+    any."""
+
+
+def prepare_path(chdir: Optional[str], pythonpath: Sequence[str]) -> None:
+    """Apply uWSGI's ``chdir`` and ``pythonpath`` (prepended to sys.path,
+    in the order given).  Raises AppLoadError for a missing directory."""
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise AppLoadError(f"chdir: cannot change to {chdir!r}: {exc.strerror}") from None
+    for entry in reversed(list(pythonpath)):
+        path = os.path.abspath(entry)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    # Like `python -m`, the working directory is importable.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _load_file(path: str) -> ModuleType:
+    """Execute a wsgi-file as a fresh module named after the file (uWSGI
+    names it ``uwsgi_file_<mangled path>``; we use the file's stem)."""
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise AppLoadError(f"wsgi-file: no such file {path!r} (working directory {os.getcwd()!r})")
+    directory = os.path.dirname(full)
+    if directory not in sys.path:
+        # The file's siblings are importable, as in `python file.py`.
+        sys.path.insert(0, directory)
+    name = "uwsgi_file_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_").replace(".", "_")
+    spec = importlib.util.spec_from_file_location(name, full)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"wsgi-file: {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppLoadError(f"wsgi-file: {path!r} raised {type(exc).__name__} while loading") from exc
+    return module
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        # Only "this very module (or a parent package) is missing" is ours to
+        # rephrase; a missing import inside the user's code is their error.
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise AppLoadError(
+                f"module: no module named {exc.name!r} (sys.path[0:3] = {sys.path[:3]!r}; "
+                "set chdir or pythonpath)") from None
+        raise AppLoadError(f"module: importing {name!r} raised {type(exc).__name__}") from exc
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppLoadError(f"module: importing {name!r} raised {type(exc).__name__}") from exc
+
+
+def load_app(*, wsgi_file: Optional[str] = None, module: Optional[str] = None,
+             callable_name: str = "application") -> WSGIApp:
+    """Load and return the WSGI callable.
+
+    ``module`` may be ``pkg.mod:callable`` (the part after ``:`` wins over
+    ``callable_name``, as in uWSGI) or ``pkg.mod``.  Exactly one of
+    ``wsgi_file`` and ``module`` must be given.  Raises AppLoadError.
+    """
+    if bool(wsgi_file) == bool(module):
+        raise AppLoadError("give exactly one of wsgi-file and module (e.g. --wsgi-file app.py "
+                           "or --module pkg.wsgi:application)")
+    if wsgi_file:
+        mod = _load_file(wsgi_file)
+        where = f"wsgi-file {wsgi_file!r}"
+    else:
+        assert module is not None
+        modname, sep, attr = module.partition(":")
+        if sep:
+            callable_name = attr
+        if not modname or not callable_name:
+            raise AppLoadError(f"module: {module!r} is not 'pkg.mod' or 'pkg.mod:callable'")
+        mod = _import_module(modname)
+        where = f"module {modname!r}"
+    try:
+        app = getattr(mod, callable_name)
+    except AttributeError:
+        found = sorted(n for n in ("application", "app", "wsgi_app") if hasattr(mod, n))
+        hint = f" (it has {', '.join(found)}: set callable)" if found else ""
+        raise AppLoadError(f"callable: {where} has no attribute {callable_name!r}{hint}") from None
+    if not callable(app):
+        raise AppLoadError(f"callable: {where}.{callable_name} is a {type(app).__name__}, not callable")
+    return app

@@ -1,0 +1,65 @@
+"""Logging setup: the ``uwsgipy`` logger, ``logto``, ``disable-logging``.
+
+Server messages go through :mod:`logging` to stderr, formatted
+``uwsgipy: message`` (``uwsgipy: WARNING: ...`` above INFO).  With
+``logto`` (uWSGI's option) the file is opened for appending and put on
+fds 1 and 2, so the access log (written by the C core to fd 2), tracebacks,
+``wsgi.errors`` and stray prints all land in it; :func:`reopen` does it
+again (SIGUSR1, for logrotate).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Optional
+
+__all__ = ["setup_logging", "reopen", "log"]
+
+log = logging.getLogger("uwsgipy")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "uwsgipy: " if record.levelno <= logging.INFO else f"uwsgipy: {record.levelname}: "
+        text = prefix + record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+_logto: Optional[str] = None
+
+
+def _redirect(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def setup_logging(logto: Optional[str] = None) -> None:
+    """Install the handler; redirect fds 1 and 2 to ``logto`` when given.
+    Raises OSError naming the file when it cannot be opened."""
+    global _logto
+    if logto:
+        try:
+            _redirect(logto)
+        except OSError as exc:
+            raise OSError(exc.errno, f"logto: cannot open {logto!r}: {exc.strerror}") from None
+        _logto = logto
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def reopen() -> None:
+    """Reopen the ``logto`` file (after logrotate moved it)."""
+    if _logto:
+        _redirect(_logto)

@@ -1,0 +1,168 @@
+"""Listening sockets: parsing uWSGI addresses, binding, unix socket care.
+
+The master (or the single process) binds every listener before serving;
+the C core only accepts on the fds it is given.
+
+Address forms (uWSGI's): ``host:port``, ``:port`` (all IPv4 interfaces),
+``[v6addr]:port``, a filesystem path for a unix socket (anything without
+``:``), ``@name`` for a Linux abstract unix socket.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from . import _core
+
+__all__ = ["Listener", "parse_address", "bind_listener", "close_listeners", "somaxconn"]
+
+log = logging.getLogger("uwsgipy")
+
+
+@dataclass
+class Listener:
+    """One bound, listening socket.
+
+    kind: the option that made it, "socket" (uwsgi protocol) or "http-socket".
+    """
+    sock: socket.socket
+    kind: str
+    address: str             # as configured
+    bound: str               # as bound (port 0 resolved)
+    unix_path: Optional[str]  # filesystem path of a unix socket, for vacuum
+
+    @property
+    def proto(self) -> int:
+        return _core.PROTO_HTTP if self.kind == "http-socket" else _core.PROTO_UWSGI
+
+    def server_name_port(self) -> Tuple[str, str]:
+        """SERVER_NAME and SERVER_PORT for the environ (PEP 3333)."""
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = self.sock.getsockname()[:2]
+            if host in ("0.0.0.0", "::"):
+                host = socket.gethostname()
+            return host, str(port)
+        return "localhost", ""
+
+    def core_spec(self) -> tuple:
+        """The tuple _core.Server takes for this listener."""
+        name, port = self.server_name_port()
+        return (self.sock.fileno(), self.proto, name, port, f"{self.kind} {self.bound}")
+
+
+def parse_address(address: str) -> Tuple[int, object]:
+    """Return (family, sockaddr) for a uWSGI address string.
+    Raises ValueError with a message naming the address."""
+    if ":" not in address or address.startswith(("/", ".", "@")):
+        if address.startswith("@"):
+            return socket.AF_UNIX, "\0" + address[1:]
+        if not address:
+            raise ValueError("empty address")
+        return socket.AF_UNIX, address
+    host, _, port_text = address.rpartition(":")
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"invalid port {port_text!r} in address {address!r}") from None
+    if host.startswith("[") and host.endswith("]"):
+        return socket.AF_INET6, (host[1:-1], port)
+    if host in ("", "*"):
+        host = "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve {host!r} in address {address!r}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def somaxconn() -> Optional[int]:
+    """The kernel's listen backlog cap (Linux), or None when unknown."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _unix_in_use(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def bind_listener(kind: str, address: str, *, backlog: int = 100,
+                  chmod: Optional[str] = None) -> Listener:
+    """Bind and listen.  kind: "socket" or "http-socket".
+
+    A stale unix socket file (nobody accepting on it) is replaced; a live
+    one is an error.  chmod (octal text, uWSGI chmod-socket) applies to
+    unix sockets.  Raises OSError/ValueError with the address in the
+    message.
+    """
+    family, sockaddr = parse_address(address)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    unix_path = None
+    try:
+        sock.set_inheritable(True)  # workers and re-exec'd masters keep it
+        if family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        elif isinstance(sockaddr, str) and not sockaddr.startswith("\0"):
+            unix_path = os.path.abspath(sockaddr)
+            try:
+                st = os.stat(unix_path)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if not stat.S_ISSOCK(st.st_mode):
+                    raise OSError(errno.EEXIST, f"{kind} {address}: exists and is not a socket")
+                if _unix_in_use(unix_path):
+                    raise OSError(errno.EADDRINUSE, f"{kind} {address}: another process is listening on it")
+                os.unlink(unix_path)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{kind} {address}: cannot bind: {exc.strerror}") from None
+        if unix_path and chmod:
+            os.chmod(unix_path, int(chmod, 8))
+        cap = somaxconn()
+        if cap is not None and backlog > cap:
+            log.warning("listen %d is above the kernel's net.core.somaxconn %d; "
+                        "the kernel caps the backlog at %d", backlog, cap, cap)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    if family in (socket.AF_INET, socket.AF_INET6):
+        host, port = sock.getsockname()[:2]
+        bound = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    else:
+        bound = address
+    return Listener(sock=sock, kind=kind, address=address, bound=bound, unix_path=unix_path)
+
+
+def close_listeners(listeners: List[Listener], *, vacuum: bool) -> None:
+    """Close the sockets; with vacuum (uWSGI's option) remove unix socket
+    files."""
+    for lst in listeners:
+        lst.sock.close()
+        if vacuum and lst.unix_path:
+            try:
+                os.unlink(lst.unix_path)
+            except FileNotFoundError:
+                pass

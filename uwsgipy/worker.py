@@ -1,0 +1,96 @@
+"""One worker: the C core's Server on inherited listeners, N threads.
+
+Used directly in single-process mode and by each worker the master forks.
+Signals (single process, PEP-style handlers that only call Server.stop):
+SIGTERM and SIGINT stop gracefully: stop accepting, finish in-flight
+requests (within ``reload-mercy`` seconds), exit 0.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable, List, Optional, Sequence
+
+from . import _core
+from .sockets import Listener
+
+__all__ = ["make_server", "serve", "core_logger"]
+
+log = logging.getLogger("uwsgipy")
+
+
+def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
+    """The logger callable the C core calls: (level, message, exception)."""
+    if exc is not None:
+        log.log(level, message, exc_info=(type(exc), exc, exc.__traceback__))
+    else:
+        log.log(level, message)
+
+
+def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
+                multiprocess: bool) -> "_core.Server":
+    """Build the C Server from the config's request-path options."""
+    return _core.Server(
+        app,
+        [lst.core_spec() for lst in listeners],
+        logger=core_logger,
+        buffer_size=cfg.buffer_size,
+        limit_post=cfg.limit_post,
+        post_buffering=cfg.post_buffering,
+        socket_timeout=float(cfg.socket_timeout),
+        keepalive_timeout=float(cfg.http_keepalive),
+        access_log_fd=-1 if cfg.disable_logging else 2,
+        multithread=cfg.threads > 1,
+        multiprocess=multiprocess,
+        errors=sys.stderr,
+    )
+
+
+def serve(server: "_core.Server", threads: int, *, mercy: float,
+          install_signals: bool = True) -> None:
+    """Run the server's loop in this thread and ``threads - 1`` more until
+    a graceful stop completes.  Installs SIGTERM/SIGINT handlers when asked
+    (they only call server.stop)."""
+    rfd = wfd = -1
+    if install_signals:
+        def graceful(signum: int, frame: Any) -> None:
+            if server.stopping:
+                log.info("%s again: stopping now", signal.Signals(signum).name)
+                server.stop(graceful=False)
+            else:
+                log.info("%s: graceful stop (finishing requests in flight, at most %ss)",
+                         signal.Signals(signum).name, mercy)
+                server.stop(graceful=True, timeout=mercy)
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    errors: List[BaseException] = []
+
+    def run_loop() -> None:
+        try:
+            server.serve_forever()
+        except BaseException as exc:  # a bug in a loop: stop them all
+            errors.append(exc)
+            log.exception("a server loop failed")
+            server.stop(graceful=False)
+
+    pool = [threading.Thread(target=run_loop, name=f"uwsgipy-loop-{i}", daemon=True)
+            for i in range(1, threads)]
+    for t in pool:
+        t.start()
+    try:
+        server.serve_forever(wakeup_fd=rfd)
+    finally:
+        server.stop(graceful=True, timeout=mercy)
+        for t in pool:
+            t.join(mercy + 5)
+        if install_signals:
+            signal.set_wakeup_fd(-1)
+            os.close(rfd)
+            os.close(wfd)
+    if errors:
+        raise errors[0]
