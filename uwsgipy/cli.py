@@ -69,8 +69,9 @@ def report_app_error(exc: AppLoadError) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``uwsgipy`` and ``python -m uwsgipy``; returns the
     exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = _config.load(list(sys.argv[1:] if argv is None else argv), os.environ)
+        cfg = _config.load(argv, os.environ)
     except _config.ConfigError as exc:
         print(f"uwsgipy: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -90,7 +91,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if cfg.master or cfg.processes > 1:
         from .arbiter import Arbiter
-        return Arbiter(cfg).run()
+        return Arbiter(cfg, argv=argv).run()
+    for option in ("touch-reload", "py-autoreload", "harakiri", "max-requests",
+                   "reload-on-rss", "max-worker-lifetime", "stats"):
+        if getattr(cfg, option.replace("-", "_")):
+            log.warning("%s needs master mode (--master): ignored", option)
 
     try:
         listeners = bind_all(cfg)

@@ -14,14 +14,25 @@ import os
 import sys
 from typing import Optional
 
-__all__ = ["setup_logging", "reopen", "log"]
+__all__ = ["setup_logging", "reopen", "set_role", "log"]
 
 log = logging.getLogger("uwsgipy")
 
 
+_role = ""
+
+
+def set_role(role: str) -> None:
+    """Name this process in every message ("worker 2"); "" for the master
+    or a single process."""
+    global _role
+    _role = f"{role}: " if role else ""
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        prefix = "uwsgipy: " if record.levelno <= logging.INFO else f"uwsgipy: {record.levelname}: "
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
+        prefix = f"uwsgipy: {_role}{level}"
         text = prefix + record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

@@ -166,3 +166,35 @@ def close_listeners(listeners: List[Listener], *, vacuum: bool) -> None:
                 os.unlink(lst.unix_path)
             except FileNotFoundError:
                 pass
+
+
+def listener_from_fd(fd: int, kind: str, address: str) -> Listener:
+    """Wrap an inherited listening fd (a re-executed master's, or systemd
+    socket activation's).  The Listener owns the fd afterwards."""
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(True)
+    sock.setblocking(False)
+    unix_path = None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host, port = sock.getsockname()[:2]
+        bound = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+    else:
+        name = sock.getsockname()
+        if isinstance(name, str) and name:
+            unix_path = os.path.abspath(name)
+        bound = name if isinstance(name, str) else address
+    return Listener(sock=sock, kind=kind, address=address, bound=bound, unix_path=unix_path)
+
+
+def same_address(sock_name: object, family: int, address: str) -> bool:
+    """Does a bound socket's getsockname() match a configured address?"""
+    try:
+        want_family, want = parse_address(address)
+    except ValueError:
+        return False
+    if want_family != family:
+        return False
+    if family == socket.AF_UNIX:
+        return isinstance(sock_name, str) and isinstance(want, str) and \
+            os.path.abspath(sock_name) == os.path.abspath(want)
+    return tuple(sock_name)[:2] == tuple(want)[:2]  # type: ignore[arg-type]

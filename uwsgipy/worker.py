@@ -31,8 +31,11 @@ def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
 
 
 def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
-                multiprocess: bool) -> "_core.Server":
-    """Build the C Server from the config's request-path options."""
+                multiprocess: bool, scoreboard: Optional[memoryview] = None,
+                max_requests: int = 0) -> "_core.Server":
+    """Build the C Server from the config's request-path options.
+    max_requests and reload-on-rss make the server stop itself gracefully
+    (worker recycling); the master then forks a fresh worker."""
     return _core.Server(
         app,
         [lst.core_spec() for lst in listeners],
@@ -46,16 +49,25 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         multithread=cfg.threads > 1,
         multiprocess=multiprocess,
         errors=sys.stderr,
+        max_requests=max_requests,
+        reload_on_rss=cfg.reload_on_rss * 1024 * 1024 if multiprocess else 0,
+        stop_mercy=float(cfg.worker_reload_mercy if multiprocess else cfg.reload_mercy),
+        scoreboard=scoreboard,
     )
 
 
 def serve(server: "_core.Server", threads: int, *, mercy: float,
-          install_signals: bool = True) -> None:
+          install_signals: bool = True,
+          quick_signals: Sequence[int] = ()) -> None:
     """Run the server's loop in this thread and ``threads - 1`` more until
-    a graceful stop completes.  Installs SIGTERM/SIGINT handlers when asked
-    (they only call server.stop)."""
+    a graceful stop completes.  Installs handlers (they only call
+    server.stop): SIGTERM and SIGINT graceful, except the ``quick_signals``
+    (a forked worker's SIGINT and SIGQUIT), which stop at once."""
     rfd = wfd = -1
     if install_signals:
+        def quick(signum: int, frame: Any) -> None:
+            server.stop(graceful=False)
+
         def graceful(signum: int, frame: Any) -> None:
             if server.stopping:
                 log.info("%s again: stopping now", signal.Signals(signum).name)
@@ -66,19 +78,21 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
                 server.stop(graceful=True, timeout=mercy)
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
+        for signum in quick_signals:
+            signal.signal(signum, quick)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     errors: List[BaseException] = []
 
-    def run_loop() -> None:
+    def run_loop(core: int) -> None:
         try:
-            server.serve_forever()
+            server.serve_forever(core=core)
         except BaseException as exc:  # a bug in a loop: stop them all
             errors.append(exc)
             log.exception("a server loop failed")
             server.stop(graceful=False)
 
-    pool = [threading.Thread(target=run_loop, name=f"uwsgipy-loop-{i}", daemon=True)
+    pool = [threading.Thread(target=run_loop, args=(i,), name=f"uwsgipy-loop-{i}", daemon=True)
             for i in range(1, threads)]
     for t in pool:
         t.start()

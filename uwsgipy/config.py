@@ -1,0 +1,1285 @@
+"""Settings table, uWSGI-style ini loader and command line for uwsgipy.
+
+One declarative table, ``SETTINGS``, drives everything: the argparse parser
+(``build_parser``), ``UWSGI_*`` environment variables, ini files and the
+reference page (``render_docs`` -> docs/configuration.md).
+
+Precedence, lowest first: defaults < environment < ini files < command line.
+Within one source, a repeated list option appends and a repeated scalar
+option keeps its last value; across sources, the higher source replaces the
+whole value (so ``--http-socket :8080`` replaces the ini file's sockets).
+
+The ini dialect follows uWSGI's (see its "Configuring uWSGI" and "How uWSGI
+parses config files" pages), with deliberate deviations marked DEVIATION.
+
+Regenerate the docs with ``python -m uwsgipy.config > docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import socket as _socket
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+
+from uwsgipy import __version__
+
+__all__ = [
+    "ConfigError",
+    "Setting",
+    "SETTINGS",
+    "Config",
+    "load",
+    "build_parser",
+    "render_docs",
+]
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded for the user.
+
+    The message names where the value came from ("app.ini:7",
+    "env UWSGI_PROCESSES", "command line") and the option concerned.
+    """
+
+
+KINDS = ("str", "int", "bool", "list")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option, declared once; CLI, env, ini and docs derive from it."""
+
+    name: str  # the uWSGI option name, e.g. "http-socket"
+    kind: str  # one of KINDS
+    default: Any
+    help: str  # for unimplemented settings: the hint shown when refusing
+    short: Optional[str] = None  # e.g. "-s"
+    aliases: Tuple[str, ...] = ()
+    metavar: Optional[str] = None
+    section: str = "Other"
+    implemented: bool = True
+    validator: Optional[Callable[[Any], None]] = None  # raises ValueError
+    uwsgi_ref: str = ""  # which uWSGI option this mirrors, and how it differs
+    # Value used when the option is given bare (``--chmod-socket``, or a
+    # ``chmod-socket`` ini line without '='); None means a value is required.
+    const: Optional[str] = None
+
+    @property
+    def attr(self) -> str:
+        """Attribute name on Config: '-' becomes '_'."""
+        return self.name.replace("-", "_")
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return (self.name,) + self.aliases
+
+    @property
+    def env_vars(self) -> Tuple[str, ...]:
+        return tuple(_env_var(n) for n in self.names)
+
+
+def _env_var(name: str) -> str:
+    return "UWSGI_" + name.upper().replace("-", "_")
+
+
+# --------------------------------------------------------------------------
+# Validators: each takes the converted value and raises ValueError(message).
+# --------------------------------------------------------------------------
+
+
+def _at_least(low: int) -> Callable[[Any], None]:
+    def check(value: int) -> None:
+        if value < low:
+            raise ValueError(f"must be at least {low}, got {value}")
+
+    return check
+
+
+def _between(low: int, high: int) -> Callable[[Any], None]:
+    def check(value: int) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+
+    return check
+
+
+def _address(value: str) -> None:
+    """HOST:PORT, :PORT, [IPv6]:PORT, or a unix socket path.
+
+    uWSGI's rule: a value with a ':' (and no '/') is TCP, anything else is a
+    unix socket path.
+    """
+    if not value:
+        raise ValueError("empty address")
+    if "/" in value or ":" not in value:
+        return  # unix socket path
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(f"invalid address {value!r} (IPv6 hosts are written [::1]:PORT)")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f"invalid address {value!r}: port must be a number from 0 to 65535 "
+            "(use HOST:PORT, :PORT for all interfaces, or a unix socket path)"
+        )
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _module_spec(value: str) -> None:
+    module, sep, attr = value.partition(":")
+    if module.endswith(".py") or "/" in module:
+        raise ValueError(f"{value!r} looks like a file path; use wsgi-file for files")
+    if not _DOTTED.match(module):
+        raise ValueError(f"invalid module name {module!r} (expected 'pkg.module' or 'pkg.module:callable')")
+    if sep and not _DOTTED.match(attr):
+        raise ValueError(f"invalid callable name {attr!r} in {value!r}")
+
+
+def _identifier(value: str) -> None:
+    if not _DOTTED.match(value):
+        raise ValueError(f"invalid callable name {value!r}")
+
+
+def _key_value(value: str) -> None:
+    key, sep, _ = value.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {value!r}")
+
+
+def _octal_mode(value: str) -> None:
+    if not re.fullmatch(r"[0-7]{3,4}", value):
+        raise ValueError(f"expected an octal mode such as 660, got {value!r}")
+
+
+# The python plugin is built in; uWSGI ini files from distributions load it
+# explicitly (``plugins = python3``), so those names are accepted silently.
+_PYTHON_PLUGIN = re.compile(r"(?:\d+:)?python[0-9.]*\Z")
+
+
+def _plugins(value: str) -> None:
+    for name in (part.strip() for part in value.split(",")):
+        if name and not _PYTHON_PLUGIN.match(name):
+            raise ValueError(
+                f"plugin {name!r} is not supported by uwsgipy "
+                "(only the built-in python plugin exists; python, python3, python311 ... are accepted)"
+            )
+
+
+# --------------------------------------------------------------------------
+# The table.
+# --------------------------------------------------------------------------
+
+SECTIONS: Tuple[str, ...] = (
+    "Config files",
+    "Sockets",
+    "Application",
+    "Requests and timeouts",
+    "Processes",
+    "Worker recycling and reloading",
+    "Logging",
+    "Privileges and daemon",
+    "Stats",
+    "uWSGI compatibility",
+)
+UNSUPPORTED_SECTION = "Not supported yet"
+
+
+def _s(name: str, kind: str, default: Any, help: str, **kw: Any) -> Setting:
+    return Setting(name=name, kind=kind, default=default, help=help, **kw)
+
+
+def _no(name: str, hint: str = "", kind: str = "str", **kw: Any) -> Setting:
+    """A uWSGI option uwsgipy recognises but refuses (see Setting.help)."""
+    return Setting(name=name, kind=kind, default=None if kind != "list" else (),
+                   help=hint, implemented=False, section=UNSUPPORTED_SECTION, **kw)
+
+
+_NO_TLS = "uwsgipy has no TLS; terminate TLS in nginx or a load balancer"
+_NO_PROTO = "only the uwsgi protocol (socket) and HTTP (http-socket) are served"
+_NO_LOGIC = "ini conditionals, loops and templating are not supported"
+_NO_HOOKS = "run the command from your service manager instead"
+_CHEAPER = "the number of workers is fixed; set processes"
+
+SETTINGS: Tuple[Setting, ...] = (
+    # -- Config files ------------------------------------------------------
+    _s("ini", "list", (),
+       "Read options from the [uwsgi] section of FILE, or from [SECTION] with "
+       "FILE:SECTION. Repeatable; files are read in order. `uwsgipy app.ini` is "
+       "shorthand for `--ini app.ini`. Inside a file, `ini = other.ini` includes "
+       "another file at that point, relative to the including file.",
+       metavar="FILE[:SECTION]", section="Config files",
+       uwsgi_ref="uWSGI --ini. Only local files (no http://, fd:// or exec:// sources); "
+                 "relative includes resolve against the including file's directory."),
+    _s("set-placeholder", "list", (),
+       "Define a placeholder NAME usable as %(NAME) in ini values read afterwards. "
+       "Unknown ini keys are errors in uwsgipy, so custom variables must be "
+       "declared this way.",
+       aliases=("set-ph",), metavar="NAME=VALUE", section="Config files",
+       validator=_key_value,
+       uwsgi_ref="uWSGI --set-placeholder / --set-ph. uWSGI also turns any unknown ini "
+                 "key into a placeholder; uwsgipy reports it as an error instead."),
+    # -- Sockets -----------------------------------------------------------
+    _s("socket", "list", (),
+       "Listen for the uwsgi protocol (what nginx's uwsgi_pass speaks) on ADDR: "
+       "HOST:PORT, :PORT for all interfaces, [IPv6]:PORT, or a unix socket path. "
+       "Repeatable.",
+       short="-s", aliases=("uwsgi-socket",), metavar="ADDR", section="Sockets",
+       validator=_address,
+       uwsgi_ref="uWSGI --socket / --uwsgi-socket (-s). Always the uwsgi protocol; "
+                 "--protocol is not supported."),
+    _s("http-socket", "list", (),
+       "Serve HTTP/1.1 directly on ADDR (same forms as socket), for running behind "
+       "a proxy or load balancer. Repeatable.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --http-socket. Keep-alive is handled here too (see http-keepalive); "
+                 "uWSGI needs --http11-socket for that."),
+    _s("listen", "int", 100,
+       "Backlog of each listening socket: connections the kernel queues while every "
+       "worker is busy. Linux silently caps it at net.core.somaxconn.",
+       short="-l", metavar="N", section="Sockets", validator=_at_least(1),
+       uwsgi_ref="uWSGI --listen (-l), same default."),
+    _s("chmod-socket", "str", None,
+       "Permissions of unix sockets, in octal (e.g. 660). Given without a value it "
+       "means 666.",
+       short="-C", aliases=("chmod",), metavar="MODE", section="Sockets",
+       validator=_octal_mode, const="666",
+       uwsgi_ref="uWSGI --chmod-socket / --chmod (-C), same bare-flag meaning."),
+    _s("chown-socket", "str", None,
+       "Owner of unix sockets, as USER or USER:GROUP (names or numbers).",
+       metavar="USER[:GROUP]", section="Sockets", uwsgi_ref="uWSGI --chown-socket."),
+    _s("vacuum", "bool", False,
+       "Remove the unix socket files and the pidfile on exit.",
+       section="Sockets", uwsgi_ref="uWSGI --vacuum."),
+    # -- Application -------------------------------------------------------
+    _s("wsgi-file", "str", None,
+       "Load the WSGI application from a Python file; the object named by "
+       "callable is used.",
+       aliases=("file",), metavar="FILE", section="Application",
+       uwsgi_ref="uWSGI --wsgi-file / --file."),
+    _s("module", "str", None,
+       "Import the WSGI application from a module: 'pkg.mod:name', or 'pkg.mod' to "
+       "use the object named by callable.",
+       short="-w", aliases=("wsgi",), metavar="MODULE[:CALLABLE]", section="Application",
+       validator=_module_spec, uwsgi_ref="uWSGI --module / --wsgi (-w)."),
+    _s("callable", "str", "application",
+       "Name of the WSGI callable looked up in wsgi-file, or in a module given "
+       "without ':name'.",
+       metavar="NAME", section="Application", validator=_identifier,
+       uwsgi_ref="uWSGI --callable, same default."),
+    _s("chdir", "str", None,
+       "Change to DIR before loading the application.",
+       metavar="DIR", section="Application", uwsgi_ref="uWSGI --chdir."),
+    _s("pythonpath", "list", (),
+       "Add DIR to sys.path before loading the application. Repeatable.",
+       aliases=("python-path", "pp"), metavar="DIR", section="Application",
+       uwsgi_ref="uWSGI --pythonpath / --python-path / --pp (no glob expansion)."),
+    _s("env", "list", (),
+       "Set the environment variable KEY to VALUE before loading the application. "
+       "Repeatable.",
+       metavar="KEY=VALUE", section="Application", validator=_key_value,
+       uwsgi_ref="uWSGI --env."),
+    # -- Requests and timeouts ----------------------------------------------
+    _s("buffer-size", "int", 65535,
+       "Largest request head accepted, in bytes: the uwsgi vars block behind nginx, "
+       "or the request line plus headers on http-socket. Larger requests are "
+       "rejected. nginx never sends a vars block above 65535 bytes, hence the "
+       "maximum.",
+       short="-b", metavar="BYTES", section="Requests and timeouts",
+       validator=_between(1024, 65535),
+       uwsgi_ref="uWSGI --buffer-size (-b). uWSGI defaults to 4096, which rejects requests "
+                 "with large cookies; uwsgipy defaults to the protocol maximum."),
+    _s("post-buffering", "int", 1048576,
+       "Request bodies up to this many bytes are held in memory; larger ones are "
+       "written to a temporary file before the application runs (so 0 sends every "
+       "non-empty body to a file).",
+       metavar="BYTES", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uWSGI --post-buffering. uWSGI defaults to 0 (no buffering: the "
+                 "application reads from the socket); uwsgipy always buffers."),
+    _s("limit-post", "int", 0,
+       "Refuse request bodies larger than this many bytes; 0 means no limit.",
+       metavar="BYTES", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uWSGI --limit-post."),
+    _s("socket-timeout", "int", 4,
+       "How long, in seconds, a client may stall while sending its request or "
+       "receiving the response before the connection is dropped.",
+       short="-z", metavar="SECONDS", section="Requests and timeouts",
+       validator=_at_least(1), uwsgi_ref="uWSGI --socket-timeout (-z), same default."),
+    _s("http-keepalive", "int", 5,
+       "How long, in seconds, an idle HTTP/1.1 connection on http-socket is kept "
+       "open waiting for the next request; 0 closes it after each response.",
+       metavar="SECONDS", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uWSGI's --http-keepalive belongs to its HTTP router; here it applies "
+                 "to http-socket and is the idle timeout."),
+    _s("harakiri", "int", 0,
+       "Kill and replace a worker whose current request has run longer than this "
+       "many seconds; 0 disables.",
+       short="-t", metavar="SECONDS", section="Requests and timeouts",
+       validator=_at_least(0), uwsgi_ref="uWSGI --harakiri (-t)."),
+    # -- Processes ---------------------------------------------------------
+    _s("master", "bool", False,
+       "Run a master process that spawns, supervises and respawns the workers.",
+       short="-M", section="Processes", uwsgi_ref="uWSGI --master (-M)."),
+    _s("processes", "int", 1,
+       "Number of worker processes.",
+       short="-p", aliases=("workers",), metavar="N", section="Processes",
+       validator=_at_least(1), uwsgi_ref="uWSGI --processes / --workers (-p)."),
+    _s("threads", "int", 1,
+       "Threads per worker process.",
+       metavar="N", section="Processes", validator=_at_least(1),
+       uwsgi_ref="uWSGI --threads; no --enable-threads needed."),
+    _s("lazy-apps", "bool", False,
+       "Load the application in each worker after fork, instead of once in the "
+       "master before forking.",
+       section="Processes", uwsgi_ref="uWSGI --lazy-apps."),
+    _s("reload-mercy", "int", 60,
+       "On reload or shutdown, how many seconds the master waits for the workers "
+       "to finish before killing them.",
+       metavar="SECONDS", section="Processes", validator=_at_least(0),
+       uwsgi_ref="uWSGI --reload-mercy."),
+    _s("worker-reload-mercy", "int", 60,
+       "How many seconds a single worker being recycled may take to finish before "
+       "it is killed.",
+       metavar="SECONDS", section="Processes", validator=_at_least(0),
+       uwsgi_ref="uWSGI --worker-reload-mercy, same default."),
+    _s("die-on-term", "bool", False,
+       "Accepted, no effect: SIGTERM always stops uwsgipy.",
+       section="Processes",
+       uwsgi_ref="uWSGI --die-on-term (uWSGI 2.0 reloads on SIGTERM unless it is set)."),
+    # -- Worker recycling and reloading -------------------------------------
+    _s("max-requests", "int", 0,
+       "Recycle a worker after it has served this many requests; 0 disables.",
+       short="-R", metavar="N", section="Worker recycling and reloading",
+       validator=_at_least(0), uwsgi_ref="uWSGI --max-requests (-R)."),
+    _s("max-requests-delta", "int", 0,
+       "Add worker id x N to max-requests for each worker, so the workers do not "
+       "all recycle at the same moment.",
+       metavar="N", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --max-requests-delta."),
+    _s("reload-on-rss", "int", 0,
+       "Recycle a worker once its resident memory exceeds this many megabytes after "
+       "a request; 0 disables.",
+       metavar="MB", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --reload-on-rss."),
+    _s("max-worker-lifetime", "int", 0,
+       "Recycle a worker after it has run this many seconds; 0 disables.",
+       metavar="SECONDS", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --max-worker-lifetime."),
+    _s("touch-reload", "list", (),
+       "Gracefully reload the workers when FILE's modification time changes. "
+       "Repeatable.",
+       metavar="FILE", section="Worker recycling and reloading",
+       uwsgi_ref="uWSGI --touch-reload."),
+    _s("py-autoreload", "int", 0,
+       "Development aid: every N seconds, check the loaded Python modules and reload "
+       "when one has changed; 0 disables.",
+       aliases=("python-autoreload",), metavar="SECONDS",
+       section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --py-autoreload / --python-autoreload."),
+    # -- Logging -----------------------------------------------------------
+    _s("logto", "str", None,
+       "Write the log to FILE instead of stderr.",
+       metavar="FILE", section="Logging", uwsgi_ref="uWSGI --logto (files only)."),
+    _s("disable-logging", "bool", False,
+       "Do not log requests; errors are still logged.",
+       short="-L", section="Logging", uwsgi_ref="uWSGI --disable-logging (-L)."),
+    _s("log-format", "str", None,
+       "Format of request log lines, with uWSGI's %(var) variables such as "
+       "%(addr), %(method), %(uri), %(status), %(msecs). In ini files, %(var) "
+       "names that are not options or placeholders are left for the logger.",
+       aliases=("logformat",), metavar="FORMAT", section="Logging",
+       uwsgi_ref="uWSGI --log-format / --logformat."),
+    _s("log-x-forwarded-for", "bool", False,
+       "Log the client address from X-Forwarded-For instead of the peer address.",
+       section="Logging", uwsgi_ref="uWSGI --log-x-forwarded-for."),
+    _s("log-4xx", "bool", False,
+       "Log requests answered with a 4xx status even when disable-logging is set.",
+       section="Logging", uwsgi_ref="uWSGI --log-4xx."),
+    _s("log-5xx", "bool", False,
+       "Log requests answered with a 5xx status even when disable-logging is set.",
+       section="Logging", uwsgi_ref="uWSGI --log-5xx."),
+    # -- Privileges and daemon -----------------------------------------------
+    _s("pidfile", "str", None,
+       "Write the master's pid to FILE (before dropping privileges).",
+       metavar="FILE", section="Privileges and daemon", uwsgi_ref="uWSGI --pidfile."),
+    _s("uid", "str", None,
+       "Switch to this user (name or number) after binding the sockets.",
+       metavar="USER", section="Privileges and daemon", uwsgi_ref="uWSGI --uid."),
+    _s("gid", "str", None,
+       "Switch to this group (name or number) after binding the sockets.",
+       metavar="GROUP", section="Privileges and daemon", uwsgi_ref="uWSGI --gid."),
+    _s("daemonize", "str", None,
+       "Detach from the terminal and write the log to LOGFILE.",
+       short="-d", metavar="LOGFILE", section="Privileges and daemon",
+       uwsgi_ref="uWSGI --daemonize (-d)."),
+    _s("procname-prefix", "str", None,
+       "Prefix the process titles shown by ps with PREFIX.",
+       metavar="PREFIX", section="Privileges and daemon",
+       uwsgi_ref="uWSGI --procname-prefix."),
+    # -- Stats -------------------------------------------------------------
+    _s("stats", "str", None,
+       "Serve a JSON document of server and worker statistics on ADDR (HOST:PORT or "
+       "a unix socket path).",
+       aliases=("stats-server",), metavar="ADDR", section="Stats", validator=_address,
+       uwsgi_ref="uWSGI --stats / --stats-server."),
+    _s("stats-http", "bool", False,
+       "Wrap the stats document in an HTTP response, so it can be fetched with curl.",
+       section="Stats", uwsgi_ref="uWSGI --stats-http."),
+    # -- uWSGI compatibility -------------------------------------------------
+    _s("plugins", "list", (),
+       "Accepted so uWSGI ini files keep working: the python plugin (python, "
+       "python3, python311 ...) is built in, so naming it has no effect; any other "
+       "plugin is refused.",
+       aliases=("plugin",), metavar="NAME[,NAME]", section="uWSGI compatibility",
+       validator=_plugins, uwsgi_ref="uWSGI --plugins / --plugin."),
+    _s("enable-threads", "bool", False,
+       "Accepted, no effect: threads always work.",
+       short="-T", section="uWSGI compatibility", uwsgi_ref="uWSGI --enable-threads (-T)."),
+    _s("single-interpreter", "bool", False,
+       "Accepted, no effect: uwsgipy always runs one interpreter.",
+       short="-i", section="uWSGI compatibility",
+       uwsgi_ref="uWSGI --single-interpreter (-i)."),
+    _s("strict", "bool", False,
+       "Accepted, no effect: uwsgipy is always strict (unknown options and "
+       "placeholders are errors).",
+       section="uWSGI compatibility", uwsgi_ref="uWSGI --strict."),
+    _s("need-app", "bool", True,
+       "Accepted, no effect: uwsgipy always exits when the application cannot be "
+       "loaded.",
+       section="uWSGI compatibility", uwsgi_ref="uWSGI --need-app."),
+    # -- Recognised uWSGI options that are refused ---------------------------
+    _no("http", "this is uWSGI's HTTP router; use http-socket to serve HTTP directly"),
+    _no("https", _NO_TLS),
+    _no("http-to", "this is uWSGI's HTTP router; use http-socket"),
+    _no("http-processes", "this is uWSGI's HTTP router; use http-socket"),
+    _no("http11-socket", "use http-socket, which already handles keep-alive", kind="list"),
+    _no("https-socket", _NO_TLS, kind="list"),
+    _no("ssl-socket", _NO_TLS, kind="list"),
+    _no("suwsgi-socket", _NO_TLS, kind="list"),
+    _no("fastcgi-socket", _NO_PROTO, kind="list"),
+    _no("scgi-socket", _NO_PROTO, kind="list"),
+    _no("protocol", _NO_PROTO, aliases=("socket-protocol",)),
+    _no("shared-socket", kind="list"),
+    _no("reuse-port", kind="bool"),
+    _no("tcp-nodelay", kind="bool"),
+    _no("so-keepalive", kind="bool"),
+    _no("abstract-socket", kind="bool"),
+    _no("umask"),
+    _no("virtualenv", "run the uwsgipy installed in the virtualenv (e.g. /srv/venv/bin/uwsgipy)",
+        short="-H", aliases=("venv", "home", "pyhome")),
+    _no("pyimport", aliases=("python-import",)),
+    _no("py-call-osafterfork", kind="bool"),
+    _no("py-tracebacker"),
+    _no("wsgi-disable-file-wrapper", kind="bool"),
+    _no("mount", "mount the application at a prefix in the proxy, or wrap it", kind="list"),
+    _no("manage-script-name", "let the proxy set SCRIPT_NAME, or wrap the application",
+        kind="bool"),
+    _no("static-map", "serve static files from nginx", kind="list"),
+    _no("static-map2", "serve static files from nginx", kind="list"),
+    _no("check-static", "serve static files from nginx", kind="list"),
+    _no("offload-threads"),
+    _no("post-buffering-bufsize"),
+    _no("add-header", kind="list"),
+    _no("route", kind="list"),
+    _no("route-host", kind="list"),
+    _no("route-uri", kind="list"),
+    _no("route-run", kind="list"),
+    _no("cheaper", _CHEAPER),
+    _no("cheaper-algo", _CHEAPER),
+    _no("cheaper-initial", _CHEAPER),
+    _no("cheaper-step", _CHEAPER),
+    _no("cheaper-overload", _CHEAPER),
+    _no("idle"),
+    _no("die-on-idle", kind="bool"),
+    _no("lazy", "use lazy-apps", kind="bool"),
+    _no("thunder-lock", kind="bool"),
+    _no("master-fifo", kind="list"),
+    _no("memory-report", short="-m", kind="bool"),
+    _no("min-worker-lifetime"),
+    _no("max-worker-lifetime-delta"),
+    _no("reload-on-as"),
+    _no("evil-reload-on-rss"),
+    _no("limit-as"),
+    _no("harakiri-verbose", kind="bool"),
+    _no("touch-chain-reload", kind="list"),
+    _no("touch-workers-reload", kind="list"),
+    _no("fs-reload", kind="list"),
+    _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
+    _no("spooler", short="-Q", kind="list"),
+    _no("spooler-processes"),
+    _no("mule", kind="list"),
+    _no("mules"),
+    _no("farm", kind="list"),
+    _no("cron", kind="list"),
+    _no("unique-cron", kind="list"),
+    _no("cache"),
+    _no("cache2", kind="list"),
+    _no("sharedarea", short="-A", kind="list"),
+    _no("attach-daemon", _NO_HOOKS, kind="list"),
+    _no("smart-attach-daemon", _NO_HOOKS, kind="list"),
+    _no("hook-asap", _NO_HOOKS, kind="list"),
+    _no("exec-asap", _NO_HOOKS, kind="list"),
+    _no("exec-pre-app", _NO_HOOKS, kind="list"),
+    _no("exec-as-root", _NO_HOOKS, kind="list"),
+    _no("exec-as-user", _NO_HOOKS, kind="list"),
+    _no("auto-procname", kind="bool"),
+    _no("procname", "use procname-prefix"),
+    _no("procname-prefix-spaced", "use procname-prefix"),
+    _no("procname-master", "use procname-prefix"),
+    _no("logger", "use logto or stderr", kind="list"),
+    _no("req-logger", "use logto or stderr", kind="list"),
+    _no("log-date", aliases=("logdate",)),
+    _no("log-reopen", kind="bool"),
+    _no("log-maxsize"),
+    _no("log-backupname"),
+    _no("logfile-chown", kind="bool"),
+    _no("log-slow"),
+    _no("log-master", kind="bool"),
+    _no("pidfile2", "use pidfile"),
+    _no("safe-pidfile", "use pidfile"),
+    _no("chroot"),
+    _no("no-orphans", kind="bool"),
+    _no("cpu-affinity"),
+    _no("ignore-sigpipe", kind="bool"),
+    _no("ignore-write-errors", kind="bool"),
+    _no("disable-write-exception", kind="bool"),
+    _no("plugins-dir", "the python plugin is built in", kind="list"),
+    _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
+    _no("set", "use set-placeholder", short="-S", kind="list"),
+    _no("include", "use ini = FILE", kind="list"),
+    _no("inherit", "use ini = FILE", kind="list"),
+    _no("xml", "only ini files are supported", aliases=("xmlconfig",)),
+    _no("yaml", "only ini files are supported"),
+    _no("json", "only ini files are supported"),
+    _no("if-env", _NO_LOGIC, aliases=("ifenv",)),
+    _no("if-not-env", _NO_LOGIC),
+    _no("if-exists", _NO_LOGIC, aliases=("ifexists",)),
+    _no("if-not-exists", _NO_LOGIC),
+    _no("if-opt", _NO_LOGIC),
+    _no("if-not-opt", _NO_LOGIC),
+    _no("if-file", _NO_LOGIC),
+    _no("if-dir", _NO_LOGIC, aliases=("ifdir", "if-directory")),
+    _no("endif", _NO_LOGIC, aliases=("end-if",)),
+    _no("for", _NO_LOGIC),
+    _no("for-glob", _NO_LOGIC),
+    _no("for-readline", _NO_LOGIC),
+    _no("endfor", _NO_LOGIC, aliases=("end-for",)),
+)
+
+# Every spelling (canonical names and aliases) -> its Setting.
+_BY_NAME: Dict[str, Setting] = {}
+for _setting in SETTINGS:
+    assert _setting.kind in KINDS, _setting
+    for _n in _setting.names:
+        assert _n not in _BY_NAME, f"duplicate option name {_n!r}"
+        _BY_NAME[_n] = _setting
+_BY_ENV: Dict[str, Setting] = {v: s for s in SETTINGS for v in s.env_vars}
+_IMPLEMENTED: Tuple[Setting, ...] = tuple(s for s in SETTINGS if s.implemented)
+
+# Options whose ini values keep unresolved %(name) text: uWSGI log variables
+# share the placeholder syntax.
+_KEEP_UNKNOWN_PLACEHOLDERS = frozenset({"log-format"})
+
+
+# --------------------------------------------------------------------------
+# The result.
+# --------------------------------------------------------------------------
+
+
+class Config:
+    """The effective configuration: one attribute per implemented setting.
+
+    ``sources`` maps each setting's uWSGI name ("http-socket") to where its
+    value came from: "default", "command line", "env UWSGI_PROCESSES", or the
+    ini lines that set it ("app.ini:12"; list options that several lines
+    fed read "app.ini:3, app.ini:4").
+    """
+
+    # Config files
+    ini: List[str]  # every ini file read, includes too, in reading order
+    set_placeholder: List[str]
+    # Sockets
+    socket: List[str]
+    http_socket: List[str]
+    listen: int
+    chmod_socket: Optional[str]
+    chown_socket: Optional[str]
+    vacuum: bool
+    # Application
+    wsgi_file: Optional[str]
+    module: Optional[str]
+    callable: str
+    chdir: Optional[str]
+    pythonpath: List[str]
+    env: List[str]
+    # Requests and timeouts
+    buffer_size: int
+    post_buffering: int
+    limit_post: int
+    socket_timeout: int
+    http_keepalive: int
+    harakiri: int
+    # Processes
+    master: bool
+    processes: int
+    threads: int
+    lazy_apps: bool
+    reload_mercy: int
+    worker_reload_mercy: int
+    die_on_term: bool
+    # Worker recycling and reloading
+    max_requests: int
+    max_requests_delta: int
+    reload_on_rss: int
+    max_worker_lifetime: int
+    touch_reload: List[str]
+    py_autoreload: int
+    # Logging
+    logto: Optional[str]
+    disable_logging: bool
+    log_format: Optional[str]
+    log_x_forwarded_for: bool
+    log_4xx: bool
+    log_5xx: bool
+    # Privileges and daemon
+    pidfile: Optional[str]
+    uid: Optional[str]
+    gid: Optional[str]
+    daemonize: Optional[str]
+    procname_prefix: Optional[str]
+    # Stats
+    stats: Optional[str]
+    stats_http: bool
+    # uWSGI compatibility
+    plugins: List[str]
+    enable_threads: bool
+    single_interpreter: bool
+    strict: bool
+    need_app: bool
+
+    sources: Dict[str, str]
+
+    def __init__(self, values: Optional[Mapping[str, Any]] = None,
+                 sources: Optional[Mapping[str, str]] = None) -> None:
+        """Defaults, overridden by ``values`` (keyed by uWSGI option name)."""
+        values = dict(values or {})
+        sources = dict(sources or {})
+        self.sources = {}
+        for s in _IMPLEMENTED:
+            if s.name in values:
+                value = values.pop(s.name)
+                self.sources[s.name] = sources.get(s.name, "code")
+            else:
+                value = s.default
+                self.sources[s.name] = "default"
+            setattr(self, s.attr, list(value) if s.kind == "list" else value)
+        if values:
+            raise ValueError(f"not implemented settings: {sorted(values)}")
+
+    def __repr__(self) -> str:
+        changed = ", ".join(
+            f"{s.attr}={getattr(self, s.attr)!r}"
+            for s in _IMPLEMENTED if self.sources[s.name] != "default"
+        )
+        return f"Config({changed})"
+
+
+# --------------------------------------------------------------------------
+# Conversion.
+# --------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _convert(setting: Setting, raw: Any) -> Any:
+    """Convert one raw value (str, or True for a bare flag); ValueError if bad.
+
+    For list settings this converts one item.
+    """
+    if setting.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError(f"invalid bool value {raw!r} (use true/false, yes/no, on/off or 1/0)")
+    if setting.kind == "int":
+        if not _INT.match(raw.strip()):
+            raise ValueError(f"invalid int value {raw!r}")
+        value: Any = int(raw)
+    else:
+        value = raw
+    if setting.validator is not None:
+        setting.validator(value)
+    return value
+
+
+def _refusal(setting: Setting, spelled: str) -> str:
+    msg = f"option '{spelled}' is not supported by uwsgipy yet"
+    return f"{msg}: {setting.help}" if setting.help else msg
+
+
+def _suggest(word: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Layer:
+    """Values from one source (env, ini or command line) with their origins."""
+
+    def __init__(self) -> None:
+        self.values: Dict[str, Any] = {}
+        self.origins: Dict[str, List[str]] = {}
+
+    def set(self, setting: Setting, value: Any, origin: str) -> None:
+        if setting.kind == "list":
+            self.values.setdefault(setting.name, []).append(value)
+            origins = self.origins.setdefault(setting.name, [])
+            if origin not in origins:
+                origins.append(origin)
+        else:
+            self.values[setting.name] = value
+            self.origins[setting.name] = [origin]
+
+
+# --------------------------------------------------------------------------
+# ini files.
+# --------------------------------------------------------------------------
+
+# One pass, left to right, so expanded text is never expanded again.
+_EXPAND = re.compile(r"%%|%\(([^)]*)\)|%([A-Za-z])|\$\(([^)]*)\)")
+_MAX_INCLUDE_DEPTH = 32
+
+
+def _split_spec(spec: str) -> Tuple[str, str]:
+    """'file.ini:section' -> (path, section); the section defaults to 'uwsgi'."""
+    if ":" in spec and not os.path.exists(spec):
+        path, _, section = spec.rpartition(":")
+        if path and section and "/" not in section:
+            return path, section
+    return spec, "uwsgi"
+
+
+class _IniLoader:
+    def __init__(self, layer: _Layer, placeholders: Dict[str, str],
+                 environ: Mapping[str, str]) -> None:
+        self.layer = layer
+        self.placeholders = placeholders
+        self.environ = environ
+        self.files_read: List[str] = []
+        self._stack: List[Tuple[str, str]] = []  # (abspath, section) being read
+
+    def load(self, spec: str, origin: str, base_dir: Optional[str] = None) -> None:
+        path, section = _split_spec(spec)
+        if base_dir is not None and not os.path.isabs(path):
+            path = os.path.join(base_dir, path)
+        key = (os.path.abspath(path), section)
+        if key in self._stack:
+            chain = " -> ".join(p for p, _ in self._stack + [key])
+            raise ConfigError(f"{origin}: ini include cycle: {chain}")
+        if len(self._stack) >= _MAX_INCLUDE_DEPTH:
+            raise ConfigError(f"{origin}: ini includes nested deeper than {_MAX_INCLUDE_DEPTH}")
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{origin}: ini file '{path}' not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{origin}: ini file '{path}' is a directory") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{origin}: ini file '{path}' is not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise ConfigError(f"{origin}: cannot read ini file '{path}': {exc.strerror}") from None
+        self.files_read.append(path if section == "uwsgi" else f"{path}:{section}")
+        self._stack.append(key)
+        try:
+            self._parse(text, path, section)
+        finally:
+            self._stack.pop()
+
+    def _parse(self, text: str, path: str, section: str) -> None:
+        current: Optional[str] = None
+        sections_seen: List[str] = []
+        for lineno, raw_line in enumerate(text.splitlines(), 1):
+            line = raw_line.strip()
+            # uWSGI: comments are whole lines only; ';' later in a line is data.
+            if not line or line[0] in ";#":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                current = line[1:-1].strip()
+                sections_seen.append(current)
+                continue
+            if current != section:
+                continue
+            key, sep, value = line.partition("=")
+            self._assign(key.strip(), value.strip() if sep else None, path, lineno)
+        if section not in sections_seen:
+            found = ", ".join(f"[{s}]" for s in dict.fromkeys(sections_seen))
+            raise ConfigError(
+                f"{path}: no [{section}] section"
+                + (f" (sections found: {found})" if found else " (the file has no sections)")
+            )
+
+    def _assign(self, key: str, value: Optional[str], path: str, lineno: int) -> None:
+        where = f"{path}:{lineno}"
+        name = key.replace("_", "-")
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            hint = _suggest(name, list(_BY_NAME))
+            if not hint:
+                hint = f" (custom variables are declared with 'set-placeholder = {key}=VALUE')"
+            raise ConfigError(f"{where}: unknown option '{key}'{hint}")
+        if not setting.implemented:
+            raise ConfigError(f"{where}: {_refusal(setting, name)}")
+        converted: Any
+        if not value:  # bare key, or "key =" (uWSGI treats both as "no value")
+            if setting.kind == "bool":
+                converted, text = True, "true"
+            elif setting.const is not None:
+                converted, text = setting.const, setting.const
+            else:
+                raise ConfigError(f"{where}: option '{name}' needs a value ({name} = ...)")
+        else:
+            keep = setting.name in _KEEP_UNKNOWN_PLACEHOLDERS
+            text = self._expand(value, path, where, name, keep)
+            try:
+                converted = _convert(setting, text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: option '{name}': {exc}") from None
+        if setting.name == "ini":
+            self.load(text, where, base_dir=os.path.dirname(path))
+            return
+        if setting.name == "set-placeholder":
+            ph_name, _, ph_value = text.partition("=")
+            self.placeholders[ph_name.strip()] = ph_value.strip()
+        self.layer.set(setting, converted, where)
+        self.placeholders[setting.name] = text
+        self.placeholders[name] = text
+
+    def _lookup(self, name: str) -> Optional[str]:
+        for candidate in (name, name.replace("_", "-")):
+            if candidate in self.placeholders:
+                return self.placeholders[candidate]
+            setting = _BY_NAME.get(candidate)
+            if setting is not None and setting.name in self.placeholders:
+                return self.placeholders[setting.name]
+        return None
+
+    def _expand(self, value: str, path: str, where: str, option: str,
+                keep_unknown: bool) -> str:
+        abspath = os.path.abspath(path)
+        directory, filename = os.path.split(abspath)
+        stem, ext = os.path.splitext(filename)
+        magic = {
+            "p": abspath,
+            "d": directory.rstrip("/") + "/",
+            "c": os.path.basename(directory),
+            "s": filename,
+            "n": stem,
+            "e": ext[1:],
+            "v": os.getcwd(),
+            "h": _socket.gethostname(),
+        }
+
+        def replace(m: "re.Match[str]") -> str:
+            whole = m.group(0)
+            if whole == "%%":
+                return "%"
+            if m.group(1) is not None:
+                found = self._lookup(m.group(1))
+                if found is not None:
+                    return found
+                if keep_unknown:
+                    return whole
+                raise ConfigError(
+                    f"{where}: option '{option}': unknown placeholder '{whole}' "
+                    f"(define it first, e.g. 'set-placeholder = {m.group(1)}=VALUE')"
+                )
+            if m.group(2) is not None:
+                # Unknown magic letters stay as written, like uWSGI.
+                return magic.get(m.group(2), whole)
+            env_name = m.group(3)
+            if env_name not in self.environ:
+                # DEVIATION: uWSGI expands an unset variable to "".
+                raise ConfigError(
+                    f"{where}: option '{option}': environment variable '{env_name}' is not set"
+                )
+            return self.environ[env_name]
+
+        return _EXPAND.sub(replace, value)
+
+
+# --------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------
+
+_SPILL = "_uwsgipy_positional"
+_UNSUPPORTED = "_uwsgipy_unsupported"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # Add "did you mean" to argparse's "unrecognized arguments" message.
+        if message.startswith("unrecognized arguments: "):
+            words = message[len("unrecognized arguments: "):].split()
+            options = [w.split("=", 1)[0] for w in words if w.startswith("-")]
+            if options:
+                hint = _suggest(options[0], self._option_names())
+                message = f"unrecognized option '{options[0]}'{hint}"
+        super().error(message)
+
+    def _option_names(self) -> List[str]:
+        return [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows the metavar once: ``-w, --module, --wsgi MODULE[:CALLABLE]``."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._metavar_formatter(action, action.dest.upper())(1)[0]
+        if action.nargs == "?":
+            metavar = f"[{metavar}]"
+        return f"{', '.join(action.option_strings)} {metavar}"
+
+
+class _OptionalValue(argparse.Action):
+    """``--chmod-socket [MODE]``: a following ini file is not taken as MODE."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        if isinstance(values, str) and _looks_like_ini(values):
+            setattr(namespace, _SPILL, getattr(namespace, _SPILL, []) + [values])
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
+class _Refuse(argparse.Action):
+    """Records a recognised-but-unsupported option; load() reports it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        recorded = getattr(namespace, _UNSUPPORTED, [])
+        setattr(namespace, _UNSUPPORTED, recorded + [(self.dest, option_string)])
+
+
+def _looks_like_ini(arg: str) -> bool:
+    return not arg.startswith("-") and _split_spec(arg)[0].endswith(".ini")
+
+
+def _describe_default(setting: Setting) -> str:
+    d = setting.default
+    if setting.kind == "bool":
+        return "on" if d else ""
+    if d is None or d == () or d == "":
+        return ""
+    return str(d)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser, generated from SETTINGS and grouped by section."""
+    parser = _Parser(
+        prog="uwsgipy",
+        usage="uwsgipy [FILE.ini[:SECTION]] [options]",
+        description="A WSGI server with a C core, configured like uWSGI: every option "
+                    "below can also be set in an ini file ([uwsgi] section) or as an "
+                    "UWSGI_<NAME> environment variable. Precedence: environment < ini "
+                    "files < command line.",
+        epilog="uWSGI options that uwsgipy recognises but does not support yet are "
+               "listed in docs/configuration.md.",
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,  # uWSGI has no abbreviations; they would break on new options
+    )
+    parser.add_argument("--version", action="version", version=f"uwsgipy {__version__}")
+    parser.set_defaults(**{_SPILL: [], _UNSUPPORTED: []})
+    groups = {name: parser.add_argument_group(name) for name in SECTIONS}
+    for s in SETTINGS:
+        flags = ([s.short] if s.short else []) + [f"--{n}" for n in s.names]
+        if not s.implemented:
+            parser.add_argument(*flags, dest=s.name, action=_Refuse,
+                                nargs=0 if s.kind == "bool" else "?",
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            continue
+        help_text = s.help
+        default = _describe_default(s)
+        if s.kind == "list":
+            help_text += "" if "Repeatable" in help_text else " Repeatable."
+        if default:
+            help_text += f" (default: {default})"
+        kw: Dict[str, Any] = dict(dest=s.attr, default=argparse.SUPPRESS,
+                                  help=help_text.replace("%", "%%"))
+        if s.kind == "bool":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = s.metavar or "VALUE"
+            if s.kind == "list":
+                kw["action"] = "append"
+            elif s.const is not None:
+                kw.update(action=_OptionalValue, nargs="?", const=s.const)
+        groups[s.section].add_argument(*flags, **kw)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# load()
+# --------------------------------------------------------------------------
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Config:
+    """Build the Config from the command line (without the program name),
+    the environment and the ini files they name.
+
+    Raises ConfigError for configuration mistakes; argparse exits (status 2)
+    for unknown command-line options, and (status 0) for --help/--version.
+    """
+    parser = build_parser()
+    ns, extras = parser.parse_known_args(list(argv))
+    for extra in extras:
+        if extra.startswith("-") and extra != "-":
+            parser.error(f"unrecognized arguments: {extra}")
+    positional = list(getattr(ns, _SPILL)) + list(extras)
+    for arg in positional:
+        if not _looks_like_ini(arg):
+            parser.error(
+                f"unexpected argument '{arg}' (ini files must end in .ini; the application "
+                "is given with --wsgi-file or --module)"
+            )
+    for name, flag in getattr(ns, _UNSUPPORTED):
+        spelled = flag[2:] if flag.startswith("--") else name
+        raise ConfigError(f"command line: {_refusal(_BY_NAME[name], spelled)}")
+
+    # Environment: UWSGI_<NAME>, lowest precedence. Others are ignored, but
+    # are available to ini files as %(name), as in uWSGI.
+    env_layer = _Layer()
+    placeholders: Dict[str, str] = {}
+    for var in sorted(environ):
+        if not var.startswith("UWSGI_") or len(var) == len("UWSGI_"):
+            continue
+        value = environ[var]
+        placeholders[var[len("UWSGI_"):].lower().replace("_", "-")] = value
+    env_ini: List[str] = []
+    env_ini_origin = "default"
+    for s in SETTINGS:
+        # Canonical name last, so it wins over an alias set at the same time.
+        for var in reversed(s.env_vars):
+            value = environ.get(var, "")
+            if value == "":  # unset or empty: treated alike
+                continue
+            origin = f"env {var}"
+            if not s.implemented:
+                raise ConfigError(f"{origin}: {_refusal(s, var[len('UWSGI_'):].lower().replace('_', '-'))}")
+            try:
+                converted = _convert(s, value)
+            except ValueError as exc:
+                raise ConfigError(f"{origin}: option '{s.name}': {exc}") from None
+            if s.name == "ini":
+                env_ini.append(value)
+                env_ini_origin = origin
+                continue
+            if s.kind == "list":
+                env_layer.values.pop(s.name, None)
+                env_layer.origins.pop(s.name, None)
+            env_layer.set(s, converted, origin)
+            placeholders[s.name] = value
+
+    # Command line values.
+    cli_layer = _Layer()
+    for s in _IMPLEMENTED:
+        if not hasattr(ns, s.attr):
+            continue
+        raw = getattr(ns, s.attr)
+        for item in raw if s.kind == "list" else [raw]:
+            try:
+                cli_layer.set(s, _convert(s, item), "command line")
+            except ValueError as exc:
+                raise ConfigError(f"command line: option '{s.name}': {exc}") from None
+    for item in cli_layer.values.get("set-placeholder", []):
+        ph_name, _, ph_value = item.partition("=")
+        placeholders[ph_name.strip()] = ph_value.strip()
+
+    # ini files: those on the command line, else UWSGI_INI.
+    ini_layer = _Layer()
+    loader = _IniLoader(ini_layer, placeholders, environ)
+    cli_ini = positional + cli_layer.values.pop("ini", [])
+    cli_layer.origins.pop("ini", None)
+    if cli_ini:
+        for spec in cli_ini:
+            loader.load(spec, "command line")
+        ini_origin = "command line"
+    else:
+        for spec in env_ini:
+            loader.load(spec, env_ini_origin)
+        ini_origin = env_ini_origin
+
+    values: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
+    for s in _IMPLEMENTED:
+        for layer in (cli_layer, ini_layer, env_layer):
+            if s.name in layer.values:
+                values[s.name] = layer.values[s.name]
+                sources[s.name] = ", ".join(layer.origins[s.name])
+                break
+    if loader.files_read:
+        values["ini"] = loader.files_read
+        sources["ini"] = ini_origin
+    return Config(values, sources)
+
+
+# --------------------------------------------------------------------------
+# Documentation.
+# --------------------------------------------------------------------------
+
+_DOCS_INTRO = """\
+# Configuration
+
+<!-- Generated from uwsgipy/config.py by render_docs(); do not edit by hand.
+     Regenerate: python -m uwsgipy.config > docs/configuration.md -->
+
+uwsgipy takes uWSGI's option names, so most `[uwsgi]` ini files and command
+lines work unchanged. Every option can be given three ways:
+
+| where | form |
+|---|---|
+| command line | `--http-socket :8080`, `--http-socket=:8080`; short flags as in uWSGI (`-p 4`); boolean options take no value (`--master`); list options are repeated |
+| ini file | `http-socket = :8080` in the `[uwsgi]` section; `uwsgipy app.ini` is shorthand for `uwsgipy --ini app.ini` |
+| environment | `UWSGI_HTTP_SOCKET=:8080` (the name upper-cased, `-` as `_`); an empty variable counts as unset |
+
+**Precedence**, lowest first: defaults < environment < ini files < command
+line. Within one source a repeated list option (such as `socket`) adds to the
+list and a repeated single-valued option keeps its last value. Across
+sources, the higher source replaces the value as a whole: `uwsgipy app.ini
+--http-socket :9090` listens on :9090 only, whatever sockets `app.ini` lists.
+ini files come from `--ini` and positional `*.ini` arguments (positional ones
+first), or from `UWSGI_INI` when the command line names none.
+
+Unknown options are errors with a suggestion, on the command line and in ini
+files alike. uWSGI options that uwsgipy recognises but does not implement yet
+are refused with `option X is not supported by uwsgipy yet` (listed at the
+end of this page); a few are accepted with no effect (see *uWSGI
+compatibility*).
+
+## ini files
+
+uwsgipy reads uWSGI's ini dialect, not Python's `configparser` one:
+
+- Options are read from the `[uwsgi]` section, or from `[name]` with
+  `--ini file.ini:name`. Other sections are ignored; a missing section is an
+  error. A section may appear several times; all its parts are read.
+- Lines starting with `;` or `#` are comments. Only whole lines: a `;` later
+  in a line belongs to the value.
+- Each line is `key = value`, split at the first `=`; spaces around key and
+  value are removed. Quotes are not special.
+- `_` in a key means `-` (`http_socket` is `http-socket`).
+- A key without `=` (or with an empty value) means true for boolean options,
+  and 666 for `chmod-socket`; for other options it is an error.
+- Booleans are `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.
+  Anything else is an error (uWSGI reads any other word as true).
+- `ini = other.ini` (or `other.ini:section`) includes another file at that
+  point. A relative path is resolved against the including file's directory
+  (uWSGI resolves it against the current directory; `%d` makes both agree).
+  Include cycles are errors.
+- Errors name the file and line: `app.ini:7: unknown option 'htp-socket'
+  (did you mean 'http-socket'?)`.
+
+Values may contain these expansions, applied in one left-to-right pass as the
+line is read:
+
+| text | becomes |
+|---|---|
+| `%d` | absolute directory of the current ini file, with a trailing `/` |
+| `%p` | absolute path of the current ini file |
+| `%s` | its file name (`app.ini`) |
+| `%n` | its file name without extension (`app`) |
+| `%e` | its extension without the dot (`ini`) |
+| `%c` | name of the directory holding it |
+| `%v` | the current working directory |
+| `%h` | the host name |
+| `%%` | a literal `%` |
+| `%(name)` | the value of option `name` set earlier (in this file, an earlier file, or the environment), or of a placeholder defined with `set-placeholder = name=value`, or of an environment variable `UWSGI_NAME` |
+| `$(VAR)` | the environment variable `VAR` |
+
+Other `%` letters are left as written. Two deliberate differences from
+uWSGI, both so that a typo cannot silently produce a wrong path: an unset
+`$(VAR)` is an error (uWSGI substitutes an empty string), and an unknown
+`%(name)` is an error (uWSGI leaves it as written), except in `log-format`,
+whose `%(var)` log variables share the syntax. For the same reason an unknown
+key is an error rather than a uWSGI-style implicit placeholder; declare custom
+variables with `set-placeholder`. uWSGI's `@(file)`, `%k`, `%t` and the
+config-logic options (`if-env`, `for`, ...) are not supported.
+"""
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _render_setting(s: Setting) -> List[str]:
+    cli = ", ".join(
+        f"`{flag}`" if s.kind == "bool" else f"`{flag} {s.metavar or 'VALUE'}`"
+        for flag in ([s.short] if s.short else []) + [f"--{n}" for n in s.names]
+    )
+    if s.const is not None:
+        cli += f" (bare: `{s.const}`)"
+    ini = ", ".join(f"`{n}`" for n in s.names)
+    env = ", ".join(f"`{v}`" for v in s.env_vars)
+    default = _describe_default(s) or ("off" if s.kind == "bool" else "none")
+    kind = {"str": "string", "int": "integer", "bool": "boolean",
+            "list": "list (repeatable)"}[s.kind]
+    lines = [
+        f"### `{s.name}`",
+        "",
+        s.help,
+        "",
+        f"- command line: {cli}",
+        f"- ini key: {ini}; environment: {env}",
+        f"- type: {kind}; default: `{default}`" if default != "none" else f"- type: {kind}; default: none",
+    ]
+    if s.uwsgi_ref:
+        lines.append(f"- compared with uWSGI: {s.uwsgi_ref}")
+    lines.append("")
+    return lines
+
+
+def render_docs() -> str:
+    """docs/configuration.md, generated from SETTINGS."""
+    out = [_DOCS_INTRO]
+    out.append("## Contents\n")
+    for section in SECTIONS:
+        names = ", ".join(f"`{s.name}`" for s in _IMPLEMENTED if s.section == section)
+        out.append(f"- **{section}**: {names}")
+    out.append(f"- **{UNSUPPORTED_SECTION}**\n")
+    for section in SECTIONS:
+        out.append(f"## {section}\n")
+        for s in _IMPLEMENTED:
+            if s.section == section:
+                out.extend(_render_setting(s))
+    out.append(f"## {UNSUPPORTED_SECTION}\n")
+    out.append("These uWSGI options are recognised and refused with a clear message, "
+               "rather than reported as unknown.\n")
+    out.append("| option | note |")
+    out.append("|---|---|")
+    for s in SETTINGS:
+        if not s.implemented:
+            names = ", ".join(f"`{n}`" for n in s.names)
+            if s.short:
+                names = f"`{s.short}`, {names}"
+            out.append(f"| {names} | {_md_escape(s.help)} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_docs())
