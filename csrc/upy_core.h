@@ -112,6 +112,24 @@ typedef struct upy_conn {
     char addr_text[64];      /* for logs */
 } upy_conn;
 
+/*
+ * One slot of the scoreboard: a shared (MAP_SHARED) array the master reads
+ * for harakiri and the stats server.  One slot per worker thread ("core"
+ * in uWSGI's stats).  Written only by the loop owning it; aligned 8-byte
+ * fields so the master never sees torn values.  uwsgipy/scoreboard.py
+ * mirrors this layout (checked against SLOT_SIZE by the tests).
+ */
+typedef struct {
+    double request_started;  /* CLOCK_MONOTONIC seconds; 0 when idle */
+    double avg_rt;           /* running average response time, us */
+    uint64_t requests;       /* requests finished */
+    uint64_t exceptions;     /* requests whose app raised */
+    uint64_t tx;             /* body bytes sent */
+    uint64_t pid;            /* the worker process */
+    char method[16];         /* of the request in progress (NUL-terminated) */
+    char uri[96];
+} upy_slot;
+
 typedef struct upy_loop {
     struct upy_server *srv;  /* borrowed: the server outlives its loops */
     upy_state *st;           /* borrowed */
@@ -125,6 +143,7 @@ typedef struct upy_loop {
     char *out;               /* response head being built */
     size_t out_cap;
     int listening;           /* listeners registered in epfd */
+    upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
 } upy_loop;
 
 typedef struct upy_server {
@@ -147,6 +166,11 @@ typedef struct upy_server {
     double stop_deadline;
     uint64_t requests;       /* served, all loops */
     int active_loops;
+    uint64_t max_requests;   /* graceful stop after this many; 0 off */
+    uint64_t reload_on_rss;  /* graceful stop above this RSS, bytes; 0 off */
+    double stop_mercy;       /* seconds for a self-initiated graceful stop */
+    const char *stop_reason; /* static: why the server stopped itself */
+    Py_buffer scoreboard;    /* .buf NULL when there is none */
 } upy_server;
 
 /* ------------------------------------------------------------------ */

@@ -119,7 +119,8 @@ upy_exec(PyObject *module)
         goto error;
     }
     if (PyModule_AddIntConstant(module, "PROTO_HTTP", UPY_PROTO_HTTP) < 0 ||
-        PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0) {
+        PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0 ||
+        PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0) {
         goto error;
     }
     rc = 0;

@@ -979,6 +979,8 @@ upy_run_app(upy_loop *loop, upy_conn *c, const upy_request *req,
     goto finish;
 
 app_failed:
+    if (loop->slot != NULL)
+        loop->slot->exceptions++;
     if (!r.headers_sent) {
         send_500(loop, &r);
         ok = !r.failed;
@@ -1001,6 +1003,8 @@ finish:
         sr->resp = NULL;
         Py_DECREF(sr);
     }
+    if (loop->slot != NULL)
+        loop->slot->tx += r.sent;
     access_log(loop, c, &r, environ, started);
     Py_XDECREF(r.status);
     Py_XDECREF(r.headers);

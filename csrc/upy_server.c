@@ -476,6 +476,52 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
     }
 }
 
+static void
+self_stop(upy_server *srv, const char *reason)
+{
+    uint64_t one = 1;
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    srv->stop_deadline = upy_now() + srv->stop_mercy;
+    srv->stop_reason = reason;
+    (void)!write(srv->wake_fd, &one, sizeof one);
+}
+
+/* Resident set size in bytes from /proc/self/statm, or 0 if unknown. */
+static uint64_t
+current_rss(void)
+{
+    static __thread int fd = -1;
+    char text[128];
+    ssize_t n;
+    unsigned long long size, resident;
+    if (fd < 0) {
+        fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+    }
+    n = pread(fd, text, sizeof text - 1, 0);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    if (sscanf(text, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* max-requests and reload-on-rss: checked after each request. */
+static void
+check_limits(upy_server *srv)
+{
+    if (srv->max_requests && srv->requests >= srv->max_requests) {
+        self_stop(srv, "max-requests reached");
+    }
+    else if (srv->reload_on_rss && current_rss() > srv->reload_on_rss) {
+        self_stop(srv, "reload-on-rss exceeded");
+    }
+}
+
 /* Returns 0 to keep the connection, -1 when it was closed (c is freed). */
 static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
@@ -485,6 +531,18 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
     double started = upy_now();
     int keep = -1;
 
+    if (loop->slot != NULL) {
+        upy_slot *sl = loop->slot;
+        size_t ml = req->method.len < sizeof sl->method - 1
+                        ? req->method.len : sizeof sl->method - 1;
+        size_t ul = req->target.len < sizeof sl->uri - 1
+                        ? req->target.len : sizeof sl->uri - 1;
+        memcpy(sl->method, req->method.p, ml);
+        sl->method[ml] = '\0';
+        memcpy(sl->uri, req->target.p, ul);
+        sl->uri[ul] = '\0';
+        sl->request_started = started;
+    }
     input = make_input(loop, c);
     if (input == NULL) {
         upy_log_exception(srv, "cannot create wsgi.input");
@@ -504,6 +562,14 @@ done:
     body_reset(c);
     srv->requests++;
     c->requests++;
+    if (loop->slot != NULL) {
+        double us = (upy_now() - started) * 1e6;
+        upy_slot *sl = loop->slot;
+        sl->requests++;
+        sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
+        sl->request_started = 0;
+    }
+    check_limits(srv);
     if (keep < 0 || !c->keep_alive || srv->stopping) {
         conn_close(loop, c);
         return -1;
@@ -594,7 +660,7 @@ conn_process(upy_loop *loop, upy_conn *c)
             c->content_length = req.chunked ? -1
                                 : req.content_length < 0 ? 0
                                 : req.content_length;
-            c->keep_alive = req.keep_alive;
+            c->keep_alive = req.keep_alive && srv->keepalive_timeout > 0;
             c->is_head = req.is_head;
             c->body_len = 0;
             if (!c->chunked && c->content_length == 0) {
@@ -820,7 +886,8 @@ PyDoc_STRVAR(server_doc,
 "Server(app, listeners, *, logger, buffer_size=65535, max_fields=100,\n"
 "       limit_post=0, post_buffering=1048576, socket_timeout=4.0,\n"
 "       keepalive_timeout=5.0, access_log_fd=-1, multithread=False,\n"
-"       multiprocess=False, errors=None, tmpdir=None)\n"
+"       multiprocess=False, errors=None, tmpdir=None, max_requests=0,\n"
+"       reload_on_rss=0, stop_mercy=60.0, scoreboard=None)\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
@@ -836,7 +903,11 @@ PyDoc_STRVAR(server_doc,
 "post_buffering: bodies above this many bytes spill to a temporary file.\n"
 "socket_timeout: seconds a client may stall sending or receiving.\n"
 "keepalive_timeout: seconds an idle keep-alive connection is kept.\n"
-"errors: the wsgi.errors stream (default sys.stderr).");
+"errors: the wsgi.errors stream (default sys.stderr).\n"
+"max_requests / reload_on_rss (bytes): stop gracefully (within stop_mercy\n"
+"  seconds) after that many requests / above that RSS; stop_reason says.\n"
+"scoreboard: a writable buffer of SLOT_SIZE-byte slots (shared memory);\n"
+"  serve_forever(core=i) writes slot i.");
 
 static int
 server_init(upy_server *self, PyObject *args, PyObject *kwds)
@@ -845,9 +916,13 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "max_fields", "limit_post", "post_buffering",
                              "socket_timeout", "keepalive_timeout",
                              "access_log_fd", "multithread", "multiprocess",
-                             "errors", "tmpdir", NULL};
+                             "errors", "tmpdir", "max_requests",
+                             "reload_on_rss", "stop_mercy", "scoreboard",
+                             NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
-    PyObject *seq = NULL;
+    PyObject *seq = NULL, *scoreboard = Py_None;
+    unsigned long long max_requests = 0, reload_on_rss = 0;
+    double stop_mercy = 60.0;
     Py_ssize_t buffer_size = 65535, max_fields = 100;
     unsigned long long limit_post = 0, post_buffering = 1 << 20;
     double socket_timeout = 4.0, keepalive_timeout = 5.0;
@@ -858,12 +933,14 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOO", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdO", kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
                                      &socket_timeout, &keepalive_timeout,
                                      &access_log_fd, &multithread,
-                                     &multiprocess, &errors, &tmpdir)) {
+                                     &multiprocess, &errors, &tmpdir,
+                                     &max_requests, &reload_on_rss,
+                                     &stop_mercy, &scoreboard)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -897,6 +974,13 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->socket_timeout = socket_timeout;
     self->keepalive_timeout = keepalive_timeout;
     self->access_log_fd = access_log_fd;
+    self->max_requests = max_requests;
+    self->reload_on_rss = reload_on_rss;
+    self->stop_mercy = stop_mercy;
+    if (scoreboard != Py_None &&
+        PyObject_GetBuffer(scoreboard, &self->scoreboard, PyBUF_WRITABLE) < 0) {
+        return -1;
+    }
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->wake_fd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -951,8 +1035,8 @@ PyDoc_STRVAR(serve_forever_doc,
 static PyObject *
 server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"wakeup_fd", NULL};
-    int wakeup_fd = -1;
+    static char *kwlist[] = {"wakeup_fd", "core", NULL};
+    int wakeup_fd = -1, core = 0;
     upy_loop loop;
     upy_ev_kind wake_tag = UPY_EV_WAKE;
     struct epoll_event events[UPY_MAX_EVENTS];
@@ -960,7 +1044,8 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
     double last_sweep;
     PyObject *result = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", kwlist, &wakeup_fd)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ii", kwlist, &wakeup_fd,
+                                     &core)) {
         return NULL;
     }
     if (self->listeners == NULL) {
@@ -968,6 +1053,16 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     memset(&loop, 0, sizeof loop);
+    if (self->scoreboard.buf != NULL) {
+        if (core < 0 || (size_t)(core + 1) * sizeof(upy_slot) >
+                            (size_t)self->scoreboard.len) {
+            PyErr_Format(PyExc_ValueError,
+                         "core %d is outside the scoreboard", core);
+            return NULL;
+        }
+        loop.slot = (upy_slot *)self->scoreboard.buf + core;
+        loop.slot->pid = (uint64_t)getpid();
+    }
     loop.srv = self;
     loop.st = self->st;
     loop.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1106,6 +1201,14 @@ server_get_requests(upy_server *self, void *closure)
 }
 
 static PyObject *
+server_get_stop_reason(upy_server *self, void *closure)
+{
+    if (self->stop_reason == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(self->stop_reason);
+}
+
+static PyObject *
 server_get_stopping(upy_server *self, void *closure)
 {
     return PyBool_FromLong(self->stopping != 0);
@@ -1135,6 +1238,9 @@ server_dealloc(upy_server *self)
     PyObject_GC_UnTrack(self);
     server_clear(self);
     Py_CLEAR(self->tmpdir);
+    if (self->scoreboard.buf != NULL) {
+        PyBuffer_Release(&self->scoreboard);
+    }
     if (self->listeners != NULL) {
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_CLEAR(self->listeners[i].base_environ);
@@ -1171,6 +1277,9 @@ static PyMethodDef server_methods[] = {
 static PyGetSetDef server_getset[] = {
     {"requests", (getter)server_get_requests, NULL,
      "Requests served by all loops of this server (int).", NULL},
+    {"stop_reason", (getter)server_get_stop_reason, NULL,
+     "Why the server stopped itself (max-requests, reload-on-rss), or None.",
+     NULL},
     {"stopping", (getter)server_get_stopping, NULL,
      "True once stop() was called.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
