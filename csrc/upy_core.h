@@ -146,6 +146,17 @@ typedef struct upy_loop {
     upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
 } upy_loop;
 
+/* Access log filter bits (uWSGI's log-4xx / log-5xx with disable-logging). */
+#define UPY_LOG_4XX 1
+#define UPY_LOG_5XX 2
+
+/* log-format variables; uwsgipy/log.py compiles "%(var)" to these. */
+enum {
+    UPY_LV_ADDR = 1, UPY_LV_METHOD, UPY_LV_URI, UPY_LV_PROTO, UPY_LV_STATUS,
+    UPY_LV_SIZE, UPY_LV_MSECS, UPY_LV_MICROS, UPY_LV_TIME, UPY_LV_CTIME,
+    UPY_LV_UAGENT, UPY_LV_REFERER, UPY_LV_HOST, UPY_LV_PID, UPY_LV_WID
+};
+
 typedef struct upy_server {
     PyObject_HEAD
     upy_state *st;           /* borrowed from the module, kept alive by
@@ -160,6 +171,10 @@ typedef struct upy_server {
     double socket_timeout;   /* seconds a client may stall */
     double keepalive_timeout;
     int access_log_fd;       /* -1: access log off */
+    int log_filter;          /* 0 all, else UPY_LOG_4XX | UPY_LOG_5XX */
+    int log_xff;             /* log-x-forwarded-for */
+    int worker_id;           /* for %(wid) */
+    PyObject *log_format;    /* tuple of str and int (UPY_LV_*), or NULL */
     int wake_fd;             /* eventfd: stop() wakes every loop */
     PyObject *tmpdir;        /* str or None */
     volatile int stopping;   /* 0 run, 1 graceful, 2 immediate */

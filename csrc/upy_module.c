@@ -120,8 +120,39 @@ upy_exec(PyObject *module)
     }
     if (PyModule_AddIntConstant(module, "PROTO_HTTP", UPY_PROTO_HTTP) < 0 ||
         PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0 ||
-        PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0) {
+        PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0 ||
+        PyModule_AddIntConstant(module, "LOG_4XX", UPY_LOG_4XX) < 0 ||
+        PyModule_AddIntConstant(module, "LOG_5XX", UPY_LOG_5XX) < 0) {
         goto error;
+    }
+    {
+        static const struct { const char *name; int value; } vars[] = {
+            {"addr", UPY_LV_ADDR}, {"method", UPY_LV_METHOD},
+            {"uri", UPY_LV_URI}, {"proto", UPY_LV_PROTO},
+            {"status", UPY_LV_STATUS}, {"size", UPY_LV_SIZE},
+            {"msecs", UPY_LV_MSECS}, {"micros", UPY_LV_MICROS},
+            {"time", UPY_LV_TIME}, {"ctime", UPY_LV_CTIME},
+            {"uagent", UPY_LV_UAGENT}, {"referer", UPY_LV_REFERER},
+            {"host", UPY_LV_HOST}, {"pid", UPY_LV_PID}, {"wid", UPY_LV_WID},
+        };
+        PyObject *d = PyDict_New();
+        if (d == NULL)
+            goto error;
+        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+            PyObject *v = PyLong_FromLong(vars[i].value);
+            int r = v == NULL ? -1 : PyDict_SetItemString(d, vars[i].name, v);
+            Py_XDECREF(v);
+            if (r < 0) {
+                Py_DECREF(d);
+                goto error;
+            }
+        }
+        /* PyModule_AddObjectRef does not steal. */
+        if (PyModule_AddObjectRef(module, "LOG_VARS", d) < 0) {
+            Py_DECREF(d);
+            goto error;
+        }
+        Py_DECREF(d);
     }
     rc = 0;
 error:

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -763,56 +764,210 @@ sequence_length(PyObject *result)
     return total;
 }
 
+/* A str item of environ as UTF-8, or "-" (borrowed from the str). */
+static const char *
+env_text(PyObject *environ, PyObject *key, Py_ssize_t *len)
+{
+    PyObject *o = PyDict_GetItemWithError(environ, key);
+    const char *t;
+    if (o == NULL || !PyUnicode_Check(o)) {
+        PyErr_Clear();
+        *len = 1;
+        return "-";
+    }
+    t = PyUnicode_AsUTF8AndSize(o, len);
+    if (t == NULL || *len == 0) {
+        PyErr_Clear();
+        *len = 1;
+        return "-";
+    }
+    return t;
+}
+
+static PyObject *
+env_key(const char *name)
+{
+    return PyUnicode_InternFromString(name);
+}
+
+/* Append to a fixed line buffer, truncating. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} upy_line;
+
+static void
+line_put(upy_line *l, const char *s, size_t n)
+{
+    if (n > l->cap - l->len)
+        n = l->cap - l->len;
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void
+line_fmt(upy_line *l, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        line_put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* The client address for the log: REMOTE_ADDR, or with
+   log-x-forwarded-for the first X-Forwarded-For entry. */
+static const char *
+log_addr(upy_server *srv, PyObject *environ, Py_ssize_t *len)
+{
+    const char *a;
+    if (srv->log_xff) {
+        PyObject *k = env_key("HTTP_X_FORWARDED_FOR");
+        if (k != NULL) {
+            a = env_text(environ, k, len);
+            Py_DECREF(k);
+            if (*a != '-') {
+                const char *comma = memchr(a, ',', (size_t)*len);
+                if (comma != NULL)
+                    *len = comma - a;
+                return a;
+            }
+        }
+        PyErr_Clear();
+    }
+    return env_text(environ, srv->st->k_REMOTE_ADDR, len);
+}
+
+static int
+log_wanted(upy_server *srv, int status)
+{
+    if (srv->access_log_fd < 0)
+        return 0;
+    if (srv->log_filter == 0)
+        return 1;
+    return ((srv->log_filter & UPY_LOG_4XX) && status >= 400 && status < 500) ||
+           ((srv->log_filter & UPY_LOG_5XX) && status >= 500);
+}
+
 static void
 access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
            double started)
 {
     upy_server *srv = loop->srv;
     upy_state *st = loop->st;
-    char line[2048];
-    int len;
-    double ms = (upy_now() - started) * 1000.0;
-    const char *addr = "-", *method = "-", *uri = "-", *proto = "-";
-    Py_ssize_t ulen = 1;
-    PyObject *o;
+    char buf[4096];
+    upy_line l = {buf, 0, sizeof buf - 1};
+    double secs = upy_now() - started;
+    int status = r->status_code ? r->status_code : 500;
+    Py_ssize_t n;
+    const char *t;
 
-    if (srv->access_log_fd < 0) {
+    if (!log_wanted(srv, status)) {
         return;
     }
-    o = PyDict_GetItemWithError(environ, st->k_REMOTE_ADDR);
-    if (o != NULL && PyUnicode_Check(o))
-        addr = PyUnicode_AsUTF8(o);
-    o = PyDict_GetItemWithError(environ, st->k_REQUEST_METHOD);
-    if (o != NULL && PyUnicode_Check(o))
-        method = PyUnicode_AsUTF8(o);
-    o = PyDict_GetItemWithError(environ, st->k_REQUEST_URI);
-    if (o != NULL && PyUnicode_Check(o))
-        uri = PyUnicode_AsUTF8AndSize(o, &ulen);
+    if (srv->log_format == NULL) {
+        /* 127.0.0.1 "GET /path?q HTTP/1.1" 200 13 0.120ms */
+        t = log_addr(srv, environ, &n);
+        line_put(&l, t, (size_t)n);
+        line_put(&l, " \"", 2);
+        t = env_text(environ, st->k_REQUEST_METHOD, &n);
+        line_put(&l, t, (size_t)(n > 32 ? 32 : n));
+        line_put(&l, " ", 1);
+        t = env_text(environ, st->k_REQUEST_URI, &n);
+        if (*t == '-')
+            t = env_text(environ, st->k_PATH_INFO, &n);
+        line_put(&l, t, (size_t)(n > 2048 ? 2048 : n));
+        line_put(&l, " ", 1);
+        t = env_text(environ, st->k_SERVER_PROTOCOL, &n);
+        line_put(&l, t, (size_t)(n > 16 ? 16 : n));
+        line_fmt(&l, "\" %d %llu %.3fms", status,
+                 (unsigned long long)r->sent, secs * 1000.0);
+    }
     else {
-        o = PyDict_GetItemWithError(environ, st->k_PATH_INFO);
-        if (o != NULL && PyUnicode_Check(o))
-            uri = PyUnicode_AsUTF8AndSize(o, &ulen);
-    }
-    o = PyDict_GetItemWithError(environ, st->k_SERVER_PROTOCOL);
-    if (o != NULL && PyUnicode_Check(o))
-        proto = PyUnicode_AsUTF8(o);
-    if (PyErr_Occurred() || !addr || !method || !uri || !proto) {
+        Py_ssize_t count = PyTuple_GET_SIZE(srv->log_format);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *item = PyTuple_GET_ITEM(srv->log_format, i);
+            long var;
+            if (PyUnicode_Check(item)) {
+                t = PyUnicode_AsUTF8AndSize(item, &n);
+                if (t != NULL)
+                    line_put(&l, t, (size_t)n);
+                continue;
+            }
+            var = PyLong_AsLong(item);
+            switch (var) {
+            case UPY_LV_ADDR:
+                t = log_addr(srv, environ, &n);
+                line_put(&l, t, (size_t)n);
+                break;
+            case UPY_LV_METHOD:
+                t = env_text(environ, st->k_REQUEST_METHOD, &n);
+                line_put(&l, t, (size_t)n);
+                break;
+            case UPY_LV_URI:
+                t = env_text(environ, st->k_REQUEST_URI, &n);
+                line_put(&l, t, (size_t)n);
+                break;
+            case UPY_LV_PROTO:
+                t = env_text(environ, st->k_SERVER_PROTOCOL, &n);
+                line_put(&l, t, (size_t)n);
+                break;
+            case UPY_LV_STATUS:
+                line_fmt(&l, "%d", status);
+                break;
+            case UPY_LV_SIZE:
+                line_fmt(&l, "%llu", (unsigned long long)r->sent);
+                break;
+            case UPY_LV_MSECS:
+                line_fmt(&l, "%llu", (unsigned long long)(secs * 1e3));
+                break;
+            case UPY_LV_MICROS:
+                line_fmt(&l, "%llu", (unsigned long long)(secs * 1e6));
+                break;
+            case UPY_LV_TIME:
+                line_fmt(&l, "%lld", (long long)time(NULL));
+                break;
+            case UPY_LV_CTIME: {
+                char tb[32];
+                time_t now = time(NULL);
+                if (ctime_r(&now, tb) != NULL) {
+                    size_t tl = strlen(tb);
+                    if (tl && tb[tl - 1] == '\n')
+                        tl--;
+                    line_put(&l, tb, tl);
+                }
+                break;
+            }
+            case UPY_LV_UAGENT:
+            case UPY_LV_REFERER:
+            case UPY_LV_HOST: {
+                PyObject *k = env_key(var == UPY_LV_UAGENT ? "HTTP_USER_AGENT"
+                                      : var == UPY_LV_REFERER ? "HTTP_REFERER"
+                                                              : "HTTP_HOST");
+                if (k != NULL) {
+                    t = env_text(environ, k, &n);
+                    line_put(&l, t, (size_t)n);
+                    Py_DECREF(k);
+                }
+                break;
+            }
+            case UPY_LV_PID:
+                line_fmt(&l, "%ld", (long)getpid());
+                break;
+            case UPY_LV_WID:
+                line_fmt(&l, "%d", srv->worker_id);
+                break;
+            default:
+                line_put(&l, "-", 1);
+            }
+        }
         PyErr_Clear();
-        return;
     }
-    if (*addr == '\0')
-        addr = "-";
-    if (ulen > 1024)
-        ulen = 1024;
-    len = snprintf(line, sizeof line, "%s \"%.32s %.*s %.16s\" %d %llu %.3fms\n",
-                   addr, method, (int)ulen, uri, proto,
-                   r->status_code ? r->status_code : 500,
-                   (unsigned long long)r->sent, ms);
-    if (len > 0) {
-        if ((size_t)len >= sizeof line)
-            len = (int)sizeof line - 1;
-        (void)!write(srv->access_log_fd, line, (size_t)len);
-    }
+    l.p[l.len++] = '\n';
+    (void)!write(srv->access_log_fd, l.p, l.len);
 }
 
 /* Call result.close() if it has one (PEP 3333: always, also on errors). */

@@ -887,7 +887,8 @@ PyDoc_STRVAR(server_doc,
 "       limit_post=0, post_buffering=1048576, socket_timeout=4.0,\n"
 "       keepalive_timeout=5.0, access_log_fd=-1, multithread=False,\n"
 "       multiprocess=False, errors=None, tmpdir=None, max_requests=0,\n"
-"       reload_on_rss=0, stop_mercy=60.0, scoreboard=None)\n"
+"       reload_on_rss=0, stop_mercy=60.0, scoreboard=None,\n"
+"       log_format=None, log_filter=0, log_xff=False, worker_id=0)\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
@@ -907,7 +908,9 @@ PyDoc_STRVAR(server_doc,
 "max_requests / reload_on_rss (bytes): stop gracefully (within stop_mercy\n"
 "  seconds) after that many requests / above that RSS; stop_reason says.\n"
 "scoreboard: a writable buffer of SLOT_SIZE-byte slots (shared memory);\n"
-"  serve_forever(core=i) writes slot i.");
+"  serve_forever(core=i) writes slot i.\n"
+"log_format: uwsgipy.log.compile_log_format()'s tuple (uWSGI log-format);\n"
+"log_filter: LOG_4XX | LOG_5XX to log only those (log-4xx, log-5xx).");
 
 static int
 server_init(upy_server *self, PyObject *args, PyObject *kwds)
@@ -918,9 +921,11 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "access_log_fd", "multithread", "multiprocess",
                              "errors", "tmpdir", "max_requests",
                              "reload_on_rss", "stop_mercy", "scoreboard",
-                             NULL};
+                             "log_format", "log_filter", "log_xff",
+                             "worker_id", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
-    PyObject *seq = NULL, *scoreboard = Py_None;
+    PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
+    int log_filter = 0, log_xff = 0, worker_id = 0;
     unsigned long long max_requests = 0, reload_on_rss = 0;
     double stop_mercy = 60.0;
     Py_ssize_t buffer_size = 65535, max_fields = 100;
@@ -933,14 +938,15 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdO", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipi", kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
                                      &socket_timeout, &keepalive_timeout,
                                      &access_log_fd, &multithread,
                                      &multiprocess, &errors, &tmpdir,
                                      &max_requests, &reload_on_rss,
-                                     &stop_mercy, &scoreboard)) {
+                                     &stop_mercy, &scoreboard, &log_format,
+                                     &log_filter, &log_xff, &worker_id)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -975,6 +981,17 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->keepalive_timeout = keepalive_timeout;
     self->access_log_fd = access_log_fd;
     self->max_requests = max_requests;
+    self->log_filter = log_filter;
+    self->log_xff = log_xff;
+    self->worker_id = worker_id;
+    if (log_format != Py_None) {
+        if (!PyTuple_Check(log_format)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "log_format must be a tuple of str and int");
+            return -1;
+        }
+        self->log_format = Py_NewRef(log_format);
+    }
     self->reload_on_rss = reload_on_rss;
     self->stop_mercy = stop_mercy;
     if (scoreboard != Py_None &&
@@ -1238,6 +1255,7 @@ server_dealloc(upy_server *self)
     PyObject_GC_UnTrack(self);
     server_clear(self);
     Py_CLEAR(self->tmpdir);
+    Py_CLEAR(self->log_format);
     if (self->scoreboard.buf != NULL) {
         PyBuffer_Release(&self->scoreboard);
     }

@@ -455,7 +455,7 @@ class Arbiter:
         max_requests = cfg.max_requests + (wid * cfg.max_requests_delta if cfg.max_requests else 0)
         server = make_server(app, self.listeners, cfg, multiprocess=True,
                              scoreboard=self.scoreboard.worker_view(wid),
-                             max_requests=max_requests)
+                             max_requests=max_requests, worker_id=wid)
         if cfg.py_autoreload and wid == 1:
             from .reloader import start_autoreloader
             start_autoreloader(cfg.py_autoreload, self.pid)

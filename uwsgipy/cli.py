@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 
 from . import config as _config
 from .app import AppLoadError, load_app, prepare_path
-from .log import setup_logging
+from .log import compile_log_format, setup_logging
 from .sockets import Listener, bind_listener, close_listeners
 
 __all__ = ["main", "EXIT_OK", "EXIT_CONFIG", "EXIT_BIND", "EXIT_APP_LOAD"]
@@ -87,6 +87,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not cfg.wsgi_file and not cfg.module:
         log.error("no application configured: give --wsgi-file FILE or --module pkg.mod:callable")
         return EXIT_CONFIG
+    if cfg.log_format:
+        try:
+            compile_log_format(cfg.log_format)
+        except ValueError as exc:
+            log.error("%s (%s)", exc, cfg.sources.get("log-format", "?"))
+            return EXIT_CONFIG
     apply_env(cfg)
 
     if cfg.master or cfg.processes > 1:

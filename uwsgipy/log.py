@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
-from typing import Optional
+from typing import Optional, Tuple, Union
 
-__all__ = ["setup_logging", "reopen", "set_role", "log"]
+__all__ = ["setup_logging", "reopen", "set_role", "compile_log_format", "log"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -74,3 +75,29 @@ def reopen() -> None:
     """Reopen the ``logto`` file (after logrotate moved it)."""
     if _logto:
         _redirect(_logto)
+
+
+_LOG_VAR = re.compile(r"%\(([a-z0-9_]+)\)")
+
+
+def compile_log_format(fmt: str) -> Tuple[Union[str, int], ...]:
+    """Compile uWSGI's ``log-format`` (``%(addr) %(method) %(uri)...``) to
+    the tuple of literal strings and variable codes the C core fills in.
+    Variables: the keys of ``_core.LOG_VARS`` (addr, method, uri, proto,
+    status, size, msecs, micros, time, ctime, uagent, referer, host, pid,
+    wid).  Raises ValueError naming an unknown variable."""
+    from . import _core
+    parts: list = []
+    pos = 0
+    for m in _LOG_VAR.finditer(fmt):
+        if m.start() > pos:
+            parts.append(fmt[pos:m.start()])
+        name = m.group(1)
+        if name not in _core.LOG_VARS:
+            raise ValueError(f"log-format: unknown variable %({name}); known: "
+                             + ", ".join(sorted(_core.LOG_VARS)))
+        parts.append(_core.LOG_VARS[name])
+        pos = m.end()
+    if pos < len(fmt):
+        parts.append(fmt[pos:])
+    return tuple(parts)

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, List, Optional, Sequence
 
 from . import _core
+from .log import compile_log_format
 from .sockets import Listener
 
 __all__ = ["make_server", "serve", "core_logger"]
@@ -30,9 +31,21 @@ def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
         log.log(level, message)
 
 
+def access_log_options(cfg: Any) -> dict:
+    """disable-logging, log-4xx, log-5xx, log-format, log-x-forwarded-for
+    as _core.Server keywords.  Raises ValueError for a bad log-format."""
+    log_filter = 0
+    if cfg.disable_logging:
+        log_filter = (_core.LOG_4XX if cfg.log_4xx else 0) | (_core.LOG_5XX if cfg.log_5xx else 0)
+    enabled = not cfg.disable_logging or log_filter
+    return dict(access_log_fd=2 if enabled else -1, log_filter=log_filter,
+                log_format=compile_log_format(cfg.log_format) if cfg.log_format else None,
+                log_xff=cfg.log_x_forwarded_for)
+
+
 def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
                 multiprocess: bool, scoreboard: Optional[memoryview] = None,
-                max_requests: int = 0) -> "_core.Server":
+                max_requests: int = 0, worker_id: int = 0) -> "_core.Server":
     """Build the C Server from the config's request-path options.
     max_requests and reload-on-rss make the server stop itself gracefully
     (worker recycling); the master then forks a fresh worker."""
@@ -45,7 +58,6 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         post_buffering=cfg.post_buffering,
         socket_timeout=float(cfg.socket_timeout),
         keepalive_timeout=float(cfg.http_keepalive),
-        access_log_fd=-1 if cfg.disable_logging else 2,
         multithread=cfg.threads > 1,
         multiprocess=multiprocess,
         errors=sys.stderr,
@@ -53,6 +65,8 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         reload_on_rss=cfg.reload_on_rss * 1024 * 1024 if multiprocess else 0,
         stop_mercy=float(cfg.worker_reload_mercy if multiprocess else cfg.reload_mercy),
         scoreboard=scoreboard,
+        worker_id=worker_id,
+        **access_log_options(cfg),
     )
 
 
