@@ -1,0 +1,40 @@
+"""Type stub of uwsgipy._core, the C core (csrc/)."""
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
+
+PROTO_HTTP: int
+PROTO_UWSGI: int
+SLOT_SIZE: int
+LOG_4XX: int
+LOG_5XX: int
+LOG_VARS: Dict[str, int]
+
+Logger = Callable[[int, str, Optional[BaseException]], None]
+ListenerSpec = Tuple[int, int, str, str, str]  # fd, proto, SERVER_NAME, SERVER_PORT, log name
+
+class Server:
+    requests: int
+    stopping: bool
+    stop_reason: Optional[str]
+    def __init__(self, app: Callable[..., Any], listeners: Sequence[ListenerSpec], *,
+                 logger: Logger, buffer_size: int = ..., max_fields: int = ...,
+                 limit_post: int = ..., post_buffering: int = ...,
+                 socket_timeout: float = ..., keepalive_timeout: float = ...,
+                 access_log_fd: int = ..., multithread: bool = ..., multiprocess: bool = ...,
+                 errors: Any = ..., tmpdir: Optional[str] = ..., max_requests: int = ...,
+                 reload_on_rss: int = ..., stop_mercy: float = ...,
+                 scoreboard: Optional[memoryview] = ...,
+                 log_format: Optional[Tuple[Union[str, int], ...]] = ...,
+                 log_filter: int = ..., log_xff: bool = ..., worker_id: int = ...) -> None: ...
+    def serve_forever(self, wakeup_fd: int = ..., core: int = ...) -> None: ...
+    def stop(self, graceful: bool = ..., timeout: float = ...) -> None: ...
+
+class StartResponse:
+    def __call__(self, status: str, response_headers: list,
+                 exc_info: Optional[tuple] = ...) -> Callable[[bytes], None]: ...
+    def write(self, data: bytes) -> None: ...
+
+class FileWrapper:
+    def __init__(self, filelike: Any, block_size: int = ...) -> None: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
