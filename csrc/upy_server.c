@@ -746,7 +746,11 @@ static void
 accept_ready(upy_loop *loop, upy_listener *lst)
 {
     upy_server *srv = loop->srv;
-    for (int i = 0; i < UPY_ACCEPT_BATCH; i++) {
+    /* With several loops on one listener (threads, workers), take one
+       connection per wake-up so the others get theirs: a keep-alive
+       connection stays with the loop that accepted it. */
+    int batch = srv->shared_listeners ? 1 : UPY_ACCEPT_BATCH;
+    for (int i = 0; i < batch; i++) {
         struct sockaddr_storage ss;
         socklen_t slen = sizeof ss;
         struct epoll_event ev;
@@ -980,6 +984,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->socket_timeout = socket_timeout;
     self->keepalive_timeout = keepalive_timeout;
     self->access_log_fd = access_log_fd;
+    self->shared_listeners = multithread || multiprocess;
     self->max_requests = max_requests;
     self->log_filter = log_filter;
     self->log_xff = log_xff;
