@@ -857,6 +857,9 @@ loop_stop_listening(upy_loop *loop)
         for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
             epoll_ctl(loop->epfd, EPOLL_CTL_DEL, srv->listeners[i].fd, NULL);
         }
+        /* The eventfd stays readable for the other loops: stop watching
+           it, or epoll_wait would return at once until the end. */
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, srv->wake_fd, NULL);
         loop->listening = 0;
     }
     for (c = loop->conns; c != NULL; c = next) {
