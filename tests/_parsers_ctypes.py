@@ -1,0 +1,264 @@
+"""ctypes access to the pure-C parsers (csrc/upy_http.c, csrc/upy_uwsgi.c).
+
+Test-only: compiles the two sources into a shared library with gcc and wraps
+the upy_parse.h API in plain-Python results, so Hypothesis can drive the C
+code directly (no server, no extension module build).
+
+    lib = build(out_dir)            # once per session (see the fixture)
+    lib.parse_http(b"GET / ...")    # dict | ("error", status) | "incomplete"
+    lib.decode_chunked(data, [3, 1, 7])
+    lib.parse_uwsgi(packet)
+
+The struct layouts below mirror upy_parse.h and must be kept in step with it.
+"""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+__all__ = ["CParsers", "build", "SOURCES"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+SOURCES = (CSRC / "upy_http.c", CSRC / "upy_uwsgi.c")
+
+UPY_PARSE_ERROR = -1
+UPY_PARSE_INCOMPLETE = -2
+
+HttpResult = Union[dict, tuple, str]
+
+
+class upy_str(ctypes.Structure):
+    _fields_ = [("p", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class upy_field(ctypes.Structure):
+    _fields_ = [("name", upy_str), ("value", upy_str)]
+
+
+class upy_limits(ctypes.Structure):
+    _fields_ = [
+        ("max_head", ctypes.c_size_t),
+        ("max_fields", ctypes.c_size_t),
+        ("limit_post", ctypes.c_uint64),
+    ]
+
+
+class upy_request(ctypes.Structure):
+    _fields_ = [
+        ("proto", ctypes.c_int),
+        ("method", upy_str),
+        ("target", upy_str),
+        ("path", upy_str),
+        ("query", upy_str),
+        ("minor_version", ctypes.c_int),
+        ("fields", ctypes.POINTER(upy_field)),
+        ("fields_cap", ctypes.c_size_t),
+        ("num_fields", ctypes.c_size_t),
+        ("content_length", ctypes.c_int64),
+        ("chunked", ctypes.c_uint, 1),
+        ("keep_alive", ctypes.c_uint, 1),
+        ("expect_continue", ctypes.c_uint, 1),
+        ("is_head", ctypes.c_uint, 1),
+        ("https", ctypes.c_uint, 1),
+        ("error_status", ctypes.c_int),
+        ("error_reason", ctypes.c_char_p),
+    ]
+
+
+class upy_chunked_decoder(ctypes.Structure):
+    _fields_ = [
+        ("state", ctypes.c_int),
+        ("remaining", ctypes.c_uint64),
+        ("line_len", ctypes.c_size_t),
+        ("trailer_len", ctypes.c_size_t),
+        ("total", ctypes.c_uint64),
+        ("error_status", ctypes.c_int),
+        ("error_reason", ctypes.c_char_p),
+    ]
+
+
+class upy_uwsgi_header(ctypes.Structure):
+    _fields_ = [
+        ("modifier1", ctypes.c_uint8),
+        ("datasize", ctypes.c_uint16),
+        ("modifier2", ctypes.c_uint8),
+    ]
+
+
+def build(out_dir: Path, cc: str = "gcc") -> "CParsers":
+    """Compile the parsers into out_dir/libupyparse.so and load it."""
+    out = Path(out_dir) / "libupyparse.so"
+    cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-D_GNU_SOURCE",
+           "-shared", "-fPIC", f"-I{CSRC}", "-o", str(out), *map(str, SOURCES)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"building {out} failed:\n{' '.join(cmd)}\n{res.stderr}")
+    return CParsers(out)
+
+
+class CParsers:
+    """The C API with Python values in and out."""
+
+    MAX_FIELDS = 16384  # a 64 KiB uwsgi block holds at most 65535 // 4 vars
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))
+        lib.upy_http_parse_request.restype = ctypes.c_ssize_t
+        lib.upy_http_parse_request.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+            ctypes.POINTER(upy_request), ctypes.POINTER(upy_limits)]
+        lib.upy_chunked_init.restype = None
+        lib.upy_chunked_init.argtypes = [ctypes.POINTER(upy_chunked_decoder)]
+        lib.upy_chunked_decode.restype = ctypes.c_ssize_t
+        lib.upy_chunked_decode.argtypes = [
+            ctypes.POINTER(upy_chunked_decoder), ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t), ctypes.c_uint64]
+        lib.upy_uwsgi_parse_header.restype = ctypes.c_int
+        lib.upy_uwsgi_parse_header.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_uwsgi_header)]
+        lib.upy_uwsgi_parse_vars.restype = ctypes.c_int
+        lib.upy_uwsgi_parse_vars.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_request),
+            ctypes.POINTER(upy_limits)]
+        lib.upy_uwsgi_looks_like_http.restype = ctypes.c_int
+        lib.upy_uwsgi_looks_like_http.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        self.lib = lib
+        self._fields = (upy_field * self.MAX_FIELDS)()
+
+    # -- helpers ---------------------------------------------------------
+    @staticmethod
+    def _slice(data: bytes, base: int, s: upy_str) -> bytes:
+        if s.len == 0:
+            return b""
+        off = s.p - base
+        assert 0 <= off and off + s.len <= len(data), "slice outside the input"
+        return data[off:off + s.len]
+
+    def _request_dict(self, data: bytes, base: int, req: upy_request) -> dict:
+        assert req.num_fields <= self.MAX_FIELDS
+        fields = [(self._slice(data, base, self._fields[i].name),
+                   self._slice(data, base, self._fields[i].value))
+                  for i in range(req.num_fields)]
+        return {
+            "method": self._slice(data, base, req.method),
+            "target": self._slice(data, base, req.target),
+            "path": self._slice(data, base, req.path),
+            "query": self._slice(data, base, req.query),
+            "minor_version": req.minor_version,
+            "fields": fields,
+            "content_length": req.content_length,
+            "chunked": bool(req.chunked),
+            "keep_alive": bool(req.keep_alive),
+            "expect_continue": bool(req.expect_continue),
+            "is_head": bool(req.is_head),
+            "https": bool(req.https),
+        }
+
+    def _new_request(self) -> upy_request:
+        req = upy_request()
+        req.fields = ctypes.cast(self._fields, ctypes.POINTER(upy_field))
+        req.fields_cap = self.MAX_FIELDS
+        return req
+
+    # -- HTTP --------------------------------------------------------------
+    def parse_http(self, data: bytes, max_head: int = 65535, max_fields: int = 100,
+                   limit_post: int = 0, last_len: int = 0) -> HttpResult:
+        """One call of upy_http_parse_request on data.
+
+        Returns "incomplete", ("error", status), or a dict of the request with
+        "consumed" (the head length).
+        """
+        buf = ctypes.create_string_buffer(data, len(data))
+        base = ctypes.addressof(buf)
+        req = self._new_request()
+        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post)
+        n = self.lib.upy_http_parse_request(base, len(data), last_len,
+                                            ctypes.byref(req), ctypes.byref(lim))
+        if n == UPY_PARSE_INCOMPLETE:
+            return "incomplete"
+        if n == UPY_PARSE_ERROR:
+            assert req.error_reason, "error without a reason"
+            return ("error", req.error_status)
+        assert 0 < n <= len(data)
+        out = self._request_dict(data, base, req)
+        out["consumed"] = n
+        return out
+
+    # -- chunked -----------------------------------------------------------
+    def decode_chunked(self, data: bytes, feed_sizes: Iterable[int] = (),
+                       max_body: int = 0) -> tuple:
+        """Feed data to one decoder in pieces of feed_sizes (cycled; the
+        rest in one piece when feed_sizes is empty or all zero).
+
+        Returns ("ok", body, trailing) with trailing = the bytes after the
+        chunked body, ("incomplete", body_so_far), or ("error", status, body_so_far).
+        """
+        d = upy_chunked_decoder()
+        self.lib.upy_chunked_init(ctypes.byref(d))
+        sizes: Sequence[int] = [s for s in feed_sizes if s >= 0]
+        body = bytearray()
+        pos, k = 0, 0
+        while True:
+            if sizes and any(sizes):
+                size = sizes[k % len(sizes)]
+                k += 1
+            else:
+                size = len(data) - pos
+            piece = data[pos:pos + size]
+            pos += len(piece)
+            buf = ctypes.create_string_buffer(piece, len(piece))
+            ln = ctypes.c_size_t(len(piece))
+            r = self.lib.upy_chunked_decode(ctypes.byref(d), buf, ctypes.byref(ln), max_body)
+            assert ln.value <= len(piece)
+            body += buf.raw[:ln.value]
+            if r == UPY_PARSE_ERROR:
+                assert d.error_reason
+                return ("error", d.error_status, bytes(body))
+            if r >= 0:
+                assert ln.value + r <= len(piece)
+                trailing = buf.raw[ln.value:ln.value + r] + data[pos:]
+                assert d.total == len(body)
+                return ("ok", bytes(body), trailing)
+            assert r == UPY_PARSE_INCOMPLETE
+            if pos >= len(data):
+                return ("incomplete", bytes(body))
+
+    # -- uwsgi -------------------------------------------------------------
+    def parse_uwsgi(self, packet: bytes, max_fields: int = MAX_FIELDS,
+                    limit_post: int = 0, max_head: int = 65535) -> Any:
+        """Header + vars of a whole packet.
+
+        Returns "incomplete" (fewer than 4 + datasize bytes), ("error", status),
+        or a dict with modifier1, modifier2, vars (list of (key, value)),
+        the request fields as parse_http, and rest (bytes after the vars).
+        """
+        buf = ctypes.create_string_buffer(packet, len(packet))
+        base = ctypes.addressof(buf)
+        h = upy_uwsgi_header()
+        r = self.lib.upy_uwsgi_parse_header(base, len(packet), ctypes.byref(h))
+        if r == UPY_PARSE_INCOMPLETE:
+            return "incomplete"
+        assert r == 4
+        if len(packet) < 4 + h.datasize:
+            return "incomplete"
+        req = self._new_request()
+        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post)
+        r = self.lib.upy_uwsgi_parse_vars(base + 4, h.datasize, ctypes.byref(req),
+                                          ctypes.byref(lim))
+        if r == UPY_PARSE_ERROR:
+            assert req.error_reason
+            return ("error", req.error_status)
+        assert r == 0 and req.proto == 1
+        out = self._request_dict(packet, base, req)
+        out["vars"] = out.pop("fields")
+        out["modifier1"] = h.modifier1
+        out["modifier2"] = h.modifier2
+        out["rest"] = packet[4 + h.datasize:]
+        return out
+
+    def looks_like_http(self, data: bytes) -> bool:
+        buf = ctypes.create_string_buffer(data, len(data))
+        return bool(self.lib.upy_uwsgi_looks_like_http(buf, len(data)))
