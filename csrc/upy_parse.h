@@ -107,6 +107,10 @@ typedef struct {
  * is the len of the previous incomplete call on this buffer (0 the first
  * time); it only lets the parser skip rescanning for the end of the head.
  *
+ * Empty lines before the request line are skipped (RFC 9112 §2.2) and
+ * counted in the returned length.  An absolute-form target is returned as
+ * is (the environ builder takes the path from it).
+ *
  * Strictness (each gives 400 unless noted):
  *   - lines end in CRLF; a bare CR or bare LF anywhere in the head;
  *   - method is a token; request-target is 1+ bytes of visible ASCII
@@ -114,9 +118,11 @@ typedef struct {
  *     (other "HTTP/x.y": 505);
  *   - field name a token, no whitespace before ':'; obs-fold (line starting
  *     with SP/HTAB); NUL or CTL other than HTAB in a value;
- *   - HTTP/1.1 without exactly one Host field (RFC 9112 §3.2);
- *   - Content-Length not 1*DIGIT, overflowing, or repeated with a different
- *     value; Content-Length together with Transfer-Encoding (§6.3);
+ *   - HTTP/1.1 without a Host field; more than one Host on any version
+ *     (RFC 9112 §3.2);
+ *   - Content-Length not 1*DIGIT, overflowing, or repeated with a value
+ *     that is not byte-identical; Content-Length with Transfer-Encoding
+ *     (§6.3);
  *   - Transfer-Encoding on HTTP/1.0; Transfer-Encoding other than a single
  *     "chunked" (case-insensitive): 501;
  *   - Content-Length > lim->limit_post (when limit_post != 0): 413;
@@ -187,7 +193,9 @@ int upy_uwsgi_parse_header(const unsigned char *buf, size_t len,
  * Returns 0 or UPY_PARSE_ERROR (400) for: datasize 0, a zero-length key, a
  * length running past the block, a key with no room for its value length,
  * more than lim->max_fields vars (431), CONTENT_LENGTH not 1*DIGIT or above
- * lim->limit_post (413).  Empty values are valid.
+ * lim->limit_post (413), datasize > lim->max_head (431).  Empty values are
+ * valid; an empty CONTENT_LENGTH (nginx's uwsgi_params send one with every
+ * bodiless request) counts as absent.
  */
 int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
                          const upy_limits *lim);
