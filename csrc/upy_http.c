@@ -247,6 +247,32 @@ static ssize_t find_head_end(const char *buf, size_t len, size_t from)
     return 0;
 }
 
+/* "http://" or "https://", case-insensitive, followed by something. */
+static int
+has_http_scheme(const char *t, size_t len)
+{
+    static const char http[] = "http://", https[] = "https://";
+    const char *lit;
+    size_t n;
+    if (len > 7 && t[4] == ':') {
+        lit = http;
+        n = 7;
+    } else if (len > 8 && t[5] == ':') {
+        lit = https;
+        n = 8;
+    } else {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
 ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
                                upy_request *req, const upy_limits *lim)
 {
@@ -314,6 +340,19 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     req->target.p = s;
     req->target.len = (size_t)(p - s);
     p++;
+    /* RFC 9112 §3.2: origin-form ("/..."), absolute-form ("http://..."),
+       or asterisk-form ("*", OPTIONS only).  authority-form is CONNECT's,
+       which a WSGI server does not serve.  A fragment is never sent. */
+    if (memchr(req->target.p, '#', req->target.len) != NULL)
+        return fail(req, 400, "fragment in request-target");
+    if (req->target.p[0] != '/') {
+        int star = req->target.len == 1 && req->target.p[0] == '*' &&
+                   req->method.len == 7 &&
+                   memcmp(req->method.p, "OPTIONS", 7) == 0;
+        if (!star && !has_http_scheme(req->target.p, req->target.len))
+            return fail(req, 400, "request-target is not origin-form "
+                                  "(/path), absolute-form or OPTIONS *");
+    }
 
     /* "HTTP/" DIGIT "." DIGIT CRLF: 10 bytes */
     if (10 > (size_t)(end - p) || memcmp(p, "HTTP/", 5) != 0 ||

@@ -20,6 +20,9 @@ is the only excuse the differential test accepts for a disagreement:
     version     HTTP versions other than 1.0/1.1 (h11 accepts any d.d; we 505)
     chunk_ext   chunk extensions outside the RFC 9112 §7.1.1 grammar (h11
                 accepts ";" followed by anything)
+    target_form a request-target that is not origin-form, absolute-form or
+                "OPTIONS *", or that holds a '#' (RFC 9112 §3.2; h11 takes
+                any visible ASCII)
   we accept, h11 rejects
     leading_crlf  empty lines before the request line (RFC 9112 §2.2 SHOULD
                   ignore; h11 refuses them)
@@ -157,6 +160,13 @@ def known_differences(data: bytes) -> Tuple[set, set]:
         lenient.add("chunk_ext")
     if data[:1] in (b"\r", b"\n"):
         lenient.add("leading_crlf")
+    line = re.match(rb"[\r\n]*([^ \r\n]*) ([^ \r\n]*) ", data)
+    if line:
+        method, target = line.group(1), line.group(2)
+        if b"#" in target or not (
+                target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")
+                or re.match(rb"(?i)https?://.", target)):
+            stricter.add("target_form")
     return stricter, lenient
 
 
@@ -337,6 +347,10 @@ KNOWN = [
               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("te_http10", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("version", b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505),
+    ("target_form", b"GET env HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("target_form", b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("target_form", b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("target_form", b"CONNECT example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
     ("chunk_ext", b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"1;\r\nx\r\n0\r\n\r\n", 400),
 ]
