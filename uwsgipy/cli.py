@@ -116,8 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_APP_LOAD
         from .worker import make_server, serve
         server = make_server(app, listeners, cfg, multiprocess=False)
-        log.info("ready (pid %d)", os.getpid())
-        serve(server, cfg.threads, mercy=float(cfg.reload_mercy))
+        serve(server, cfg.threads, mercy=float(cfg.reload_mercy),
+              on_ready=lambda: log.info("ready (pid %d)", os.getpid()))
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK
     finally:

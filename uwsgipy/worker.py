@@ -72,7 +72,8 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
 
 def serve(server: "_core.Server", threads: int, *, mercy: float,
           install_signals: bool = True,
-          quick_signals: Sequence[int] = ()) -> None:
+          quick_signals: Sequence[int] = (),
+          on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run the server's loop in this thread and ``threads - 1`` more until
     a graceful stop completes.  Installs handlers (they only call
     server.stop): SIGTERM and SIGINT graceful, except the ``quick_signals``
@@ -110,6 +111,8 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
             for i in range(1, threads)]
     for t in pool:
         t.start()
+    if on_ready is not None:
+        on_ready()  # after the handlers: a supervisor may signal at once
     try:
         server.serve_forever(wakeup_fd=rfd)
     finally:
