@@ -44,6 +44,8 @@ typedef struct {
     PyTypeObject *Server_Type;
     PyTypeObject *StartResponse_Type;
     PyTypeObject *FileWrapper_Type;
+    PyTypeObject *EmptyInput_Type;
+    PyObject *empty_input;   /* the one EmptyInput instance */
 #define UPY_DECL_KEY(name) PyObject *k_##name;
     UPY_INTERNED(UPY_DECL_KEY)
 #undef UPY_DECL_KEY
@@ -144,7 +146,20 @@ typedef struct upy_loop {
     size_t out_cap;
     int listening;           /* listeners registered in epfd */
     upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
+    upy_conn *free_conns;    /* closed connections kept for reuse */
+    size_t nfree;
 } upy_loop;
+
+/* A small cache from raw names (uwsgi var names, header field names) to
+   their environ key strings, so common keys are made once per server. */
+#define UPY_KEY_CACHE_SIZE 256  /* power of two */
+#define UPY_KEY_CACHE_MAXLEN 48
+typedef struct {
+    uint32_t hash;
+    uint32_t len;
+    char raw[UPY_KEY_CACHE_MAXLEN];
+    PyObject *key;           /* strong reference, NULL when empty */
+} upy_key_entry;
 
 /* Access log filter bits (uWSGI's log-4xx / log-5xx with disable-logging). */
 #define UPY_LOG_4XX 1
@@ -176,6 +191,8 @@ typedef struct upy_server {
     int log_xff;             /* log-x-forwarded-for */
     int worker_id;           /* for %(wid) */
     PyObject *log_format;    /* tuple of str and int (UPY_LV_*), or NULL */
+    upy_key_entry *var_keys; /* uwsgi var name -> environ key */
+    upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */
     int wake_fd;             /* eventfd: stop() wakes every loop */
     PyObject *tmpdir;        /* str or None */
     volatile int stopping;   /* 0 run, 1 graceful, 2 immediate */
@@ -240,6 +257,7 @@ void upy_log_exception(upy_server *srv, const char *what);
 int upy_send_all(upy_server *srv, int fd, struct iovec *iov, int iovcnt);
 
 /* upy_environ.c */
+void upy_key_cache_free(upy_key_entry *cache);
 PyObject *upy_build_base_environ(upy_state *st, upy_listener *lst,
                                  const char *server_name,
                                  const char *server_port, int multithread,
@@ -251,6 +269,7 @@ PyObject *upy_build_environ(upy_loop *loop, upy_conn *conn,
 /* upy_response.c */
 extern PyType_Spec upy_start_response_spec;
 extern PyType_Spec upy_file_wrapper_spec;
+extern PyType_Spec upy_empty_input_spec;
 /* Run the app for one request and send its response.  Returns 0 when the
    connection may carry another request, -1 when it must be closed. */
 int upy_run_app(upy_loop *loop, upy_conn *conn, const upy_request *req,

@@ -46,6 +46,68 @@ upy_build_base_environ(upy_state *st, upy_listener *lst,
     return env;
 }
 
+static uint32_t
+fnv1a(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+typedef PyObject *(*upy_key_maker)(upy_state *st, const upy_str *name);
+
+/* New reference: the environ key for a raw name, from the cache when it
+   holds it (a miss replaces the slot: a bounded cache, never a leak). */
+static PyObject *
+cached_key(upy_state *st, upy_key_entry *cache, const upy_str *name,
+           upy_key_maker make)
+{
+    uint32_t h;
+    upy_key_entry *e;
+    PyObject *key;
+    if (cache == NULL || name->len > UPY_KEY_CACHE_MAXLEN) {
+        return make(st, name);
+    }
+    h = fnv1a(name->p, name->len);
+    e = &cache[h & (UPY_KEY_CACHE_SIZE - 1)];
+    if (e->key != NULL && e->hash == h && e->len == name->len &&
+        memcmp(e->raw, name->p, name->len) == 0) {
+        return Py_NewRef(e->key);
+    }
+    key = make(st, name);
+    if (key == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(e->key, Py_NewRef(key));
+    e->hash = h;
+    e->len = (uint32_t)name->len;
+    memcpy(e->raw, name->p, name->len);
+    return key;
+}
+
+void
+upy_key_cache_free(upy_key_entry *cache)
+{
+    if (cache == NULL)
+        return;
+    for (size_t i = 0; i < UPY_KEY_CACHE_SIZE; i++)
+        Py_CLEAR(cache[i].key);
+    PyMem_Free(cache);
+}
+
+static PyObject *
+var_key(upy_state *st, const upy_str *name)
+{
+    PyObject *k = PyUnicode_DecodeLatin1(name->p, (Py_ssize_t)name->len,
+                                         NULL);
+    if (k != NULL)
+        PyUnicode_InternInPlace(&k);
+    return k;
+}
+
 static int
 hexval(unsigned char c)
 {
@@ -137,12 +199,13 @@ header_key(upy_state *st, const upy_str *name)
 /* Add one header: repeated fields are joined with ", " (RFC 9110 §5.3),
    Cookie with "; " (RFC 6265 §5.4). */
 static int
-add_header(upy_state *st, PyObject *env, const upy_field *f)
+add_header(upy_state *st, upy_key_entry *cache, PyObject *env,
+           const upy_field *f)
 {
     PyObject *key = NULL, *value = NULL, *old, *joined = NULL;
     int rc = -1;
 
-    key = header_key(st, &f->name);
+    key = cached_key(st, cache, &f->name, header_key);
     if (key == NULL) {
         goto error;
     }
@@ -239,7 +302,7 @@ build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
         return -1;
     }
     for (size_t i = 0; i < req->num_fields; i++) {
-        if (add_header(st, env, &req->fields[i]) < 0) {
+        if (add_header(st, loop->srv->hdr_keys, env, &req->fields[i]) < 0) {
             return -1;
         }
     }
@@ -256,12 +319,10 @@ build_uwsgi(upy_loop *loop, upy_conn *conn, const upy_request *req,
     int r;
     for (size_t i = 0; i < req->num_fields; i++) {
         const upy_field *f = &req->fields[i];
-        PyObject *k = PyUnicode_DecodeLatin1(f->name.p,
-                                             (Py_ssize_t)f->name.len, NULL);
+        PyObject *k = cached_key(st, loop->srv->var_keys, &f->name, var_key);
         if (k == NULL) {
             return -1;
         }
-        PyUnicode_InternInPlace(&k);
         r = upy_dict_set_steal(
             env, k,
             PyUnicode_DecodeLatin1(f->value.p, (Py_ssize_t)f->value.len, NULL));

@@ -118,6 +118,15 @@ upy_exec(PyObject *module)
         PyModule_AddType(module, st->FileWrapper_Type) < 0) {
         goto error;
     }
+    st->EmptyInput_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_empty_input_spec, NULL);
+    if (st->EmptyInput_Type == NULL) {
+        goto error;
+    }
+    st->empty_input = PyType_GenericAlloc(st->EmptyInput_Type, 0);
+    if (st->empty_input == NULL) {
+        goto error;
+    }
     if (PyModule_AddIntConstant(module, "PROTO_HTTP", UPY_PROTO_HTTP) < 0 ||
         PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0 ||
         PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0 ||
@@ -167,6 +176,8 @@ upy_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Server_Type);
     Py_VISIT(st->StartResponse_Type);
     Py_VISIT(st->FileWrapper_Type);
+    Py_VISIT(st->EmptyInput_Type);
+    Py_VISIT(st->empty_input);
     Py_VISIT(st->io_BytesIO);
     Py_VISIT(st->io_open);
     return 0;
@@ -179,6 +190,8 @@ upy_clear(PyObject *module)
     Py_CLEAR(st->Server_Type);
     Py_CLEAR(st->StartResponse_Type);
     Py_CLEAR(st->FileWrapper_Type);
+    Py_CLEAR(st->empty_input);
+    Py_CLEAR(st->EmptyInput_Type);
 #define UPY_CLEAR_KEY(name) Py_CLEAR(st->k_##name);
     UPY_INTERNED(UPY_CLEAR_KEY)
 #undef UPY_CLEAR_KEY

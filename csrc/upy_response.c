@@ -437,6 +437,71 @@ PyType_Spec upy_file_wrapper_spec = {
 };
 
 /* ------------------------------------------------------------------ */
+/* wsgi.input of a request without a body: one shared, stateless object */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+ei_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "takes at most one argument");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(NULL, 0);
+}
+
+static PyObject *
+ei_readlines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "takes at most one argument");
+        return NULL;
+    }
+    return PyList_New(0);
+}
+
+static PyObject *
+ei_iternext(PyObject *self)
+{
+    return NULL;
+}
+
+static PyMethodDef ei_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))ei_read, METH_FASTCALL,
+     "read(size=-1) -> b'' (the body is empty)"},
+    {"readline", (PyCFunction)(void (*)(void))ei_read, METH_FASTCALL,
+     "readline(size=-1) -> b''"},
+    {"readlines", (PyCFunction)(void (*)(void))ei_readlines, METH_FASTCALL,
+     "readlines(hint=-1) -> []"},
+    {NULL, NULL, 0, NULL},
+};
+
+static void
+ei_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot ei_slots[] = {
+    {Py_tp_doc, "wsgi.input of a request without a body (PEP 3333 input "
+                "stream): every read returns b''."},
+    {Py_tp_methods, ei_methods},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, ei_iternext},
+    {Py_tp_dealloc, ei_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec upy_empty_input_spec = {
+    .name = "uwsgipy._core.EmptyInput",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ei_slots,
+};
+
+/* ------------------------------------------------------------------ */
 /* Sending                                                             */
 /* ------------------------------------------------------------------ */
 

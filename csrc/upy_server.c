@@ -44,6 +44,8 @@
 #define UPY_MAX_EVENTS 64
 #define UPY_ACCEPT_BATCH 16     /* accepts per wake-up: leave some for peers */
 #define UPY_LINGER_SECONDS 2.0  /* drain time after an error response */
+#define UPY_FREE_CONNS 64       /* closed connections kept for reuse */
+#define UPY_KEEP_BUF 16384      /* ...when their buffer is at most this */
 
 /* ------------------------------------------------------------------ */
 /* Logging                                                             */
@@ -172,15 +174,38 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     loop->nconns--;
-    if (loop->epfd >= 0) {
-        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    }
+    /* close() also removes the fd from the epoll set (never dup'ed). */
     close(c->fd);
     body_reset(c);
+    Py_CLEAR(c->remote_addr);
+    Py_CLEAR(c->remote_port);
+    if (loop->nfree < UPY_FREE_CONNS && c->cap <= UPY_KEEP_BUF) {
+        /* Keep the struct and its buffer for the next connection. */
+        c->next = loop->free_conns;
+        loop->free_conns = c;
+        loop->nfree++;
+        return;
+    }
     free(c->buf);
-    Py_XDECREF(c->remote_addr);
-    Py_XDECREF(c->remote_port);
     free(c);
+}
+
+/* A zeroed connection, from the free list when possible. */
+static upy_conn *
+conn_new(upy_loop *loop)
+{
+    upy_conn *c = loop->free_conns;
+    if (c != NULL) {
+        char *buf = c->buf;
+        size_t cap = c->cap;
+        loop->free_conns = c->next;
+        loop->nfree--;
+        memset(c, 0, sizeof *c);
+        c->buf = buf;
+        c->cap = cap;
+        return c;
+    }
+    return calloc(1, sizeof *c);
 }
 
 /* After an error response: stop writing, drain what the client still sends
@@ -390,7 +415,7 @@ make_input(upy_loop *loop, upy_conn *c)
         return f;
     }
     if (c->body_len == 0) {
-        return PyObject_CallNoArgs(st->io_BytesIO);
+        return Py_NewRef(st->empty_input);
     }
     {
         PyObject *b = PyBytes_FromStringAndSize(c->body_mem,
@@ -767,7 +792,7 @@ accept_ready(upy_loop *loop, upy_listener *lst)
             }
             return;
         }
-        c = calloc(1, sizeof *c);
+        c = conn_new(loop);
         if (c == NULL) {
             close(fd);
             return;
@@ -824,6 +849,13 @@ accept_ready(upy_loop *loop, upy_listener *lst)
         ev.data.ptr = c;
         if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             conn_close(loop, c);
+            continue;
+        }
+        if (lst->proto == UPY_PROTO_UWSGI) {
+            /* nginx writes the packet right after connecting (and uwsgi
+               listeners use TCP_DEFER_ACCEPT): read without a round trip
+               through epoll_wait. */
+            conn_readable(loop, c);
         }
     }
 }
@@ -875,6 +907,12 @@ loop_free(upy_loop *loop)
 {
     while (loop->conns != NULL) {
         conn_close(loop, loop->conns);
+    }
+    while (loop->free_conns != NULL) {
+        upy_conn *c = loop->free_conns;
+        loop->free_conns = c->next;
+        free(c->buf);
+        free(c);
     }
     if (loop->epfd >= 0) {
         close(loop->epfd);
@@ -1004,6 +1042,12 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->stop_mercy = stop_mercy;
     if (scoreboard != Py_None &&
         PyObject_GetBuffer(scoreboard, &self->scoreboard, PyBUF_WRITABLE) < 0) {
+        return -1;
+    }
+    self->var_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
+    self->hdr_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
+    if (self->var_keys == NULL || self->hdr_keys == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1264,6 +1308,8 @@ server_dealloc(upy_server *self)
     server_clear(self);
     Py_CLEAR(self->tmpdir);
     Py_CLEAR(self->log_format);
+    upy_key_cache_free(self->var_keys);
+    upy_key_cache_free(self->hdr_keys);
     if (self->scoreboard.buf != NULL) {
         PyBuffer_Release(&self->scoreboard);
     }

@@ -145,6 +145,10 @@ def bind_listener(kind: str, address: str, *, backlog: int = 100,
                         "the kernel caps the backlog at %d", backlog, cap, cap)
         sock.listen(backlog)
         sock.setblocking(False)
+        if kind == "socket" and family in (socket.AF_INET, socket.AF_INET6) and \
+                hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # uwsgi clients (nginx) send the packet at once: wake us only then.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     except BaseException:
         sock.close()
         raise
