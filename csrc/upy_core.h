@@ -82,8 +82,69 @@ struct upy_server;
 typedef enum {
     UPY_CONN_HEAD = 0,       /* reading a request head */
     UPY_CONN_BODY,           /* reading a request body */
+    UPY_CONN_WRITE,          /* response blocked on a full socket */
     UPY_CONN_LINGER          /* response sent, write side shut: draining */
 } upy_conn_state;
+
+/* ------------------------------------------------------------------ */
+/* The response of one request                                          */
+/* ------------------------------------------------------------------ */
+
+/* Output the socket did not take yet: up to 4 iovecs; small parts are
+   copied into `copy`, a body item's data is referenced (`hold`). */
+typedef struct {
+    struct iovec iov[4];
+    int cnt;                 /* 0: nothing pending */
+    PyObject *hold;          /* keeps the referenced body data alive */
+    char *copy;              /* malloc'd */
+    size_t copy_cap;
+} upy_pending;
+
+typedef enum {
+    UPY_PHASE_ITER = 0,      /* iterating the app's result */
+    UPY_PHASE_SENDFILE,      /* sendfile(2) of a file_wrapper's file */
+    UPY_PHASE_END,           /* result exhausted: end the framing */
+    UPY_PHASE_FINISH         /* all queued: flush, then finish */
+} upy_phase;
+
+/* Results of starting or resuming a response. */
+#define UPY_RESP_KEEP 0      /* done; the connection may go on */
+#define UPY_RESP_CLOSE (-1)  /* done; close the connection */
+#define UPY_RESP_BLOCKED 1   /* the socket is full: resume on EPOLLOUT */
+
+struct upy_conn;
+
+typedef struct {
+    struct upy_loop *loop;   /* borrowed */
+    struct upy_conn *conn;   /* borrowed */
+    int active;              /* a response is in progress */
+    upy_phase phase;
+    PyObject *sr;            /* the StartResponse object */
+    PyObject *result;        /* what the app returned */
+    PyObject *iter;          /* iter(result) */
+    PyObject *environ;       /* kept for the access log */
+    PyObject *input;         /* wsgi.input, released at the end */
+    double started;          /* monotonic, when the app was called */
+    int64_t known_length;    /* body length the server worked out, -1 */
+    int sf_fd;               /* PHASE_SENDFILE: the file (borrowed fd) */
+    off_t sf_offset;
+    uint64_t sf_remaining;
+    int status_code;
+    PyObject *status;        /* str, NULL before start_response */
+    PyObject *headers;       /* list, NULL before start_response */
+    int64_t content_length;  /* from the app, -1 none */
+    int headers_sent;
+    int chunked;             /* chunked transfer coding in use */
+    int no_body;             /* HEAD, 1xx, 204, 304 */
+    int keep_alive;          /* connection persists after this response */
+    int app_close;           /* the app sent Connection: close */
+    int has_date;            /* the app sent Date */
+    int failed;              /* the connection broke: stop sending */
+    int app_failed;          /* the app raised */
+    uint64_t sent;           /* body bytes sent or queued */
+    int minor_version;
+    upy_proto proto;
+} upy_response;
 
 typedef struct upy_conn {
     upy_ev_kind ev;          /* first */
@@ -108,6 +169,9 @@ typedef struct upy_conn {
     char *body_mem;          /* in-memory body, malloc'd */
     size_t body_cap;
     int body_fd;             /* spilled body, -1 if in memory */
+
+    upy_response resp;       /* the response in progress */
+    upy_pending pend;        /* its output the socket has not taken */
 
     PyObject *remote_addr;   /* str, created once per connection */
     PyObject *remote_port;   /* str */
@@ -206,29 +270,6 @@ typedef struct upy_server {
     Py_buffer scoreboard;    /* .buf NULL when there is none */
 } upy_server;
 
-/* ------------------------------------------------------------------ */
-/* The response of one request                                          */
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-    upy_loop *loop;          /* borrowed */
-    upy_conn *conn;          /* borrowed, NULL once the request ended */
-    int status_code;
-    PyObject *status;        /* str, NULL before start_response */
-    PyObject *headers;       /* list, NULL before start_response */
-    int64_t content_length;  /* from the app, -1 none */
-    int headers_sent;
-    int chunked;             /* chunked transfer coding in use */
-    int no_body;             /* HEAD, 1xx, 204, 304 */
-    int keep_alive;          /* connection persists after this response */
-    int app_close;           /* the app sent Connection: close */
-    int has_date;            /* the app sent Date */
-    int failed;              /* the connection broke: stop sending */
-    uint64_t sent;           /* body bytes sent */
-    int minor_version;
-    upy_proto proto;
-} upy_response;
-
 typedef struct {
     PyObject_HEAD
     upy_response *resp;      /* borrowed, NULL after the request */
@@ -268,12 +309,19 @@ PyObject *upy_build_environ(upy_loop *loop, upy_conn *conn,
 
 /* upy_response.c */
 extern PyType_Spec upy_start_response_spec;
+/* Start the response to req: call the app and send what the socket takes.
+   Steals nothing; keeps its own references to environ and input.
+   Returns UPY_RESP_KEEP, UPY_RESP_CLOSE or UPY_RESP_BLOCKED. */
+int upy_response_start(upy_loop *loop, upy_conn *conn, const upy_request *req,
+                       PyObject *environ, PyObject *input, double started);
+/* Go on after EPOLLOUT; same results. */
+int upy_response_resume(upy_loop *loop, upy_conn *conn);
+/* The connection is going away: close the app's result, log, release. */
+void upy_response_abort(upy_loop *loop, upy_conn *conn);
+/* Release what the pending-output buffer holds (connection freed). */
+void upy_pending_free(upy_pending *p);
 extern PyType_Spec upy_file_wrapper_spec;
 extern PyType_Spec upy_empty_input_spec;
-/* Run the app for one request and send its response.  Returns 0 when the
-   connection may carry another request, -1 when it must be closed. */
-int upy_run_app(upy_loop *loop, upy_conn *conn, const upy_request *req,
-                PyObject *environ, double started);
 /* Send a canned error response (status 400...505) with Connection: close. */
 void upy_send_error(upy_server *srv, upy_conn *conn, int status,
                     const char *reason);

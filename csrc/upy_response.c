@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -626,12 +627,157 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
     return (ssize_t)len;
 }
 
-/* Send the head (if not yet sent) and n body bytes with the chosen
-   framing.  `known_length` as for build_head.  Returns 0 or -1 (the
-   connection broke, or an exception is set). */
+/* ------------------------------------------------------------------ */
+/* Non-blocking output with a pending queue                            */
+/* ------------------------------------------------------------------ */
+
+void
+upy_pending_free(upy_pending *p)
+{
+    Py_CLEAR(p->hold);
+    free(p->copy);
+    p->copy = NULL;
+    p->copy_cap = 0;
+    p->cnt = 0;
+}
+
+/* Drop n written bytes from the front of iov[0..*cnt). */
+static struct iovec *
+iov_advance(struct iovec *iov, int *cnt, size_t n)
+{
+    while (*cnt > 0 && n >= iov->iov_len) {
+        n -= iov->iov_len;
+        iov++;
+        (*cnt)--;
+    }
+    if (*cnt > 0) {
+        iov->iov_base = (char *)iov->iov_base + n;
+        iov->iov_len -= n;
+    }
+    return iov;
+}
+
+/* sendmsg without blocking: bytes written, 0 when the socket is full,
+   -1 when the connection is broken. */
+static ssize_t
+send_nb(int fd, struct iovec *iov, int cnt)
+{
+    struct msghdr msg;
+    ssize_t n;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)cnt;
+    do {
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+    return n;
+}
+
+/* Send iov now; what the socket does not take is queued in c->pend (the
+   entry pointing at `data` by reference to `hold`, the others copied).
+   Nothing may be pending on entry.  Returns 0, or -1 (broken). */
+static int
+send_or_queue(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
+              const char *data, size_t data_len)
+{
+    upy_pending *p = &c->pend;
+    size_t need = 0, off = 0;
+    ssize_t n = send_nb(c->fd, iov, cnt);
+    if (n < 0) {
+        return -1;
+    }
+    iov = iov_advance(iov, &cnt, (size_t)n);
+    if (cnt == 0) {
+        return 0;
+    }
+#define UPY_IS_DATA(v)                                                       \
+    (data != NULL && (const char *)(v).iov_base >= data &&                   \
+     (const char *)(v).iov_base < data + data_len)
+    for (int i = 0; i < cnt; i++) {
+        if (!UPY_IS_DATA(iov[i]))
+            need += iov[i].iov_len;
+    }
+    if (p->copy_cap < need) {
+        char *nb = realloc(p->copy, need);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->copy = nb;
+        p->copy_cap = need;
+    }
+    for (int i = 0; i < cnt; i++) {
+        p->iov[i] = iov[i];
+        if (!UPY_IS_DATA(iov[i])) {
+            memcpy(p->copy + off, iov[i].iov_base, iov[i].iov_len);
+            p->iov[i].iov_base = p->copy + off;
+            off += iov[i].iov_len;
+        }
+    }
+#undef UPY_IS_DATA
+    p->cnt = cnt;
+    Py_XSETREF(p->hold, Py_XNewRef(hold));
+    return 0;
+}
+
+/* Write what is pending: 1 when nothing is left, 0 when the socket is
+   full, -1 when the connection is broken. */
+static int
+flush_pending(upy_conn *c)
+{
+    upy_pending *p = &c->pend;
+    ssize_t n;
+    struct iovec *iov;
+    int cnt;
+    if (p->cnt == 0) {
+        return 1;
+    }
+    n = send_nb(c->fd, p->iov, p->cnt);
+    if (n < 0) {
+        return -1;
+    }
+    cnt = p->cnt;
+    iov = iov_advance(p->iov, &cnt, (size_t)n);
+    if (cnt == 0) {
+        p->cnt = 0;
+        Py_CLEAR(p->hold);
+        return 1;
+    }
+    memmove(p->iov, iov, (size_t)cnt * sizeof *iov);
+    p->cnt = cnt;
+    return 0;
+}
+
+/* Wait (GIL released, up to socket-timeout per stall) until nothing is
+   pending: the imperative write() must return only once data is sent. */
+static int
+flush_blocking(upy_server *srv, upy_conn *c)
+{
+    for (;;) {
+        struct pollfd pfd = {c->fd, POLLOUT, 0};
+        int pr, f = flush_pending(c);
+        if (f != 0) {
+            return f > 0 ? 0 : -1;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        pr = poll(&pfd, 1, (int)(srv->socket_timeout * 1000.0));
+        Py_END_ALLOW_THREADS
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP)))
+            return -1;
+    }
+}
+
+/* Send (or queue) the head if not yet sent and n body bytes of `hold`
+   with the chosen framing.  Returns 0, or -1 (broken, or an exception is
+   set). */
 static int
 send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
-           int64_t known_length)
+           PyObject *hold)
 {
     struct iovec iov[4];
     int cnt = 0;
@@ -641,7 +787,7 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
         return -1;
     }
     if (!r->headers_sent) {
-        ssize_t hlen = build_head(loop, r, known_length);
+        ssize_t hlen = build_head(loop, r, r->known_length);
         if (hlen < 0)
             return -1;
         iov[cnt].iov_base = loop->out;
@@ -653,12 +799,9 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     }
     if (r->content_length >= 0 &&
         (uint64_t)r->content_length - r->sent < n) {
-        if (r->sent + n > (uint64_t)r->content_length) {
-            upy_log(loop->srv, 30,
-                    "the app sent more than its Content-Length %lld; "
-                    "the excess was not sent",
-                    (long long)r->content_length);
-        }
+        upy_log(loop->srv, 30,
+                "the app sent more than its Content-Length %lld; "
+                "the excess was not sent", (long long)r->content_length);
         n = (size_t)((uint64_t)r->content_length - r->sent);
     }
     if (n > 0) {
@@ -677,7 +820,7 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     if (cnt == 0) {
         return 0;
     }
-    if (upy_send_all(loop->srv, r->conn->fd, iov, cnt) < 0) {
+    if (send_or_queue(r->conn, iov, cnt, hold, n > 0 ? p : NULL, n) < 0) {
         r->failed = 1;
         return -1;
     }
@@ -685,20 +828,28 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     return 0;
 }
 
+/* The imperative write() (PEP 3333): sent before it returns. */
 static int
 send_body(upy_loop *loop, upy_response *r, const char *p, size_t n)
 {
     if (n == 0 && r->headers_sent) {
         return 0;
     }
-    return send_chunk(loop, r, p, n, -1);
+    if (flush_blocking(loop->srv, r->conn) < 0 ||
+        send_chunk(loop, r, p, n, NULL) < 0 ||
+        flush_blocking(loop->srv, r->conn) < 0) {
+        r->failed = 1;
+        return -1;
+    }
+    return 0;
 }
 
-/* sendfile(2) the rest of a regular file.  Returns 1 when sent, 0 when the
-   object is not a regular file with a usable fileno() (the caller falls
-   back to iteration), -1 on failure. */
+/* Prepare sendfile(2) of a file_wrapper's regular file.  Returns 1 when
+   set up (phase SENDFILE, head sent or queued), 0 when the object is not
+   a regular file with a usable fileno() (the caller iterates it instead),
+   -1 on failure. */
 static int
-try_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
+setup_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
 {
 #ifdef __linux__
     PyObject *o;
@@ -708,6 +859,9 @@ try_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
     uint64_t remaining;
     upy_state *st = loop->st;
 
+    if (r->chunked || r->headers_sent) {
+        return 0; /* write() went first: iterate */
+    }
     if (optional_attr(fw->filelike, st->s_fileno, &o) < 0) {
         PyErr_Clear();
         return 0;
@@ -734,8 +888,7 @@ try_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
     /* The Python file object's position, which its buffer may hold ahead
        of the fd's offset. */
     offset = -1;
-    if (optional_attr(fw->filelike, st->s_tell, &o) >= 0 &&
-        o != NULL) {
+    if (optional_attr(fw->filelike, st->s_tell, &o) >= 0 && o != NULL) {
         PyObject *v = PyObject_CallNoArgs(o);
         Py_DECREF(o);
         if (v != NULL) {
@@ -750,54 +903,49 @@ try_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
             return 0;
     }
     remaining = sb.st_size > offset ? (uint64_t)(sb.st_size - offset) : 0;
-    if (r->content_length >= 0 &&
-        (uint64_t)r->content_length - r->sent < remaining) {
-        remaining = (uint64_t)r->content_length - r->sent;
+    if (r->content_length >= 0 && (uint64_t)r->content_length < remaining) {
+        remaining = (uint64_t)r->content_length;
     }
-    if (!r->headers_sent) {
-        /* The file's size is the body length when the app gave none. */
-        if (send_chunk(loop, r, NULL, 0, (int64_t)remaining) < 0)
-            return -1;
+    /* The file's size is the body length when the app gave none. */
+    r->known_length = (int64_t)remaining;
+    if (send_chunk(loop, r, NULL, 0, NULL) < 0) {
+        return -1;
     }
-    if (r->no_body) {
-        return 1;
-    }
-    if (r->chunked) {
-        /* Headers already went out chunked (write() was used first):
-           fall back to iteration. */
-        return 0;
-    }
-    while (remaining > 0) {
-        ssize_t n = sendfile(r->conn->fd, fd, &offset,
-                             remaining > (1u << 30) ? (1u << 30)
-                                                    : (size_t)remaining);
+    r->sf_fd = fd;
+    r->sf_offset = offset;
+    r->sf_remaining = r->no_body ? 0 : remaining;
+    r->phase = UPY_PHASE_SENDFILE;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* sendfile until done (1), the socket is full (0) or failure (-1). */
+static int
+pump_sendfile(upy_response *r)
+{
+#ifdef __linux__
+    while (r->sf_remaining > 0) {
+        ssize_t n = sendfile(r->conn->fd, r->sf_fd, &r->sf_offset,
+                             r->sf_remaining > (1u << 30)
+                                 ? (1u << 30) : (size_t)r->sf_remaining);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN) {
-                struct pollfd pfd = {r->conn->fd, POLLOUT, 0};
-                int pr;
-                Py_BEGIN_ALLOW_THREADS
-                pr = poll(&pfd, 1, (int)(loop->srv->socket_timeout * 1000.0));
-                Py_END_ALLOW_THREADS
-                if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
-                    r->failed = 1;
-                    return -1;
-                }
-                continue;
-            }
-            r->failed = 1;
+            if (errno == EAGAIN)
+                return 0;
             return -1;
         }
         if (n == 0) {
-            break; /* the file shrank */
+            break; /* the file shrank: Content-Length will not be met */
         }
-        remaining -= (uint64_t)n;
+        r->sf_remaining -= (uint64_t)n;
         r->sent += (uint64_t)n;
     }
     return 1;
 #else
-    return 0;
+    return -1;
 #endif
 }
 
@@ -1055,7 +1203,7 @@ close_result(upy_server *srv, PyObject *result)
     Py_DECREF(r);
 }
 
-/* Error response after the app failed before sending anything. */
+/* Queue a 500 after the app failed before sending anything. */
 static void
 send_500(upy_loop *loop, upy_response *r)
 {
@@ -1074,160 +1222,254 @@ send_500(upy_loop *loop, upy_response *r)
                            {(void *)body, r->no_body ? 0 : sizeof body - 1}};
     r->status_code = 500;
     r->headers_sent = 1;
-    if (upy_send_all(loop->srv, r->conn->fd, iov, 2) < 0) {
+    if (r->proto != UPY_PROTO_HTTP)
+        r->keep_alive = 0;
+    if (send_or_queue(r->conn, iov, 2, NULL, NULL, 0) < 0) {
         r->failed = 1;
     }
     r->sent = r->no_body ? 0 : sizeof body - 1;
 }
 
+/* The app failed (exception set, already logged): answer 500 when nothing
+   was sent yet, else only closing the connection tells the client. */
+static void
+app_failed(upy_loop *loop, upy_response *r)
+{
+    PyErr_Clear();
+    r->app_failed = 1;
+    if (loop->slot != NULL)
+        loop->slot->exceptions++;
+    if (!r->headers_sent) {
+        send_500(loop, r);
+    }
+    else {
+        r->failed = 1;
+        r->keep_alive = 0;
+    }
+    r->phase = UPY_PHASE_FINISH;
+}
+
+/* Everything after the last byte: close(), the access log, releasing. */
+static int
+finish(upy_loop *loop, upy_conn *c)
+{
+    upy_response *r = &c->resp;
+    upy_server *srv = loop->srv;
+    int ok = !r->failed;
+
+    if (ok && !r->app_failed && !r->no_body && r->content_length >= 0 &&
+        r->sent < (uint64_t)r->content_length) {
+        upy_log(srv, 30, "the app sent %llu bytes of its Content-Length "
+                "%lld; closing the connection",
+                (unsigned long long)r->sent, (long long)r->content_length);
+        ok = 0;
+    }
+    if (PyErr_Occurred()) {
+        upy_log_exception(srv, "error in the response");
+    }
+    Py_CLEAR(r->iter);
+    if (r->result != NULL) {
+        close_result(srv, r->result);
+        Py_CLEAR(r->result);
+    }
+    if (r->sr != NULL) {
+        ((upy_start_response *)r->sr)->resp = NULL;
+        Py_CLEAR(r->sr);
+    }
+    if (loop->slot != NULL)
+        loop->slot->tx += r->sent;
+    access_log(loop, c, r, r->environ, r->started);
+    Py_CLEAR(r->status);
+    Py_CLEAR(r->headers);
+    Py_CLEAR(r->environ);
+    Py_CLEAR(r->input);
+    Py_CLEAR(c->pend.hold);
+    c->pend.cnt = 0;
+    r->active = 0;
+    c->keep_alive = r->keep_alive;
+    return ok && r->keep_alive ? UPY_RESP_KEEP : UPY_RESP_CLOSE;
+}
+
+/* Drive the response as far as the socket allows. */
+static int
+pump(upy_loop *loop, upy_conn *c)
+{
+    upy_response *r = &c->resp;
+    upy_server *srv = loop->srv;
+    upy_state *st = loop->st;
+
+    for (;;) {
+        if (c->pend.cnt > 0) {
+            int f = flush_pending(c);
+            if (f < 0) {
+                r->failed = 1;
+                return finish(loop, c);
+            }
+            if (f == 0) {
+                return UPY_RESP_BLOCKED;
+            }
+        }
+        if (r->failed) {
+            return finish(loop, c);
+        }
+        switch (r->phase) {
+        case UPY_PHASE_SENDFILE: {
+            int f = pump_sendfile(r);
+            if (f < 0) {
+                r->failed = 1;
+                return finish(loop, c);
+            }
+            if (f == 0) {
+                return UPY_RESP_BLOCKED;
+            }
+            r->phase = UPY_PHASE_END;
+            break;
+        }
+        case UPY_PHASE_ITER: {
+            PyObject *item = PyIter_Next(r->iter);
+            if (item == NULL) {
+                if (PyErr_Occurred()) {
+                    upy_log_exception(srv, "exception while iterating the "
+                                      "response");
+                    app_failed(loop, r);
+                }
+                else {
+                    r->phase = UPY_PHASE_END;
+                }
+                break;
+            }
+            if (!PyBytes_Check(item)) {
+                PyErr_Format(PyExc_TypeError,
+                             "the WSGI app yielded %.100s, not bytes "
+                             "(PEP 3333)", Py_TYPE(item)->tp_name);
+                Py_DECREF(item);
+                upy_log_exception(srv, "bad response body");
+                app_failed(loop, r);
+                break;
+            }
+            if (r->status == NULL) {
+                Py_DECREF(item);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "the WSGI app returned a body before "
+                                "calling start_response");
+                upy_log_exception(srv, "bad response");
+                app_failed(loop, r);
+                break;
+            }
+            if (PyBytes_GET_SIZE(item) > 0 &&
+                send_chunk(loop, r, PyBytes_AS_STRING(item),
+                           (size_t)PyBytes_GET_SIZE(item), item) < 0) {
+                if (PyErr_Occurred())
+                    upy_log_exception(srv, "error sending the response");
+            }
+            Py_DECREF(item);
+            break;
+        }
+        case UPY_PHASE_END:
+            if (r->status == NULL) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "the WSGI app never called start_response");
+                upy_log_exception(srv, "bad response");
+                app_failed(loop, r);
+                break;
+            }
+            if (!r->headers_sent) {
+                /* Nothing was sent: the length is known to be 0. */
+                r->known_length = 0;
+                if (send_chunk(loop, r, NULL, 0, NULL) < 0) {
+                    if (PyErr_Occurred())
+                        upy_log_exception(srv, "error sending the response");
+                    break;
+                }
+            }
+            if (r->chunked) {
+                struct iovec end = {"0\r\n\r\n", 5};
+                if (send_or_queue(c, &end, 1, NULL, NULL, 0) < 0)
+                    r->failed = 1;
+            }
+            r->phase = UPY_PHASE_FINISH;
+            break;
+        case UPY_PHASE_FINISH:
+            return finish(loop, c);
+        }
+        (void)st;
+    }
+}
+
 int
-upy_run_app(upy_loop *loop, upy_conn *c, const upy_request *req,
-            PyObject *environ, double started)
+upy_response_start(upy_loop *loop, upy_conn *c, const upy_request *req,
+                   PyObject *environ, PyObject *input, double started)
 {
     upy_server *srv = loop->srv;
     upy_state *st = loop->st;
-    upy_response r;
-    upy_start_response *sr = NULL;
-    PyObject *result = NULL, *it = NULL, *item;
-    int64_t known = -1;
-    int ok = 0;
+    upy_response *r = &c->resp;
+    upy_start_response *sr;
+    PyObject *result;
 
-    memset(&r, 0, sizeof r);
-    r.loop = loop;
-    r.conn = c;
-    r.content_length = -1;
-    r.keep_alive = c->keep_alive;
-    r.no_body = c->is_head;
-    r.minor_version = req->minor_version;
-    r.proto = req->proto;
+    memset(r, 0, sizeof *r);
+    r->loop = loop;
+    r->conn = c;
+    r->active = 1;
+    r->phase = UPY_PHASE_ITER;
+    r->content_length = -1;
+    r->known_length = -1;
+    r->keep_alive = c->keep_alive;
+    r->no_body = c->is_head;
+    r->minor_version = req->minor_version;
+    r->proto = req->proto;
+    r->started = started;
+    r->environ = Py_NewRef(environ);
+    r->input = Py_NewRef(input);
 
     sr = PyObject_New(upy_start_response, st->StartResponse_Type);
     if (sr == NULL) {
         upy_log_exception(srv, "cannot create start_response");
-        goto app_failed;
+        app_failed(loop, r);
+        return pump(loop, c);
     }
-    sr->resp = &r;
+    sr->resp = r;
+    r->sr = (PyObject *)sr;
 
     result = PyObject_CallFunctionObjArgs(srv->app, environ, (PyObject *)sr,
                                           NULL);
     if (result == NULL) {
         upy_log_exception(srv, "exception in the WSGI app");
-        goto app_failed;
+        app_failed(loop, r);
+        return pump(loop, c);
     }
-
-    if (PyObject_TypeCheck(result, st->FileWrapper_Type) && r.status != NULL) {
-        int sf = try_sendfile(loop, &r, (upy_file_wrapper *)result);
-        if (sf < 0) {
-            if (PyErr_Occurred())
+    r->result = result;
+    if (r->failed) {
+        return pump(loop, c); /* write() found the client gone */
+    }
+    if (PyObject_TypeCheck(result, st->FileWrapper_Type) && r->status != NULL) {
+        int sf = setup_sendfile(loop, r, (upy_file_wrapper *)result);
+        if (sf != 0) {
+            if (sf < 0 && PyErr_Occurred())
                 upy_log_exception(srv, "error sending a file");
-            goto finish;
-        }
-        if (sf > 0) {
-            ok = 1;
-            goto finish;
+            return pump(loop, c);
         }
     }
-
-    known = sequence_length(result);
-    it = PyObject_GetIter(result);
-    if (it == NULL) {
+    r->known_length = sequence_length(result);
+    r->iter = PyObject_GetIter(result);
+    if (r->iter == NULL) {
         upy_log_exception(srv, "the WSGI app returned a non-iterable");
-        goto app_failed;
+        app_failed(loop, r);
     }
-    while ((item = PyIter_Next(it)) != NULL) {
-        int rc;
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError,
-                         "the WSGI app yielded %.100s, not bytes (PEP 3333)",
-                         Py_TYPE(item)->tp_name);
-            Py_DECREF(item);
-            upy_log_exception(srv, "bad response body");
-            goto app_failed;
-        }
-        if (r.status == NULL) {
-            Py_DECREF(item);
-            PyErr_SetString(PyExc_RuntimeError,
-                            "the WSGI app returned a body before calling "
-                            "start_response");
-            upy_log_exception(srv, "bad response");
-            goto app_failed;
-        }
-        if (PyBytes_GET_SIZE(item) == 0) {
-            Py_DECREF(item);
-            continue;
-        }
-        rc = send_chunk(loop, &r, PyBytes_AS_STRING(item),
-                        (size_t)PyBytes_GET_SIZE(item), known);
-        Py_DECREF(item);
-        if (rc < 0) {
-            if (PyErr_Occurred())
-                upy_log_exception(srv, "error sending the response");
-            goto finish;
-        }
-    }
-    if (PyErr_Occurred()) {
-        upy_log_exception(srv, "exception while iterating the response");
-        goto app_failed;
-    }
-    if (r.status == NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the WSGI app never called start_response");
-        upy_log_exception(srv, "bad response");
-        goto app_failed;
-    }
-    if (!r.headers_sent) {
-        /* Empty body: the length is known to be 0. */
-        if (send_chunk(loop, &r, NULL, 0, 0) < 0) {
-            if (PyErr_Occurred())
-                upy_log_exception(srv, "error sending the response");
-            goto finish;
-        }
-    }
-    if (r.chunked && !r.failed) {
-        struct iovec end = {"0\r\n\r\n", 5};
-        if (upy_send_all(srv, c->fd, &end, 1) < 0)
-            r.failed = 1;
-    }
-    ok = !r.failed;
-    if (ok && !r.no_body && r.content_length >= 0 &&
-        r.sent < (uint64_t)r.content_length) {
-        upy_log(srv, 30, "the app sent %llu bytes of its Content-Length "
-                "%lld; closing the connection",
-                (unsigned long long)r.sent, (long long)r.content_length);
-        ok = 0;
-    }
-    goto finish;
+    return pump(loop, c);
+}
 
-app_failed:
-    if (loop->slot != NULL)
-        loop->slot->exceptions++;
-    if (!r.headers_sent) {
-        send_500(loop, &r);
-        ok = !r.failed;
-    }
-    else {
-        ok = 0; /* mid-body: only closing the connection tells the client */
-        r.keep_alive = 0;
-    }
+int
+upy_response_resume(upy_loop *loop, upy_conn *c)
+{
+    return pump(loop, c);
+}
 
-finish:
-    if (PyErr_Occurred()) {
-        upy_log_exception(srv, "error in the response");
+void
+upy_response_abort(upy_loop *loop, upy_conn *c)
+{
+    if (c->resp.active) {
+        c->resp.failed = 1;
+        c->resp.keep_alive = 0;
+        (void)finish(loop, c);
     }
-    Py_XDECREF(it);
-    if (result != NULL) {
-        close_result(srv, result);
-        Py_DECREF(result);
-    }
-    if (sr != NULL) {
-        sr->resp = NULL;
-        Py_DECREF(sr);
-    }
-    if (loop->slot != NULL)
-        loop->slot->tx += r.sent;
-    access_log(loop, c, &r, environ, started);
-    Py_XDECREF(r.status);
-    Py_XDECREF(r.headers);
-    c->keep_alive = r.keep_alive;
-    return ok && r.keep_alive ? 0 : -1;
 }

@@ -174,11 +174,15 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     loop->nconns--;
+    if (c->resp.active) {
+        upy_response_abort(loop, c);
+    }
     /* close() also removes the fd from the epoll set (never dup'ed). */
     close(c->fd);
     body_reset(c);
     Py_CLEAR(c->remote_addr);
     Py_CLEAR(c->remote_port);
+    upy_pending_free(&c->pend);
     if (loop->nfree < UPY_FREE_CONNS && c->cap <= UPY_KEEP_BUF) {
         /* Keep the struct and its buffer for the next connection. */
         c->next = loop->free_conns;
@@ -547,14 +551,59 @@ check_limits(upy_server *srv)
     }
 }
 
-/* Returns 0 to keep the connection, -1 when it was closed (c is freed). */
+static int conn_process(upy_loop *loop, upy_conn *c);
+
+/* After a response: account for it, then keep the connection for the
+   next request or close it.  Returns 0, or -1 when c was closed. */
+static int
+request_done(upy_loop *loop, upy_conn *c, int rc, double started)
+{
+    upy_server *srv = loop->srv;
+    body_reset(c);
+    srv->requests++;
+    c->requests++;
+    if (loop->slot != NULL) {
+        double us = (upy_now() - started) * 1e6;
+        upy_slot *sl = loop->slot;
+        sl->requests++;
+        sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
+        sl->request_started = 0;
+    }
+    check_limits(srv);
+    if (rc != UPY_RESP_KEEP || !c->keep_alive || srv->stopping) {
+        conn_close(loop, c);
+        return -1;
+    }
+    /* Keep-alive: the next (maybe pipelined) request starts at head_len. */
+    memmove(c->buf, c->buf + c->head_len, c->len - c->head_len);
+    c->len -= c->head_len;
+    c->head_len = 0;
+    c->last_len = 0;
+    c->state = UPY_CONN_HEAD;
+    c->deadline = upy_now() + (c->len ? srv->socket_timeout
+                                      : srv->keepalive_timeout);
+    return 0;
+}
+
+static int
+set_events(upy_loop *loop, upy_conn *c, uint32_t events)
+{
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.ptr = c;
+    return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Call the app for the request on c.  Returns 0 to keep the connection
+   (also while its response waits for the socket: state WRITE), -1 when it
+   was closed (c is freed). */
 static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
 {
     upy_server *srv = loop->srv;
     PyObject *input = NULL, *environ = NULL;
     double started = upy_now();
-    int keep = -1;
+    int rc = UPY_RESP_CLOSE;
 
     if (loop->slot != NULL) {
         upy_slot *sl = loop->slot;
@@ -580,34 +629,41 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
         upy_send_error(srv, c, 500, "internal error");
         goto done;
     }
-    keep = upy_run_app(loop, c, req, environ, started);
+    rc = upy_response_start(loop, c, req, environ, input, started);
 done:
     Py_XDECREF(environ);
     Py_XDECREF(input);
-    body_reset(c);
-    srv->requests++;
-    c->requests++;
-    if (loop->slot != NULL) {
-        double us = (upy_now() - started) * 1e6;
-        upy_slot *sl = loop->slot;
-        sl->requests++;
-        sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
-        sl->request_started = 0;
+    if (rc == UPY_RESP_BLOCKED) {
+        /* Wait for room in the socket; no reading meanwhile. */
+        if (set_events(loop, c, EPOLLOUT) < 0) {
+            conn_close(loop, c);
+            return -1;
+        }
+        c->state = UPY_CONN_WRITE;
+        c->deadline = upy_now() + srv->socket_timeout;
+        return 0;
     }
-    check_limits(srv);
-    if (keep < 0 || !c->keep_alive || srv->stopping) {
+    return request_done(loop, c, rc, started);
+}
+
+/* EPOLLOUT on a connection whose response was blocked. */
+static void
+conn_writable(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    int rc = upy_response_resume(loop, c);
+    if (rc == UPY_RESP_BLOCKED) {
+        c->deadline = upy_now() + srv->socket_timeout;
+        return;
+    }
+    if (request_done(loop, c, rc, c->resp.started) < 0) {
+        return;
+    }
+    if (set_events(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
         conn_close(loop, c);
-        return -1;
+        return;
     }
-    /* Keep-alive: the next (maybe pipelined) request starts at head_len. */
-    memmove(c->buf, c->buf + c->head_len, c->len - c->head_len);
-    c->len -= c->head_len;
-    c->head_len = 0;
-    c->last_len = 0;
-    c->state = UPY_CONN_HEAD;
-    c->deadline = upy_now() + (c->len ? srv->socket_timeout
-                                      : srv->keepalive_timeout);
-    return 0;
+    (void)conn_process(loop, c); /* pipelined requests already read */
 }
 
 /* Consume body bytes sitting after the head.  Returns 1 when the body is
@@ -867,6 +923,13 @@ sweep_timeouts(upy_loop *loop, double now)
     for (; c != NULL; c = next) {
         next = c->next;
         if (c->deadline <= 0 || now < c->deadline) {
+            continue;
+        }
+        if (c->state == UPY_CONN_WRITE) {
+            upy_log(loop->srv, 30, "client %s stopped reading the response "
+                    "for socket-timeout %.0fs: closing", c->addr_text,
+                    loop->srv->socket_timeout);
+            conn_close(loop, c);
             continue;
         }
         if (c->state == UPY_CONN_BODY ||
@@ -1194,7 +1257,11 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         for (int i = 0; i < n; i++) {
             upy_ev_kind kind = *(upy_ev_kind *)events[i].data.ptr;
             if (kind == UPY_EV_CONN) {
-                conn_readable(&loop, (upy_conn *)events[i].data.ptr);
+                upy_conn *c = (upy_conn *)events[i].data.ptr;
+                if (c->state == UPY_CONN_WRITE)
+                    conn_writable(&loop, c);
+                else
+                    conn_readable(&loop, c);
             }
             else if (kind == UPY_EV_LISTENER) {
                 if (!self->stopping)

@@ -1077,6 +1077,32 @@ def test_slow_client_does_not_block_others(srv):
         assert val(env, "HTTP_X_HALF") == "done"
 
 
+@pytest.mark.parametrize("path", ["/stream?mb=50", "/big?blocks=800", "/file"])
+def test_client_not_reading_does_not_block_others(srv, bigfile, path):
+    """A client that stops reading a large response parks it (the loop
+    waits for EPOLLOUT) instead of stalling every other connection."""
+    if path == "/file":
+        path = "/file?path=" + str(bigfile[0])
+    with Conn(srv.http_addr) as lazy:
+        lazy.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        lazy.sock.recv(1024)  # the response has started; now stop reading
+        for _ in range(5):
+            t0 = time.monotonic()
+            r = http_request(srv.http_addr, "GET", "/hello", timeout=5)
+            assert r.status == 200
+            assert time.monotonic() - t0 < 1.0, "a non-reading client held up the loop"
+
+
+def test_stalled_reader_dropped_after_socket_timeout(server_factory):
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES,
+                       "--socket-timeout", "1")
+    with Conn(s.http_addr) as lazy:
+        lazy.send(b"GET /stream?mb=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+        lazy.sock.recv(1024)
+        s.wait_for("stopped reading the response", timeout=10)
+    assert_serving(s.http_addr)
+
+
 def test_many_idle_connections_do_not_block(srv):
     conns = [Conn(srv.http_addr) for _ in range(50)]
     try:
