@@ -103,6 +103,20 @@ def set_proctitle(title: str) -> None:
         pass
 
 
+def _die_with_parent(master_pid: int) -> None:
+    """Linux: the worker gets SIGTERM (a graceful stop) if the master dies,
+    instead of serving on as an orphan nobody manages."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != master_pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass
 class WorkerInfo:
     """The master's record of one worker process."""
@@ -407,15 +421,24 @@ class Arbiter:
         self.scoreboard.reset(wid)
         respawns = self.respawn_counts.get(wid, 0)
         self.respawn_counts[wid] = respawns + 1
-        pid = os.fork()
+        # Signals stay blocked across fork until the worker has its own
+        # handlers: one sent in between is delivered then, never lost to the
+        # master's queue or to the default action.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.workers[pid] = WorkerInfo(wid=wid, pid=pid, spawned=time.monotonic(),
                                            spawned_wall=time.time(), respawns=respawns)
             return
         # --- in the worker ---
         code = 1
         try:
-            code = self._worker_main(wid)
+            code = self._worker_main(wid, mask)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -427,8 +450,11 @@ class Arbiter:
             finally:
                 os._exit(code)
 
-    def _worker_main(self, wid: int) -> int:
+    def _worker_main(self, wid: int, mask: Any) -> int:
+        """The worker's life (signals blocked on entry); returns its exit
+        code."""
         cfg = self.cfg
+        _die_with_parent(self.pid)
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -460,7 +486,8 @@ class Arbiter:
             from .reloader import start_autoreloader
             start_autoreloader(cfg.py_autoreload, self.pid)
         serve(server, cfg.threads, mercy=float(cfg.worker_reload_mercy),
-              quick_signals=(signal.SIGINT, signal.SIGQUIT))
+              quick_signals=(signal.SIGINT, signal.SIGQUIT),
+              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask))
         if server.stop_reason:
             log.info("worker %d (pid %d): %s after %d requests: recycling", wid, os.getpid(),
                      server.stop_reason, server.requests)
