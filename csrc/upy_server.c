@@ -959,7 +959,15 @@ loop_stop_listening(upy_loop *loop)
     }
     for (c = loop->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->state == UPY_CONN_HEAD && c->len == 0) {
+        /* Only idle keep-alive connections: a connection accepted but
+           not read yet holds a request the client already sent (closing
+           it would reset the client), and bytes queued on a kept-alive
+           one are its next request. */
+        if (c->state == UPY_CONN_HEAD && c->len == 0 && c->requests > 0) {
+            char byte;
+            if (recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                continue;
+            }
             conn_close(loop, c);
         }
     }

@@ -158,6 +158,7 @@ class Arbiter:
         self._rfd = self._wfd = -1
         self._old_kill_at = 0.0  # set once the old generation was told to stop
         self._quick = False
+        self._activated_fds: Set[int] = set()  # systemd's sockets: kept on reload, never vacuumed
         self.stats_server: Any = None
 
     # ------------------------------------------------------------------
@@ -250,11 +251,18 @@ class Arbiter:
         wanted = [("socket", a) for a in cfg.socket] + [("http-socket", a) for a in cfg.http_socket]
         inherited: List[Listener] = []
         carried = os.environ.pop(ENV_LISTENERS, "")
+        activated = self._activated_fds
         if carried:
             for item in json.loads(carried):
                 inherited.append(listener_from_fd(item["fd"], item["kind"], item["address"]))
+                if item.get("activated"):
+                    activated.add(item["fd"])
         for fd in systemd.listen_fds():
             inherited.append(listener_from_fd(fd, "socket", f"fd {fd}"))
+            activated.add(fd)
+        for lst in inherited:
+            if lst.sock.fileno() in activated:
+                lst.unix_path = None  # systemd owns the file: never vacuumed nor chowned
         for kind, address in wanted:
             match = None
             for lst in inherited:
@@ -273,7 +281,7 @@ class Arbiter:
                 self.listeners.append(bind_listener(kind, address, backlog=cfg.listen,
                                                     chmod=cfg.chmod_socket))
         for lst in inherited:
-            if carried:
+            if carried and lst.sock.fileno() not in activated:
                 lst.sock.close()  # an address no longer configured
             else:
                 log.info("socket activation: fd %d (%s) serves the uwsgi protocol",
@@ -666,7 +674,8 @@ class Arbiter:
         systemd.notify("RELOADING=1")
         pids = [w.pid for w in self.workers.values()] + sorted(self.old_pids)
         os.environ[ENV_LISTENERS] = json.dumps(
-            [{"fd": lst.sock.fileno(), "kind": lst.kind, "address": lst.address}
+            [{"fd": lst.sock.fileno(), "kind": lst.kind, "address": lst.address,
+              "activated": lst.sock.fileno() in self._activated_fds}
              for lst in self.listeners])
         os.environ[ENV_OLD_WORKERS] = ",".join(str(p) for p in pids)
         os.environ[ENV_REEXEC] = "1"

@@ -77,11 +77,19 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
     """Run the server's loop in this thread and ``threads - 1`` more until
     a graceful stop completes.  Installs handlers (they only call
     server.stop): SIGTERM and SIGINT graceful, except the ``quick_signals``
-    (a forked worker's SIGINT and SIGQUIT), which stop at once."""
+    (a forked worker's SIGINT and SIGQUIT), which end the process at once,
+    dropping requests in flight."""
     rfd = wfd = -1
     if install_signals:
         def quick(signum: int, frame: Any) -> None:
+            # A forked worker's quick stop (the master's SIGINT/SIGQUIT) drops
+            # requests in flight, as uWSGI does: the C loop can only stop
+            # between requests, so an app busy for minutes would otherwise
+            # hold the stop until the master's SIGKILL.
             server.stop(graceful=False)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
         def graceful(signum: int, frame: Any) -> None:
             if server.stopping:
