@@ -1186,6 +1186,53 @@ def test_disable_logging(server_factory):
     assert "nolog" not in s.output()
 
 
+def test_log_format_variables(server_factory):
+    """uWSGI's log-format: every variable uwsgipy knows, filled per request."""
+    fmt = ("LF addr=%(addr) method=%(method) uri=%(uri) proto=%(proto) status=%(status) "
+           "size=%(size) ms=%(msecs) us=%(micros) t=%(time) ua=%(uagent) ref=%(referer) "
+           "host=%(host) pid=%(pid) wid=%(wid) ct=[%(ctime)]")
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES, "--log-format", fmt)
+    before = int(time.time())
+    r = http_request(s.http_addr, "GET", "/hello?lf=1",
+                     headers=[("User-Agent", "probe/1"), ("Referer", "http://r/")])
+    assert r.status == 200
+    line = s.wait_for(lambda l: l.startswith("LF ") and "lf=1" in l, 5)
+    fields = dict(f.split("=", 1) for f in line.split(" ct=")[0].split()[1:])
+    assert fields["addr"] == "127.0.0.1" and fields["method"] == "GET"
+    assert fields["uri"] == "/hello?lf=1" and fields["proto"] == "HTTP/1.1"
+    assert fields["status"] == "200" and fields["size"] == "13"
+    assert int(fields["us"]) >= int(fields["ms"]) * 1000
+    assert before <= int(fields["t"]) <= time.time() + 1
+    assert fields["ua"] == "probe/1" and fields["ref"] == "http://r/"
+    assert fields["host"].startswith("127.0.0.1") and fields["pid"] == str(s.pid)
+    assert fields["wid"] == "0"
+    assert re.search(r"ct=\[\w{3} \w{3} +\d+ [\d:]{8} \d{4}\]$", line), line
+
+
+def test_log_format_unknown_variable_is_a_config_error(tmp_path):
+    p = ServerProcess(["--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES,
+                       "--log-format", "%(addr) %(nosuch)"]).start(wait_ready=False)
+    assert p.wait_exit(10) == 2
+    assert "%(nosuch)" in p.output() and "log-format" in p.output()
+
+
+def test_log_4xx_5xx_with_disable_logging(server_factory):
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES,
+                       "--disable-logging", "--log-4xx", "--log-5xx")
+    for path in ("/hello?quiet=1", "/status?code=404&x=four", "/raise_before?x=five"):
+        http_request(s.http_addr, "GET", path)
+    s.wait_for(lambda l: "x=four" in l and ACCESS_RE.search(l), 5)
+    s.wait_for(lambda l: "x=five" in l and ACCESS_RE.search(l), 5)
+    assert "quiet=1" not in s.output()
+
+
+def test_log_x_forwarded_for(server_factory):
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES, "--log-x-forwarded-for")
+    http_request(s.http_addr, "GET", "/hello?xff=1", headers=[("X-Forwarded-For", "203.0.113.7, 10.0.0.1")])
+    line = s.wait_for(lambda l: "xff=1" in l and ACCESS_RE.search(l), 5)
+    assert ACCESS_RE.search(line).group("addr") == "203.0.113.7", line
+
+
 def test_logto_file(server_factory, tmp_path):
     log = tmp_path / "uwsgipy.log"
     s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES, "--logto", str(log), logto=log)
