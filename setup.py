@@ -17,6 +17,11 @@ if os.environ.get("UWSGIPY_DEBUG"):
 else:
     CFLAGS += ["-O2"]
 
+if os.environ.get("UWSGIPY_FORCE_POLL"):
+    # The portable poll(2) loop instead of epoll: how the tests cover the
+    # fallback that non-Linux platforms use.
+    CFLAGS.append("-DUPY_FORCE_POLL")
+
 sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
 
 setup(

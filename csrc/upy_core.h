@@ -3,7 +3,7 @@
  *
  * Layers (one file each):
  *   upy_module.c    module definition, module state, interned strings
- *   upy_server.c    Server type: listeners, the epoll loop, connections,
+ *   upy_server.c    Server type: listeners, the I/O loop, connections,
  *                   reading request heads and bodies
  *   upy_environ.c   the WSGI environ (PEP 3333 §"environ Variables") built
  *                   from a upy_request, in one place for both protocols
@@ -26,6 +26,7 @@
 #include <sys/uio.h>
 
 #include "upy_parse.h"
+#include "upy_poll.h"
 
 #define UPY_VISIBLE __attribute__((visibility("default")))
 
@@ -67,7 +68,7 @@ typedef struct {
 typedef enum { UPY_EV_LISTENER = 1, UPY_EV_CONN, UPY_EV_WAKE } upy_ev_kind;
 
 typedef struct {
-    upy_ev_kind ev;          /* first: epoll user data is a tagged pointer */
+    upy_ev_kind ev;          /* first: poller user data is a tagged pointer */
     int fd;
     upy_proto proto;
     int is_unix;
@@ -110,7 +111,7 @@ typedef enum {
 /* Results of starting or resuming a response. */
 #define UPY_RESP_KEEP 0      /* done; the connection may go on */
 #define UPY_RESP_CLOSE (-1)  /* done; close the connection */
-#define UPY_RESP_BLOCKED 1   /* the socket is full: resume on EPOLLOUT */
+#define UPY_RESP_BLOCKED 1   /* the socket is full: resume when writable */
 
 struct upy_conn;
 
@@ -199,7 +200,7 @@ typedef struct {
 typedef struct upy_loop {
     struct upy_server *srv;  /* borrowed: the server outlives its loops */
     upy_state *st;           /* borrowed */
-    int epfd;
+    upy_poller poller;
     upy_conn *conns;         /* all open connections */
     size_t nconns;
     upy_field *fields;       /* parser output, fields_cap entries */
@@ -208,7 +209,7 @@ typedef struct upy_loop {
     size_t scratch_cap;
     char *out;               /* response head being built */
     size_t out_cap;
-    int listening;           /* listeners registered in epfd */
+    int listening;           /* listeners registered in the poller */
     upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
     upy_conn *free_conns;    /* closed connections kept for reuse */
     size_t nfree;
@@ -257,7 +258,7 @@ typedef struct upy_server {
     PyObject *log_format;    /* tuple of str and int (UPY_LV_*), or NULL */
     upy_key_entry *var_keys; /* uwsgi var name -> environ key */
     upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */
-    int wake_fd;             /* eventfd: stop() wakes every loop */
+    int wake_rfd, wake_wfd;  /* stop() wakes every loop (upy_wake_*) */
     PyObject *tmpdir;        /* str or None */
     volatile int stopping;   /* 0 run, 1 graceful, 2 immediate */
     double stop_deadline;
@@ -314,7 +315,7 @@ extern PyType_Spec upy_start_response_spec;
    Returns UPY_RESP_KEEP, UPY_RESP_CLOSE or UPY_RESP_BLOCKED. */
 int upy_response_start(upy_loop *loop, upy_conn *conn, const upy_request *req,
                        PyObject *environ, PyObject *input, double started);
-/* Go on after EPOLLOUT; same results. */
+/* Go on once the socket is writable; same results. */
 int upy_response_resume(upy_loop *loop, upy_conn *conn);
 /* The connection is going away: close the app's result, log, release. */
 void upy_response_abort(upy_loop *loop, upy_conn *conn);

@@ -131,7 +131,9 @@ upy_exec(PyObject *module)
         PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0 ||
         PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0 ||
         PyModule_AddIntConstant(module, "LOG_4XX", UPY_LOG_4XX) < 0 ||
-        PyModule_AddIntConstant(module, "LOG_5XX", UPY_LOG_5XX) < 0) {
+        PyModule_AddIntConstant(module, "LOG_5XX", UPY_LOG_5XX) < 0 ||
+        PyModule_AddStringConstant(module, "POLLER",
+                                   UPY_HAVE_EPOLL ? "epoll" : "poll") < 0) {
         goto error;
     }
     {

@@ -2,10 +2,11 @@
  * upy_server.c - the Server type and its I/O loop.
  *
  * Python binds the listening sockets and hands their fds to Server(); each
- * call of Server.serve_forever() runs one loop (its own epoll instance and
+ * call of Server.serve_forever() runs one loop (its own poller and
  * connections) in the calling thread, so a worker may run several loops on
  * the same listeners, one per thread.  The GIL is held while parsing and
- * while the app runs, and released while waiting in epoll_wait()/poll().
+ * while the app runs, and released while waiting for readiness
+ * (upy_poll.c: epoll on Linux, poll(2) elsewhere).
  *
  * A connection reads its request head (HTTP or uwsgi packet), then its body
  * into memory or, past post-buffering, into an unlinked temporary file; only
@@ -30,13 +31,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#endif
-
-#ifndef EPOLLEXCLUSIVE
-#define EPOLLEXCLUSIVE 0
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0  /* Python ignores SIGPIPE: EPIPE is returned anyway */
 #endif
 
 #define UPY_INITIAL_BUF 8192
@@ -177,7 +173,7 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->resp.active) {
         upy_response_abort(loop, c);
     }
-    /* close() also removes the fd from the epoll set (never dup'ed). */
+    upy_poller_forget(&loop->poller, c->fd);
     close(c->fd);
     body_reset(c);
     Py_CLEAR(c->remote_addr);
@@ -508,13 +504,12 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
 static void
 self_stop(upy_server *srv, const char *reason)
 {
-    uint64_t one = 1;
     if (srv->stopping)
         return;
     srv->stopping = 1;
     srv->stop_deadline = upy_now() + srv->stop_mercy;
     srv->stop_reason = reason;
-    (void)!write(srv->wake_fd, &one, sizeof one);
+    upy_wake_signal(srv->wake_wfd);
 }
 
 /* Resident set size in bytes from /proc/self/statm, or 0 if unknown. */
@@ -588,10 +583,7 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
 static int
 set_events(upy_loop *loop, upy_conn *c, uint32_t events)
 {
-    struct epoll_event ev;
-    ev.events = events;
-    ev.data.ptr = c;
-    return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    return upy_poller_mod(&loop->poller, c->fd, events, c);
 }
 
 /* Call the app for the request on c.  Returns 0 to keep the connection
@@ -635,7 +627,7 @@ done:
     Py_XDECREF(input);
     if (rc == UPY_RESP_BLOCKED) {
         /* Wait for room in the socket; no reading meanwhile. */
-        if (set_events(loop, c, EPOLLOUT) < 0) {
+        if (set_events(loop, c, UPY_POLL_OUT) < 0) {
             conn_close(loop, c);
             return -1;
         }
@@ -646,7 +638,7 @@ done:
     return request_done(loop, c, rc, started);
 }
 
-/* EPOLLOUT on a connection whose response was blocked. */
+/* Writable: a connection whose response was blocked. */
 static void
 conn_writable(upy_loop *loop, upy_conn *c)
 {
@@ -659,7 +651,7 @@ conn_writable(upy_loop *loop, upy_conn *c)
     if (request_done(loop, c, rc, c->resp.started) < 0) {
         return;
     }
-    if (set_events(loop, c, EPOLLIN | EPOLLRDHUP) < 0) {
+    if (set_events(loop, c, UPY_POLL_IN) < 0) {
         conn_close(loop, c);
         return;
     }
@@ -834,10 +826,9 @@ accept_ready(upy_loop *loop, upy_listener *lst)
     for (int i = 0; i < batch; i++) {
         struct sockaddr_storage ss;
         socklen_t slen = sizeof ss;
-        struct epoll_event ev;
         upy_conn *c;
-        int fd = accept4(lst->fd, (struct sockaddr *)&ss, &slen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        unsigned alen = (unsigned)slen;
+        int fd = upy_accept(lst->fd, (struct sockaddr *)&ss, &alen);
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
@@ -901,16 +892,14 @@ accept_ready(upy_loop *loop, upy_listener *lst)
             loop->conns->prev = c;
         loop->conns = c;
         loop->nconns++;
-        ev.events = EPOLLIN | EPOLLRDHUP;
-        ev.data.ptr = c;
-        if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (upy_poller_add(&loop->poller, fd, UPY_POLL_IN, c, 0) < 0) {
             conn_close(loop, c);
             continue;
         }
         if (lst->proto == UPY_PROTO_UWSGI) {
             /* nginx writes the packet right after connecting (and uwsgi
                listeners use TCP_DEFER_ACCEPT): read without a round trip
-               through epoll_wait. */
+               through the poller. */
             conn_readable(loop, c);
         }
     }
@@ -950,11 +939,11 @@ loop_stop_listening(upy_loop *loop)
     upy_conn *c, *next;
     if (loop->listening) {
         for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
-            epoll_ctl(loop->epfd, EPOLL_CTL_DEL, srv->listeners[i].fd, NULL);
+            upy_poller_del(&loop->poller, srv->listeners[i].fd);
         }
-        /* The eventfd stays readable for the other loops: stop watching
-           it, or epoll_wait would return at once until the end. */
-        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, srv->wake_fd, NULL);
+        /* The wake fd stays readable for the other loops: stop watching
+           it, or the wait would return at once until the end. */
+        upy_poller_del(&loop->poller, srv->wake_rfd);
         loop->listening = 0;
     }
     for (c = loop->conns; c != NULL; c = next) {
@@ -985,10 +974,7 @@ loop_free(upy_loop *loop)
         free(c->buf);
         free(c);
     }
-    if (loop->epfd >= 0) {
-        close(loop->epfd);
-        loop->epfd = -1;
-    }
+    upy_poller_free(&loop->poller);
     free(loop->fields);
     free(loop->scratch);
     free(loop->out);
@@ -1121,8 +1107,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
-    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (self->wake_fd < 0) {
+    if (upy_wake_open(&self->wake_rfd, &self->wake_wfd) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -1179,8 +1164,7 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
     int wakeup_fd = -1, core = 0;
     upy_loop loop;
     upy_ev_kind wake_tag = UPY_EV_WAKE;
-    struct epoll_event events[UPY_MAX_EVENTS];
-    struct epoll_event ev;
+    upy_event events[UPY_MAX_EVENTS];
     double last_sweep;
     PyObject *result = NULL;
 
@@ -1205,10 +1189,9 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
     }
     loop.srv = self;
     loop.st = self->st;
-    loop.epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (loop.epfd < 0) {
+    if (upy_poller_init(&loop.poller) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
-        goto error;
+        return NULL;
     }
     loop.fields_cap = self->limits.max_fields;
     loop.fields = calloc(loop.fields_cap, sizeof(upy_field));
@@ -1221,20 +1204,18 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         goto error;
     }
     for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
-        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-        ev.data.ptr = &self->listeners[i];
-        if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, self->listeners[i].fd,
-                      &ev) < 0) {
+        if (upy_poller_add(&loop.poller, self->listeners[i].fd, UPY_POLL_IN,
+                           &self->listeners[i], 1) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             goto error;
         }
     }
     loop.listening = 1;
-    ev.events = EPOLLIN;
-    ev.data.ptr = &wake_tag;
-    if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, self->wake_fd, &ev) < 0 ||
+    if (upy_poller_add(&loop.poller, self->wake_rfd, UPY_POLL_IN, &wake_tag,
+                       0) < 0 ||
         (wakeup_fd >= 0 &&
-         epoll_ctl(loop.epfd, EPOLL_CTL_ADD, wakeup_fd, &ev) < 0)) {
+         upy_poller_add(&loop.poller, wakeup_fd, UPY_POLL_IN, &wake_tag,
+                        0) < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto error;
     }
@@ -1253,19 +1234,16 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
             timeout_ms = 100;
         }
         Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait(loop.epfd, events, UPY_MAX_EVENTS, timeout_ms);
+        n = upy_poller_wait(&loop.poller, events, UPY_MAX_EVENTS, timeout_ms);
         Py_END_ALLOW_THREADS
         if (n < 0) {
-            if (errno != EINTR) {
-                PyErr_SetFromErrno(PyExc_OSError);
-                goto loop_error;
-            }
-            n = 0;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto loop_error;
         }
         for (int i = 0; i < n; i++) {
-            upy_ev_kind kind = *(upy_ev_kind *)events[i].data.ptr;
+            upy_ev_kind kind = *(upy_ev_kind *)events[i].ptr;
             if (kind == UPY_EV_CONN) {
-                upy_conn *c = (upy_conn *)events[i].data.ptr;
+                upy_conn *c = (upy_conn *)events[i].ptr;
                 if (c->state == UPY_CONN_WRITE)
                     conn_writable(&loop, c);
                 else
@@ -1273,15 +1251,15 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
             }
             else if (kind == UPY_EV_LISTENER) {
                 if (!self->stopping)
-                    accept_ready(&loop, (upy_listener *)events[i].data.ptr);
+                    accept_ready(&loop, (upy_listener *)events[i].ptr);
             }
             else {
                 char drain[64];
                 if (wakeup_fd >= 0)
                     while (read(wakeup_fd, drain, sizeof drain) > 0) {
                     }
-                /* the eventfd stays readable while stopping: that is
-                   fine, every loop must see it */
+                /* the wake fd stays readable while stopping: every
+                   loop must see it */
             }
             if (PyErr_Occurred()) {
                 /* A bug in the glue: never swallow it. */
@@ -1317,7 +1295,6 @@ server_stop(upy_server *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"graceful", "timeout", NULL};
     int graceful = 1;
     double timeout = 60.0;
-    uint64_t one = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd", kwlist, &graceful,
                                      &timeout)) {
         return NULL;
@@ -1331,9 +1308,8 @@ server_stop(upy_server *self, PyObject *args, PyObject *kwds)
     else {
         self->stopping = 2;
     }
-    if (self->wake_fd >= 0 && write(self->wake_fd, &one, sizeof one) < 0 &&
-        errno != EAGAIN) {
-        return PyErr_SetFromErrno(PyExc_OSError);
+    if (self->wake_wfd >= 0) {
+        upy_wake_signal(self->wake_wfd);
     }
     Py_RETURN_NONE;
 }
@@ -1395,9 +1371,7 @@ server_dealloc(upy_server *self)
         }
         PyMem_Free(self->listeners);
     }
-    if (self->wake_fd >= 0) {
-        close(self->wake_fd);
-    }
+    upy_wake_close(self->wake_rfd, self->wake_wfd);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1407,7 +1381,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     upy_server *self = (upy_server *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->wake_fd = -1;
+        self->wake_rfd = self->wake_wfd = -1;
         self->access_log_fd = -1;
     }
     return (PyObject *)self;
