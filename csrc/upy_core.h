@@ -252,6 +252,7 @@ typedef struct upy_server {
     double keepalive_timeout;
     int access_log_fd;       /* -1: access log off */
     int shared_listeners;    /* other loops accept on the same listeners */
+    int write_exception;     /* write() raises when the client is gone */
     int log_filter;          /* 0 all, else UPY_LOG_4XX | UPY_LOG_5XX */
     int log_xff;             /* log-x-forwarded-for */
     int worker_id;           /* for %(wid) */

@@ -284,6 +284,9 @@ sr_write(upy_start_response *self, PyObject *data)
     }
     rc = send_body(r->loop, r, view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
+    if (rc < 0 && !PyErr_Occurred() && !r->loop->srv->write_exception) {
+        Py_RETURN_NONE; /* disable-write-exception */
+    }
     if (rc < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_OSError,

@@ -990,7 +990,8 @@ PyDoc_STRVAR(server_doc,
 "       keepalive_timeout=5.0, access_log_fd=-1, multithread=False,\n"
 "       multiprocess=False, errors=None, tmpdir=None, max_requests=0,\n"
 "       reload_on_rss=0, stop_mercy=60.0, scoreboard=None,\n"
-"       log_format=None, log_filter=0, log_xff=False, worker_id=0)\n"
+"       log_format=None, log_filter=0, log_xff=False, worker_id=0,\n"
+"       write_exception=True)\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
@@ -1012,7 +1013,9 @@ PyDoc_STRVAR(server_doc,
 "scoreboard: a writable buffer of SLOT_SIZE-byte slots (shared memory);\n"
 "  serve_forever(core=i) writes slot i.\n"
 "log_format: uwsgipy.log.compile_log_format()'s tuple (uWSGI log-format);\n"
-"log_filter: LOG_4XX | LOG_5XX to log only those (log-4xx, log-5xx).");
+"log_filter: LOG_4XX | LOG_5XX to log only those (log-4xx, log-5xx).\n"
+"write_exception: write() raises OSError once the client is gone (False:\n"
+"  uWSGI's disable-write-exception).");
 
 static int
 server_init(upy_server *self, PyObject *args, PyObject *kwds)
@@ -1024,10 +1027,10 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "errors", "tmpdir", "max_requests",
                              "reload_on_rss", "stop_mercy", "scoreboard",
                              "log_format", "log_filter", "log_xff",
-                             "worker_id", NULL};
+                             "worker_id", "write_exception", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
-    int log_filter = 0, log_xff = 0, worker_id = 0;
+    int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
     unsigned long long max_requests = 0, reload_on_rss = 0;
     double stop_mercy = 60.0;
     Py_ssize_t buffer_size = 65535, max_fields = 100;
@@ -1040,7 +1043,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipi", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipip", kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
                                      &socket_timeout, &keepalive_timeout,
@@ -1048,7 +1051,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &multiprocess, &errors, &tmpdir,
                                      &max_requests, &reload_on_rss,
                                      &stop_mercy, &scoreboard, &log_format,
-                                     &log_filter, &log_xff, &worker_id)) {
+                                     &log_filter, &log_xff, &worker_id,
+                                     &write_exception)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -1087,6 +1091,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->log_filter = log_filter;
     self->log_xff = log_xff;
     self->worker_id = worker_id;
+    self->write_exception = write_exception;
     if (log_format != Py_None) {
         if (!PyTuple_Check(log_format)) {
             PyErr_SetString(PyExc_TypeError,

@@ -4,6 +4,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Uni
 PROTO_HTTP: int
 PROTO_UWSGI: int
 SLOT_SIZE: int
+POLLER: str  # "epoll" or "poll"
 LOG_4XX: int
 LOG_5XX: int
 LOG_VARS: Dict[str, int]
@@ -24,7 +25,8 @@ class Server:
                  reload_on_rss: int = ..., stop_mercy: float = ...,
                  scoreboard: Optional[memoryview] = ...,
                  log_format: Optional[Tuple[Union[str, int], ...]] = ...,
-                 log_filter: int = ..., log_xff: bool = ..., worker_id: int = ...) -> None: ...
+                 log_filter: int = ..., log_xff: bool = ..., worker_id: int = ...,
+                 write_exception: bool = ...) -> None: ...
     def serve_forever(self, wakeup_fd: int = ..., core: int = ...) -> None: ...
     def stop(self, graceful: bool = ..., timeout: float = ...) -> None: ...
 

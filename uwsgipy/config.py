@@ -453,6 +453,18 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted, no effect: uwsgipy always exits when the application cannot be "
        "loaded.",
        section="uWSGI compatibility", uwsgi_ref="uWSGI --need-app."),
+    _s("ignore-sigpipe", "bool", False,
+       "Accepted, no effect: uwsgipy never dies of SIGPIPE (sockets are written "
+       "with MSG_NOSIGNAL and Python ignores the signal).",
+       section="uWSGI compatibility", uwsgi_ref="uWSGI --ignore-sigpipe."),
+    _s("ignore-write-errors", "bool", False,
+       "Accepted, no effect: a client that goes away mid-response is not logged as "
+       "an error (the response is abandoned and its close() called).",
+       section="uWSGI compatibility", uwsgi_ref="uWSGI --ignore-write-errors."),
+    _s("disable-write-exception", "bool", False,
+       "write() returns quietly instead of raising OSError when the client has "
+       "gone away.",
+       section="uWSGI compatibility", uwsgi_ref="uWSGI --disable-write-exception."),
     # -- Recognised uWSGI options that are refused ---------------------------
     _no("http", "this is uWSGI's HTTP router; use http-socket to serve HTTP directly"),
     _no("https", _NO_TLS),
@@ -546,9 +558,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("chroot"),
     _no("no-orphans", kind="bool"),
     _no("cpu-affinity"),
-    _no("ignore-sigpipe", kind="bool"),
-    _no("ignore-write-errors", kind="bool"),
-    _no("disable-write-exception", kind="bool"),
     _no("plugins-dir", "the python plugin is built in", kind="list"),
     _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
     _no("set", "use set-placeholder", short="-S", kind="list"),
@@ -662,6 +671,9 @@ class Config:
     single_interpreter: bool
     strict: bool
     need_app: bool
+    ignore_sigpipe: bool
+    ignore_write_errors: bool
+    disable_write_exception: bool
 
     sources: Dict[str, str]
 

@@ -66,6 +66,7 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         stop_mercy=float(cfg.worker_reload_mercy if multiprocess else cfg.reload_mercy),
         scoreboard=scoreboard,
         worker_id=worker_id,
+        write_exception=not cfg.disable_write_exception,
         **access_log_options(cfg),
     )
 
