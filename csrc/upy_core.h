@@ -160,6 +160,7 @@ typedef struct upy_conn {
     size_t head_len;         /* bytes of the current head in buf */
     double deadline;         /* monotonic seconds; 0 = none */
     unsigned requests;       /* served on this connection */
+    int registered;          /* known to the poller */
 
     /* body reception */
     int64_t content_length;  /* -1 unknown (chunked) */

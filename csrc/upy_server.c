@@ -583,6 +583,11 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
 static int
 set_events(upy_loop *loop, upy_conn *c, uint32_t events)
 {
+    if (!c->registered) {
+        /* still in accept_ready's first read: it registers with the state
+           this leaves */
+        return 0;
+    }
     return upy_poller_mod(&loop->poller, c->fd, events, c);
 }
 
@@ -774,7 +779,9 @@ conn_process(upy_loop *loop, upy_conn *c)
     }
 }
 
-static void
+/* Read what c's client sent and act on it.  Returns 0, or -1 when c was
+   closed (and freed). */
+static int
 conn_readable(upy_loop *loop, upy_conn *c)
 {
     upy_server *srv = loop->srv;
@@ -786,20 +793,22 @@ conn_readable(upy_loop *loop, upy_conn *c)
         n = read(c->fd, sink, sizeof sink);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_close(loop, c);
+            return -1;
         }
-        return;
+        return 0;
     }
     if (buf_reserve(c, want) < 0) {
         upy_log(srv, 40, "out of memory reading from %s", c->addr_text);
         conn_close(loop, c);
-        return;
+        return -1;
     }
     n = read(c->fd, c->buf + c->len, c->cap - c->len);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) {
             conn_close(loop, c);
+            return -1;
         }
-        return;
+        return 0;
     }
     if (n == 0) {
         if (c->state == UPY_CONN_BODY) {
@@ -808,11 +817,11 @@ conn_readable(upy_loop *loop, upy_conn *c)
                     c->addr_text, (unsigned long long)c->body_len);
         }
         conn_close(loop, c);
-        return;
+        return -1;
     }
     c->len += (size_t)n;
     c->deadline = upy_now() + srv->socket_timeout;
-    (void)conn_process(loop, c);
+    return conn_process(loop, c);
 }
 
 static void
@@ -821,8 +830,11 @@ accept_ready(upy_loop *loop, upy_listener *lst)
     upy_server *srv = loop->srv;
     /* With several loops on one listener (threads, workers), take one
        connection per wake-up so the others get theirs: a keep-alive
-       connection stays with the loop that accepted it. */
-    int batch = srv->shared_listeners ? 1 : UPY_ACCEPT_BATCH;
+       connection stays with the loop that accepted it.  uwsgi clients
+       (nginx) connect per request: one accept per wake-up spares the
+       accept() that would find the queue empty. */
+    int batch = srv->shared_listeners || lst->proto == UPY_PROTO_UWSGI
+                    ? 1 : UPY_ACCEPT_BATCH;
     for (int i = 0; i < batch; i++) {
         struct sockaddr_storage ss;
         socklen_t slen = sizeof ss;
@@ -853,8 +865,12 @@ accept_ready(upy_loop *loop, upy_listener *lst)
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
             char host[INET6_ADDRSTRLEN] = "";
             unsigned port;
+#ifndef __linux__
+            /* Linux: accepted sockets inherit TCP_NODELAY from the
+               listener (sockets.py sets it there). */
             int one = 1;
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#endif
             if (ss.ss_family == AF_INET) {
                 struct sockaddr_in *a = (struct sockaddr_in *)&ss;
                 inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
@@ -892,16 +908,24 @@ accept_ready(upy_loop *loop, upy_listener *lst)
             loop->conns->prev = c;
         loop->conns = c;
         loop->nconns++;
-        if (upy_poller_add(&loop->poller, fd, UPY_POLL_IN, c, 0) < 0) {
+        if (lst->proto == UPY_PROTO_UWSGI) {
+            /* nginx writes the packet right after connecting (and uwsgi
+               listeners use TCP_DEFER_ACCEPT): read at once; most such
+               connections are answered and closed without ever being
+               registered with the poller. */
+            if (conn_readable(loop, c) < 0) {
+                continue;
+            }
+        }
+        if (!c->registered &&
+            upy_poller_add(&loop->poller, fd,
+                           c->state == UPY_CONN_WRITE ? UPY_POLL_OUT
+                                                      : UPY_POLL_IN,
+                           c, 0) < 0) {
             conn_close(loop, c);
             continue;
         }
-        if (lst->proto == UPY_PROTO_UWSGI) {
-            /* nginx writes the packet right after connecting (and uwsgi
-               listeners use TCP_DEFER_ACCEPT): read without a round trip
-               through the poller. */
-            conn_readable(loop, c);
-        }
+        c->registered = 1;
     }
 }
 
@@ -1252,7 +1276,7 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
                 if (c->state == UPY_CONN_WRITE)
                     conn_writable(&loop, c);
                 else
-                    conn_readable(&loop, c);
+                    (void)conn_readable(&loop, c);
             }
             else if (kind == UPY_EV_LISTENER) {
                 if (!self->stopping)

@@ -119,6 +119,10 @@ def bind_listener(kind: str, address: str, *, backlog: int = 100,
         sock.set_inheritable(True)  # workers and re-exec'd masters keep it
         if family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by accepted sockets on Linux (the C core sets it per
+            # connection elsewhere): responses are written whole, never
+            # worth Nagle's delay.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         elif isinstance(sockaddr, str) and not sockaddr.startswith("\0"):
@@ -180,6 +184,7 @@ def listener_from_fd(fd: int, kind: str, address: str) -> Listener:
     sock.setblocking(False)
     unix_path = None
     if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = sock.getsockname()[:2]
         bound = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
     else:
