@@ -1,0 +1,973 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of uwsgipy against its peers on this machine.
+
+Stdlib only; drives the servers, `wrk`, `taskset` and (for the nginx
+scenario) a real `nginx` as child processes, all bound to 127.0.0.1.
+
+For every scenario, round and server: start the server on a free port with
+one process and one thread, pinned to the server CPU; poll until it answers a
+real request; warm up; run `wrk --latency` pinned to the client CPU; sample
+the server's CPU time (utime+stime of its whole process tree, from
+/proc/PID/stat) across the run; stop the server by pid.  Servers are
+interleaved inside each round and the per-metric median over rounds is
+reported.  See bench/README.md for what each scenario measures and the
+caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+HELLO_APP = BENCH_DIR / "apps" / "hello.py"
+BJOERN_LAUNCHER = BENCH_DIR / "serve_bjoern.py"
+EXPECTED_BODY = b"Hello, World!"
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SCENARIOS = ("http-keepalive", "nginx-uwsgi")
+DEFAULT_SERVERS = ("uwsgipy", "uwsgi", "bjoern", "uwsgi-router", "uwsgi-close")
+# Extra rows that exist in one scenario only; elsewhere they are dropped
+# without a row (the three main servers always get a row, skipped or not).
+MAIN_SERVERS = ("uwsgipy", "uwsgi", "bjoern")
+
+# How long a server gets to answer its first request before it counts as
+# failed to start.  uWSGI and bjoern answer in well under a second here.
+READY_TIMEOUT_S = 20.0
+# Interval between readiness probes: a poll, not a fixed sleep.
+POLL_INTERVAL_S = 0.01
+# How long a server gets to exit after its stop signal before SIGKILL.
+STOP_TIMEOUT_S = 5.0
+# wrk stops by itself after -d; past this much longer it is stuck.
+WRK_GRACE_S = 30.0
+
+
+# --------------------------------------------------------------------------
+# Server definitions
+# --------------------------------------------------------------------------
+
+@dataclass
+class ServerSpec:
+    """How to start one server for one scenario.
+
+    `argv(port)` builds the command line; `protocol` is what the server
+    speaks on that port ("http" or "uwsgi"); `stop_signal` is the signal that
+    makes it exit (uWSGI 2.0 treats SIGTERM as "reload", SIGINT as "kill").
+    """
+
+    name: str
+    argv: Callable[[int], list[str]]
+    protocol: str
+    stop_signal: int = signal.SIGTERM
+    note: str = ""
+    available: Callable[[], Optional[str]] = lambda: None  # returns reason if not
+
+
+def _which_or_reason(exe: str) -> Optional[str]:
+    return None if shutil.which(exe) else f"`{exe}` not found on PATH"
+
+
+def _import_reason(python: str, module: str) -> Optional[str]:
+    proc = subprocess.run(
+        [python, "-c", f"import {module}"], capture_output=True, text=True
+    )
+    if proc.returncode == 0:
+        return None
+    last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+    return f"`{python} -c 'import {module}'` failed: {last}"
+
+
+def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpec]:
+    """All known servers for `scenario`; the CLI picks some by name."""
+    app = str(args.app)
+    py = args.python
+    # One process, one thread, no master, no request log: the leanest
+    # uWSGI that serves the app, matching uwsgipy's single worker.
+    uwsgi_common = [
+        "--wsgi-file", app, "--processes", "1", "--threads", "1",
+        "--disable-logging",
+    ]
+    uwsgipy_extra = list(args.uwsgipy_arg or [])
+    specs: dict[str, ServerSpec] = {}
+
+    if scenario == "http-keepalive":
+        specs["uwsgipy"] = ServerSpec(
+            "uwsgipy",
+            lambda p: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
+                       "--wsgi-file", app, "--processes", "1", "--threads", "1",
+                       "--disable-logging", *uwsgipy_extra],
+            "http",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
+        # uWSGI 2.0 has no keep-alive on plain --http-socket: the "http"
+        # protocol closes after every response (proto/http.c).  Its choices:
+        #   http11  --http11-socket: keep-alive, but a core keeps serving the
+        #           connection it holds until that client goes idle
+        #           (proto/http.c uwsgi_proto_http11_accept), so 1 process x
+        #           1 thread serves ONE of wrk's connections at a time.
+        #   router  --http + --http-keepalive: the HTTP router (separate
+        #           process, evented) keeps client connections alive and talks
+        #           uwsgi to the worker; 3 processes (master, router, worker).
+        #   close   --http-socket + "Connection: close": a new TCP connection
+        #           per request, announced so wrk reconnects without errors.
+        http11 = ServerSpec(
+            "uwsgi-http11",
+            lambda p: ["uwsgi", "--http11-socket", f"127.0.0.1:{p}", *uwsgi_common],
+            "http", signal.SIGINT,
+            note="--http11-socket: keep-alive; 1 worker core serves one "
+                 "connection at a time, the other connections wait",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        router = ServerSpec(
+            "uwsgi-router",
+            lambda p: ["uwsgi", "--master", "--http", f"127.0.0.1:{p}",
+                       "--http-keepalive", *uwsgi_common],
+            "http", signal.SIGINT,
+            note="--http router with --http-keepalive in front of 1 worker "
+                 "(master + router + worker processes, all on the server CPU)",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        close = ServerSpec(
+            "uwsgi-close",
+            lambda p: ["uwsgi", "--http-socket", f"127.0.0.1:{p}",
+                       "--add-header", "Connection: close", *uwsgi_common],
+            "http", signal.SIGINT,
+            note="--http-socket (no keep-alive in uWSGI 2.0) + "
+                 "'Connection: close': one TCP connection per request",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        variants = {"http11": http11, "router": router, "close": close}
+        chosen = variants[args.uwsgi_http_mode]
+        specs["uwsgi"] = ServerSpec(
+            "uwsgi", chosen.argv, chosen.protocol, chosen.stop_signal,
+            note=f"mode {args.uwsgi_http_mode}: {chosen.note}",
+            available=chosen.available,
+        )
+        specs.update({s.name: s for s in variants.values()})
+        specs["bjoern"] = ServerSpec(
+            "bjoern",
+            lambda p: [py, str(BJOERN_LAUNCHER), app, "127.0.0.1", str(p)],
+            "http",
+            note="bjoern.run(app, host, port); keep-alive built in",
+            available=lambda: _import_reason(py, "bjoern"),
+        )
+    elif scenario == "nginx-uwsgi":
+        specs["uwsgipy"] = ServerSpec(
+            "uwsgipy",
+            lambda p: [py, "-m", "uwsgipy", "--socket", f"127.0.0.1:{p}",
+                       "--wsgi-file", app, "--processes", "1", "--threads", "1",
+                       "--disable-logging", *uwsgipy_extra],
+            "uwsgi",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
+        specs["uwsgi"] = ServerSpec(
+            "uwsgi",
+            lambda p: ["uwsgi", "--socket", f"127.0.0.1:{p}", *uwsgi_common],
+            "uwsgi", signal.SIGINT,
+            note="--socket (uwsgi protocol)",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        specs["bjoern"] = ServerSpec(
+            "bjoern", lambda p: [], "uwsgi",
+            available=lambda: "bjoern does not speak the uwsgi protocol "
+                              "(not applicable behind uwsgi_pass)",
+        )
+    else:  # pragma: no cover - argparse restricts choices
+        raise ValueError(scenario)
+    return specs
+
+
+# --------------------------------------------------------------------------
+# Processes, ports, readiness
+# --------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1 (the kernel picks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    """`taskset` execs the command, so the pid we get is the server's."""
+    return ["taskset", "-c", str(cpu), *argv]
+
+
+def _read_http_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one response framed by Content-Length (or by close)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before end of head: {buf[:200]!r}")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0]
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", status_line)
+    if not m:
+        raise ConnectionError(f"bad status line {status_line[:100]!r}")
+    clen = None
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            clen = int(v.strip())
+    while clen is None or len(body) < clen:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if clen is None:
+                break
+            raise ConnectionError("closed before end of body")
+        body += chunk
+    return int(m.group(1)), body
+
+
+def _uwsgi_packet(port: int) -> bytes:
+    """A uwsgi protocol request (modifier1 0) for GET /, as nginx sends it."""
+    env = {
+        "REQUEST_METHOD": "GET", "REQUEST_URI": "/", "PATH_INFO": "/",
+        "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port),
+        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1", "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "", "CONTENT_LENGTH": "",
+    }
+    body = b"".join(
+        len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+        for k, v in env.items()
+    )
+    return b"\x00" + len(body).to_bytes(2, "little") + b"\x00" + body
+
+
+def probe(port: int, protocol: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One real request; returns (status, body).  Closes the connection at
+    once: uWSGI's http11 core would otherwise stay parked on it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if protocol == "http":
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        else:
+            s.sendall(_uwsgi_packet(port))
+        return _read_http_response(s)
+
+
+class Proc:
+    """A child process we started, with its log file; stopped by pid only."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 stop_signal: int = signal.SIGTERM, cwd: Optional[Path] = None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.stop_signal = stop_signal
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=str(cwd or REPO_DIR),
+        )
+        self.pid = self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> Optional[int]:
+        """Signal our pid, wait, then SIGKILL it and any descendants left
+        (all of them started by this process, found through /proc)."""
+        if self.alive():
+            descendants = tree_pids(self.pid)[1:]
+            try:
+                os.kill(self.pid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait()
+            for pid in descendants:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._log.close()
+        return self.popen.returncode
+
+
+def wait_ready(proc: Proc, port: int, protocol: str,
+               timeout: float = READY_TIMEOUT_S) -> Optional[str]:
+    """Poll with real requests until a 200 with the hello body; returns an
+    error string if the server died or never answered."""
+    deadline = time.monotonic() + timeout
+    last_err = "no attempt"
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            return (f"{proc.name} exited with {proc.popen.returncode} before "
+                    f"answering:\n{proc.log_tail()}")
+        try:
+            status, body = probe(port, protocol)
+            if status == 200 and body == EXPECTED_BODY:
+                return None
+            last_err = f"status {status}, body {body[:80]!r}"
+        except OSError as e:
+            last_err = repr(e)
+        time.sleep(POLL_INTERVAL_S)
+    return f"{proc.name} did not answer within {timeout}s (last: {last_err}):\n{proc.log_tail()}"
+
+
+# --------------------------------------------------------------------------
+# CPU accounting from /proc
+# --------------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> Optional[list[str]]:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def tree_pids(root: int) -> list[int]:
+    """root followed by all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        f = _stat_fields(int(entry))
+        if f:
+            children.setdefault(int(f[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def tree_cpu_split(root: int) -> tuple[float, float]:
+    """(user, system) seconds of the tree's live processes, each including
+    what they already reaped (cutime, cstime).  Fields 14-17 of proc(5),
+    0-based 11-14 here."""
+    user = system = 0
+    for pid in tree_pids(root):
+        f = _stat_fields(pid)
+        if f:
+            user += int(f[11]) + int(f[13])
+            system += int(f[12]) + int(f[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_seconds(root: int) -> float:
+    return sum(tree_cpu_split(root))
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds all CPUs spent in user, nice and system (/proc/stat).
+    irq/softirq are left out: loopback TCP work lands there and is ours."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system = (int(x) for x in fields[1:4])
+    return (user + nice + system) / CLK_TCK
+
+
+def wait_for_quiet(threshold: float, max_wait: float) -> tuple[float, float]:
+    """Before a measurement, wait (bounded) for a 0.5 s window in which the
+    machine's busy CPU is below `threshold` cores: other work on this 2-CPU
+    box (builds, tests) shows up directly in req/s.  Returns (seconds
+    waited, busy cores in the last window)."""
+    start = time.monotonic()
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(0.5)
+        load = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        waited = time.monotonic() - start
+        if load < threshold or waited >= max_wait:
+            return waited, load
+
+
+def machine_steal_seconds() -> float:
+    """CPU-seconds the hypervisor took from this VM (steal, /proc/stat)."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8]) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """utime+stime of our reaped children so far (wrk, after it exits)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def _to_us(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unparsed wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS_US[m.group(2)]
+
+
+def duration_seconds(text: str) -> float:
+    """wrk's -d syntax: a number with an optional s/m/h suffix (seconds)."""
+    m = re.fullmatch(r"([\d.]+)([smh]?)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (e.g. 10s, 1m)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    """Pick req/s, percentiles, totals and error counts from `wrk --latency`."""
+    res: dict = {"non2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)", out, re.M)
+    if m:
+        res["requests"] = int(m.group(1))
+        res["elapsed_s"] = _to_us(m.group(2) + m.group(3)) / 1e6
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+(?:us|ms|s|m))", out, re.M)
+        res[f"p{pct}_us"] = _to_us(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                        map(int, m.groups())))
+    return res
+
+
+def wrk_argv(args: argparse.Namespace, port: int, duration: str) -> list[str]:
+    return pinned(args.client_cpu, [
+        "wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{duration}",
+        "--latency", f"http://127.0.0.1:{port}/",
+    ])
+
+
+# --------------------------------------------------------------------------
+# nginx
+# --------------------------------------------------------------------------
+
+NGINX_CONF = """\
+# Generated by bench/run.py for one measurement; deleted afterwards.
+daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            uwsgi_param QUERY_STRING $query_string;
+            uwsgi_param REQUEST_METHOD $request_method;
+            uwsgi_param CONTENT_TYPE $content_type;
+            uwsgi_param CONTENT_LENGTH $content_length;
+            uwsgi_param REQUEST_URI $request_uri;
+            uwsgi_param PATH_INFO $document_uri;
+            uwsgi_param DOCUMENT_ROOT $document_root;
+            uwsgi_param SERVER_PROTOCOL $server_protocol;
+            uwsgi_param REQUEST_SCHEME $scheme;
+            uwsgi_param HTTPS $https if_not_empty;
+            uwsgi_param REMOTE_ADDR $remote_addr;
+            uwsgi_param REMOTE_PORT $remote_port;
+            uwsgi_param SERVER_PORT $server_port;
+            uwsgi_param SERVER_NAME $server_name;
+            uwsgi_param HTTP_HOST $host;
+            uwsgi_pass 127.0.0.1:{upstream};
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(args: argparse.Namespace, tmp: Path, upstream: int) -> tuple[Proc, int, Optional[str]]:
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream))
+    # nginx running as root switches its worker to `nobody`; let it in.
+    os.chmod(tmp, 0o755)
+    argv = pinned(args.nginx_cpu, [args.nginx, "-p", str(tmp), "-c", str(conf),
+                                   "-e", str(tmp / "nginx-error.log")])
+    proc = Proc("nginx", argv, tmp / "nginx.log", signal.SIGTERM)
+    err = wait_ready(proc, port, "http")
+    return proc, port, err
+
+
+# --------------------------------------------------------------------------
+# One measurement
+# --------------------------------------------------------------------------
+
+@dataclass
+class Measurement:
+    scenario: str
+    server: str
+    round: int
+    ok: bool
+    error: str = ""
+    server_argv: list[str] = field(default_factory=list)
+    wrk_argv: list[str] = field(default_factory=list)
+    rps: Optional[float] = None
+    requests: Optional[int] = None
+    elapsed_s: Optional[float] = None
+    p50_us: Optional[float] = None
+    p75_us: Optional[float] = None
+    p90_us: Optional[float] = None
+    p99_us: Optional[float] = None
+    non2xx: int = 0
+    socket_errors: dict = field(default_factory=dict)
+    server_cpu_s: Optional[float] = None
+    server_cpu_us_per_req: Optional[float] = None
+    server_user_us_per_req: Optional[float] = None
+    server_sys_us_per_req: Optional[float] = None
+    server_cpu_util: Optional[float] = None  # fraction of one core
+    nginx_cpu_us_per_req: Optional[float] = None
+    # CPU-seconds per second of wall time used on the machine by processes
+    # other than the server, nginx and wrk: noise from whatever else runs.
+    other_cpu_util: Optional[float] = None
+    steal_util: Optional[float] = None  # cores taken by the hypervisor
+    quiet_wait_s: Optional[float] = None
+    uwsgipy_core: str = ""
+    load_before: Optional[float] = None  # busy cores just before the start
+    server_alive_after: Optional[bool] = None
+    server_log_tail: str = ""
+    nginx_log_tail: str = ""
+    wrk_output: str = ""
+
+
+def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int) -> Measurement:
+    m = Measurement(scenario, spec.name, rnd, ok=False)
+    if spec.name == "uwsgipy":
+        m.uwsgipy_core = uwsgipy_core_id(args.python)
+    if args.quiet_wait > 0:
+        m.quiet_wait_s, m.load_before = wait_for_quiet(args.quiet_threshold, args.quiet_wait)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as tmpdir:
+        tmp = Path(tmpdir)
+        port = free_port()
+        m.server_argv = pinned(args.server_cpu, spec.argv(port))
+        server = Proc(spec.name, m.server_argv, tmp / "server.log", spec.stop_signal)
+        nginx: Optional[Proc] = None
+        try:
+            err = wait_ready(server, port, spec.protocol)
+            if err:
+                m.error = err
+                return m
+            target = port
+            if scenario == "nginx-uwsgi":
+                nginx, target, err = start_nginx(args, tmp, port)
+                if err:
+                    errlog = tmp / "nginx-error.log"
+                    tail = errlog.read_text(errors="replace")[-2000:] if errlog.exists() else ""
+                    m.error = f"nginx: {err}\n{tail}"
+                    return m
+            if args.warmup > 0:
+                subprocess.run(wrk_argv(args, target, f"{args.warmup}s"),
+                               capture_output=True, text=True, timeout=args.warmup + WRK_GRACE_S)
+                if not server.alive():
+                    m.error = f"{spec.name} died during warm-up:\n{server.log_tail()}"
+                    return m
+            m.wrk_argv = wrk_argv(args, target, args.duration)
+            split0 = tree_cpu_split(server.pid)
+            cpu0 = sum(split0)
+            ng0 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
+            busy0, kids0 = machine_busy_seconds(), children_cpu_seconds()
+            steal0 = machine_steal_seconds()
+            t0 = time.monotonic()
+            wrk = subprocess.run(m.wrk_argv, capture_output=True, text=True,
+                                 timeout=duration_seconds(args.duration) + WRK_GRACE_S)
+            wall = time.monotonic() - t0
+            split1 = tree_cpu_split(server.pid)
+            cpu1 = sum(split1)
+            ng1 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
+            busy1, kids1 = machine_busy_seconds(), children_cpu_seconds()
+            m.steal_util = (machine_steal_seconds() - steal0) / wall
+            ours = (cpu1 - cpu0) + (ng1 - ng0) + (kids1 - kids0)
+            m.other_cpu_util = max(0.0, (busy1 - busy0) - ours) / wall
+            m.wrk_output = wrk.stdout + wrk.stderr
+            m.server_alive_after = server.alive()
+            if wrk.returncode != 0:
+                m.error = f"wrk exited {wrk.returncode}: {m.wrk_output[-2000:]}"
+                return m
+            for k, v in parse_wrk(wrk.stdout).items():
+                setattr(m, k, v)
+            m.server_cpu_s = cpu1 - cpu0
+            m.server_cpu_util = m.server_cpu_s / wall
+            if m.requests:
+                m.server_cpu_us_per_req = m.server_cpu_s * 1e6 / m.requests
+                m.server_user_us_per_req = (split1[0] - split0[0]) * 1e6 / m.requests
+                m.server_sys_us_per_req = (split1[1] - split0[1]) * 1e6 / m.requests
+                if nginx:
+                    m.nginx_cpu_us_per_req = (ng1 - ng0) * 1e6 / m.requests
+            if not m.server_alive_after:
+                m.error = (f"{spec.name} exited during the run (rc {server.popen.returncode}); "
+                           f"wrk saw non-2xx {m.non2xx}, socket errors {m.socket_errors}:\n"
+                           f"{server.log_tail()}")
+            m.ok = m.rps is not None and m.server_alive_after
+            return m
+        finally:
+            if nginx:
+                nginx.stop()
+                errlog = tmp / "nginx-error.log"
+                if errlog.exists():
+                    m.nginx_log_tail = "\n".join(errlog.read_text(errors="replace").splitlines()[-30:])
+            server.stop()
+            m.server_log_tail = server.log_tail(30)
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+def _median(values: list) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarise(ms: list[Measurement]) -> dict:
+    ok = [m for m in ms if m.ok]
+    errs = {"non2xx": sum(m.non2xx for m in ok)}
+    for k in ("connect", "read", "write", "timeout"):
+        errs[k] = sum(m.socket_errors.get(k, 0) for m in ok)
+    return {
+        "rounds_ok": len(ok),
+        "rounds": len(ms),
+        "rps": _median([m.rps for m in ok]),
+        "rps_best": max((m.rps for m in ok if m.rps is not None), default=None),
+        "p50_us": _median([m.p50_us for m in ok]),
+        "p99_us": _median([m.p99_us for m in ok]),
+        "cpu_us_per_req": _median([m.server_cpu_us_per_req for m in ok]),
+        "cpu_util": _median([m.server_cpu_util for m in ok]),
+        "user_us_per_req": _median([m.server_user_us_per_req for m in ok]),
+        "sys_us_per_req": _median([m.server_sys_us_per_req for m in ok]),
+        "nginx_cpu_us_per_req": _median([m.nginx_cpu_us_per_req for m in ok]),
+        "other_cpu_util_max": max((m.other_cpu_util or 0.0 for m in ok), default=None),
+        "rps_rounds": [m.rps for m in ok],
+        "errors": errs,
+        "failures": [m.error for m in ms if not m.ok],
+    }
+
+
+def _fmt_us(us: Optional[float]) -> str:
+    if us is None:
+        return "-"
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def _fmt(v: Optional[float], spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_table(scenario: str, summary: dict, baseline: str) -> str:
+    base = summary.get(baseline, {})
+    b_rps, b_cpu = base.get("rps"), base.get("cpu_us_per_req")
+    nginx = scenario == "nginx-uwsgi"
+    head = ["server", "req/s", "req/s best", "p50", "p99", "CPU µs/req", "user+sys µs", "server CPU %"]
+    if nginx:
+        head.append("nginx CPU µs/req")
+    head += [f"req/s vs {baseline}", f"CPU/req vs {baseline}", "errors", "other load % (max)",
+             "rounds ok"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in summary.items():
+        if "skipped" in s:
+            row = [name] + ["-"] * (len(head) - 2) + [f"skipped: {s['skipped']}"]
+            row[-2] = "-"
+            rows.append("| " + " | ".join(row) + " |")
+            continue
+        e = s["errors"]
+        err = ", ".join(f"{k} {v}" for k, v in e.items() if v) or "0"
+        rps_ratio = f"{s['rps'] / b_rps:.2f}×" if s["rps"] and b_rps else "n/a"
+        cpu_ratio = (f"{s['cpu_us_per_req'] / b_cpu:.2f}×"
+                     if s["cpu_us_per_req"] and b_cpu else "n/a")
+        row = [name, _fmt(s["rps"], ",.0f"), _fmt(s["rps_best"], ",.0f"), _fmt_us(s["p50_us"]), _fmt_us(s["p99_us"]),
+               _fmt(s["cpu_us_per_req"], ".1f"),
+               ("-" if s["user_us_per_req"] is None else
+                f"{s['user_us_per_req']:.1f}+{s['sys_us_per_req']:.1f}"),
+               _fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f")]
+        if nginx:
+            row.append(_fmt(s["nginx_cpu_us_per_req"], ".1f"))
+        other = s.get("other_cpu_util_max")
+        row += [rps_ratio, cpu_ratio, err, _fmt(None if other is None else other * 100, ".0f"),
+                f"{s['rounds_ok']}/{s['rounds']}"]
+        rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def uwsgipy_core_id(python: str) -> str:
+    """sha256 prefix and mtime of the uwsgipy._core binary: the tree may be
+    rebuilt while a run goes on, and a changed binary is a different server."""
+    p = subprocess.run([python, "-c", "import uwsgipy._core as c; print(c.__file__)"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        return "not importable"
+    path = Path(p.stdout.strip())
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        mtime = _dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+    except OSError as e:
+        return f"unreadable: {e}"
+    return f"{digest} ({mtime})"
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "not found"
+
+
+def _py_dist_version(python: str, dist: str) -> str:
+    p = subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else "not installed"
+
+
+def environment(args: argparse.Namespace) -> dict:
+    return {
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "python": _version([args.python, "--version"]),
+        "uwsgipy": _py_dist_version(args.python, "uwsgipy"),
+        "uwsgipy_core": uwsgipy_core_id(args.python),
+        "uwsgi": _version(["uwsgi", "--version"]),
+        "bjoern": _py_dist_version(args.python, "bjoern"),
+        "nginx": _version([args.nginx, "-v"]),
+        "wrk": _version(["wrk", "-v"]),
+        "git_head": _version(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"]),
+        "git_dirty_files": len(subprocess.run(
+            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "csrc", "uwsgipy"],
+            capture_output=True, text=True).stdout.splitlines()),
+    }
+
+
+def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dict,
+                  summary: dict, measurements: list[Measurement], table: str,
+                  discarded: list[Measurement]) -> Path:
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{_dt.date.today().isoformat()}-{scenario}"
+    md = args.results_dir / f"{stem}.md"
+    raw = args.results_dir / f"{stem}.json"
+    cmd = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    lines = [
+        f"# {scenario} — {env['date']}",
+        "",
+        f"Command: `{cmd}`  ",
+        f"wrk: `-t{args.wrk_threads} -c{args.connections} -d{args.duration} --latency`, "
+        f"warm-up {args.warmup}s, {args.rounds} rounds interleaved, medians shown.  ",
+        f"Pinning: server CPU {args.server_cpu}, wrk CPU {args.client_cpu}"
+        + (f", nginx CPU {args.nginx_cpu}" if scenario == "nginx-uwsgi" else "") + ".  ",
+        "req/s is the median over rounds, req/s best the best round (least disturbed). "
+        "CPU µs/req: the app server's whole process tree (utime+stime, /proc) over the "
+        "wrk run divided by requests completed. server CPU %: of one core. "
+        "Ratios are server ÷ baseline (req/s: >1 means faster than baseline; "
+        "CPU/req: >1 means more CPU than baseline). other load: CPU used during "
+        "the run by anything but the server, nginx and wrk, in % of one core "
+        "(worst round); above ~10% the req/s figures are disturbed.",
+        "",
+        table,
+        "",
+        "Versions: " + ", ".join(f"{k} `{env[k]}`" for k in
+                                  ("python", "uwsgipy", "uwsgipy_core", "git_head", "uwsgi",
+                                   "bjoern", "nginx", "wrk"))
+        + f"; uncommitted files in csrc/ and uwsgipy/: {env['git_dirty_files']}",
+        "",
+        "Server command lines (port varies per run):",
+        "",
+    ]
+    for name in summary:
+        argv = next((m.server_argv for m in measurements if m.server == name and m.server_argv), None)
+        note = specs[name].note if name in specs else ""
+        if argv:
+            lines.append(f"- {name}: `{' '.join(argv)}`" + (f" — {note}" if note else ""))
+    if summary.get("uwsgipy", {}).get("core_changed"):
+        lines += ["", "**uwsgipy._core was rebuilt during this run**: "
+                  + ", ".join(summary["uwsgipy"]["core_changed"])]
+    failures = [(n, f) for n, s in summary.items() for f in s.get("failures", [])]
+    if failures:
+        lines += ["", "Failures:", ""]
+        for n, f in failures:
+            lines.append(f"- {n}: " + f.strip().splitlines()[0] if f.strip() else f"- {n}: (no message)")
+    md.write_text("\n".join(lines) + "\n")
+    raw.write_text(json.dumps({
+        "scenario": scenario, "environment": env, "args": {k: str(v) for k, v in vars(args).items()},
+        "summary": summary, "measurements": [asdict(m) for m in measurements],
+        "discarded_noisy": [asdict(m) for m in discarded],
+    }, indent=2))
+    return md
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark uwsgipy side by side with uWSGI and bjoern (127.0.0.1 only).")
+    p.add_argument("--scenario", action="append", choices=SCENARIOS,
+                   help="scenario to run; repeatable (default: all)")
+    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                   help="comma-separated servers (default: %(default)s; http-keepalive "
+                        "also knows uwsgi-http11, uwsgi-router, uwsgi-close)")
+    p.add_argument("--baseline", default="uwsgipy", help="server the ratios divide by")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", "-d", default="10s", help="wrk -d per measurement")
+    p.add_argument("--connections", "-c", type=int, default=50, help="wrk -c")
+    p.add_argument("--wrk-threads", "-t", type=int, default=1, help="wrk -t")
+    p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (0: none)")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--client-cpu", type=int, default=1, help="CPU for wrk")
+    p.add_argument("--nginx-cpu", type=int, default=None,
+                   help="CPU for nginx (default: the server CPU: nginx and the app "
+                        "server are the serving side, wrk alone is the client)")
+    p.add_argument("--uwsgi-http-mode", choices=("http11", "router", "close"), default="http11",
+                   help="how `uwsgi` does HTTP in http-keepalive (default: %(default)s)")
+    p.add_argument("--uwsgipy-arg", action="append", metavar="ARG",
+                   help="extra argument for uwsgipy; repeatable (use --uwsgipy-arg=--x)")
+    p.add_argument("--quiet-threshold", type=float, default=0.15,
+                   help="busy cores below which the machine counts as quiet (default: %(default)s)")
+    p.add_argument("--quiet-wait", type=float, default=120.0,
+                   help="max seconds to wait for a quiet machine before each "
+                        "measurement; 0 disables (default: %(default)s)")
+    p.add_argument("--max-other-load", type=float, default=0.10,
+                   help="a run during which other processes used more than this many "
+                        "cores is measured again (default: %(default)s)")
+    p.add_argument("--noisy-retries", type=int, default=2,
+                   help="how many times a noisy run is measured again (default: %(default)s)")
+    p.add_argument("--python", default=sys.executable, help="interpreter for uwsgipy/bjoern")
+    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    p.add_argument("--app", type=Path, default=HELLO_APP)
+    p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    p.add_argument("--no-write", action="store_true", help="print only, write no results")
+    a = p.parse_args(argv)
+    a.scenario = a.scenario or list(SCENARIOS)
+    if a.nginx_cpu is None:
+        a.nginx_cpu = a.server_cpu
+    a.servers = [s.strip() for s in a.servers.split(",") if s.strip()]
+    try:
+        duration_seconds(a.duration)
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    return a
+
+
+def preflight(args: argparse.Namespace) -> Optional[str]:
+    for exe in ("wrk", "taskset"):
+        if not shutil.which(exe):
+            return f"`{exe}` is required (apt-get install -y wrk util-linux)"
+    ncpu = os.cpu_count() or 1
+    for cpu in {args.server_cpu, args.client_cpu, args.nginx_cpu}:
+        if cpu >= ncpu:
+            return f"CPU {cpu} does not exist on this {ncpu}-CPU machine"
+    if "nginx-uwsgi" in args.scenario and not os.path.exists(args.nginx):
+        return "nginx-uwsgi needs nginx (apt-get install -y nginx); or pass --scenario http-keepalive"
+    return None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    err = preflight(args)
+    if err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    env = environment(args)
+    print("environment: " + json.dumps(env))
+    exit_code = 0
+    for scenario in args.scenario:
+        specs = server_specs(args, scenario)
+        runnable: list[ServerSpec] = []
+        summary: dict[str, dict] = {}
+        for name in args.servers:
+            spec = specs.get(name)
+            if spec is None and name not in MAIN_SERVERS:
+                print(f"[{scenario}] {name} is not defined for this scenario; ignored")
+                continue
+            reason = (f"unknown server for {scenario}" if spec is None else spec.available())
+            if reason:
+                print(f"[{scenario}] skipping {name}: {reason}")
+                summary[name] = {"skipped": reason}
+            else:
+                runnable.append(spec)
+                summary[name] = {}
+        measurements: list[Measurement] = []
+        discarded: list[Measurement] = []
+        for rnd in range(args.rounds):
+            # Rotate the order each round so no server always runs first.
+            order = runnable[rnd % len(runnable):] + runnable[:rnd % len(runnable)] if runnable else []
+            for spec in order:
+                for attempt in range(args.noisy_retries + 1):
+                    m = measure(args, scenario, spec, rnd)
+                    noisy = m.ok and (m.other_cpu_util or 0) > args.max_other_load
+                    if not noisy or attempt == args.noisy_retries:
+                        break
+                    print(f"[{scenario}] round {rnd + 1} {spec.name}: other load "
+                          f"{m.other_cpu_util * 100:.0f}% during the run; measuring again", flush=True)
+                    discarded.append(m)
+                measurements.append(m)
+                if m.ok:
+                    errs = {k: v for k, v in m.socket_errors.items() if v}
+                    print(f"[{scenario}] round {rnd + 1}/{args.rounds} {spec.name}: "
+                          f"{m.rps:,.0f} req/s, p50 {_fmt_us(m.p50_us)}, p99 {_fmt_us(m.p99_us)}, "
+                          f"{_fmt(m.server_cpu_us_per_req, '.1f')} CPU µs/req, "
+                          f"CPU {_fmt((m.server_cpu_util or 0) * 100, '.0f')}%, "
+                          f"other load {_fmt((m.other_cpu_util or 0) * 100, '.0f')}%, "
+                          f"steal {_fmt((m.steal_util or 0) * 100, '.0f')}%"
+                          + (f", non-2xx {m.non2xx}" if m.non2xx else "")
+                          + (f", socket errors {errs}" if errs else ""), flush=True)
+                else:
+                    exit_code = 1
+                    print(f"[{scenario}] round {rnd + 1}/{args.rounds} {spec.name}: FAILED: "
+                          f"{m.error}", flush=True)
+        for spec in runnable:
+            summary[spec.name] = summarise([m for m in measurements if m.server == spec.name])
+        cores = {m.uwsgipy_core for m in measurements if m.uwsgipy_core}
+        if len(cores) > 1:
+            print(f"WARNING [{scenario}]: uwsgipy._core changed during the run: {sorted(cores)}")
+            summary.setdefault("uwsgipy", {})["core_changed"] = sorted(cores)
+        table = render_table(scenario, summary, args.baseline)
+        print(f"\n## {scenario}\n\n{table}\n")
+        if not args.no_write:
+            path = write_results(args, scenario, env, specs, summary, measurements, table,
+                                 discarded)
+            print(f"wrote {path} and {path.with_suffix('.json')}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
