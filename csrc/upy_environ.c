@@ -144,22 +144,6 @@ percent_decode(const char *p, size_t len, char *out)
     return PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
 }
 
-static int
-ascii_ieq(const char *a, size_t alen, const char *lit)
-{
-    size_t n = strlen(lit);
-    if (alen != n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)a[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        if (c != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
-}
-
 /* New reference: "HTTP_" + name upper-cased with '-' as '_' (CGI, RFC 3875
    §4.1.18).  Content-Type and Content-Length map to their CGI names. */
 static PyObject *
@@ -167,15 +151,15 @@ header_key(upy_state *st, const upy_str *name)
 {
     PyObject *key;
     Py_UCS1 *d;
-    if (ascii_ieq(name->p, name->len, "content-type")) {
+    if (UPY_LOWER_EQ(name->p, name->len, "content-type")) {
         Py_INCREF(st->k_CONTENT_TYPE);
         return st->k_CONTENT_TYPE;
     }
-    if (ascii_ieq(name->p, name->len, "content-length")) {
+    if (UPY_LOWER_EQ(name->p, name->len, "content-length")) {
         Py_INCREF(st->k_CONTENT_LENGTH);
         return st->k_CONTENT_LENGTH;
     }
-    if (ascii_ieq(name->p, name->len, "cookie")) {
+    if (UPY_LOWER_EQ(name->p, name->len, "cookie")) {
         Py_INCREF(st->k_HTTP_COOKIE);
         return st->k_HTTP_COOKIE;
     }
@@ -253,9 +237,9 @@ static upy_str
 origin_path(upy_str path)
 {
     size_t skip = 0;
-    if (path.len >= 7 && ascii_ieq(path.p, 7, "http://"))
+    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
         skip = 7;
-    else if (path.len >= 8 && ascii_ieq(path.p, 8, "https://"))
+    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
         skip = 8;
     if (skip) {
         const char *slash = memchr(path.p + skip, '/', path.len - skip);

@@ -125,8 +125,7 @@ static const signed char hexval[256] = {
 
 #define IS_OWS(c) ((c) == ' ' || (c) == '\t')
 
-/* Case-insensitive compare of s[0..n) with a lowercase ASCII literal. */
-static int lower_eq(const char *s, size_t n, const char *lit, size_t litlen)
+int upy_lower_eq(const char *s, size_t n, const char *lit, size_t litlen)
 {
     size_t i;
 
@@ -142,7 +141,7 @@ static int lower_eq(const char *s, size_t n, const char *lit, size_t litlen)
     return 1;
 }
 
-#define LOWER_EQ(s, n, lit) lower_eq((s), (n), lit, sizeof(lit) - 1)
+#define LOWER_EQ(s, n, lit) UPY_LOWER_EQ((s), (n), lit)
 
 /* 1*DIGIT into an int64; 0 on success, -1 when empty, not digits, or
  * above INT64_MAX. */
@@ -176,16 +175,16 @@ static ssize_t fail(upy_request *req, int status, const char *reason)
     return UPY_PARSE_ERROR;
 }
 
-static void reset_request(upy_request *req)
+void upy_request_reset(upy_request *req, upy_proto proto)
 {
     static const upy_str empty = {"", 0};
 
-    req->proto = UPY_PROTO_HTTP;
+    req->proto = proto;
     req->method = empty;
     req->target = empty;
     req->path = empty;
     req->query = empty;
-    req->minor_version = 0;
+    req->minor_version = proto == UPY_PROTO_UWSGI ? 1 : 0;
     req->num_fields = 0;
     req->content_length = -1;
     req->chunked = 0;
@@ -251,26 +250,8 @@ static ssize_t find_head_end(const char *buf, size_t len, size_t from)
 static int
 has_http_scheme(const char *t, size_t len)
 {
-    static const char http[] = "http://", https[] = "https://";
-    const char *lit;
-    size_t n;
-    if (len > 7 && t[4] == ':') {
-        lit = http;
-        n = 7;
-    } else if (len > 8 && t[5] == ':') {
-        lit = https;
-        n = 8;
-    } else {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        if (c != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
+    return (len > 7 && UPY_LOWER_EQ(t, 7, "http://")) ||
+           (len > 8 && UPY_LOWER_EQ(t, 8, "https://"));
 }
 
 ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
@@ -285,7 +266,7 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     size_t cl_len = 0;
     size_t nfields = 0;
 
-    reset_request(req);
+    upy_request_reset(req, UPY_PROTO_HTTP);
 
     /* RFC 9112 §2.2: a server SHOULD ignore at least one empty line
      * (CRLF) received prior to the request-line. */

@@ -95,6 +95,15 @@ typedef struct {
     const char *error_reason;  /* on UPY_PARSE_ERROR: static string */
 } upy_request;
 
+/* 1 when s[0..n) equals the lowercase ASCII literal lit[0..litlen) ignoring
+   ASCII case (field names, tokens, schemes).  UPY_LOWER_EQ takes a string
+   literal. */
+int upy_lower_eq(const char *s, size_t n, const char *lit, size_t litlen);
+#define UPY_LOWER_EQ(s, n, lit) upy_lower_eq((s), (n), (lit), sizeof(lit) - 1)
+
+/* Reset every output field of req (not fields/fields_cap) for proto. */
+void upy_request_reset(upy_request *req, upy_proto proto);
+
 /* ------------------------------------------------------------------ */
 /* HTTP/1.1 request head (RFC 9112 §2-§7)                              */
 /* ------------------------------------------------------------------ */

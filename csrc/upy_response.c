@@ -59,21 +59,8 @@ static const unsigned char tchar[256] = {
     ['y'] = 1, ['z'] = 1,
 };
 
-static int
-ieq(const char *a, Py_ssize_t alen, const char *lit)
-{
-    Py_ssize_t n = (Py_ssize_t)strlen(lit);
-    if (alen != n)
-        return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)a[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        if (c != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
-}
+/* Header name or value equal to a lowercase literal, ignoring case. */
+#define IEQ(a, alen, lit) UPY_LOWER_EQ((a), (size_t)(alen), lit)
 
 /* Latin-1 bytes of a str; ASCII-only strings borrow their data.  Returns
    NULL with ValueError for characters above U+00FF (PEP 3333: headers are
@@ -171,7 +158,7 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
                 return -1;
             }
         }
-        if (ieq(name, nlen, "content-length")) {
+        if (IEQ(name, nlen, "content-length")) {
             int64_t cl = 0;
             if (vlen == 0 || vlen > 18) {
                 goto bad_cl;
@@ -188,20 +175,20 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
                          PyTuple_GET_ITEM(item, 1));
             return -1;
         }
-        else if (ieq(name, nlen, "transfer-encoding") ||
-                 ieq(name, nlen, "keep-alive") || ieq(name, nlen, "upgrade") ||
-                 ieq(name, nlen, "te") || ieq(name, nlen, "trailer")) {
+        else if (IEQ(name, nlen, "transfer-encoding") ||
+                 IEQ(name, nlen, "keep-alive") || IEQ(name, nlen, "upgrade") ||
+                 IEQ(name, nlen, "te") || IEQ(name, nlen, "trailer")) {
             PyErr_Format(PyExc_ValueError,
                          "hop-by-hop header %R is the server's to send "
                          "(PEP 3333)", PyTuple_GET_ITEM(item, 0));
             return -1;
         }
-        else if (ieq(name, nlen, "connection")) {
-            if (ieq(value, vlen, "close")) {
+        else if (IEQ(name, nlen, "connection")) {
+            if (IEQ(value, vlen, "close")) {
                 r->app_close = 1;
             }
         }
-        else if (ieq(name, nlen, "date")) {
+        else if (IEQ(name, nlen, "date")) {
             r->has_date = 1;
         }
     }
@@ -592,7 +579,7 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
         const char *value = latin1_data(PyTuple_GET_ITEM(item, 1), &vlen, "");
         if (name == NULL || value == NULL)
             return -1;
-        if (ieq(name, nlen, "connection"))
+        if (IEQ(name, nlen, "connection"))
             continue; /* ours to send, below */
         if (out_append(loop, &len, name, (size_t)nlen) < 0 ||
             out_append(loop, &len, ": ", 2) < 0 ||

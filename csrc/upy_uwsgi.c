@@ -44,24 +44,7 @@ static int key_is(const upy_str *k, const char *lit, size_t litlen)
 
 #define KEY_IS(k, lit) key_is((k), lit, sizeof(lit) - 1)
 
-/* ASCII case-insensitive equality with a lowercase literal. */
-static int value_is(const upy_str *v, const char *lit, size_t litlen)
-{
-    size_t i;
-
-    if (v->len != litlen)
-        return 0;
-    for (i = 0; i < litlen; i++) {
-        unsigned char c = (unsigned char)v->p[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + ('a' - 'A'));
-        if (c != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
-}
-
-#define VALUE_IS(v, lit) value_is((v), lit, sizeof(lit) - 1)
+#define VALUE_IS(v, lit) UPY_LOWER_EQ((v)->p, (v)->len, lit)
 
 int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
                          const upy_limits *lim)
@@ -73,21 +56,7 @@ int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
     int have_clen = 0;
     size_t cap;
 
-    req->proto = UPY_PROTO_UWSGI;
-    req->method = empty;
-    req->target = empty;
-    req->path = empty;
-    req->query = empty;
-    req->minor_version = 1;
-    req->num_fields = 0;
-    req->content_length = -1;
-    req->chunked = 0;
-    req->keep_alive = 0;
-    req->expect_continue = 0;
-    req->is_head = 0;
-    req->https = 0;
-    req->error_status = 0;
-    req->error_reason = NULL;
+    upy_request_reset(req, UPY_PROTO_UWSGI);
 
     if (datasize == 0)
         return fail(req, 400, "uwsgi packet with datasize 0");
