@@ -193,6 +193,7 @@ typedef struct {
     uint64_t requests;       /* requests finished */
     uint64_t exceptions;     /* requests whose app raised */
     uint64_t tx;             /* body bytes sent */
+    uint64_t running_us;     /* time spent in requests, us */
     uint64_t pid;            /* the worker process */
     char method[16];         /* of the request in progress (NUL-terminated) */
     char uri[96];

@@ -562,6 +562,7 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
         upy_slot *sl = loop->slot;
         sl->requests++;
         sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
+        sl->running_us += (uint64_t)us;
         sl->request_started = 0;
     }
     check_limits(srv);

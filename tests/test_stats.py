@@ -87,7 +87,7 @@ def fake_arbiter(workers: Sequence[WorkerInfo] = (), listeners=(), num_workers: 
 
 def worker_info(wid: int, pid: int, respawns: int = 0, stopping: bool = False) -> WorkerInfo:
     return WorkerInfo(wid=wid, pid=pid, spawned=time.monotonic(), spawned_wall=time.time() - 60,
-                      respawns=respawns, stopping=stopping)
+                      respawns=respawns, stopping=stopping, slot=wid)
 
 
 def test_snapshot_sums_cores_and_reports_status():
@@ -95,8 +95,8 @@ def test_snapshot_sums_cores_and_reports_status():
     arb = fake_arbiter([worker_info(1, me, respawns=2)], respawn_counts={1: 3, 2: 4})
     c0, c1 = arb.scoreboard.cores(1)
     c0.pid = c1.pid = me
-    c0.requests, c0.exceptions, c0.tx, c0.avg_rt = 5, 1, 100, 200.0
-    c1.requests, c1.tx, c1.avg_rt = 3, 20, 1000.0
+    c0.requests, c0.exceptions, c0.tx, c0.avg_rt, c0.running_us = 5, 1, 100, 200.0, 1100
+    c1.requests, c1.tx, c1.avg_rt, c1.running_us = 3, 20, 1000.0, 2900
     c1.request_started = time.monotonic() - 2.0
     c1.method, c1.uri = b"POST", b"/slow?x=1"
 
@@ -107,7 +107,7 @@ def test_snapshot_sums_cores_and_reports_status():
     w1, w2 = doc["workers"]
     assert (w1["pid"], w1["status"], w1["accepting"]) == (me, "busy", 1)
     assert (w1["requests"], w1["delta_requests"], w1["exceptions"], w1["tx"]) == (8, 8, 1, 120)
-    assert w1["avg_rt"] == (5 * 200 + 3 * 1000) // 8 and w1["running_time"] == 5 * 200 + 3 * 1000
+    assert w1["avg_rt"] == (5 * 200 + 3 * 1000) // 8 and w1["running_time"] == 1100 + 2900
     assert w1["respawn_count"] == 3 and abs(w1["last_spawn"] - (time.time() - 60)) < 2
     assert w1["rss"] > 1 << 20 and w1["vsz"] >= w1["rss"]
     assert w1["apps"][0]["requests"] == 8 and w1["apps"][0]["exceptions"] == 1

@@ -128,6 +128,7 @@ class WorkerInfo:
     stopping: bool = False    # told to stop (recycle, reload, TTOU)
     kill_at: float = 0.0      # monotonic deadline for SIGKILL, 0 none
     ready: bool = False       # its loop is serving (scoreboard pid set)
+    slot: int = 0             # its scoreboard block
 
 
 @dataclass
@@ -214,7 +215,10 @@ class Arbiter:
         else:
             from .cli import prepare_path
             prepare_path(cfg.chdir, cfg.pythonpath)
-        self.scoreboard = Scoreboard(self._max_workers(), cfg.threads)
+        self._worker_cap = self._max_workers()
+        # Twice the blocks: a recycled worker finishing its requests and its
+        # replacement each have their own.
+        self.scoreboard = Scoreboard(2 * self._worker_cap, cfg.threads)
         self._install_signals()
         if cfg.stats:
             from .stats import start_stats_server
@@ -422,11 +426,13 @@ class Arbiter:
 
     def spawn_worker(self, wid: int) -> None:
         assert self.scoreboard is not None
-        if wid > self.scoreboard.workers:
-            log.error("worker %d: no scoreboard slot (at most %d workers)", wid, self.scoreboard.workers)
-            self.num_workers = self.scoreboard.workers
+        used = {w.slot for w in self.workers.values()}
+        slot = next((b for b in range(1, self.scoreboard.workers + 1) if b not in used), 0)
+        if not slot:
+            # every block belongs to a live worker (many still finishing
+            # after a recycle): try again on the next tick
             return
-        self.scoreboard.reset(wid)
+        self.scoreboard.reset(slot)
         respawns = self.respawn_counts.get(wid, 0)
         self.respawn_counts[wid] = respawns + 1
         # Signals stay blocked across fork until the worker has its own
@@ -441,12 +447,13 @@ class Arbiter:
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.workers[pid] = WorkerInfo(wid=wid, pid=pid, spawned=time.monotonic(),
-                                           spawned_wall=time.time(), respawns=respawns)
+                                           spawned_wall=time.time(), respawns=respawns,
+                                           slot=slot)
             return
         # --- in the worker ---
         code = 1
         try:
-            code = self._worker_main(wid, mask)
+            code = self._worker_main(wid, slot, mask)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -458,7 +465,7 @@ class Arbiter:
             finally:
                 os._exit(code)
 
-    def _worker_main(self, wid: int, mask: Any) -> int:
+    def _worker_main(self, wid: int, slot: int, mask: Any) -> int:
         """The worker's life (signals blocked on entry); returns its exit
         code."""
         cfg = self.cfg
@@ -488,7 +495,7 @@ class Arbiter:
         from .worker import make_server, serve
         max_requests = cfg.max_requests + (wid * cfg.max_requests_delta if cfg.max_requests else 0)
         server = make_server(app, self.listeners, cfg, multiprocess=True,
-                             scoreboard=self.scoreboard.worker_view(wid),
+                             scoreboard=self.scoreboard.worker_view(slot),
                              max_requests=max_requests, worker_id=wid)
         if cfg.py_autoreload and wid == 1:
             from .reloader import start_autoreloader
@@ -573,7 +580,7 @@ class Arbiter:
                 continue
             if self.scoreboard is None:
                 continue
-            for core in self.scoreboard.cores(w.wid):
+            for core in self.scoreboard.cores(w.slot):
                 if core.pid == w.pid:
                     w.ready = True
                 started = core.request_started
@@ -697,9 +704,9 @@ class Arbiter:
 
     def handle_ttin(self) -> None:
         assert self.scoreboard is not None
-        if self.num_workers >= self.scoreboard.workers:
+        if self.num_workers >= self._worker_cap:
             log.warning("SIGTTIN: already at the most workers this master can hold (%d)",
-                        self.scoreboard.workers)
+                        self._worker_cap)
             return
         self.num_workers += 1
         log.info("SIGTTIN: %d workers", self.num_workers)

@@ -25,6 +25,7 @@ class Slot(ctypes.Structure):
         ("requests", ctypes.c_uint64),
         ("exceptions", ctypes.c_uint64),
         ("tx", ctypes.c_uint64),               # body bytes sent
+        ("running_us", ctypes.c_uint64),       # time spent in requests
         ("pid", ctypes.c_uint64),
         ("method", ctypes.c_char * 16),
         ("uri", ctypes.c_char * 96),
@@ -35,7 +36,9 @@ assert ctypes.sizeof(Slot) == _core.SLOT_SIZE, "Slot does not match upy_slot"
 
 
 class Scoreboard:
-    """``workers`` x ``threads`` slots; worker ids count from 1."""
+    """``workers`` blocks of ``threads`` slots, numbered from 1.  The master
+    gives each worker process a free block (not its worker id), so a worker
+    being recycled and its replacement never share slots."""
 
     def __init__(self, workers: int, threads: int) -> None:
         self.workers = workers
@@ -44,16 +47,16 @@ class Scoreboard:
                              flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         self.slots = (Slot * (workers * threads)).from_buffer(self.map)
 
-    def worker_view(self, wid: int) -> memoryview:
-        """The writable slice of worker ``wid``'s slots, for _core.Server."""
-        start = (wid - 1) * self.threads * _core.SLOT_SIZE
+    def worker_view(self, block: int) -> memoryview:
+        """The writable slice of a block's slots, for _core.Server."""
+        start = (block - 1) * self.threads * _core.SLOT_SIZE
         return memoryview(self.map)[start:start + self.threads * _core.SLOT_SIZE]
 
-    def cores(self, wid: int) -> Iterator[Slot]:
-        base = (wid - 1) * self.threads
+    def cores(self, block: int) -> Iterator[Slot]:
+        base = (block - 1) * self.threads
         for i in range(self.threads):
             yield self.slots[base + i]
 
-    def reset(self, wid: int) -> None:
-        for slot in self.cores(wid):
+    def reset(self, block: int) -> None:
+        for slot in self.cores(block):
             ctypes.memset(ctypes.addressof(slot), 0, ctypes.sizeof(Slot))

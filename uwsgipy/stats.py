@@ -16,9 +16,9 @@ as in uWSGI.  What uwsgitop reads: ``version``, ``listen_queue``, ``cwd``,
 
 Deliberate deviations from uWSGI:
 
-- ``running_time`` (µs spent serving requests): uWSGI adds up the exact
-  time of every request; the scoreboard keeps only a running average per
-  core, so this is estimated as ``avg_rt x requests``.
+- ``avg_rt`` is an exponentially weighted average (the last ~10 requests
+  weigh most), not uWSGI's plain mean; ``running_time`` is exact (the C
+  core adds up every request's time, in µs).
 - ``listen_queue`` and each socket's ``queue`` / ``max_queue`` come from
   ``TCP_INFO`` on the listening socket (Linux: ``tcpi_unacked`` is the
   accept queue length, ``tcpi_sacked`` the effective backlog), one system
@@ -53,6 +53,7 @@ import time
 from typing import Any, Dict, Iterable, List, Tuple
 
 from . import __version__
+from .scoreboard import Slot
 from .sockets import Listener, bind_listener
 
 __all__ = ["snapshot", "start_stats_server", "listen_queue", "StatsServer"]
@@ -133,7 +134,7 @@ def _worker(wid: int, info: Any, slots: Iterable[Any], chdir: str, respawns: int
     worker id has no process."""
     alive = info is not None
     cores: List[Dict[str, Any]] = []
-    requests = exceptions = tx = 0
+    requests = exceptions = tx = running_us = 0
     weighted_rt = 0.0
     serving = False
     for index, slot in enumerate(slots):
@@ -143,6 +144,7 @@ def _worker(wid: int, info: Any, slots: Iterable[Any], chdir: str, respawns: int
         requests += n
         exceptions += int(slot.exceptions)
         tx += int(slot.tx)
+        running_us += int(slot.running_us)
         weighted_rt += float(slot.avg_rt) * n
         if alive and slot.pid == info.pid:
             serving = True
@@ -167,7 +169,7 @@ def _worker(wid: int, info: Any, slots: Iterable[Any], chdir: str, respawns: int
         "status": status,
         "rss": rss,
         "vsz": vsz,
-        "running_time": int(weighted_rt),
+        "running_time": running_us,
         "last_spawn": int(info.spawned_wall) if alive else 0,
         # uWSGI counts the first spawn too.
         "respawn_count": info.respawns + 1 if alive else respawns,
@@ -218,8 +220,12 @@ def snapshot(arbiter: Any) -> Dict[str, Any]:
     workers = []
     for wid in sorted(set(range(1, arbiter.num_workers + 1)) | set(by_wid)):
         slots: Iterable[Any] = ()
-        if scoreboard is not None and wid <= scoreboard.workers:
-            slots = scoreboard.cores(wid)
+        info = by_wid.get(wid)
+        if scoreboard is not None and info is not None and getattr(info, "slot", 0):
+            slots = scoreboard.cores(info.slot)
+        elif scoreboard is not None:
+            # no process for this id: zeroed cores, as uWSGI lists them
+            slots = [Slot() for _ in range(scoreboard.threads)]
         workers.append(_worker(wid, by_wid.get(wid), slots, chdir, respawn_counts.get(wid, 0),
                                now_mono, now_wall))
     try:
