@@ -74,8 +74,11 @@ upy_poller_del(upy_poller *p, int fd)
 void
 upy_poller_forget(upy_poller *p, int fd)
 {
-    (void)p; /* close() removes a never-duplicated fd from the epoll set */
-    (void)fd;
+    /* close() removes the fd from the epoll set only when no other fd
+       refers to the same open file (epoll(7), Q6): after an os.fork() of
+       the app the child's copy keeps it registered, and its events would
+       come with a pointer to a connection already freed. */
+    (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 int

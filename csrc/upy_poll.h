@@ -4,8 +4,9 @@
  * the fallback on Linux too).  No Python.h.
  *
  * One poller per loop.  Registrations carry a user pointer returned with
- * each event.  upy_poller_forget() must be called before close(fd): epoll
- * drops closed fds by itself, the poll(2) table does not.
+ * each event.  upy_poller_forget() must be called before close(fd) of a
+ * registered fd: the poll(2) table does not drop closed fds, and epoll
+ * keeps an fd whose open file a forked child still shares.
  */
 #ifndef UPY_POLL_H
 #define UPY_POLL_H

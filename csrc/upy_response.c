@@ -86,11 +86,15 @@ latin1_data(PyObject *s, Py_ssize_t *len, const char *what)
 }
 
 /* Validate status and headers, and note the ones that affect framing.
-   Returns 0 or -1 with an exception set. */
+   r is changed only on success (a rejected start_response(..., exc_info)
+   must not alter the response already accepted).  Returns 0 or -1 with an
+   exception set. */
 static int
 check_response(upy_response *r, PyObject *status, PyObject *headers)
 {
     Py_ssize_t slen, n;
+    int64_t content_length = -1;
+    int app_close = 0, has_date = 0;
     const char *s = latin1_data(status, &slen, "status");
     if (s == NULL) {
         return -1;
@@ -115,10 +119,6 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
                      Py_TYPE(headers)->tp_name);
         return -1;
     }
-    r->status_code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-    r->content_length = -1;
-    r->app_close = 0;
-    r->has_date = 0;
     n = PyList_GET_SIZE(headers);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(headers, i);
@@ -168,7 +168,7 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
                     goto bad_cl;
                 cl = cl * 10 + (value[j] - '0');
             }
-            r->content_length = cl;
+            content_length = cl;
             continue;
         bad_cl:
             PyErr_Format(PyExc_ValueError, "invalid Content-Length %R",
@@ -185,13 +185,17 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
         }
         else if (IEQ(name, nlen, "connection")) {
             if (IEQ(value, vlen, "close")) {
-                r->app_close = 1;
+                app_close = 1;
             }
         }
         else if (IEQ(name, nlen, "date")) {
-            r->has_date = 1;
+            has_date = 1;
         }
     }
+    r->status_code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    r->content_length = content_length;
+    r->app_close = app_close;
+    r->has_date = has_date;
     return 0;
 }
 
@@ -199,14 +203,13 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
 /* start_response and write()                                          */
 /* ------------------------------------------------------------------ */
 
-static int send_body(upy_loop *loop, upy_response *r, const char *p,
-                     size_t n);
+static int send_body(upy_loop *loop, upy_response *r, PyObject *data);
 
 static PyObject *
 sr_call(upy_start_response *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
-    PyObject *status, *headers, *exc_info = Py_None;
+    PyObject *status, *headers, *exc_info = Py_None, *copy;
     upy_response *r = self->resp;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response",
@@ -241,11 +244,24 @@ sr_call(upy_start_response *self, PyObject *args, PyObject *kwds)
                         "exc_info (PEP 3333)");
         return NULL;
     }
-    if (check_response(r, status, headers) < 0) {
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError,
+                     "response_headers must be a list (PEP 3333), not %.100s",
+                     Py_TYPE(headers)->tp_name);
+        return NULL;
+    }
+    /* A private copy: the app may change its list after this call, and
+       build_head() reads the items without checking them again. */
+    copy = PyList_GetSlice(headers, 0, PY_SSIZE_T_MAX);
+    if (copy == NULL) {
+        return NULL;
+    }
+    if (check_response(r, status, copy) < 0) {
+        Py_DECREF(copy);
         return NULL;
     }
     Py_XSETREF(r->status, Py_NewRef(status));
-    Py_XSETREF(r->headers, Py_NewRef(headers));
+    Py_XSETREF(r->headers, copy); /* steals copy */
     return PyObject_GetAttr((PyObject *)self, r->loop->st->s_write);
 }
 
@@ -253,7 +269,6 @@ static PyObject *
 sr_write(upy_start_response *self, PyObject *data)
 {
     upy_response *r = self->resp;
-    Py_buffer view;
     int rc;
     if (r == NULL || r->status == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -266,11 +281,7 @@ sr_write(upy_start_response *self, PyObject *data)
                      Py_TYPE(data)->tp_name);
         return NULL;
     }
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    rc = send_body(r->loop, r, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
+    rc = send_body(r->loop, r, data);
     if (rc < 0 && !PyErr_Occurred() && !r->loop->srv->write_exception) {
         Py_RETURN_NONE; /* disable-write-exception */
     }
@@ -547,8 +558,12 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
         return -1;
     r->no_body = r->no_body || r->status_code < 200 ||
                  r->status_code == 204 || r->status_code == 304;
+    /* Not for 304 (RFC 9110 §8.6: only the length a 200 would have), nor a
+       0 that only says a HEAD's app produced no body (§9.3.2). */
     if (r->content_length < 0 && known_length >= 0 &&
-        !(r->status_code < 200 || r->status_code == 204)) {
+        !(r->status_code < 200 || r->status_code == 204 ||
+          r->status_code == 304) &&
+        !(r->no_body && known_length == 0)) {
         r->content_length = known_length;
         snprintf(line, sizeof line, "Content-Length: %lld\r\n",
                  (long long)known_length);
@@ -778,8 +793,10 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     }
     if (!r->headers_sent) {
         ssize_t hlen = build_head(loop, r, r->known_length);
-        if (hlen < 0)
+        if (hlen < 0) {
+            r->failed = 1; /* or pump() would retry it forever */
             return -1;
+        }
         iov[cnt].iov_base = loop->out;
         iov[cnt++].iov_len = (size_t)hlen;
         r->headers_sent = 1;
@@ -818,15 +835,18 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     return 0;
 }
 
-/* The imperative write() (PEP 3333): sent before it returns. */
+/* The imperative write() (PEP 3333): sent before it returns.  data (bytes)
+   is what a stalled send leaves queued by reference: c->pend holds it, as
+   the caller may drop it once write() returned or raised. */
 static int
-send_body(upy_loop *loop, upy_response *r, const char *p, size_t n)
+send_body(upy_loop *loop, upy_response *r, PyObject *data)
 {
+    size_t n = (size_t)PyBytes_GET_SIZE(data);
     if (n == 0 && r->headers_sent) {
         return 0;
     }
     if (flush_blocking(loop->srv, r->conn) < 0 ||
-        send_chunk(loop, r, p, n, NULL) < 0 ||
+        send_chunk(loop, r, PyBytes_AS_STRING(data), n, data) < 0 ||
         flush_blocking(loop->srv, r->conn) < 0) {
         r->failed = 1;
         return -1;
@@ -1257,14 +1277,17 @@ finish(upy_loop *loop, upy_conn *c)
     if (PyErr_Occurred()) {
         upy_log_exception(srv, "error in the response");
     }
+    /* Detach start_response and write() first: the body has ended (a
+       chunked one with its terminator), so the close() below must not
+       send more. */
+    if (r->sr != NULL) {
+        ((upy_start_response *)r->sr)->resp = NULL;
+        Py_CLEAR(r->sr);
+    }
     Py_CLEAR(r->iter);
     if (r->result != NULL) {
         close_result(srv, r->result);
         Py_CLEAR(r->result);
-    }
-    if (r->sr != NULL) {
-        ((upy_start_response *)r->sr)->resp = NULL;
-        Py_CLEAR(r->sr);
     }
     if (loop->slot != NULL)
         loop->slot->tx += r->sent;
@@ -1289,6 +1312,9 @@ pump(upy_loop *loop, upy_conn *c)
     upy_state *st = loop->st;
 
     for (;;) {
+        if (r->failed) {
+            return finish(loop, c);
+        }
         if (c->pend.cnt > 0) {
             int f = flush_pending(c);
             if (f < 0) {
@@ -1298,9 +1324,6 @@ pump(upy_loop *loop, upy_conn *c)
             if (f == 0) {
                 return UPY_RESP_BLOCKED;
             }
-        }
-        if (r->failed) {
-            return finish(loop, c);
         }
         switch (r->phase) {
         case UPY_PHASE_SENDFILE: {

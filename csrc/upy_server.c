@@ -173,7 +173,9 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->resp.active) {
         upy_response_abort(loop, c);
     }
-    upy_poller_forget(&loop->poller, c->fd);
+    if (c->registered) {
+        upy_poller_forget(&loop->poller, c->fd);
+    }
     close(c->fd);
     body_reset(c);
     Py_CLEAR(c->remote_addr);
@@ -901,6 +903,7 @@ accept_ready(upy_loop *loop, upy_listener *lst)
             Py_XDECREF(c->remote_addr);
             Py_XDECREF(c->remote_port);
             close(fd);
+            free(c->buf); /* a recycled struct keeps its buffer */
             free(c);
             continue;
         }
@@ -1309,7 +1312,14 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
 loop_error:
     self->active_loops--;
 error:
-    loop_free(&loop);
+    {
+        /* Closing connections runs Python (the close() of responses in
+           flight, the logger): keep the exception this call raises. */
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        loop_free(&loop);
+        PyErr_Restore(et, ev, etb);
+    }
     return result;
 }
 
