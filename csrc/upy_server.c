@@ -1380,6 +1380,13 @@ server_traverse(upy_server *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->app);
     Py_VISIT(self->logger);
+    Py_VISIT(self->tmpdir);
+    Py_VISIT(self->log_format);
+    if (self->listeners != NULL) {
+        for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
+            Py_VISIT(self->listeners[i].base_environ);
+        }
+    }
     return 0;
 }
 
