@@ -73,9 +73,11 @@ latin1_data(PyObject *s, Py_ssize_t *len, const char *what)
                      Py_TYPE(s)->tp_name);
         return NULL;
     }
-    if (PyUnicode_READY(s) < 0) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0) {  /* always ready from 3.12 on */
         return NULL;
     }
+#endif
     if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
         PyErr_Format(PyExc_ValueError,
                      "%s must be latin-1 (PEP 3333): %R", what, s);
