@@ -1085,7 +1085,7 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
     upy_state *st = loop->st;
     char buf[4096];
     upy_line l = {buf, 0, sizeof buf - 1};
-    double secs = upy_now() - started;
+    double secs;
     int status = r->status_code ? r->status_code : 500;
     Py_ssize_t n;
     const char *t;
@@ -1093,6 +1093,7 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
     if (!log_wanted(srv, status)) {
         return;
     }
+    secs = upy_now() - started;
     if (srv->log_format == NULL) {
         /* 127.0.0.1 "GET /path?q HTTP/1.1" 200 13 0.120ms */
         t = log_addr(srv, environ, &n);

@@ -556,11 +556,12 @@ static int
 request_done(upy_loop *loop, upy_conn *c, int rc, double started)
 {
     upy_server *srv = loop->srv;
+    double now = upy_now();
     body_reset(c);
     srv->requests++;
     c->requests++;
     if (loop->slot != NULL) {
-        double us = (upy_now() - started) * 1e6;
+        double us = (now - started) * 1e6;
         upy_slot *sl = loop->slot;
         sl->requests++;
         sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
@@ -578,7 +579,7 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
     c->head_len = 0;
     c->last_len = 0;
     c->state = UPY_CONN_HEAD;
-    c->deadline = upy_now() + (c->len ? srv->socket_timeout
+    c->deadline = now + (c->len ? srv->socket_timeout
                                       : srv->keepalive_timeout);
     return 0;
 }
