@@ -1009,12 +1009,6 @@ env_text(PyObject *environ, PyObject *key, Py_ssize_t *len)
     return t;
 }
 
-static PyObject *
-env_key(const char *name)
-{
-    return PyUnicode_InternFromString(name);
-}
-
 /* Append to a fixed line buffer, truncating. */
 typedef struct {
     char *p;
@@ -1050,18 +1044,13 @@ log_addr(upy_server *srv, PyObject *environ, Py_ssize_t *len)
 {
     const char *a;
     if (srv->log_xff) {
-        PyObject *k = env_key("HTTP_X_FORWARDED_FOR");
-        if (k != NULL) {
-            a = env_text(environ, k, len);
-            Py_DECREF(k);
-            if (*a != '-') {
-                const char *comma = memchr(a, ',', (size_t)*len);
-                if (comma != NULL)
-                    *len = comma - a;
-                return a;
-            }
+        a = env_text(environ, srv->st->k_HTTP_X_FORWARDED_FOR, len);
+        if (*a != '-') {
+            const char *comma = memchr(a, ',', (size_t)*len);
+            if (comma != NULL)
+                *len = comma - a;
+            return a;
         }
-        PyErr_Clear();
     }
     return env_text(environ, srv->st->k_REMOTE_ADDR, len);
 }
@@ -1169,17 +1158,14 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
             }
             case UPY_LV_UAGENT:
             case UPY_LV_REFERER:
-            case UPY_LV_HOST: {
-                PyObject *k = env_key(var == UPY_LV_UAGENT ? "HTTP_USER_AGENT"
-                                      : var == UPY_LV_REFERER ? "HTTP_REFERER"
-                                                              : "HTTP_HOST");
-                if (k != NULL) {
-                    t = env_text(environ, k, &n);
-                    line_put(&l, t, (size_t)n);
-                    Py_DECREF(k);
-                }
+            case UPY_LV_HOST:
+                t = env_text(environ,
+                             var == UPY_LV_UAGENT ? st->k_HTTP_USER_AGENT
+                             : var == UPY_LV_REFERER ? st->k_HTTP_REFERER
+                                                     : st->k_HTTP_HOST,
+                             &n);
+                line_put(&l, t, (size_t)n);
                 break;
-            }
             case UPY_LV_PID:
                 line_fmt(&l, "%ld", (long)getpid());
                 break;
