@@ -38,22 +38,25 @@ def _mark_server_output(request):
     yield
 
 
+def _finish(pool) -> None:
+    """Stop what a pool started; fail the test with what went wrong."""
+    problems = pool.finish()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def server_factory(request):
     pool = ServerPool()
     yield pool
-    problems = pool.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    _finish(pool)
 
 
 @pytest.fixture(scope="module")
 def module_server_factory():
     pool = ServerPool()
     yield pool
-    problems = pool.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    _finish(pool)
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +71,7 @@ def nginx_bin() -> str:
 def module_nginx_factory(nginx_bin, tmp_path_factory):
     pool = NginxPool(nginx_bin, tmp_path_factory.mktemp("nginx"))
     yield pool
-    problems = pool.finish()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    _finish(pool)
 
 
 @pytest.fixture(scope="module")

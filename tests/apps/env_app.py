@@ -27,8 +27,8 @@ def checks(environ):
     }
 
 
-def application(environ, start_response):
-    inp = environ["wsgi.input"]
+def read_body(inp) -> dict:
+    """Read wsgi.input in 64 KiB pieces: its length, sha256 and first 4 KiB."""
     h = hashlib.sha256()
     n = 0
     head = b""
@@ -40,8 +40,12 @@ def application(environ, start_response):
             head += chunk[: 4096 - len(head)]
         h.update(chunk)
         n += len(chunk)
+    return {"len": n, "sha256": h.hexdigest(), "head": head.decode("latin-1")}
+
+
+def application(environ, start_response):
     doc = describe(environ)
-    doc["__body__"] = {"len": n, "sha256": h.hexdigest(), "head": head.decode("latin-1")}
+    doc["__body__"] = read_body(environ["wsgi.input"])
     doc["__checks__"] = checks(environ)
     body = json.dumps(doc).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

@@ -1,7 +1,6 @@
 """One route per server behaviour the integration tests exercise.
 
-Unknown paths fall through to the environ dump of env_app (inlined here so this file loads with
---wsgi-file alone).  State such as close() calls lives in module globals: the server runs one
+Unknown paths fall through to an environ dump that reads the body with env_app.read_body.  State such as close() calls lives in module globals: the server runs one
 process, so a follow-up request sees it.
 """
 import hashlib
@@ -11,6 +10,9 @@ import os
 import sys
 import time
 from urllib.parse import parse_qs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from env_app import read_body  # noqa: E402  (the same body digest as env_app)
 
 CLOSED = {}  # token -> number of close() calls on response iterables / file-likes
 
@@ -430,21 +432,9 @@ ROUTES = {
 # --- environ dump (same as env_app.py) ---------------------------------------------------------
 
 def env_application(environ, start_response):
-    inp = environ["wsgi.input"]
-    h = hashlib.sha256()
-    n = 0
-    head = b""
-    while True:
-        chunk = inp.read(65536)
-        if not chunk:
-            break
-        if len(head) < 4096:
-            head += chunk[: 4096 - len(head)]
-        h.update(chunk)
-        n += len(chunk)
     doc = {k: {"type": type(v).__name__, "key_type": type(k).__name__,
                "value": v if isinstance(v, str) else repr(v)} for k, v in environ.items()}
-    doc["__body__"] = {"len": n, "sha256": h.hexdigest(), "head": head.decode("latin-1")}
+    doc["__body__"] = read_body(environ["wsgi.input"])
     body = json.dumps(doc).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
