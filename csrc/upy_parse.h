@@ -48,6 +48,13 @@ typedef struct {
                             <= the capacity of req->fields. Exceeding: 431. */
     uint64_t limit_post; /* Content-Length above this: 413. 0 = unlimited.
                             uwsgipy option: limit-post. */
+    size_t max_request_line; /* HTTP: request line without its CRLF, bytes;
+                            longer: 414.  0 = only max_head bounds it.
+                            uwsgipy option: limit-request-line, 8190. */
+    size_t max_field_size;   /* HTTP: one field line (name, ':', value)
+                            without its CRLF, bytes; longer: 431.  0 = only
+                            max_head bounds it.  uwsgipy option:
+                            limit-request-field-size, 8190. */
 } upy_limits;
 
 /* Protocol the request arrived in. */
