@@ -76,6 +76,9 @@ typedef struct {
     PyObject *base_environ;  /* the constant part of environ, copied per
                                 request */
     PyObject *name;          /* "http-socket 127.0.0.1:8000", for logs */
+    int close_on_stop;       /* a final stop shuts it (not systemd's) */
+    int shut;                /* shut down (by this process or another):
+                                accept() fails with EINVAL */
 } upy_listener;
 
 struct upy_loop;
@@ -160,6 +163,10 @@ typedef struct upy_conn {
     size_t last_len;         /* HTTP: length at the last incomplete parse */
     size_t head_len;         /* bytes of the current head in buf */
     double deadline;         /* monotonic seconds; 0 = none */
+    double last_io;          /* last read: socket-timeout counts from it */
+    double head_started;     /* header-timeout counts from it; 0: no byte
+                                of the next head yet */
+    double body_started;     /* body-timeout counts from it */
     unsigned requests;       /* served on this connection */
     int registered;          /* known to the poller */
 
@@ -216,6 +223,19 @@ typedef struct upy_loop {
     upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
     upy_conn *free_conns;    /* closed connections kept for reuse */
     size_t nfree;
+    void *spare_bufs;        /* read buffers of idle and closed connections,
+                                kept for reuse (a list through their first
+                                bytes), each UPY_INITIAL_BUF bytes */
+    size_t nspare;
+    int wake_watched;        /* the server's wake fd is registered */
+    int drained;             /* final stop: backlogs served, listeners shut */
+    /* accept() out of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM): listeners
+       are unregistered until accept_resume_at or a connection closes */
+    int accept_paused;
+    double accept_resume_at;
+    double accept_backoff;   /* seconds, doubles while it keeps failing */
+    uint64_t accept_failures; /* since the last log line */
+    double accept_logged_at;
 } upy_loop;
 
 /* A small cache from raw names (uwsgi var names, header field names) to
@@ -251,8 +271,16 @@ typedef struct upy_server {
     Py_ssize_t nlisteners;
     upy_limits limits;
     uint64_t post_buffering; /* bodies above this spill to a temp file */
+    upy_limits uwsgi_limits; /* the same for uwsgi packets, with room for
+                                nginx's vars beside the header fields */
     double socket_timeout;   /* seconds a client may stall */
     double keepalive_timeout;
+    double header_timeout;   /* seconds for a whole head; 0 off */
+    double body_timeout;     /* seconds for a body, plus 1 per
+                                body_min_rate bytes received; 0 off */
+    double body_min_rate;    /* bytes per second; 0: no extension */
+    int close_listeners;     /* this stop serves the backlogs, then shuts
+                                the listeners (a final stop) */
     int access_log_fd;       /* -1: access log off */
     int shared_listeners;    /* other loops accept on the same listeners */
     int write_exception;     /* write() raises when the client is gone */

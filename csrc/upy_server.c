@@ -41,7 +41,12 @@
 #define UPY_ACCEPT_BATCH 16     /* accepts per wake-up: leave some for peers */
 #define UPY_LINGER_SECONDS 2.0  /* drain time after an error response */
 #define UPY_FREE_CONNS 64       /* closed connections kept for reuse */
-#define UPY_KEEP_BUF 16384      /* ...when their buffer is at most this */
+#define UPY_SPARE_BUFS 32       /* read buffers kept for reuse per loop */
+#define UPY_UWSGI_EXTRA_VARS 64 /* vars beyond limit-request-fields */
+#define UPY_DRAIN_MAX 65536     /* final stop: most backlog accepts */
+#define UPY_ACCEPT_BACKOFF_MIN 0.05 /* out of fds: first pause, seconds */
+#define UPY_ACCEPT_BACKOFF_MAX 1.0
+#define UPY_ACCEPT_LOG_EVERY 10.0   /* out of fds: one log line per this */
 
 /* ------------------------------------------------------------------ */
 /* Logging                                                             */
@@ -160,6 +165,27 @@ body_reset(upy_conn *c)
     }
 }
 
+/* An empty connection gives its read buffer back to the loop: an idle
+   keep-alive connection then costs its struct only (issue: 4.7 KB RSS per
+   idle connection before).  Buffers grown past UPY_INITIAL_BUF are freed. */
+static void
+buf_release(upy_loop *loop, upy_conn *c)
+{
+    if (c->buf == NULL || c->len != 0) {
+        return;
+    }
+    if (c->cap == UPY_INITIAL_BUF && loop->nspare < UPY_SPARE_BUFS) {
+        *(void **)c->buf = loop->spare_bufs;
+        loop->spare_bufs = c->buf;
+        loop->nspare++;
+    }
+    else {
+        free(c->buf);
+    }
+    c->buf = NULL;
+    c->cap = 0;
+}
+
 static void
 conn_close(upy_loop *loop, upy_conn *c)
 {
@@ -181,30 +207,30 @@ conn_close(upy_loop *loop, upy_conn *c)
     Py_CLEAR(c->remote_addr);
     Py_CLEAR(c->remote_port);
     upy_pending_free(&c->pend);
-    if (loop->nfree < UPY_FREE_CONNS && c->cap <= UPY_KEEP_BUF) {
-        /* Keep the struct and its buffer for the next connection. */
+    c->len = 0;
+    buf_release(loop, c);
+    if (loop->accept_paused) {
+        loop->accept_resume_at = 0;  /* an fd is free: accept again */
+    }
+    if (loop->nfree < UPY_FREE_CONNS) {
+        /* Keep the struct for the next connection. */
         c->next = loop->free_conns;
         loop->free_conns = c;
         loop->nfree++;
         return;
     }
-    free(c->buf);
     free(c);
 }
 
-/* A zeroed connection, from the free list when possible. */
+/* A zeroed connection, from the free list when possible; no buffer yet. */
 static upy_conn *
 conn_new(upy_loop *loop)
 {
     upy_conn *c = loop->free_conns;
     if (c != NULL) {
-        char *buf = c->buf;
-        size_t cap = c->cap;
         loop->free_conns = c->next;
         loop->nfree--;
         memset(c, 0, sizeof *c);
-        c->buf = buf;
-        c->cap = cap;
         return c;
     }
     return calloc(1, sizeof *c);
@@ -219,6 +245,7 @@ conn_linger(upy_loop *loop, upy_conn *c)
     shutdown(c->fd, SHUT_WR);
     c->state = UPY_CONN_LINGER;
     c->len = 0;
+    buf_release(loop, c);
     c->deadline = upy_now() + UPY_LINGER_SECONDS;
 }
 
@@ -280,11 +307,19 @@ conn_reject(upy_loop *loop, upy_conn *c, int status, const char *reason)
 }
 
 static int
-buf_reserve(upy_conn *c, size_t need)
+buf_reserve(upy_loop *loop, upy_conn *c, size_t need)
 {
     size_t cap;
     char *nb;
     if (c->cap - c->len >= need) {
+        return 0;
+    }
+    if (c->buf == NULL && loop->spare_bufs != NULL &&
+        need <= UPY_INITIAL_BUF) {
+        c->buf = loop->spare_bufs;
+        loop->spare_bufs = *(void **)c->buf;
+        loop->nspare--;
+        c->cap = UPY_INITIAL_BUF;
         return 0;
     }
     cap = c->cap ? c->cap : UPY_INITIAL_BUF;
@@ -489,7 +524,7 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
             return UPY_PARSE_INCOMPLETE;
         }
         if (upy_uwsgi_parse_vars(c->buf + UPY_UWSGI_HEADER_SIZE, h.datasize,
-                                 req, &srv->limits) != 0) {
+                                 req, &srv->uwsgi_limits) != 0) {
             conn_reject(loop, c, req->error_status ? req->error_status : 400,
                         req->error_reason ? req->error_reason
                                           : "invalid uwsgi vars");
@@ -550,6 +585,41 @@ check_limits(upy_server *srv)
 
 static int conn_process(upy_loop *loop, upy_conn *c);
 
+/* The deadline of a connection reading a request: socket-timeout after
+   the last read, but never past the whole-head (header-timeout) or the
+   whole-body (body-timeout + 1 s per body-min-rate bytes) deadline.
+   A connection with no byte of its next head keeps the deadline it has
+   (socket-timeout after accept, http-keepalive when kept alive). */
+static void
+conn_read_deadline(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    double d = c->last_io + srv->socket_timeout, whole = 0;
+    if (c->state == UPY_CONN_HEAD) {
+        if (c->len == 0) {
+            return;
+        }
+        if (c->head_started == 0) {
+            c->head_started = c->last_io;
+        }
+        if (srv->header_timeout > 0) {
+            whole = c->head_started + srv->header_timeout;
+        }
+    }
+    else if (c->state == UPY_CONN_BODY) {
+        if (srv->body_timeout > 0) {
+            whole = c->body_started + srv->body_timeout;
+            if (srv->body_min_rate > 0) {
+                whole += (double)c->body_len / srv->body_min_rate;
+            }
+        }
+    }
+    else {
+        return;
+    }
+    c->deadline = whole > 0 && whole < d ? whole : d;
+}
+
 /* After a response: account for it, then keep the connection for the
    next request or close it.  Returns 0, or -1 when c was closed. */
 static int
@@ -579,8 +649,16 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
     c->head_len = 0;
     c->last_len = 0;
     c->state = UPY_CONN_HEAD;
-    c->deadline = now + (c->len ? srv->socket_timeout
-                                      : srv->keepalive_timeout);
+    c->last_io = now;
+    if (c->len) {
+        c->head_started = now;  /* pipelined: the next head is here */
+        conn_read_deadline(loop, c);
+    }
+    else {
+        c->head_started = 0;    /* the head clock starts with its first byte */
+        c->deadline = now + srv->keepalive_timeout;
+        buf_release(loop, c);
+    }
     return 0;
 }
 
@@ -760,6 +838,7 @@ conn_process(upy_loop *loop, upy_conn *c)
                 return -1;
             }
             c->state = UPY_CONN_BODY;
+            c->body_started = upy_now();
         }
         if (c->state == UPY_CONN_BODY) {
             int done = consume_body(loop, c);
@@ -801,7 +880,7 @@ conn_readable(upy_loop *loop, upy_conn *c)
         }
         return 0;
     }
-    if (buf_reserve(c, want) < 0) {
+    if (buf_reserve(loop, c, want) < 0) {
         upy_log(srv, 40, "out of memory reading from %s", c->addr_text);
         conn_close(loop, c);
         return -1;
@@ -812,6 +891,7 @@ conn_readable(upy_loop *loop, upy_conn *c)
             conn_close(loop, c);
             return -1;
         }
+        buf_release(loop, c);  /* a wake-up without data: stay small */
         return 0;
     }
     if (n == 0) {
@@ -824,21 +904,83 @@ conn_readable(upy_loop *loop, upy_conn *c)
         return -1;
     }
     c->len += (size_t)n;
-    c->deadline = upy_now() + srv->socket_timeout;
-    return conn_process(loop, c);
+    c->last_io = upy_now();
+    if (conn_process(loop, c) < 0) {
+        return -1;
+    }
+    conn_read_deadline(loop, c);
+    return 0;
 }
 
+/* Register (on) or unregister the listeners with this loop's poller. */
 static void
-accept_ready(upy_loop *loop, upy_listener *lst)
+loop_listen(upy_loop *loop, int on)
 {
     upy_server *srv = loop->srv;
-    /* With several loops on one listener (threads, workers), take one
-       connection per wake-up so the others get theirs: a keep-alive
-       connection stays with the loop that accepted it.  uwsgi clients
-       (nginx) connect per request: one accept per wake-up spares the
-       accept() that would find the queue empty. */
-    int batch = srv->shared_listeners || lst->proto == UPY_PROTO_UWSGI
-                    ? 1 : UPY_ACCEPT_BATCH;
+    if (on == loop->listening) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
+        upy_listener *l = &srv->listeners[i];
+        if (on && !l->shut) {
+            (void)upy_poller_add(&loop->poller, l->fd, UPY_POLL_IN, l, 1);
+        }
+        else if (!on) {
+            (void)upy_poller_del(&loop->poller, l->fd);
+        }
+    }
+    loop->listening = on;
+}
+
+/* accept() failed for want of a file descriptor or memory.  Polling the
+   listener again at once would wake the loop at once (the connection is
+   still queued): a 100 % CPU loop and a log line per wake-up.  Instead,
+   as nginx does, stop accepting for a moment (or until one of this loop's
+   connections closes), keep serving the open connections, and log one
+   line per UPY_ACCEPT_LOG_EVERY seconds with a count. */
+static void
+accept_pause(upy_loop *loop, upy_listener *lst, int err)
+{
+    upy_server *srv = loop->srv;
+    double now = upy_now();
+    loop->accept_backoff = loop->accept_backoff <= 0
+                               ? UPY_ACCEPT_BACKOFF_MIN
+                               : loop->accept_backoff * 2;
+    if (loop->accept_backoff > UPY_ACCEPT_BACKOFF_MAX) {
+        loop->accept_backoff = UPY_ACCEPT_BACKOFF_MAX;
+    }
+    loop->accept_paused = 1;
+    loop->accept_resume_at = now + loop->accept_backoff;
+    loop_listen(loop, 0);
+    loop->accept_failures++;
+    if (loop->accept_logged_at == 0 ||
+        now - loop->accept_logged_at >= UPY_ACCEPT_LOG_EVERY) {
+        if (loop->accept_logged_at == 0 || loop->accept_failures == 1) {
+            upy_log(srv, 40, "accept() on %s: %s, with %zu connections open "
+                    "in this loop: new connections wait in the backlog until "
+                    "one closes (raise the open-files limit: ulimit -n, "
+                    "LimitNOFILE= in the systemd unit)",
+                    PyUnicode_AsUTF8(lst->name), strerror(err), loop->nconns);
+        }
+        else {
+            upy_log(srv, 40, "accept() on %s: %s, %llu times in the last "
+                    "%.0fs (%zu connections open in this loop)",
+                    PyUnicode_AsUTF8(lst->name), strerror(err),
+                    (unsigned long long)loop->accept_failures,
+                    now - loop->accept_logged_at, loop->nconns);
+        }
+        loop->accept_logged_at = now;
+        loop->accept_failures = 0;
+    }
+}
+
+/* Accept up to `batch` connections from lst.  Returns 1 when the backlog
+   was found empty, 0 when the batch ended first, -1 when accepting must
+   stop (out of fds, or the listener is shut). */
+static int
+accept_ready(upy_loop *loop, upy_listener *lst, int batch)
+{
+    upy_server *srv = loop->srv;
     for (int i = 0; i < batch; i++) {
         struct sockaddr_storage ss;
         socklen_t slen = sizeof ss;
@@ -846,26 +988,42 @@ accept_ready(upy_loop *loop, upy_listener *lst)
         unsigned alen = (unsigned)slen;
         int fd = upy_accept(lst->fd, (struct sockaddr *)&ss, &alen);
         if (fd < 0) {
-            if (errno == EINTR)
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK &&
-                errno != ECONNABORTED) {
-                upy_log(srv, 40, "accept() on %s: %s",
-                        PyUnicode_AsUTF8(lst->name), strerror(errno));
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                return 1;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+                err == ENOMEM) {
+                accept_pause(loop, lst, err);
+                return -1;
             }
-            return;
+            if (err == EINVAL && !lst->shut) {
+                /* Not listening any more: another process's final stop
+                   shut it.  Stop polling it, or it stays readable. */
+                lst->shut = 1;
+                (void)upy_poller_del(&loop->poller, lst->fd);
+                return -1;
+            }
+            if (err != EINVAL) {
+                upy_log(srv, 40, "accept() on %s: %s",
+                        PyUnicode_AsUTF8(lst->name), strerror(err));
+            }
+            return -1;
         }
+        loop->accept_backoff = 0;
         c = conn_new(loop);
         if (c == NULL) {
             close(fd);
-            return;
+            return -1;
         }
         c->ev = UPY_EV_CONN;
         c->fd = fd;
         c->lst = lst;
         c->body_fd = -1;
         c->state = UPY_CONN_HEAD;
-        c->deadline = upy_now() + srv->socket_timeout;
+        c->last_io = c->head_started = upy_now();
+        c->deadline = c->last_io + srv->socket_timeout;
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
             char host[INET6_ADDRSTRLEN] = "";
             unsigned port;
@@ -904,7 +1062,6 @@ accept_ready(upy_loop *loop, upy_listener *lst)
             Py_XDECREF(c->remote_addr);
             Py_XDECREF(c->remote_port);
             close(fd);
-            free(c->buf); /* a recycled struct keeps its buffer */
             free(c);
             continue;
         }
@@ -932,6 +1089,52 @@ accept_ready(upy_loop *loop, upy_listener *lst)
         }
         c->registered = 1;
     }
+    return 0;
+}
+
+/* A listener is readable.  With several loops on one listener (threads,
+   workers), take one connection per wake-up so the others get theirs: a
+   keep-alive connection stays with the loop that accepted it.  uwsgi
+   clients (nginx) connect per request: one accept per wake-up spares the
+   accept() that would find the queue empty. */
+static void
+listener_ready(upy_loop *loop, upy_listener *lst)
+{
+    upy_server *srv = loop->srv;
+    (void)accept_ready(loop, lst,
+                       srv->shared_listeners || lst->proto == UPY_PROTO_UWSGI
+                           ? 1 : UPY_ACCEPT_BATCH);
+}
+
+/* A final stop: accept what is already queued on each listener this
+   process owns (those clients sent their request and wait for it), then
+   shut the listener, so later connects are refused at once and clients
+   fail over instead of waiting in a backlog nobody serves and getting a
+   reset at exit.  systemd's sockets (close_on_stop 0) and the listeners
+   of a reload stay open.  Shutting a listener is seen by every process
+   holding it: the other workers' accept() fails with EINVAL. */
+static void
+drain_and_shut(upy_loop *loop)
+{
+    upy_server *srv = loop->srv;
+    for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
+        upy_listener *l = &srv->listeners[i];
+        int rc;
+        if (!l->close_on_stop || l->shut) {
+            continue;
+        }
+        rc = accept_ready(loop, l, UPY_DRAIN_MAX);
+        if (rc < 0 && l->shut) {
+            continue;  /* another process shut it meanwhile */
+        }
+        if (rc <= 0) {
+            upy_log(srv, 30, "final stop: could not accept every queued "
+                    "connection on %s; the rest are reset",
+                    PyUnicode_AsUTF8(l->name));
+        }
+        (void)shutdown(l->fd, SHUT_RD);
+        l->shut = 1;
+    }
 }
 
 static void
@@ -952,28 +1155,50 @@ sweep_timeouts(upy_loop *loop, double now)
         }
         if (c->state == UPY_CONN_BODY ||
             (c->state == UPY_CONN_HEAD && c->len > 0)) {
-            conn_reject(loop, c, 408, "client too slow sending the request "
-                        "(socket-timeout)");
+            upy_server *srv = loop->srv;
+            char reason[160];
+            if (now - c->last_io >= srv->socket_timeout) {
+                snprintf(reason, sizeof reason, "client stalled sending the "
+                         "request for socket-timeout %.0fs",
+                         srv->socket_timeout);
+            }
+            else if (c->state == UPY_CONN_HEAD) {
+                snprintf(reason, sizeof reason, "request head not complete "
+                         "within header-timeout %.0fs", srv->header_timeout);
+            }
+            else {
+                snprintf(reason, sizeof reason, "request body too slow: "
+                         "%llu bytes in %.0fs (body-timeout %.0fs, "
+                         "body-min-rate %.0f bytes/s)",
+                         (unsigned long long)c->body_len,
+                         now - c->body_started, srv->body_timeout,
+                         srv->body_min_rate);
+            }
+            conn_reject(loop, c, 408, reason);
             continue;
         }
         conn_close(loop, c);
     }
 }
 
-/* Graceful stop: stop accepting, close idle connections. */
+/* Graceful stop: stop accepting (a final stop serves the backlogs
+   first), close idle connections. */
 static void
 loop_stop_listening(upy_loop *loop)
 {
     upy_server *srv = loop->srv;
     upy_conn *c, *next;
-    if (loop->listening) {
-        for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
-            upy_poller_del(&loop->poller, srv->listeners[i].fd);
-        }
+    if (srv->close_listeners && srv->stopping == 1 && !loop->drained) {
+        loop->drained = 1;
+        drain_and_shut(loop);
+    }
+    loop_listen(loop, 0);
+    loop->accept_paused = 0;
+    if (loop->wake_watched) {
         /* The wake fd stays readable for the other loops: stop watching
            it, or the wait would return at once until the end. */
         upy_poller_del(&loop->poller, srv->wake_rfd);
-        loop->listening = 0;
+        loop->wake_watched = 0;
     }
     for (c = loop->conns; c != NULL; c = next) {
         next = c->next;
@@ -1000,8 +1225,12 @@ loop_free(upy_loop *loop)
     while (loop->free_conns != NULL) {
         upy_conn *c = loop->free_conns;
         loop->free_conns = c->next;
-        free(c->buf);
         free(c);
+    }
+    while (loop->spare_bufs != NULL) {
+        void *b = loop->spare_bufs;
+        loop->spare_bufs = *(void **)b;
+        free(b);
     }
     upy_poller_free(&loop->poller);
     free(loop->fields);
@@ -1020,18 +1249,30 @@ PyDoc_STRVAR(server_doc,
 "       multiprocess=False, errors=None, tmpdir=None, max_requests=0,\n"
 "       reload_on_rss=0, stop_mercy=60.0, scoreboard=None,\n"
 "       log_format=None, log_filter=0, log_xff=False, worker_id=0,\n"
-"       write_exception=True)\n"
+"       write_exception=True, limit_request_line=8190,\n"
+"       limit_request_field_size=8190, header_timeout=30.0,\n"
+"       body_timeout=30.0, body_min_rate=1024.0)\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
-"listeners: sequence of (fd, proto, server_name, server_port, name): an\n"
-"  already bound and listening socket fd (the Server does not own it),\n"
-"  PROTO_HTTP or PROTO_UWSGI, the SERVER_NAME/SERVER_PORT strings for the\n"
-"  environ, and a name for logs.\n"
+"listeners: sequence of (fd, proto, server_name, server_port, name[,\n"
+"  close_on_stop]): an already bound and listening socket fd (the Server\n"
+"  does not own it), PROTO_HTTP or PROTO_UWSGI, the SERVER_NAME/SERVER_PORT\n"
+"  strings for the environ, a name for logs, and whether a final stop\n"
+"  (stop(close_listeners=True)) shuts it (default True; False for\n"
+"  systemd's sockets).\n"
 "logger: callable(level: int, message: str, exc: BaseException | None)\n"
 "  with logging's level numbers; access log lines are written to\n"
 "  access_log_fd directly (-1: off, uWSGI's disable-logging).\n"
 "buffer_size: largest HTTP head / uwsgi vars block, bytes (buffer-size).\n"
+"max_fields, limit_request_line, limit_request_field_size: HTTP header\n"
+"  fields (431), request-line bytes (414), field-line bytes (431); 0: only\n"
+"  buffer_size bounds a line (limit-request-fields, -line, -field-size).\n"
+"  uwsgi vars: max_fields + 64 (nginx's own vars beside the headers).\n"
+"header_timeout: seconds for a whole request head from its first byte;\n"
+"body_timeout: seconds for a body, plus one per body_min_rate bytes\n"
+"  received: 408 past either; 0 disables (header-timeout, body-timeout,\n"
+"  body-min-rate).\n"
 "limit_post: largest request body, bytes, 0 unlimited (limit-post): 413.\n"
 "post_buffering: bodies above this many bytes spill to a temporary file.\n"
 "socket_timeout: seconds a client may stall sending or receiving.\n"
@@ -1056,13 +1297,18 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "errors", "tmpdir", "max_requests",
                              "reload_on_rss", "stop_mercy", "scoreboard",
                              "log_format", "log_filter", "log_xff",
-                             "worker_id", "write_exception", NULL};
+                             "worker_id", "write_exception",
+                             "limit_request_line", "limit_request_field_size",
+                             "header_timeout", "body_timeout",
+                             "body_min_rate", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
     int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
     unsigned long long max_requests = 0, reload_on_rss = 0;
     double stop_mercy = 60.0;
     Py_ssize_t buffer_size = 65535, max_fields = 100;
+    Py_ssize_t limit_request_line = 8190, limit_request_field_size = 8190;
+    double header_timeout = 30.0, body_timeout = 30.0, body_min_rate = 1024.0;
     unsigned long long limit_post = 0, post_buffering = 1 << 20;
     double socket_timeout = 4.0, keepalive_timeout = 5.0;
     int access_log_fd = -1, multithread = 0, multiprocess = 0;
@@ -1072,7 +1318,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipip", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnnddd",
+                                     kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
                                      &socket_timeout, &keepalive_timeout,
@@ -1081,7 +1328,10 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &max_requests, &reload_on_rss,
                                      &stop_mercy, &scoreboard, &log_format,
                                      &log_filter, &log_xff, &worker_id,
-                                     &write_exception)) {
+                                     &write_exception, &limit_request_line,
+                                     &limit_request_field_size,
+                                     &header_timeout, &body_timeout,
+                                     &body_min_rate)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -1089,7 +1339,9 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (buffer_size < 64 || buffer_size > 1 << 24 || max_fields < 1 ||
-        max_fields > 65535 || socket_timeout <= 0 || keepalive_timeout < 0) {
+        max_fields > 65535 || socket_timeout <= 0 || keepalive_timeout < 0 ||
+        limit_request_line < 0 || limit_request_field_size < 0 ||
+        header_timeout < 0 || body_timeout < 0 || body_min_rate < 0) {
         PyErr_SetString(PyExc_ValueError, "limit out of range");
         return -1;
     }
@@ -1111,6 +1363,16 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->limits.max_head = (size_t)buffer_size;
     self->limits.max_fields = (size_t)max_fields;
     self->limits.limit_post = limit_post;
+    self->limits.max_request_line = (size_t)limit_request_line;
+    self->limits.max_field_size = (size_t)limit_request_field_size;
+    /* uwsgi vars: nginx sends each header field as a var plus its own CGI
+       vars (uwsgi_params has 15; room for 64), so a request nginx passes
+       with limit-request-fields headers is not refused behind it either. */
+    self->uwsgi_limits = self->limits;
+    self->uwsgi_limits.max_fields = (size_t)max_fields + UPY_UWSGI_EXTRA_VARS;
+    self->header_timeout = header_timeout;
+    self->body_timeout = body_timeout;
+    self->body_min_rate = body_min_rate;
     self->post_buffering = post_buffering;
     self->socket_timeout = socket_timeout;
     self->keepalive_timeout = keepalive_timeout;
@@ -1160,11 +1422,12 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     }
     for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
         upy_listener *l = &self->listeners[i];
-        int fd, proto;
+        int fd, proto, close_on_stop = 1;
         const char *sname, *sport;
         PyObject *name;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iissU", &fd,
-                              &proto, &sname, &sport, &name)) {
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iissU|p",
+                              &fd, &proto, &sname, &sport, &name,
+                              &close_on_stop)) {
             Py_DECREF(seq);
             return -1;
         }
@@ -1172,6 +1435,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         l->fd = fd;
         l->proto = proto == UPY_PROTO_UWSGI ? UPY_PROTO_UWSGI : UPY_PROTO_HTTP;
         l->name = Py_NewRef(name);
+        l->close_on_stop = close_on_stop;
         l->base_environ = upy_build_base_environ(st, l, sname, sport,
                                                  multithread, multiprocess,
                                                  errors);
@@ -1227,7 +1491,9 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetFromErrno(PyExc_OSError);
         return NULL;
     }
-    loop.fields_cap = self->limits.max_fields;
+    loop.fields_cap = self->uwsgi_limits.max_fields > self->limits.max_fields
+                          ? self->uwsgi_limits.max_fields
+                          : self->limits.max_fields;
     loop.fields = calloc(loop.fields_cap, sizeof(upy_field));
     loop.scratch_cap = self->limits.max_head + 16;
     loop.scratch = malloc(loop.scratch_cap);
@@ -1245,6 +1511,7 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         }
     }
     loop.listening = 1;
+    loop.wake_watched = 1;
     if (upy_poller_add(&loop.poller, self->wake_rfd, UPY_POLL_IN, &wake_tag,
                        0) < 0 ||
         (wakeup_fd >= 0 &&
@@ -1267,6 +1534,16 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
             }
             timeout_ms = 100;
         }
+        else if (loop.accept_paused) {
+            double wait = loop.accept_resume_at - upy_now();
+            if (wait <= 0) {
+                loop.accept_paused = 0;
+                loop_listen(&loop, 1);
+            }
+            else if (wait * 1000 < timeout_ms) {
+                timeout_ms = (int)(wait * 1000) + 1;
+            }
+        }
         Py_BEGIN_ALLOW_THREADS
         n = upy_poller_wait(&loop.poller, events, UPY_MAX_EVENTS, timeout_ms);
         Py_END_ALLOW_THREADS
@@ -1284,8 +1561,8 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
                     (void)conn_readable(&loop, c);
             }
             else if (kind == UPY_EV_LISTENER) {
-                if (!self->stopping)
-                    accept_ready(&loop, (upy_listener *)events[i].ptr);
+                if (!self->stopping && loop.listening)
+                    listener_ready(&loop, (upy_listener *)events[i].ptr);
             }
             else {
                 char drain[64];
@@ -1325,20 +1602,26 @@ error:
 }
 
 PyDoc_STRVAR(stop_doc,
-"stop(graceful=True, timeout=60.0)\n--\n\n"
+"stop(graceful=True, timeout=60.0, close_listeners=False)\n--\n\n"
 "Ask every loop to stop; safe from signal handlers and other threads.\n"
 "Graceful: stop accepting, close idle connections, finish requests in\n"
-"flight for at most timeout seconds.  Otherwise stop at once.");
+"flight for at most timeout seconds.  Otherwise stop at once.\n"
+"close_listeners (a final stop, not a reload): first accept and serve the\n"
+"connections already queued on the listeners, then shut them (those\n"
+"given close_on_stop) so later connects are refused at once.");
 
 static PyObject *
 server_stop(upy_server *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"graceful", "timeout", NULL};
-    int graceful = 1;
+    static char *kwlist[] = {"graceful", "timeout", "close_listeners", NULL};
+    int graceful = 1, close_listeners = 0;
     double timeout = 60.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd", kwlist, &graceful,
-                                     &timeout)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pdp", kwlist, &graceful,
+                                     &timeout, &close_listeners)) {
         return NULL;
+    }
+    if (close_listeners) {
+        self->close_listeners = 1;
     }
     if (graceful) {
         if (self->stopping == 0) {

@@ -317,6 +317,45 @@ SETTINGS: Tuple[Setting, ...] = (
        metavar="SECONDS", section="Requests and timeouts", validator=_at_least(0),
        uwsgi_ref="uWSGI's --http-keepalive belongs to its HTTP router; here it applies "
                  "to http-socket and is the idle timeout."),
+    _s("header-timeout", "int", 30,
+       "How long, in seconds, a client may take to send a whole request head (the "
+       "request line and headers, or the uwsgi vars block), counted from its first "
+       "byte (from accept for a new connection). Past it the client gets 408 and the "
+       "connection is closed, however steadily it trickles bytes; 0 disables.",
+       metavar="SECONDS", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uwsgipy's own (uWSGI has none): nginx's client_header_timeout, "
+                 "counted over the whole head. socket-timeout still bounds each stall."),
+    _s("body-timeout", "int", 30,
+       "How long, in seconds, a client may take to send a request body, plus one "
+       "second for every body-min-rate bytes it has sent (so a large upload at a "
+       "decent rate is never cut off, and a trickle is). Past it: 408 and close; "
+       "0 disables.",
+       metavar="SECONDS", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uwsgipy's own (uWSGI has none): nginx's client_body_timeout with "
+                 "Apache mod_reqtimeout's MinRate extension."),
+    _s("body-min-rate", "int", 1024,
+       "The rate, in bytes per second, that earns a body one more second beyond "
+       "body-timeout; 0 means the whole body must arrive within body-timeout.",
+       metavar="BYTES", section="Requests and timeouts", validator=_at_least(0),
+       uwsgi_ref="uwsgipy's own: Apache mod_reqtimeout's MinRate."),
+    _s("limit-request-line", "int", 8190,
+       "Longest HTTP request line accepted, in bytes (method, target and version); "
+       "longer gets 414. 0 leaves only buffer-size as the bound.",
+       metavar="BYTES", section="Requests and timeouts", validator=_between(0, 65535),
+       uwsgi_ref="gunicorn's --limit-request-line, same default (uWSGI has none; "
+                 "nginx's large_client_header_buffers is 8k). http-socket only."),
+    _s("limit-request-fields", "int", 100,
+       "Most HTTP header fields accepted in one request; more gets 431.",
+       metavar="N", section="Requests and timeouts", validator=_between(1, 32768),
+       uwsgi_ref="gunicorn's --limit-request-fields, same default (uWSGI has none). "
+                 "Behind nginx (socket) the packet may carry 64 vars more, for nginx's "
+                 "own."),
+    _s("limit-request-field-size", "int", 8190,
+       "Longest HTTP header field line accepted, in bytes (name, colon and value); "
+       "longer gets 431. 0 leaves only buffer-size as the bound.",
+       metavar="BYTES", section="Requests and timeouts", validator=_between(0, 65535),
+       uwsgi_ref="gunicorn's --limit-request-field_size, same default (uWSGI has none). "
+                 "http-socket only."),
     _s("harakiri", "int", 0,
        "Kill and replace a worker whose current request has run longer than this "
        "many seconds; 0 disables.",
@@ -633,6 +672,12 @@ class Config:
     limit_post: int
     socket_timeout: int
     http_keepalive: int
+    header_timeout: int
+    body_timeout: int
+    body_min_rate: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
     harakiri: int
     # Processes
     master: bool

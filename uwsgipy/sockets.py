@@ -35,6 +35,7 @@ class Listener:
     address: str             # as configured
     bound: str               # as bound (port 0 resolved)
     unix_path: Optional[str]  # filesystem path of a unix socket, for vacuum
+    systemd: bool = False     # passed by systemd (LISTEN_FDS): never shut on stop
 
     @property
     def proto(self) -> int:
@@ -50,9 +51,13 @@ class Listener:
         return "localhost", ""
 
     def core_spec(self) -> tuple:
-        """The tuple _core.Server takes for this listener."""
+        """The tuple _core.Server takes for this listener.  The last item,
+        close_on_stop, lets a final stop shut the listener once its backlog
+        is served; systemd's sockets stay open (systemd queues connections
+        for the next start)."""
         name, port = self.server_name_port()
-        return (self.sock.fileno(), self.proto, name, port, f"{self.kind} {self.bound}")
+        return (self.sock.fileno(), self.proto, name, port, f"{self.kind} {self.bound}",
+                not self.systemd)
 
 
 def parse_address(address: str) -> Tuple[int, object]:

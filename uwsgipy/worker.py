@@ -1,9 +1,9 @@
 """One worker: the C core's Server on inherited listeners, N threads.
 
 Used directly in single-process mode and by each worker the master forks.
-Signals (single process, PEP-style handlers that only call Server.stop):
-SIGTERM and SIGINT stop gracefully: stop accepting, finish in-flight
-requests (within ``reload-mercy`` seconds), exit 0.
+Signals (see serve()): SIGTERM is the graceful stop (queued connections
+are served, then in-flight requests finish within ``reload-mercy``
+seconds); SIGINT and SIGQUIT are the quick stop.
 """
 from __future__ import annotations
 
@@ -67,6 +67,12 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         scoreboard=scoreboard,
         worker_id=worker_id,
         write_exception=not cfg.disable_write_exception,
+        max_fields=cfg.limit_request_fields,
+        limit_request_line=cfg.limit_request_line,
+        limit_request_field_size=cfg.limit_request_field_size,
+        header_timeout=float(cfg.header_timeout),
+        body_timeout=float(cfg.body_timeout),
+        body_min_rate=float(cfg.body_min_rate),
         **access_log_options(cfg),
     )
 
@@ -74,15 +80,29 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
 def serve(server: "_core.Server", threads: int, *, mercy: float,
           install_signals: bool = True,
           quick_signals: Sequence[int] = (),
+          retire_signals: Sequence[int] = (),
           on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run the server's loop in this thread and ``threads - 1`` more until
-    a graceful stop completes.  Installs handlers (they only call
-    server.stop): SIGTERM and SIGINT graceful, except the ``quick_signals``
-    (a forked worker's SIGINT and SIGQUIT), which end the process at once,
-    dropping requests in flight."""
+    a stop completes.  The handlers installed only call server.stop (and
+    log one line):
+
+    - SIGTERM: graceful final stop: serve the connections already queued
+      on the listeners, shut the listeners (later connects are refused at
+      once, so clients fail over), finish requests in flight within
+      ``mercy`` seconds.  A second SIGTERM stops at once.
+    - ``retire_signals`` (a forked worker's SIGHUP, sent when the worker is
+      replaced while others keep serving): graceful stop that leaves the
+      listeners open for them.
+    - SIGINT, SIGQUIT: quick stop, as in uWSGI and gunicorn.  In a forked
+      worker (the ``quick_signals``) the process exits at once, dropping
+      requests in flight (the master logs it).  In a single process the
+      loops close every connection at their next turn (a request the app
+      is running in that moment finishes first: Python code cannot be
+      interrupted safely); the same signal again exits at once.
+    """
     rfd = wfd = -1
     if install_signals:
-        def quick(signum: int, frame: Any) -> None:
+        def quick_exit(signum: int, frame: Any) -> None:
             # A forked worker's quick stop (the master's SIGINT/SIGQUIT) drops
             # requests in flight, as uWSGI does: the C loop can only stop
             # between requests, so an app busy for minutes would otherwise
@@ -92,18 +112,36 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
             sys.stderr.flush()
             os._exit(0)
 
+        def quick(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if server.stopping and getattr(quick, "asked", False):
+                log.warning("%s again: exiting now", name)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+            quick.asked = True  # type: ignore[attr-defined]
+            log.info("%s: quick stop (open connections are closed; "
+                     "SIGTERM is the graceful stop)", name)
+            server.stop(graceful=False)
+
         def graceful(signum: int, frame: Any) -> None:
             if server.stopping:
                 log.info("%s again: stopping now", signal.Signals(signum).name)
                 server.stop(graceful=False)
             else:
-                log.info("%s: graceful stop (finishing requests in flight, at most %ss)",
-                         signal.Signals(signum).name, mercy)
+                log.info("%s: graceful stop (serving queued connections, then finishing "
+                         "requests in flight, at most %ss)", signal.Signals(signum).name, mercy)
+                server.stop(graceful=True, timeout=mercy, close_listeners=True)
+
+        def retire(signum: int, frame: Any) -> None:
+            if not server.stopping:
                 server.stop(graceful=True, timeout=mercy)
+
         signal.signal(signal.SIGTERM, graceful)
-        signal.signal(signal.SIGINT, graceful)
-        for signum in quick_signals:
-            signal.signal(signum, quick)
+        for signum in (signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, quick_exit if signum in quick_signals else quick)
+        for signum in retire_signals:
+            signal.signal(signum, retire)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     errors: List[BaseException] = []
