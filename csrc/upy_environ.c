@@ -255,6 +255,12 @@ origin_path(upy_str path)
     return path;
 }
 
+/* PATH_INFO from the target's path (percent-decoded), REQUEST_URI the raw
+   target.  CONNECT's authority-form (RFC 9112 §3.2.3) has no path: the
+   parser gives an empty one, so PATH_INFO is "" and REQUEST_URI the
+   authority ("example.com:443").  gunicorn's RAW_URI is the same; its
+   PATH_INFO is what urlsplit leaves of "host:port" ("443"), uWSGI's the
+   authority itself: neither is a path. */
 static int
 build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
            PyObject *env)

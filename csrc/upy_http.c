@@ -3,8 +3,9 @@
  *
  * Pure C: no Python.h, no allocation, no I/O.  Shape after picohttpparser
  * (caller-owned buffer, slices out, consumed / -1 / -2); strictness after
- * h11 and RFC 9112.  Deliberately stricter than h11 in these points (the
- * differential test in tests/test_parsers_hypothesis.py lists the same set):
+ * h11 and RFC 9110/9112.  Deliberately stricter than h11 in these points
+ * (the differential test in tests/test_parsers_hypothesis.py lists the same
+ * set):
  *   - a bare LF ends no line: it is an error, like a bare CR (h11 accepts
  *     LF-only line endings);  RFC 9112 §2.2 allows a server to accept bare
  *     LF, we do not, to rule out any front-end/back-end framing mismatch;
@@ -16,10 +17,22 @@
  *   - Transfer-Encoding on an HTTP/1.0 request is an error (§6.1: a server
  *     MUST treat such framing as faulty ... we simply refuse it);
  *   - more than one Host field is an error on HTTP/1.0 too (§3.2, as h11);
+ *   - a repeated singleton field (Content-Type, Authorization, User-Agent,
+ *     ... the table below) is an error (h11 keeps both);
+ *   - the request-target form must match the method: authority-form for
+ *     CONNECT and only for it, "*" for OPTIONS only (h11 takes any visible
+ *     ASCII);
  *   - chunk extensions must follow the RFC 9112 §7.1.1 grammar (h11 accepts
- *     ";" followed by anything).
- * And more lenient in one: empty lines (CRLF) before the request line are
- * skipped, as RFC 9112 §2.2 recommends (h11 rejects them).
+ *     ";" followed by anything), and whitespace before the CRLF of a chunk
+ *     size line is an error (h11 accepts "5 \r\n");
+ *   - trailer fields RFC 9110 §6.5.1 rules out (framing, routing, request
+ *     modifiers, authentication, content format) are an error (h11 keeps
+ *     them as trailers).
+ * And more lenient in these: empty lines (CRLF) before the request line are
+ * skipped, as RFC 9112 §2.2 recommends (h11 rejects them); empty list
+ * elements in Transfer-Encoding (",chunked") are ignored as RFC 9110 §5.6.1
+ * requires (h11 answers 501); BWS before ';' in a chunk size line is
+ * accepted as the §7.1.1 grammar allows (h11's regex does not).
  */
 #include "upy_parse.h"
 
@@ -222,28 +235,134 @@ static void scan_connection(const char *v, size_t n, int *close, int *keep)
 }
 
 /*
- * Find the end of the head: returns the offset just past the first
- * CRLFCRLF at or after `from` in buf[0..len), 0 when none, -1 on a bare
- * LF (a LF not preceded by CR).  A bare CR is left for the full parse,
- * whose character tables refuse it.
+ * Transfer-Encoding = #transfer-coding (RFC 9112 §6.1).  1 when the list
+ * v[0..n) holds exactly one non-empty element and it is "chunked" (any
+ * case); empty elements (",chunked", "chunked, ,") are ignored as RFC 9110
+ * §5.6.1 requires.
  */
-static ssize_t find_head_end(const char *buf, size_t len, size_t from)
+static int te_is_chunked(const char *v, size_t n)
 {
-    const char *p = buf + from, *end = buf + len;
+    const char *p = v, *end = v + n;
+    int elements = 0, chunked = 0;
 
     while (p != end) {
-        const char *lf = memchr(p, '\n', (size_t)(end - p));
-        size_t at;
-        if (lf == NULL)
-            return 0;
-        at = (size_t)(lf - buf);
-        if (at == 0 || buf[at - 1] != '\r')
-            return -1;
-        if (at >= 3 && buf[at - 2] == '\n' && buf[at - 3] == '\r')
-            return (ssize_t)(at + 1);
-        p = lf + 1;
+        const char *s, *e;
+        while (p != end && (IS_OWS(*p) || *p == ','))
+            p++;
+        if (p == end)
+            break;
+        s = p;
+        while (p != end && *p != ',')
+            p++;
+        e = p;
+        while (e != s && IS_OWS(e[-1]))
+            e--;
+        elements++;
+        chunked = LOWER_EQ(s, (size_t)(e - s), "chunked");
     }
-    return 0;
+    return elements == 1 && chunked;
+}
+
+/*
+ * Fields RFC 9110 defines with a singular (non-list) value: a sender MUST
+ * NOT send them more than once (§5.3), and joining two with ", " would make
+ * a value that means something else, so a repeat is an error.  Request
+ * fields only (a request carrying a response field such as ETag twice
+ * harms nothing).  Content-Length (§8.6) is handled on its own: identical
+ * repeats are one value (RFC 9112 §6.3).  At most 32 entries (a bit mask).
+ */
+static const struct {
+    const char *name; /* lowercase */
+    size_t len;
+    const char *reason;
+} singleton_fields[] = {
+#define SF(name, ref) {name, sizeof(name) - 1, "repeated " ref}
+    SF("host", "Host (RFC 9110 §7.2, RFC 9112 §3.2)"),
+    SF("authorization", "Authorization (RFC 9110 §11.6.2)"),
+    SF("proxy-authorization", "Proxy-Authorization (RFC 9110 §11.7.2)"),
+    SF("content-type", "Content-Type (RFC 9110 §8.3)"),
+    SF("content-location", "Content-Location (RFC 9110 §8.7)"),
+    SF("content-range", "Content-Range (RFC 9110 §14.4)"),
+    SF("date", "Date (RFC 9110 §6.6.1)"),
+    SF("from", "From (RFC 9110 §10.1.2)"),
+    SF("if-modified-since", "If-Modified-Since (RFC 9110 §13.1.3)"),
+    SF("if-unmodified-since", "If-Unmodified-Since (RFC 9110 §13.1.4)"),
+    SF("if-range", "If-Range (RFC 9110 §13.1.5)"),
+    SF("max-forwards", "Max-Forwards (RFC 9110 §7.6.2)"),
+    SF("range", "Range (RFC 9110 §14.2)"),
+    SF("referer", "Referer (RFC 9110 §10.1.3)"),
+    SF("user-agent", "User-Agent (RFC 9110 §10.1.5)"),
+#undef SF
+};
+
+/* Index of name in singleton_fields, or -1. */
+static int singleton_index(const char *name, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(singleton_fields) / sizeof(singleton_fields[0]); i++)
+        if (singleton_fields[i].len == n &&
+            upy_lower_eq(name, n, singleton_fields[i].name, n))
+            return (int)i;
+    return -1;
+}
+
+/*
+ * Framing scan of the head in buf[start..scan_len), resuming at the start
+ * of the line that holds offset `from`.  Walks line by line and stops at
+ * the first of these, in the order of the byte that reveals it:
+ *   - a bare LF; a CR followed by anything but LF: 400;
+ *   - a line longer than its limit: the request line (the first line, at
+ *     `start`) over lim->max_request_line: 414; a field line over
+ *     lim->max_field_size: 431 - known once limit + 1 bytes of the line are
+ *     there without a CR, so a client cannot make us wait for a huge line;
+ *   - the empty line that ends the head.
+ * Returns the head length (through that empty line), 0 when more bytes are
+ * needed, or UPY_PARSE_ERROR.  Because it stops at the first such byte, a
+ * prefix of the input fails exactly as the whole input does.
+ */
+static ssize_t scan_head(const char *buf, size_t start, size_t scan_len,
+                         size_t from, upy_request *req, const upy_limits *lim)
+{
+    size_t line = from;
+    int request_line;
+
+    while (line > start && buf[line - 1] != '\n')
+        line--;
+    request_line = line == start;
+    for (;;) {
+        const size_t limit =
+            request_line ? lim->max_request_line : lim->max_field_size;
+        const size_t avail = scan_len - line;
+        /* bytes that decide this line: one past the limit is enough */
+        const size_t look = (limit != 0 && limit < avail) ? limit + 1 : avail;
+        const char *lf = memchr(buf + line, '\n', look);
+        const char *cr = memchr(buf + line, '\r',
+                                lf != NULL ? (size_t)(lf - (buf + line)) : look);
+        const char *eol = cr != NULL ? cr : lf;
+        size_t at;
+
+        if (eol == NULL) {
+            if (limit != 0 && avail > limit)
+                return request_line
+                           ? fail(req, 414, "request line too long "
+                                            "(limit-request-line)")
+                           : fail(req, 431, "header field line too long "
+                                            "(limit-request-field-size)");
+            return 0;
+        }
+        if (*eol == '\n')
+            return fail(req, 400, "bare LF in request head");
+        at = (size_t)(eol - buf);
+        if (1 >= scan_len - at)
+            return 0; /* the byte after the CR is not here yet */
+        if (buf[at + 1] != '\n')
+            return fail(req, 400, "bare CR in request head");
+        if (at == line && !request_line)
+            return (ssize_t)(at + 2);
+        line = at + 2;
+        request_line = 0;
+    }
 }
 
 /* "http://" or "https://", case-insensitive, followed by something. */
@@ -254,6 +373,64 @@ has_http_scheme(const char *t, size_t len)
            (len > 8 && UPY_LOWER_EQ(t, 8, "https://"));
 }
 
+/* RFC 3986 §2.2-2.3: unreserved and sub-delims, the bytes of a reg-name
+ * besides pct-encoded; with ':' the bytes of an IP-literal's inside. */
+static int uri_host_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
+/*
+ * authority-form = uri-host ":" port (RFC 9112 §3.2.3), the target CONNECT
+ * takes.  uri-host is a non-empty reg-name (pct-encoded allowed) or an
+ * IP-literal "[...]"; port is 1-65535 in at most 5 digits (RFC 9110 §9.3.6:
+ * reject an empty or invalid port).  No userinfo, path, query or fragment.
+ */
+static int is_authority_form(const char *t, size_t n)
+{
+    size_t i = 0, digits;
+    unsigned long port = 0;
+
+    if (n == 0)
+        return 0;
+    if (t[0] == '[') {
+        for (i = 1; i < n && t[i] != ']'; i++)
+            if (!uri_host_char((unsigned char)t[i]) && t[i] != ':')
+                return 0;
+        if (i == n || i == 1)
+            return 0;
+        i++; /* past ']' */
+    } else {
+        while (i < n && t[i] != ':') {
+            if (t[i] == '%') {
+                if (2 >= n - i || hexval[(unsigned char)t[i + 1]] < 0 ||
+                    hexval[(unsigned char)t[i + 2]] < 0)
+                    return 0;
+                i += 3;
+            } else if (uri_host_char((unsigned char)t[i])) {
+                i++;
+            } else {
+                return 0;
+            }
+        }
+        if (i == 0)
+            return 0;
+    }
+    if (i == n || t[i] != ':')
+        return 0;
+    i++;
+    digits = n - i;
+    if (digits == 0 || digits > 5)
+        return 0;
+    for (; i < n; i++) {
+        if (t[i] < '0' || t[i] > '9')
+            return 0;
+        port = port * 10 + (unsigned long)(t[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
 ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
                                upy_request *req, const upy_limits *lim)
 {
@@ -261,7 +438,8 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     size_t start = 0, scan_len, from, head_len, cap;
     ssize_t found;
     int conn_close = 0, conn_keep = 0, host_count = 0, te_seen = 0;
-    int te_ok = 1, cl_seen = 0;
+    int te_ok = 1, cl_seen = 0, is_connect;
+    uint32_t singletons_seen = 0;
     const char *cl_val = NULL;
     size_t cl_len = 0;
     size_t nfields = 0;
@@ -277,28 +455,27 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
                                    : UPY_PARSE_INCOMPLETE;
 
     /* Scan only within max_head: a head ending beyond it is too large
-     * anyway.  Resume 3 bytes before the previous end (a CRLFCRLF may
-     * straddle it) and never before the first byte after the blank lines. */
+     * anyway.  Resume on the line where the previous call stopped. */
     scan_len = len < lim->max_head ? len : lim->max_head;
     if (scan_len < start)
         return fail(req, 431, "request head too large");
-    from = last_len > 3 ? last_len - 3 : 0;
+    from = last_len;
     if (from < start)
         from = start;
     if (from > scan_len)
         from = scan_len;
-    found = find_head_end(buf, scan_len, from);
+    found = scan_head(buf, start, scan_len, from, req, lim);
     if (found < 0)
-        return fail(req, 400, "bare LF in request head");
+        return found;
     if (found == 0) {
         if (len > lim->max_head)
-            return fail(req, 431, "request head too large");
+            return fail(req, 431, "request head too large (buffer-size)");
         return UPY_PARSE_INCOMPLETE;
     }
     head_len = (size_t)found;
 
     /* Parse the head once.  The parse relies on nothing the scan found
-     * except that buf[start..head_len) ends in CRLFCRLF: every byte is
+     * except that buf[start..head_len) ends in an empty line: every byte is
      * checked again here, so a wrong last_len cannot cause an over-read. */
     p = buf + start;
     end = buf + head_len;
@@ -312,6 +489,8 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     req->method.p = s;
     req->method.len = (size_t)(p - s);
     p++;
+    /* methods are case-sensitive (RFC 9110 §9.1) */
+    is_connect = req->method.len == 7 && memcmp(req->method.p, "CONNECT", 7) == 0;
 
     s = p;
     while (p != end && vchar[(unsigned char)*p])
@@ -322,17 +501,27 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     req->target.len = (size_t)(p - s);
     p++;
     /* RFC 9112 §3.2: origin-form ("/..."), absolute-form ("http://..."),
-       or asterisk-form ("*", OPTIONS only).  authority-form is CONNECT's,
-       which a WSGI server does not serve.  A fragment is never sent. */
+       asterisk-form ("*", OPTIONS only), authority-form ("host:port",
+       CONNECT only, §3.2.3).  A fragment is never sent. */
     if (memchr(req->target.p, '#', req->target.len) != NULL)
         return fail(req, 400, "fragment in request-target");
-    if (req->target.p[0] != '/') {
+    if (is_connect) {
+        if (!is_authority_form(req->target.p, req->target.len))
+            return fail(req, 400, "CONNECT needs an authority-form "
+                                  "request-target (host:port, RFC 9112 "
+                                  "§3.2.3)");
+    } else if (req->target.p[0] != '/') {
         int star = req->target.len == 1 && req->target.p[0] == '*' &&
                    req->method.len == 7 &&
                    memcmp(req->method.p, "OPTIONS", 7) == 0;
-        if (!star && !has_http_scheme(req->target.p, req->target.len))
+        if (!star && !has_http_scheme(req->target.p, req->target.len)) {
+            if (is_authority_form(req->target.p, req->target.len))
+                return fail(req, 400, "authority-form request-target "
+                                      "(host:port) is for CONNECT only "
+                                      "(RFC 9112 §3.2.3)");
             return fail(req, 400, "request-target is not origin-form "
                                   "(/path), absolute-form or OPTIONS *");
+        }
     }
 
     /* "HTTP/" DIGIT "." DIGIT CRLF: 10 bytes */
@@ -343,12 +532,20 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
         return fail(req, 505, "HTTP version not supported");
     req->minor_version = p[7] - '0';
-    p += 10;
+    p += 8;
+    /* the scan checked this already, unless last_len was wrong */
+    if (lim->max_request_line != 0 &&
+        (size_t)(p - (buf + start)) > lim->max_request_line)
+        return fail(req, 414, "request line too long (limit-request-line)");
+    p += 2;
 
-    /* path / query split at the first '?' */
-    {
+    /* path / query split at the first '?'; authority-form has neither */
+    req->path.p = req->target.p;
+    if (is_connect) {
+        req->path.len = 0;
+        req->query.p = req->target.p;
+    } else {
         const char *q = memchr(req->target.p, '?', req->target.len);
-        req->path.p = req->target.p;
         if (q != NULL) {
             req->path.len = (size_t)(q - req->target.p);
             req->query.p = q + 1;
@@ -364,6 +561,7 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     for (;;) {
         const char *name, *val, *vend;
         size_t nlen, vlen;
+        int si;
 
         if (2 > (size_t)(end - p))
             return fail(req, 400, "malformed request head");
@@ -392,6 +590,10 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
             return fail(req, 400, "bad character in header value");
         if (p[1] != '\n')
             return fail(req, 400, "bare CR in request head");
+        if (lim->max_field_size != 0 &&
+            (size_t)(p - name) > lim->max_field_size) /* as in the scan */
+            return fail(req, 431, "header field line too long "
+                                  "(limit-request-field-size)");
         vend = p;
         while (vend != val && IS_OWS(vend[-1]))
             vend--;
@@ -399,11 +601,18 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
         p += 2;
 
         if (++nfields > lim->max_fields)
-            return fail(req, 431, "too many header fields");
+            return fail(req, 431, "too many header fields "
+                                  "(limit-request-fields)");
         if (memchr(name, '_', nlen) != NULL)
             continue; /* would collide with '-' in HTTP_* keys: drop */
         if (req->num_fields >= cap)
             return fail(req, 431, "too many header fields");
+        si = singleton_index(name, nlen);
+        if (si >= 0) {
+            if (singletons_seen & (UINT32_C(1) << si))
+                return fail(req, 400, singleton_fields[si].reason);
+            singletons_seen |= UINT32_C(1) << si;
+        }
         req->fields[req->num_fields].name.p = name;
         req->fields[req->num_fields].name.len = nlen;
         req->fields[req->num_fields].value.p = val;
@@ -439,9 +648,9 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
             break;
         case 17:
             if (LOWER_EQ(name, nlen, "transfer-encoding")) {
-                /* exactly one field whose value is the single token
+                /* exactly one field whose list is the single coding
                  * "chunked"; a second TE field makes a list of two */
-                if (te_seen || !LOWER_EQ(val, vlen, "chunked"))
+                if (te_seen || !te_is_chunked(val, vlen))
                     te_ok = 0;
                 te_seen = 1;
             }
@@ -456,10 +665,10 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
     head_len = (size_t)(p - buf);
     if (head_len > lim->max_head)
         return fail(req, 431, "request head too large");
-    /* RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any
-     * request with more than one. */
-    if (host_count > 1 || (req->minor_version == 1 && host_count == 0))
-        return fail(req, 400, "missing or repeated Host");
+    /* RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host (a second
+     * Host was refused above, on any version). */
+    if (req->minor_version == 1 && host_count == 0)
+        return fail(req, 400, "missing Host (RFC 9112 §3.2)");
     if (te_seen) {
         if (cl_seen) /* §6.3 item 3: may be smuggling; refuse */
             return fail(req, 400, "Content-Length with Transfer-Encoding");
@@ -475,9 +684,11 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
 
     if (req->minor_version == 0) /* RFC 9110 §10.1.1: ignore on 1.0 */
         req->expect_continue = 0;
-    /* RFC 9112 §9.3 */
-    req->keep_alive = req->minor_version == 1 ? !conn_close
-                                              : (conn_keep && !conn_close);
+    /* RFC 9112 §9.3; after CONNECT the connection would be a tunnel
+     * (RFC 9110 §9.3.6), which a WSGI server does not serve: close. */
+    req->keep_alive = is_connect ? 0
+                      : req->minor_version == 1 ? !conn_close
+                                                : (conn_keep && !conn_close);
     return (ssize_t)head_len;
 }
 
@@ -490,17 +701,63 @@ ssize_t upy_http_parse_request(const char *buf, size_t len, size_t last_len,
 #define UPY_CHUNK_LINE_MAX 4096
 #define UPY_CHUNK_TRAILER_MAX 8192
 
+/*
+ * Fields that must not arrive as trailers.  RFC 9110 §6.5.1: fields whose
+ * evaluation is needed before the content - message framing, routing,
+ * request modifiers, authentication, content format - cannot be processed
+ * after it, and a sender MUST NOT send one as a trailer unless its
+ * definition allows that; none of these does.  A hop that merged them into
+ * the header section would see a different request than we do, so they
+ * are refused, not dropped.  Expires, Date and the like are response
+ * control data with no meaning in a request: allowed (and discarded).
+ * Names lowercase, at most UPY_TRAILER_NAME_MAX bytes.
+ */
+static const struct {
+    const char *name;
+    size_t len;
+} forbidden_trailers[] = {
+#define FT(name) {name, sizeof(name) - 1}
+    /* framing: RFC 9112 §6.1, §6.2; RFC 9110 §6.6.2 */
+    FT("content-length"), FT("transfer-encoding"), FT("trailer"),
+    /* routing and connection: RFC 9110 §7.2, §7.6.1, §7.6.2, §7.8 */
+    FT("host"), FT("connection"), FT("max-forwards"), FT("upgrade"),
+    /* request modifiers: RFC 9110 §10.1.1, §10.1.4, §13.1, §14.2;
+       RFC 9111 §5.2, §5.4 */
+    FT("expect"), FT("te"), FT("if-match"), FT("if-none-match"),
+    FT("if-modified-since"), FT("if-unmodified-since"), FT("if-range"),
+    FT("range"), FT("cache-control"), FT("pragma"),
+    /* authentication: RFC 9110 §11.6.2, §11.7.2; RFC 6265 §5.4 */
+    FT("authorization"), FT("proxy-authorization"), FT("cookie"),
+    /* content format: RFC 9110 §8.3, §8.4, §14.4 */
+    FT("content-type"), FT("content-encoding"), FT("content-range"),
+#undef FT
+};
+
+static int trailer_forbidden(const upy_chunked_decoder *d)
+{
+    size_t i;
+
+    if (d->name_len > UPY_TRAILER_NAME_MAX)
+        return 0;
+    for (i = 0; i < sizeof(forbidden_trailers) / sizeof(forbidden_trailers[0]); i++)
+        if (forbidden_trailers[i].len == d->name_len &&
+            memcmp(forbidden_trailers[i].name, d->name, d->name_len) == 0)
+            return 1;
+    return 0;
+}
+
 enum {
     CK_SIZE_FIRST = 0, /* expecting the first hex digit (init state) */
     CK_SIZE,           /* in hex digits */
-    CK_SIZE_WS,        /* BWS after the size or after an ext */
+    CK_SIZE_WS,        /* BWS after the size or an ext value: needs ';' */
     CK_EXT_PRE_NAME,   /* after ';', BWS before the name */
     CK_EXT_NAME,       /* in ext-name */
-    CK_EXT_PRE_EQ,     /* BWS after the name: '=' ';' or CR */
+    CK_EXT_PRE_EQ,     /* BWS after the name: '=' or ';' */
     CK_EXT_PRE_VAL,    /* after '=', BWS before the value */
     CK_EXT_TOKEN,      /* in a token value */
     CK_EXT_QUOTED,     /* in a quoted-string */
     CK_EXT_QUOTED_ESC, /* after '\\' in a quoted-string */
+    CK_EXT_END,        /* after a quoted-string: BWS, ';' or CR */
     CK_SIZE_LF,        /* size line CR seen */
     CK_DATA,           /* in chunk data */
     CK_DATA_CR,        /* expecting CR after data */
@@ -581,15 +838,17 @@ ssize_t upy_chunked_decode(upy_chunked_decoder *d, char *buf, size_t *len,
             }
             if (d->state == CK_SIZE_FIRST)
                 CK_FAIL(400, "bad chunk size");
-            goto size_ws;
+            goto after_value;
         case CK_SIZE_WS:
-        size_ws:
+            /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+             * (RFC 9112 §7.1.1): whitespace here must lead to a ';' */
             if (IS_OWS(c))
-                d->state = CK_SIZE_WS;
-            else if (c == ';')
+                break;
+            if (c == ';')
                 d->state = CK_EXT_PRE_NAME;
             else if (c == '\r')
-                d->state = CK_SIZE_LF;
+                CK_FAIL(400, "whitespace before the CRLF of a chunk size "
+                             "line (RFC 9112 §7.1)");
             else
                 CK_FAIL(400, "bad chunk size line");
             break;
@@ -603,16 +862,27 @@ ssize_t upy_chunked_decode(upy_chunked_decoder *d, char *buf, size_t *len,
         case CK_EXT_NAME:
             if (tchar[c])
                 break;
-            /* fall through */
+            if (c == '=')
+                d->state = CK_EXT_PRE_VAL;
+            else if (c == '\r')
+                d->state = CK_SIZE_LF;
+            else if (c == ';')
+                d->state = CK_EXT_PRE_NAME;
+            else if (IS_OWS(c))
+                d->state = CK_EXT_PRE_EQ;
+            else
+                CK_FAIL(400, "bad chunk extension");
+            break;
         case CK_EXT_PRE_EQ:
             if (IS_OWS(c))
-                d->state = CK_EXT_PRE_EQ;
-            else if (c == '=')
+                break;
+            if (c == '=')
                 d->state = CK_EXT_PRE_VAL;
             else if (c == ';')
                 d->state = CK_EXT_PRE_NAME;
             else if (c == '\r')
-                d->state = CK_SIZE_LF;
+                CK_FAIL(400, "whitespace before the CRLF of a chunk size "
+                             "line (RFC 9112 §7.1)");
             else
                 CK_FAIL(400, "bad chunk extension");
             break;
@@ -629,10 +899,10 @@ ssize_t upy_chunked_decode(upy_chunked_decoder *d, char *buf, size_t *len,
         case CK_EXT_TOKEN:
             if (tchar[c])
                 break;
-            goto size_ws;
+            goto after_value;
         case CK_EXT_QUOTED:
             if (c == '"')
-                d->state = CK_SIZE_WS;
+                d->state = CK_EXT_END;
             else if (c == '\\')
                 d->state = CK_EXT_QUOTED_ESC;
             else if (!qdtext[c])
@@ -643,6 +913,19 @@ ssize_t upy_chunked_decode(upy_chunked_decoder *d, char *buf, size_t *len,
             if (!fvchar[c])
                 CK_FAIL(400, "bad chunk extension");
             d->state = CK_EXT_QUOTED;
+            break;
+        case CK_EXT_END:
+        after_value:
+            /* after the size or an ext value: CR, ';' or BWS before ';' */
+            if (c == '\r')
+                d->state = CK_SIZE_LF;
+            else if (c == ';')
+                d->state = CK_EXT_PRE_NAME;
+            else if (IS_OWS(c))
+                d->state = CK_SIZE_WS;
+            else
+                CK_FAIL(400, d->state == CK_SIZE ? "bad chunk size"
+                                                 : "bad chunk extension");
             break;
         case CK_SIZE_LF:
             if (c != '\n')
@@ -671,18 +954,33 @@ ssize_t upy_chunked_decode(upy_chunked_decoder *d, char *buf, size_t *len,
             d->state = CK_SIZE_FIRST;
             break;
         case CK_TRAILER_START:
-            if (c == '\r')
+            if (c == '\r') {
                 d->state = CK_END_LF;
-            else if (tchar[c])
+            } else if (tchar[c]) {
                 d->state = CK_TRAILER_NAME;
-            else
+                d->name_len = 0;
+                goto trailer_name_byte;
+            } else {
                 CK_FAIL(400, "bad trailer field");
+            }
             break;
         case CK_TRAILER_NAME:
-            if (c == ':')
+            if (c == ':') {
+                if (trailer_forbidden(d))
+                    CK_FAIL(400, "field not allowed in a trailer section "
+                                 "(RFC 9110 §6.5.1)");
                 d->state = CK_TRAILER_VALUE;
-            else if (!tchar[c])
+                break;
+            }
+            if (!tchar[c])
                 CK_FAIL(400, "bad trailer field name");
+        trailer_name_byte:
+            /* keep the name, lowercased, as far as a listed name goes */
+            if (d->name_len < UPY_TRAILER_NAME_MAX)
+                d->name[d->name_len] =
+                    (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+            if (d->name_len <= UPY_TRAILER_NAME_MAX)
+                d->name_len++;
             break;
         case CK_TRAILER_VALUE:
             if (c == '\r')

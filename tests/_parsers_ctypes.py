@@ -26,6 +26,9 @@ SOURCES = (CSRC / "upy_http.c", CSRC / "upy_uwsgi.c")
 
 UPY_PARSE_ERROR = -1
 UPY_PARSE_INCOMPLETE = -2
+UPY_TRAILER_NAME_MAX = 19
+LIMIT_REQUEST_LINE = 8190  # the server's defaults (limit-request-line, ...-field-size)
+LIMIT_REQUEST_FIELD_SIZE = 8190
 
 HttpResult = Union[dict, tuple, str]
 
@@ -43,6 +46,8 @@ class upy_limits(ctypes.Structure):
         ("max_head", ctypes.c_size_t),
         ("max_fields", ctypes.c_size_t),
         ("limit_post", ctypes.c_uint64),
+        ("max_request_line", ctypes.c_size_t),
+        ("max_field_size", ctypes.c_size_t),
     ]
 
 
@@ -77,6 +82,8 @@ class upy_chunked_decoder(ctypes.Structure):
         ("total", ctypes.c_uint64),
         ("error_status", ctypes.c_int),
         ("error_reason", ctypes.c_char_p),
+        ("name_len", ctypes.c_ubyte),
+        ("name", ctypes.c_char * UPY_TRAILER_NAME_MAX),
     ]
 
 
@@ -88,11 +95,30 @@ class upy_uwsgi_header(ctypes.Structure):
     ]
 
 
+# sizeof of each mirrored struct, compiled in with the parsers, so a layout
+# that drifts from upy_parse.h fails loudly instead of corrupting memory.
+_SIZES_C = """
+#include "upy_parse.h"
+size_t upy_test_sizeof(int which)
+{
+    switch (which) {
+    case 0: return sizeof(upy_limits);
+    case 1: return sizeof(upy_request);
+    case 2: return sizeof(upy_chunked_decoder);
+    case 3: return sizeof(upy_uwsgi_header);
+    default: return 0;
+    }
+}
+"""
+
+
 def build(out_dir: Path, cc: str = "gcc") -> "CParsers":
     """Compile the parsers into out_dir/libupyparse.so and load it."""
     out = Path(out_dir) / "libupyparse.so"
+    sizes = Path(out_dir) / "upy_test_sizes.c"
+    sizes.write_text(_SIZES_C)
     cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-D_GNU_SOURCE",
-           "-shared", "-fPIC", f"-I{CSRC}", "-o", str(out), *map(str, SOURCES)]
+           "-shared", "-fPIC", f"-I{CSRC}", "-o", str(out), *map(str, SOURCES), str(sizes)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"building {out} failed:\n{' '.join(cmd)}\n{res.stderr}")
@@ -125,6 +151,13 @@ class CParsers:
             ctypes.POINTER(upy_limits)]
         lib.upy_uwsgi_looks_like_http.restype = ctypes.c_int
         lib.upy_uwsgi_looks_like_http.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.upy_test_sizeof.restype = ctypes.c_size_t
+        lib.upy_test_sizeof.argtypes = [ctypes.c_int]
+        for i, t in enumerate((upy_limits, upy_request, upy_chunked_decoder, upy_uwsgi_header)):
+            if lib.upy_test_sizeof(i) != ctypes.sizeof(t):
+                raise RuntimeError(f"{t.__name__}: ctypes mirror is {ctypes.sizeof(t)} bytes, "
+                                   f"upy_parse.h says {lib.upy_test_sizeof(i)}: update "
+                                   "tests/_parsers_ctypes.py")
         self.lib = lib
         self._fields = (upy_field * self.MAX_FIELDS)()
 
@@ -165,8 +198,11 @@ class CParsers:
 
     # -- HTTP --------------------------------------------------------------
     def parse_http(self, data: bytes, max_head: int = 65535, max_fields: int = 100,
-                   limit_post: int = 0, last_len: int = 0) -> HttpResult:
-        """One call of upy_http_parse_request on data.
+                   limit_post: int = 0, last_len: int = 0,
+                   max_request_line: int = LIMIT_REQUEST_LINE,
+                   max_field_size: int = LIMIT_REQUEST_FIELD_SIZE) -> HttpResult:
+        """One call of upy_http_parse_request on data (limits as in upy_limits;
+        0 = none for the two line limits).
 
         Returns "incomplete", ("error", status), or a dict of the request with
         "consumed" (the head length).
@@ -174,7 +210,8 @@ class CParsers:
         buf = ctypes.create_string_buffer(data, len(data))
         base = ctypes.addressof(buf)
         req = self._new_request()
-        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post)
+        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post,
+                         max_request_line, max_field_size)
         n = self.lib.upy_http_parse_request(base, len(data), last_len,
                                             ctypes.byref(req), ctypes.byref(lim))
         if n == UPY_PARSE_INCOMPLETE:

@@ -128,9 +128,10 @@ def test_latin1_header_value_bytes(srv):
 
 
 def test_long_request_target(srv):
-    target = "/env?" + "q" * 50000
+    # within limit-request-line (8190); longer targets: tests/test_http_strict.py
+    target = "/env?" + "q" * 8000
     env = env_of(http_request(srv.http_addr, "GET", target))
-    assert val(env, "REQUEST_URI") == target and val(env, "QUERY_STRING") == "q" * 50000
+    assert val(env, "REQUEST_URI") == target and val(env, "QUERY_STRING") == "q" * 8000
 
 
 @pytest.mark.parametrize("target", ["/%zz", "/%", "/a%2", "/%00x"])

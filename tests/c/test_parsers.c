@@ -212,7 +212,10 @@ typedef struct {
     const char *fields;
     size_t max_head, max_fields; /* 0: the defaults below */
     uint64_t limit_post;
+    size_t max_line, max_field; /* 0: the defaults below; NOLIMIT: 0 */
 } http_case;
+
+#define NOLIMIT ((size_t)-1)
 
 #define IN(s) .in = (s), .len = sizeof(s) - 1
 #define H11 "GET / HTTP/1.1\r\nHost: h\r\n"
@@ -302,7 +305,7 @@ static const http_case http_cases[] = {
     {"target query only", IN("GET ?x HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
     {"target fragment", IN("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
     {"asterisk not OPTIONS", IN("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
-    {"authority-form", IN("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"authority-form not CONNECT", IN("GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
     {"scheme without rest", IN("GET http:// HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
     {"bare LF header", IN("GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n"), 400},
     {"bare LF end", IN("GET / HTTP/1.1\r\nHost: h\r\n\n"), 400},
@@ -356,6 +359,17 @@ static const http_case http_cases[] = {
     {"1.1 no host", IN("GET / HTTP/1.1\r\nX: y\r\n\r\n"), 400},
     {"1.1 two hosts", IN("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"), 400},
     {"1.0 two hosts", IN("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), 400},
+    {"two hosts, one dropped", IN("GET / HTTP/1.1\r\nHost: a\r\nHo_st: b\r\n\r\n"), OK, 0, "nf=1"},
+
+    /* ---- singleton fields (RFC 9110 §5.3; each name: test_http_singletons) ---- */
+    {"Content-Type twice", IN(H11 "Content-Type: a/b\r\nContent-Type: a/b\r\n\r\n"), 400},
+    {"Authorization twice, case", IN(H11 "Authorization: x\r\nAUTHORIZATION: y\r\n\r\n"), 400},
+    {"list field twice is fine", IN(H11 "Accept: a\r\nAccept: b\r\n\r\n"), OK, 0, "nf=3"},
+    {"near-singleton names", IN(H11 "X-Content-Type: a\r\nX-Content-Type: b\r\nContent-Types: a\r\n"
+                                "Content-Types: b\r\nHos: a\r\nHos: b\r\n\r\n"), OK, 0, "nf=7"},
+    {"dropped singleton does not count", IN(H11 "User_Agent: a\r\nUser-Agent: b\r\n\r\n"), OK, 0,
+     "nf=2"},
+    {"singleton after 431 limit", IN(H11 "Range: a\r\nRange: b\r\n\r\n"), 431, 0, NULL, NULL, 0, 2},
 
     /* ---- framing (RFC 9112 §6) ---- */
     {"CL letters", IN(H11 "Content-Length: abc\r\n\r\n"), 400},
@@ -381,6 +395,16 @@ static const http_case http_cases[] = {
     {"TE with params", IN(H11 "Transfer-Encoding: chunked;q=1\r\n\r\n"), 501},
     {"TE empty", IN(H11 "Transfer-Encoding:\r\n\r\n"), 501},
     {"TE chunkedx", IN(H11 "Transfer-Encoding: chunkedx\r\n\r\n"), 501},
+    {"TE empty list", IN(H11 "Transfer-Encoding: ,\r\n\r\n"), 501},
+    {"TE empty elements only", IN(H11 "Transfer-Encoding:  , ,\t,\r\n\r\n"), 501},
+    /* RFC 9110 §5.6.1: empty list elements are ignored */
+    {"TE ,chunked", IN(H11 "Transfer-Encoding: ,chunked\r\n\r\n"), OK, 0, "ch=1"},
+    {"TE chunked,", IN(H11 "Transfer-Encoding: chunked,\r\n\r\n"), OK, 0, "ch=1"},
+    {"TE , chunked", IN(H11 "Transfer-Encoding: , chunked\r\n\r\n"), OK, 0, "ch=1"},
+    {"TE many empty", IN(H11 "Transfer-Encoding: ,, ,\tChunked , ,\r\n\r\n"), OK, 0, "ch=1"},
+    {"TE , chunked, gzip", IN(H11 "Transfer-Encoding: , chunked, gzip\r\n\r\n"), 501},
+    {"TE empty then chunked field", IN(H11 "Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n\r\n"),
+     501},
     {"CL over limit-post", IN(H11 "Content-Length: 101\r\n\r\n"), 413, 0, NULL, NULL, 0, 0, 100},
 
     /* ---- limits ---- */
@@ -392,17 +416,95 @@ static const http_case http_cases[] = {
     {"leading CRLFs over max_head", IN("\r\n\r\n\r\n\r\n\r\n\r\n"), 431, NO_TRAIL, NULL, NULL, 8},
     {"too many fields", IN(H11 "A: 1\r\nB: 2\r\nC: 3\r\n\r\n"), 431, 0, NULL, NULL, 0, 3},
     {"too many fields with dropped", IN(H11 "A_1: 1\r\n\r\n"), 431, 0, NULL, NULL, 0, 1},
+
+    /* ---- request line and field line limits (414 / 431) ---- */
+    /* "GET /aaaa HTTP/1.1" is 18 bytes */
+    {"request line at limit", IN("GET /aaaa HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0, "t=/aaaa", .max_line = 18},
+    {"request line over limit", IN("GET /aaaa HTTP/1.1\r\nHost: h\r\n\r\n"), 414, .max_line = 17},
+    {"request line streamed", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), 414, NO_TRAIL, .max_line = 17},
+    {"request line streamed, no limit", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), INCOMPLETE,
+     NO_TRAIL, .max_line = NOLIMIT},
+    {"request line no limit", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0,
+     NULL, .max_line = NOLIMIT},
+    {"request line over, bad method", IN("G(T /aaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\n\r\n"), 414,
+     .max_line = 17},
+    {"request line over, then bare LF", IN("GET /aaaaaaaaaaaaaaaaaaa HTTP/1.1\nHost: h\r\n\r\n"), 414,
+     .max_line = 17},
+    {"bare LF, then request line over", IN("GET /\naaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\n\r\n"),
+     400, .max_line = 17},
+    {"request line CR at limit", IN("GET /aaaa HTTP/1.1\r\r\nHost: h\r\n\r\n"), 400, .max_line = 18},
+    {"request line over max_head", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), 431, NO_TRAIL, NULL,
+     NULL, 32, .max_line = 40},
+    {"request line limit within max_head", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), 414, NO_TRAIL,
+     NULL, NULL, 32, .max_line = 20},
+    {"leading CRLFs not in the line", IN("\r\n\r\nGET /aaaa HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0, NULL,
+     .max_line = 18},
+    /* "X-Long: abcdefgh" is 16 bytes */
+    {"field line at limit", IN(H11 "X-Long: abcdefgh\r\n\r\n"), OK, 0, "nf=2", .max_field = 16},
+    {"field line over limit", IN(H11 "X-Long: abcdefgh\r\n\r\n"), 431, .max_field = 15},
+    {"field line OWS counts", IN(H11 "X-Long: abcdefg \r\n\r\n"), 431, .max_field = 15},
+    {"field line streamed", IN(H11 "X-Long: abcdefghijklmnopqrstuvwxyz"), 431, NO_TRAIL, .max_field = 15},
+    {"field line streamed, no limit", IN(H11 "X-Long: abcdefghijklmnopqrstuvwxyz"), INCOMPLETE, NO_TRAIL,
+     .max_field = NOLIMIT},
+    {"field line over, bad byte", IN(H11 "X-Long:\x01" "bcdefghijklmnopq\r\n\r\n"), 431, .max_field = 15},
+    {"bad byte line, then line over", IN(H11 "X(: a\r\nX-Long: abcdefghijklmnopq\r\n\r\n"), 431,
+     .max_field = 15},
+    {"bare CR, then line over", IN(H11 "X: a\rb\r\nX-Long: abcdefghijklmnopq\r\n\r\n"), 400,
+     .max_field = 15},
+    {"field limit not for request line", IN("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\n\r\n"),
+     OK, 0, NULL, .max_field = 10},
+    {"request limit not for fields", IN(H11 "X-Long: abcdefghijklmnopqrstuvwxyz\r\n\r\n"), OK, 0, NULL,
+     .max_line = 18},
+    {"obs-fold line over", IN(H11 "X: a\r\n abcdefghijklmnopqrstuvwxyz\r\n\r\n"), 431, .max_field = 15},
+
+    /* ---- CONNECT, authority-form (RFC 9112 §3.2.3, RFC 9110 §9.3.6) ---- */
+    {"CONNECT", IN("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"), OK, 0,
+     "m=CONNECT t=example.com:443 p= q= ka=0 nf=1"},
+    {"CONNECT ip-literal", IN("CONNECT [::1]:8443 HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0,
+     "t=[::1]:8443 p= ka=0"},
+    {"CONNECT ipv4", IN("CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0, "t=127.0.0.1:1"},
+    {"CONNECT pct-encoded", IN("CONNECT a%41b:65535 HTTP/1.1\r\nHost: h\r\n\r\n"), OK, 0, "p= q="},
+    {"CONNECT 1.0 keep-alive", IN("CONNECT h:443 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), OK, 0,
+     "ka=0"},
+    {"CONNECT port 0", IN("CONNECT h:0 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT port 65536", IN("CONNECT h:65536 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT port 6 digits", IN("CONNECT h:000443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT no port", IN("CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT empty port", IN("CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT empty host", IN("CONNECT :443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT empty ip-literal", IN("CONNECT []:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT unclosed ip-literal", IN("CONNECT [::1:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT userinfo", IN("CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT path", IN("CONNECT h:443/x HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT query", IN("CONNECT h:443?x HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT bad pct", IN("CONNECT a%4:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT origin-form", IN("CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT absolute-form", IN("CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT asterisk", IN("CONNECT * HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"CONNECT without Host", IN("CONNECT h:443 HTTP/1.1\r\n\r\n"), 400},
+    {"connect is not CONNECT", IN("connect h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"OPTIONS authority-form", IN("OPTIONS h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
+    {"POST authority-form", IN("POST h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400},
 };
 
 #define DEFAULT_MAX_HEAD 65535
 #define FIELDS_CAP 64
 #define PIPELINED "GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
 
+#define DEFAULT_LINE 8190 /* limit-request-line, limit-request-field-size */
+
+static size_t line_limit(size_t v)
+{
+    return v == NOLIMIT ? 0 : v ? v : DEFAULT_LINE;
+}
+
 static void limits_for(const http_case *c, upy_limits *lim)
 {
     lim->max_head = c->max_head ? c->max_head : DEFAULT_MAX_HEAD;
     lim->max_fields = c->max_fields ? c->max_fields : FIELDS_CAP;
     lim->limit_post = c->limit_post;
+    lim->max_request_line = line_limit(c->max_line);
+    lim->max_field_size = line_limit(c->max_field);
 }
 
 /* Run one call; returns the status code convention used by the table. */
@@ -499,7 +601,7 @@ static void test_http_fields_cap(void)
     static const char in[] = H11 "A: 1\r\nB: 2\r\n\r\n";
     upy_field fields[4];
     upy_request req;
-    upy_limits lim = {DEFAULT_MAX_HEAD, 100, 0};
+    upy_limits lim = {.max_head = DEFAULT_MAX_HEAD, .max_fields = 100};
     ssize_t ret;
 
     memset(fields, 0x5a, sizeof(fields));
@@ -519,7 +621,8 @@ static void test_http_big(void)
     static char in[60000];
     upy_field fields[FIELDS_CAP];
     upy_request req;
-    upy_limits lim = {DEFAULT_MAX_HEAD, FIELDS_CAP, 0};
+    upy_limits lim = {.max_head = DEFAULT_MAX_HEAD, .max_fields = FIELDS_CAP,
+                      .max_request_line = DEFAULT_LINE, .max_field_size = DEFAULT_LINE};
     size_t n = 0, i, last = 0;
     ssize_t ret = 0;
     int k;
@@ -577,9 +680,27 @@ static const chunked_case chunked_cases[] = {
     {"ext", IN("5;foo=bar\r\nhello\r\n0;last\r\n\r\n"), OK, BODY("hello")},
     {"ext many", IN("5;a;b=1;c=\"x\"\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
     {"ext quoted", IN("5;a=\"q \\\" ;x=\\\\ \t\xff\"\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
-    {"ext BWS", IN("5 ; a = b \t; c\t\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
-    {"size trailing OWS", IN("5 \t\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
+    {"ext BWS", IN("5 ; a = b \t; c\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
+    {"ext BWS before ;", IN("5 \t;a\r\nhello\r\n0 ;z\r\n\r\n"), OK, BODY("hello")},
+    {"ext quoted then ;", IN("5;a=\"b\" ;c=\"d\"\r\nhello\r\n0\r\n\r\n"), OK, BODY("hello")},
+    /* RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF, BWS only before ';' */
+    {"size trailing SP", IN("5 \r\nhello\r\n0\r\n\r\n"), 400},
+    {"size trailing OWS", IN("5 \t\r\nhello\r\n0\r\n\r\n"), 400},
+    {"size trailing HTAB", IN("5\t\r\nhello\r\n0\r\n\r\n"), 400},
+    {"last size trailing SP", IN("5\r\nhello\r\n0 \r\n\r\n"), 400, BODY("hello")},
+    {"ext name trailing SP", IN("5;a \r\nhello\r\n0\r\n\r\n"), 400},
+    {"ext token trailing SP", IN("5;a=b \r\nhello\r\n0\r\n\r\n"), 400},
+    {"ext quoted trailing SP", IN("5;a=\"b\"\t\r\nhello\r\n0\r\n\r\n"), 400},
+    {"ext quoted then junk", IN("5;a=\"b\"c\r\nhello\r\n0\r\n\r\n"), 400},
     {"trailers", IN("5\r\nhello\r\n0\r\nX-T: v\r\nY:\r\nZ: a b \xff\r\n\r\n"), OK, BODY("hello")},
+    {"allowed trailers", IN("0\r\nExpires: x\r\nDate: y\r\nX-Checksum: z\r\nServer-Timing: t\r\n\r\n"),
+     OK, BODY("")},
+    {"near-forbidden trailer names", IN("0\r\nContent-Lengthx: 1\r\nX-Host: a\r\nHos: b\r\nT: c\r\n"
+                                         "Content-Length-And-Then-Some: 1\r\nProxy-Authorizations: 1\r\n\r\n"),
+     OK, BODY("")},
+    {"forbidden trailer", IN("5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"), 400, BODY("hello")},
+    {"forbidden trailer, case", IN("0\r\nX: y\r\ntRaNsFeR-eNcOdInG: chunked\r\n\r\n"), 400},
+    {"forbidden trailer, empty value", IN("0\r\nHost:\r\n\r\n"), 400},
     {"trailing bytes", IN("5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), OK, BODY("hello"), 16},
     {"trailing bytes after trailers", IN("0\r\nA: b\r\n\r\nXY"), OK, BODY(""), 2},
     {"max_body exact", IN("5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n"), OK, BODY("helloworld!"), 0, 11},
@@ -619,7 +740,7 @@ static const chunked_case chunked_cases[] = {
     {"over max_body", IN("5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n"), 413, BODY("hello"), 0, 10},
 };
 
-/* Runtime-built cases (long lines) */
+/* Runtime-built cases (long lines; every singleton and forbidden trailer) */
 static char long_ok[8192], long_bad[8192], tr_ok[16384], tr_bad[16384];
 static chunked_case built_cases[4];
 
@@ -772,6 +893,72 @@ static void test_chunked_case(const chunked_case *c)
     }
 }
 
+/* Every field RFC 9110 defines as a singleton, repeated (the second time in
+ * upper case): 400; once: accepted.  The list is the spec, kept here on
+ * purpose apart from the parser's table. */
+static void test_http_singletons(void)
+{
+    static const char *const names[] = {
+        "Host", "Authorization", "Proxy-Authorization", "Content-Type",
+        "Content-Location", "Content-Range", "Date", "From", "If-Modified-Since",
+        "If-Unmodified-Since", "If-Range", "Max-Forwards", "Range", "Referer",
+        "User-Agent",
+    };
+    static char bufs[2][sizeof(names) / sizeof(names[0])][256];
+    size_t i, k;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char upper[64];
+        http_case c = {0};
+        for (k = 0; names[i][k]; k++)
+            upper[k] = (char)(names[i][k] >= 'a' && names[i][k] <= 'z' ? names[i][k] - 32
+                                                                        : names[i][k]);
+        upper[k] = '\0';
+        /* once */
+        c.name = names[i];
+        c.in = bufs[0][i];
+        c.len = (size_t)snprintf(bufs[0][i], sizeof(bufs[0][i]),
+                                 "GET / HTTP/1.1\r\n%s%s: a\r\n\r\n",
+                                 strcmp(names[i], "Host") ? "Host: h\r\n" : "", names[i]);
+        c.status = OK;
+        test_http_case(&c);
+        /* twice */
+        c.in = bufs[1][i];
+        c.len = (size_t)snprintf(bufs[1][i], sizeof(bufs[1][i]),
+                                 "GET / HTTP/1.1\r\nHost: h\r\n%s: a\r\nX: y\r\n%s: a\r\n\r\n",
+                                 names[i], upper);
+        c.status = 400;
+        test_http_case(&c);
+    }
+}
+
+/* Every trailer field RFC 9110 §6.5.1 rules out (as a trailer, in mixed
+ * case, with and without a value, after an allowed one): 400. */
+static void test_chunked_forbidden_trailers(void)
+{
+    static const char *const names[] = {
+        "Content-Length", "Transfer-Encoding", "Trailer", "Host", "Connection",
+        "Max-Forwards", "Upgrade", "Expect", "TE", "If-Match", "If-None-Match",
+        "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
+        "Cache-Control", "Pragma", "Authorization", "Proxy-Authorization", "Cookie",
+        "Content-Type", "Content-Encoding", "Content-Range",
+    };
+    static char bufs[sizeof(names) / sizeof(names[0])][256];
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        chunked_case c = {0};
+        c.name = names[i];
+        c.in = bufs[i];
+        c.len = (size_t)snprintf(bufs[i], sizeof(bufs[i]), "3\r\nabc\r\n0\r\nX-Ok: 1\r\n%s:%s\r\n\r\n",
+                                 names[i], i % 2 ? "" : " v");
+        c.status = 400;
+        c.body = "abc";
+        c.body_len = 3;
+        test_chunked_case(&c);
+    }
+}
+
 /* Calls after completion return all input as trailing; after an error,
  * errors. */
 static void test_chunked_after_end(void)
@@ -880,10 +1067,10 @@ static void run_uwsgi(const char *name, const char *vars, size_t n, int want,
 static void test_uwsgi(void)
 {
     static char v[70000];
-    upy_limits lim = {65535, FIELDS_CAP, 0};
-    upy_limits lim3 = {65535, 3, 0};
-    upy_limits lim_post = {65535, FIELDS_CAP, 100};
-    upy_limits lim_small = {16, FIELDS_CAP, 0};
+    upy_limits lim = {.max_head = 65535, .max_fields = FIELDS_CAP};
+    upy_limits lim3 = {.max_head = 65535, .max_fields = 3};
+    upy_limits lim_post = {.max_head = 65535, .max_fields = FIELDS_CAP, .limit_post = 100};
+    upy_limits lim_small = {.max_head = 16, .max_fields = FIELDS_CAP};
     upy_uwsgi_header h;
     size_t n;
     int k;
@@ -1027,12 +1214,14 @@ int main(void)
         test_http_case(&http_cases[i]);
     test_http_fields_cap();
     test_http_big();
+    test_http_singletons();
 
     build_chunked_cases();
     for (i = 0; i < sizeof(chunked_cases) / sizeof(chunked_cases[0]); i++)
         test_chunked_case(&chunked_cases[i]);
     for (i = 0; i < sizeof(built_cases) / sizeof(built_cases[0]); i++)
         test_chunked_case(&built_cases[i]);
+    test_chunked_forbidden_trailers();
     test_chunked_after_end();
 
     test_uwsgi();
