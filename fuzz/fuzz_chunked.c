@@ -1,7 +1,8 @@
 /*
  * libFuzzer harness for upy_chunked_decode.
  *
- * Invariant: never crashes, never touches bytes outside buf[0..*len); the
+ * Invariant: never crashes, never touches bytes outside buf[0..*len); an
+ * error is 400 with a reason (there is no max_body here, so never 413); the
  * decoded output never exceeds the input; the outcome (complete with the
  * same decoded body and the same trailing bytes / incomplete / error with
  * the same status) does not depend on how the input is split into calls:

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     upy_uwsgi_header h;
     upy_field f[CAP];
     upy_request req;
-    const upy_limits lim = {65535, 48, 1000};
+    const upy_limits lim = {.max_head = 65535, .max_fields = 48, .limit_post = 1000};
     char *vars, *re;
     size_t ds, i, n = 0;
     int r;
