@@ -27,6 +27,7 @@
 
 #include "upy_parse.h"
 #include "upy_poll.h"
+#include "upy_proxy.h"
 
 #define UPY_VISIBLE __attribute__((visibility("default")))
 
@@ -77,6 +78,11 @@ typedef struct {
                                 request */
     PyObject *name;          /* "http-socket 127.0.0.1:8000", for logs */
     int close_on_stop;       /* a final stop shuts it (not systemd's) */
+    int proxy_protocol;      /* HTTP: connections may start with a PROXY
+                                header (upy_proxy.h) */
+    double socket_timeout;   /* seconds a client may stall (socket-timeout,
+                                or http-timeout for http listeners) */
+    double keepalive_timeout; /* idle keep-alive, seconds; 0 none */
     int shut;                /* shut down (by this process or another):
                                 accept() fails with EINVAL */
 } upy_listener;
@@ -173,7 +179,8 @@ typedef struct upy_conn {
     /* body reception */
     int64_t content_length;  /* -1 unknown (chunked) */
     unsigned chunked : 1, keep_alive : 1, expect_continue : 1,
-        sent_continue : 1, is_head : 1;
+        sent_continue : 1, is_head : 1,
+        proxy_pending : 1;   /* a PROXY header may still come first */
     upy_chunked_decoder chunk;
     uint64_t body_len;       /* body bytes received (decoded) */
     char *body_mem;          /* in-memory body, malloc'd */

@@ -770,7 +770,7 @@ flush_blocking(upy_server *srv, upy_conn *c)
             return f > 0 ? 0 : -1;
         }
         Py_BEGIN_ALLOW_THREADS
-        pr = poll(&pfd, 1, (int)(srv->socket_timeout * 1000.0));
+        pr = poll(&pfd, 1, (int)(c->lst->socket_timeout * 1000.0));
         Py_END_ALLOW_THREADS
         if (pr < 0 && errno == EINTR)
             continue;

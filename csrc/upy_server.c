@@ -594,7 +594,7 @@ static void
 conn_read_deadline(upy_loop *loop, upy_conn *c)
 {
     upy_server *srv = loop->srv;
-    double d = c->last_io + srv->socket_timeout, whole = 0;
+    double d = c->last_io + c->lst->socket_timeout, whole = 0;
     if (c->state == UPY_CONN_HEAD) {
         if (c->len == 0) {
             return;
@@ -656,7 +656,7 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
     }
     else {
         c->head_started = 0;    /* the head clock starts with its first byte */
-        c->deadline = now + srv->keepalive_timeout;
+        c->deadline = now + c->lst->keepalive_timeout;
         buf_release(loop, c);
     }
     return 0;
@@ -719,7 +719,7 @@ done:
             return -1;
         }
         c->state = UPY_CONN_WRITE;
-        c->deadline = upy_now() + srv->socket_timeout;
+        c->deadline = upy_now() + c->lst->socket_timeout;
         return 0;
     }
     return request_done(loop, c, rc, started);
@@ -729,10 +729,9 @@ done:
 static void
 conn_writable(upy_loop *loop, upy_conn *c)
 {
-    upy_server *srv = loop->srv;
     int rc = upy_response_resume(loop, c);
     if (rc == UPY_RESP_BLOCKED) {
-        c->deadline = upy_now() + srv->socket_timeout;
+        c->deadline = upy_now() + c->lst->socket_timeout;
         return;
     }
     if (request_done(loop, c, rc, c->resp.started) < 0) {
@@ -790,6 +789,52 @@ consume_body(upy_loop *loop, upy_conn *c)
     }
 }
 
+/* The PROXY header on a listener with proxy protocol: the client's real
+   address replaces the connection's.  Returns 1 when it is dealt with (or
+   there is none), 0 when more bytes are needed, -1 when c was closed (a
+   malformed header: the connection is not HTTP, so no response). */
+static int
+conn_proxy_header(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    upy_proxy_info info;
+    ssize_t rc = upy_proxy_parse(c->buf, c->len, &info);
+    if (rc == UPY_PARSE_INCOMPLETE) {
+        return 0;
+    }
+    if (rc == UPY_PARSE_ERROR) {
+        upy_log(srv, 30, "malformed PROXY protocol header from %s on %s: "
+                "%s; closing", c->addr_text, PyUnicode_AsUTF8(c->lst->name),
+                info.error);
+        conn_close(loop, c);
+        return -1;
+    }
+    c->proxy_pending = 0;
+    if (rc == 0) {
+        return 1;
+    }
+    if (info.family != 0) {
+        PyObject *addr = PyUnicode_FromString(info.src_addr);
+        PyObject *port = addr ? PyUnicode_FromFormat("%u",
+                                                     (unsigned)info.src_port)
+                              : NULL;
+        if (port == NULL) {
+            Py_XDECREF(addr);
+            upy_log_exception(srv, "cannot store the PROXY header's address");
+            conn_close(loop, c);
+            return -1;
+        }
+        Py_XSETREF(c->remote_addr, addr);
+        Py_XSETREF(c->remote_port, port);
+        snprintf(c->addr_text, sizeof c->addr_text,
+                 info.family == 6 ? "[%s]:%u" : "%s:%u", info.src_addr,
+                 (unsigned)info.src_port);
+    }
+    memmove(c->buf, c->buf + rc, c->len - (size_t)rc);
+    c->len -= (size_t)rc;
+    return 1;
+}
+
 /* Drive c's state machine over the bytes in its buffer.
    Returns 0, or -1 when c was closed and freed. */
 static int
@@ -801,6 +846,12 @@ conn_process(upy_loop *loop, upy_conn *c)
     for (;;) {
         if (c->state == UPY_CONN_HEAD) {
             ssize_t rc;
+            if (c->proxy_pending && c->len > 0) {
+                int pr = conn_proxy_header(loop, c);
+                if (pr <= 0) {
+                    return pr;
+                }
+            }
             if (c->len == 0) {
                 return 0;
             }
@@ -820,7 +871,7 @@ conn_process(upy_loop *loop, upy_conn *c)
             c->content_length = req.chunked ? -1
                                 : req.content_length < 0 ? 0
                                 : req.content_length;
-            c->keep_alive = req.keep_alive && srv->keepalive_timeout > 0;
+            c->keep_alive = req.keep_alive && c->lst->keepalive_timeout > 0;
             c->is_head = req.is_head;
             c->body_len = 0;
             if (!c->chunked && c->content_length == 0) {
@@ -1022,8 +1073,9 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
         c->lst = lst;
         c->body_fd = -1;
         c->state = UPY_CONN_HEAD;
+        c->proxy_pending = lst->proxy_protocol;
         c->last_io = c->head_started = upy_now();
-        c->deadline = c->last_io + srv->socket_timeout;
+        c->deadline = c->last_io + lst->socket_timeout;
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
             char host[INET6_ADDRSTRLEN] = "";
             unsigned port;
@@ -1149,7 +1201,7 @@ sweep_timeouts(upy_loop *loop, double now)
         if (c->state == UPY_CONN_WRITE) {
             upy_log(loop->srv, 30, "client %s stopped reading the response "
                     "for socket-timeout %.0fs: closing", c->addr_text,
-                    loop->srv->socket_timeout);
+                    c->lst->socket_timeout);
             conn_close(loop, c);
             continue;
         }
@@ -1157,10 +1209,10 @@ sweep_timeouts(upy_loop *loop, double now)
             (c->state == UPY_CONN_HEAD && c->len > 0)) {
             upy_server *srv = loop->srv;
             char reason[160];
-            if (now - c->last_io >= srv->socket_timeout) {
+            if (now - c->last_io >= c->lst->socket_timeout) {
                 snprintf(reason, sizeof reason, "client stalled sending the "
                          "request for socket-timeout %.0fs",
-                         srv->socket_timeout);
+                         c->lst->socket_timeout);
             }
             else if (c->state == UPY_CONN_HEAD) {
                 snprintf(reason, sizeof reason, "request head not complete "
@@ -1256,11 +1308,15 @@ PyDoc_STRVAR(server_doc,
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
 "listeners: sequence of (fd, proto, server_name, server_port, name[,\n"
-"  close_on_stop]): an already bound and listening socket fd (the Server\n"
-"  does not own it), PROTO_HTTP or PROTO_UWSGI, the SERVER_NAME/SERVER_PORT\n"
-"  strings for the environ, a name for logs, and whether a final stop\n"
-"  (stop(close_listeners=True)) shuts it (default True; False for\n"
-"  systemd's sockets).\n"
+"  close_on_stop[, proxy_protocol[, socket_timeout, keepalive_timeout]]]):\n"
+"  an already bound and listening\n"
+"  socket fd (the Server does not own it), PROTO_HTTP or PROTO_UWSGI, the\n"
+"  SERVER_NAME/SERVER_PORT strings for the environ, a name for logs,\n"
+"  whether a final stop (stop(close_listeners=True)) shuts it (default\n"
+"  True; False for systemd's sockets), whether HTTP connections may\n"
+"  start with a PROXY protocol v1/v2 header (default False), and this\n"
+"  listener's socket_timeout and keepalive_timeout (default: the\n"
+"  server's; the http option's http-timeout and http-keepalive).\n"
 "logger: callable(level: int, message: str, exc: BaseException | None)\n"
 "  with logging's level numbers; access log lines are written to\n"
 "  access_log_fd directly (-1: off, uWSGI's disable-logging).\n"
@@ -1422,12 +1478,14 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     }
     for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
         upy_listener *l = &self->listeners[i];
-        int fd, proto, close_on_stop = 1;
+        int fd, proto, close_on_stop = 1, proxy_protocol = 0;
+        double lst_socket_timeout = -1, lst_keepalive_timeout = -1;
         const char *sname, *sport;
         PyObject *name;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iissU|p",
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iissU|ppdd",
                               &fd, &proto, &sname, &sport, &name,
-                              &close_on_stop)) {
+                              &close_on_stop, &proxy_protocol,
+                              &lst_socket_timeout, &lst_keepalive_timeout)) {
             Py_DECREF(seq);
             return -1;
         }
@@ -1436,6 +1494,12 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         l->proto = proto == UPY_PROTO_UWSGI ? UPY_PROTO_UWSGI : UPY_PROTO_HTTP;
         l->name = Py_NewRef(name);
         l->close_on_stop = close_on_stop;
+        l->socket_timeout = lst_socket_timeout > 0 ? lst_socket_timeout
+                                                   : socket_timeout;
+        l->keepalive_timeout = lst_keepalive_timeout >= 0
+                                   ? lst_keepalive_timeout
+                                   : keepalive_timeout;
+        l->proxy_protocol = proxy_protocol && l->proto == UPY_PROTO_HTTP;
         l->base_environ = upy_build_base_environ(st, l, sname, sport,
                                                  multithread, multiprocess,
                                                  errors);

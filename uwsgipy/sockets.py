@@ -15,11 +15,12 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from . import _core
 
-__all__ = ["Listener", "parse_address", "bind_listener", "close_listeners", "somaxconn"]
+__all__ = ["Listener", "parse_address", "bind_listener", "close_listeners", "somaxconn",
+           "configured_addresses"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -28,7 +29,8 @@ log = logging.getLogger("uwsgipy")
 class Listener:
     """One bound, listening socket.
 
-    kind: the option that made it, "socket" (uwsgi protocol) or "http-socket".
+    kind: the option that made it: "socket" (the uwsgi protocol, or HTTP with
+    protocol = http), "http-socket" or "http" (HTTP).
     """
     sock: socket.socket
     kind: str
@@ -39,7 +41,8 @@ class Listener:
 
     @property
     def proto(self) -> int:
-        return _core.PROTO_HTTP if self.kind == "http-socket" else _core.PROTO_UWSGI
+        """The protocol by kind alone (socket: uwsgi); see core_spec()."""
+        return _core.PROTO_UWSGI if self.kind == "socket" else _core.PROTO_HTTP
 
     def server_name_port(self) -> Tuple[str, str]:
         """SERVER_NAME and SERVER_PORT for the environ (PEP 3333)."""
@@ -50,14 +53,40 @@ class Listener:
             return host, str(port)
         return "localhost", ""
 
-    def core_spec(self) -> tuple:
-        """The tuple _core.Server takes for this listener.  The last item,
-        close_on_stop, lets a final stop shut the listener once its backlog
-        is served; systemd's sockets stay open (systemd queues connections
-        for the next start)."""
+    def core_spec(self, cfg: Any = None) -> tuple:
+        """The tuple _core.Server takes for this listener:
+        (fd, proto, SERVER_NAME, SERVER_PORT, log name, close_on_stop,
+        proxy_protocol, socket_timeout, keepalive_timeout).
+
+        close_on_stop lets a final stop shut the listener once its backlog is
+        served; systemd's sockets stay open (systemd queues connections for
+        the next start).  With a config: ``protocol = http`` makes socket
+        listeners HTTP; enable-proxy-protocol (http-socket, HTTP sockets) and
+        http-enable-proxy-protocol (http) turn on the PROXY header; http
+        listeners take http-timeout as their stall timeout.  Timeouts of -1
+        mean the server's."""
         name, port = self.server_name_port()
-        return (self.sock.fileno(), self.proto, name, port, f"{self.kind} {self.bound}",
-                not self.systemd)
+        proto, proxy, stall = self.proto, False, -1.0
+        if cfg is not None:
+            if self.kind == "socket" and cfg.protocol in ("http", "http11"):
+                proto = _core.PROTO_HTTP
+            if self.kind == "http":
+                proxy, stall = cfg.http_enable_proxy_protocol, float(cfg.http_timeout)
+            elif proto == _core.PROTO_HTTP:
+                proxy = cfg.enable_proxy_protocol
+        idle = -1.0
+        if cfg is not None and cfg.http_keepalive == 1:
+            # uWSGI's meaning of 1: on, idle as long as a stall may last
+            idle = stall if stall > 0 else float(cfg.socket_timeout)
+        return (self.sock.fileno(), proto, name, port, f"{self.kind} {self.bound}",
+                not self.systemd, proxy, stall, idle)
+
+
+def configured_addresses(cfg: Any) -> List[Tuple[str, str]]:
+    """(kind, address) for every listener the config asks for, in the order
+    they are bound: socket, http-socket, http."""
+    return ([("socket", a) for a in cfg.socket] + [("http-socket", a) for a in cfg.http_socket]
+            + [("http", a) for a in cfg.http])
 
 
 def parse_address(address: str) -> Tuple[int, object]:

@@ -51,7 +51,7 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
     (worker recycling); the master then forks a fresh worker."""
     return _core.Server(
         app,
-        [lst.core_spec() for lst in listeners],
+        [lst.core_spec(cfg) for lst in listeners],
         logger=core_logger,
         buffer_size=cfg.buffer_size,
         limit_post=cfg.limit_post,
