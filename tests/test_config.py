@@ -188,7 +188,7 @@ def test_cli_unsupported_option():
     assert error_of(["--cheaper", "2"]) == (
         "command line: option 'cheaper' is not supported by uwsgipy yet: "
         "the number of workers is fixed; set processes")
-    assert "use http-socket" in error_of(["--http", ":80"])
+    assert "load balancer in front" in error_of(["--http-to", "127.0.0.1:3031"])
     assert error_of(["--manage-script-name"]).startswith(
         "command line: option 'manage-script-name' is not supported by uwsgipy yet")
     assert error_of(["-H", "/venv"]).startswith(
@@ -421,8 +421,8 @@ def test_ini_unsupported_option(ini):
     assert error_of([str(path)]) == (
         f"{path}:3: option 'cheaper' is not supported by uwsgipy yet: "
         "the number of workers is fixed; set processes")
-    path = ini("[uwsgi]\nhttp = :80\n", "router.ini")
-    assert "use http-socket" in error_of([str(path)])
+    path = ini("[uwsgi]\nhttp-to = 127.0.0.1:3031\n", "router.ini")
+    assert "load balancer in front" in error_of([str(path)])
     path = ini("[uwsgi]\nvirtualenv = /srv/venv\n", "venv.ini")
     assert error_of([str(path)]).startswith(
         f"{path}:2: option 'virtualenv' is not supported by uwsgipy yet")

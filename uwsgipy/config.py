@@ -142,6 +142,13 @@ def _module_spec(value: str) -> None:
         raise ValueError(f"invalid callable name {attr!r} in {value!r}")
 
 
+def _choice(*allowed: str) -> Callable[[Any], None]:
+    def check(value: str) -> None:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+    return check
+
+
 def _identifier(value: str) -> None:
     if not _DOTTED.match(value):
         raise ValueError(f"invalid callable name {value!r}")
@@ -240,6 +247,46 @@ SETTINGS: Tuple[Setting, ...] = (
        metavar="ADDR", section="Sockets", validator=_address,
        uwsgi_ref="uWSGI --http-socket. Keep-alive is handled here too (see http-keepalive); "
                  "uWSGI needs --http11-socket for that."),
+    _s("http", "list", (),
+       "Serve HTTP/1.1 on ADDR (same forms as socket). Repeatable. uWSGI starts a "
+       "separate HTTP router process for this, proxying to the workers over the "
+       "uwsgi protocol; uwsgipy's workers serve it themselves, with the http-* "
+       "options below, so the client sees the same server with one hop less.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --http (its router). No router process: http-processes is "
+                 "accepted and has no effect; http-to (forwarding elsewhere) is refused."),
+    _s("http-timeout", "int", 60,
+       "For http listeners: how long, in seconds, a client may stall (what "
+       "socket-timeout is for the others).",
+       metavar="SECONDS", section="Sockets", validator=_at_least(1),
+       uwsgi_ref="uWSGI --http-timeout, same default."),
+    _s("http-processes", "int", 1,
+       "Accepted for uWSGI ini files, no effect: uwsgipy has no HTTP router process; "
+       "the workers (processes) serve http listeners.",
+       aliases=("http-workers",), metavar="N", section="Sockets", validator=_at_least(1),
+       uwsgi_ref="uWSGI --http-processes / --http-workers."),
+    _s("http-auto-chunked", "bool", False,
+       "Accepted, no effect: a response without Content-Length is always sent chunked "
+       "to an HTTP/1.1 client that keeps the connection alive.",
+       section="Sockets", uwsgi_ref="uWSGI --http-auto-chunked (what uwsgipy always does)."),
+    _s("protocol", "str", "uwsgi",
+       "The protocol of the socket listeners: uwsgi (what nginx's uwsgi_pass speaks) "
+       "or http (then they are served as http-socket is).",
+       aliases=("socket-protocol",), metavar="uwsgi|http", section="Sockets",
+       validator=_choice("uwsgi", "http", "http11"),
+       uwsgi_ref="uWSGI --protocol / --socket-protocol; http11 is taken as http. uWSGI's "
+                 "other protocols (fastcgi, scgi, suwsgi, puwsgi, raw) are not served."),
+    _s("enable-proxy-protocol", "bool", False,
+       "On http-socket (and socket with protocol http) listeners, read the PROXY "
+       "protocol header (version 1 or 2) a load balancer sends first, and take "
+       "REMOTE_ADDR and REMOTE_PORT from it. A connection without one is served as "
+       "plain HTTP, as in uWSGI; a malformed one is closed.",
+       section="Sockets",
+       uwsgi_ref="uWSGI --enable-proxy-protocol (version 1 only in uWSGI 2.0; uWSGI "
+                 "serves a request after a malformed header with the socket's address)."),
+    _s("http-enable-proxy-protocol", "bool", False,
+       "The same for http listeners.",
+       section="Sockets", uwsgi_ref="uWSGI --http-enable-proxy-protocol."),
     _s("listen", "int", 100,
        "Backlog of each listening socket: connections the kernel queues while every "
        "worker is busy. Linux silently caps it at net.core.somaxconn.",
@@ -312,11 +359,14 @@ SETTINGS: Tuple[Setting, ...] = (
        short="-z", metavar="SECONDS", section="Requests and timeouts",
        validator=_at_least(1), uwsgi_ref="uWSGI --socket-timeout (-z), same default."),
     _s("http-keepalive", "int", 5,
-       "How long, in seconds, an idle HTTP/1.1 connection on http-socket is kept "
-       "open waiting for the next request; 0 closes it after each response.",
+       "How long, in seconds, an idle HTTP/1.1 connection on http-socket or http is "
+       "kept open waiting for the next request; 0 closes it after each response; 1 "
+       "(or the bare option) means on, with the listener's stall timeout "
+       "(socket-timeout, or http-timeout for http) as the idle timeout.",
        metavar="SECONDS", section="Requests and timeouts", validator=_at_least(0),
-       uwsgi_ref="uWSGI's --http-keepalive belongs to its HTTP router; here it applies "
-                 "to http-socket and is the idle timeout."),
+       const="1",
+       uwsgi_ref="uWSGI --http-keepalive (its router's option, same meaning of 1 and "
+                 "N > 1). uWSGI's router defaults to no keep-alive; uwsgipy to 5 s."),
     _s("header-timeout", "int", 30,
        "How long, in seconds, a client may take to send a whole request head (the "
        "request line and headers, or the uwsgi vars block), counted from its first "
@@ -505,17 +555,15 @@ SETTINGS: Tuple[Setting, ...] = (
        "gone away.",
        section="uWSGI compatibility", uwsgi_ref="uWSGI --disable-write-exception."),
     # -- Recognised uWSGI options that are refused ---------------------------
-    _no("http", "this is uWSGI's HTTP router; use http-socket to serve HTTP directly"),
     _no("https", _NO_TLS),
-    _no("http-to", "this is uWSGI's HTTP router; use http-socket"),
-    _no("http-processes", "this is uWSGI's HTTP router; use http-socket"),
+    _no("http-to", "uWSGI's HTTP router forwarding to other uwsgi nodes; uwsgipy's "
+        "workers serve http themselves: put nginx or a load balancer in front", kind="list"),
     _no("http11-socket", "use http-socket, which already handles keep-alive", kind="list"),
     _no("https-socket", _NO_TLS, kind="list"),
     _no("ssl-socket", _NO_TLS, kind="list"),
     _no("suwsgi-socket", _NO_TLS, kind="list"),
     _no("fastcgi-socket", _NO_PROTO, kind="list"),
     _no("scgi-socket", _NO_PROTO, kind="list"),
-    _no("protocol", _NO_PROTO, aliases=("socket-protocol",)),
     _no("shared-socket", kind="list"),
     _no("reuse-port", kind="bool"),
     _no("tcp-nodelay", kind="bool"),
@@ -678,6 +726,13 @@ class Config:
     limit_request_line: int
     limit_request_fields: int
     limit_request_field_size: int
+    http: List[str]
+    http_timeout: int
+    http_processes: int
+    http_auto_chunked: bool
+    protocol: str
+    enable_proxy_protocol: bool
+    http_enable_proxy_protocol: bool
     harakiri: int
     # Processes
     master: bool
