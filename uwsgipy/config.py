@@ -292,6 +292,28 @@ SETTINGS: Tuple[Setting, ...] = (
        "worker is busy. Linux silently caps it at net.core.somaxconn.",
        short="-l", metavar="N", section="Sockets", validator=_at_least(1),
        uwsgi_ref="uWSGI --listen (-l), same default."),
+    _s("reuse-port", "bool", False,
+       "Set SO_REUSEPORT on TCP listeners, so that several servers can bind the same "
+       "address (the kernel spreads connections over them).",
+       section="Sockets", uwsgi_ref="uWSGI --reuse-port."),
+    _s("so-keepalive", "bool", False,
+       "Enable TCP keep-alive probes (SO_KEEPALIVE) on connections, to notice peers "
+       "that vanished without closing.",
+       section="Sockets", uwsgi_ref="uWSGI --so-keepalive."),
+    _s("tcp-nodelay", "bool", False,
+       "Accepted, no effect: TCP_NODELAY is always set (responses are written whole).",
+       section="Sockets", uwsgi_ref="uWSGI --tcp-nodelay (what uwsgipy always does)."),
+    _s("thunder-lock", "bool", False,
+       "Accepted, no effect: uwsgipy already wakes one worker per connection "
+       "(EPOLLEXCLUSIVE, one accept per wake-up), which is what thunder-lock's "
+       "serialised accept is for.",
+       section="Sockets", uwsgi_ref="uWSGI --thunder-lock."),
+    _s("offload-threads", "int", 0,
+       "Accepted, no effect: responses a client is slow to take are parked and resumed "
+       "by the worker's event loop, and file_wrapper bodies go out with sendfile from "
+       "it, which is what uWSGI's offload threads do.",
+       metavar="N", section="Sockets", validator=_at_least(0),
+       uwsgi_ref="uWSGI --offload-threads."),
     _s("chmod-socket", "str", None,
        "Permissions of unix sockets, in octal (e.g. 660). Given without a value it "
        "means 666.",
@@ -426,7 +448,12 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("lazy-apps", "bool", False,
        "Load the application in each worker after fork, instead of once in the "
        "master before forking.",
-       section="Processes", uwsgi_ref="uWSGI --lazy-apps."),
+       aliases=("lazy",), section="Processes",
+       uwsgi_ref="uWSGI --lazy-apps; uWSGI's older --lazy is taken as lazy-apps."),
+    _s("no-orphans", "bool", False,
+       "Accepted, no effect: workers always stop when the master dies "
+       "(PR_SET_PDEATHSIG on Linux).",
+       section="Processes", uwsgi_ref="uWSGI --no-orphans (what uwsgipy always does)."),
     _s("reload-mercy", "int", 60,
        "On reload or shutdown, how many seconds the master waits for the workers "
        "to finish before killing them.",
@@ -565,9 +592,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("fastcgi-socket", _NO_PROTO, kind="list"),
     _no("scgi-socket", _NO_PROTO, kind="list"),
     _no("shared-socket", kind="list"),
-    _no("reuse-port", kind="bool"),
-    _no("tcp-nodelay", kind="bool"),
-    _no("so-keepalive", kind="bool"),
     _no("abstract-socket", kind="bool"),
     _no("umask"),
     _no("virtualenv", "run the uwsgipy installed in the virtualenv (e.g. /srv/venv/bin/uwsgipy)",
@@ -582,7 +606,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("static-map", "serve static files from nginx", kind="list"),
     _no("static-map2", "serve static files from nginx", kind="list"),
     _no("check-static", "serve static files from nginx", kind="list"),
-    _no("offload-threads"),
     _no("post-buffering-bufsize"),
     _no("add-header", kind="list"),
     _no("route", kind="list"),
@@ -596,8 +619,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("cheaper-overload", _CHEAPER),
     _no("idle"),
     _no("die-on-idle", kind="bool"),
-    _no("lazy", "use lazy-apps", kind="bool"),
-    _no("thunder-lock", kind="bool"),
     _no("master-fifo", kind="list"),
     _no("memory-report", short="-m", kind="bool"),
     _no("min-worker-lifetime"),
@@ -643,7 +664,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("pidfile2", "use pidfile"),
     _no("safe-pidfile", "use pidfile"),
     _no("chroot"),
-    _no("no-orphans", kind="bool"),
     _no("cpu-affinity"),
     _no("plugins-dir", "the python plugin is built in", kind="list"),
     _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
@@ -733,6 +753,12 @@ class Config:
     protocol: str
     enable_proxy_protocol: bool
     http_enable_proxy_protocol: bool
+    reuse_port: bool
+    so_keepalive: bool
+    tcp_nodelay: bool
+    thunder_lock: bool
+    offload_threads: int
+    no_orphans: bool
     harakiri: int
     # Processes
     master: bool
@@ -1111,8 +1137,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "below can also be set in an ini file ([uwsgi] section) or as an "
                     "UWSGI_<NAME> environment variable. Precedence: environment < ini "
                     "files < command line.",
-        epilog="uWSGI options that uwsgipy recognises but does not support yet are "
-               "listed in docs/configuration.md.",
+        epilog="The full entry of one option: uwsgipy --help-option NAME. The whole "
+               "reference, with the uWSGI options that uwsgipy recognises but does not "
+               "support yet: uwsgipy --help-option all.",
         formatter_class=_HelpFormatter,
         allow_abbrev=False,  # uWSGI has no abbreviations; they would break on new options
     )

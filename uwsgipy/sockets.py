@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Tuple
 from . import _core
 
 __all__ = ["Listener", "parse_address", "bind_listener", "close_listeners", "somaxconn",
-           "configured_addresses"]
+           "configured_addresses", "listener_options"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -137,14 +137,24 @@ def _unix_in_use(path: str) -> bool:
         probe.close()
 
 
+def listener_options(cfg: Any) -> dict:
+    """bind_listener's keywords from the config: listen, chmod-socket,
+    reuse-port, so-keepalive."""
+    return dict(backlog=cfg.listen, chmod=cfg.chmod_socket, reuse_port=cfg.reuse_port,
+                so_keepalive=cfg.so_keepalive)
+
+
 def bind_listener(kind: str, address: str, *, backlog: int = 100,
-                  chmod: Optional[str] = None) -> Listener:
-    """Bind and listen.  kind: "socket" or "http-socket".
+                  chmod: Optional[str] = None, reuse_port: bool = False,
+                  so_keepalive: bool = False) -> Listener:
+    """Bind and listen.  kind: "socket", "http-socket" or "http".
 
     A stale unix socket file (nobody accepting on it) is replaced; a live
     one is an error.  chmod (octal text, uWSGI chmod-socket) applies to
-    unix sockets.  Raises OSError/ValueError with the address in the
-    message.
+    unix sockets.  TCP only: reuse_port sets SO_REUSEPORT (uWSGI reuse-port:
+    several servers may bind the same address), so_keepalive SO_KEEPALIVE
+    (inherited by accepted connections; uWSGI so-keepalive).  Raises
+    OSError/ValueError with the address in the message.
     """
     family, sockaddr = parse_address(address)
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -157,6 +167,10 @@ def bind_listener(kind: str, address: str, *, backlog: int = 100,
             # connection elsewhere): responses are written whole, never
             # worth Nagle's delay.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if so_keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         elif isinstance(sockaddr, str) and not sockaddr.startswith("\0"):
