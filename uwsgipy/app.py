@@ -46,12 +46,54 @@ def prepare_path(chdir: Optional[str], pythonpath: Sequence[str]) -> None:
         sys.path.insert(0, os.getcwd())
 
 
+def _running_as() -> str:
+    """" (running as user nobody, uid 65534)": the usual cause of EACCES is
+    a uid/gid switch before the app is read."""
+    uid = os.geteuid()
+    try:
+        import pwd
+        name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f" (running as uid {uid})"
+    return f" (running as user {name}, uid {uid})"
+
+
+def _from_the_loader(exc: BaseException) -> bool:
+    """An OSError raised by importlib itself reading a source file (its last
+    frame is importlib's), not by the app's own code."""
+    if not isinstance(exc, OSError) or not getattr(exc, "filename", None):
+        return False
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and last.startswith("<frozen importlib")
+
+
+def _check_readable(path: str) -> str:
+    """The absolute path of a readable regular file, or AppLoadError saying
+    in one line why not (missing, a directory, no permission)."""
+    full = os.path.abspath(path)
+    try:
+        with open(full, "rb"):
+            pass
+    except FileNotFoundError:
+        raise AppLoadError(f"wsgi-file: no such file {path!r} "
+                           f"(working directory {os.getcwd()!r})") from None
+    except IsADirectoryError:
+        raise AppLoadError(f"wsgi-file: {path!r} is a directory, not a Python file") from None
+    except OSError as exc:
+        raise AppLoadError(f"wsgi-file: cannot read {path!r}: {exc.strerror}{_running_as()}") from None
+    if not os.path.isfile(full):
+        raise AppLoadError(f"wsgi-file: {path!r} is not a regular file")
+    return full
+
+
 def _load_file(path: str) -> ModuleType:
     """Execute a wsgi-file as a fresh module named after the file (uWSGI
     names it ``uwsgi_file_<mangled path>``; we use the file's stem)."""
-    full = os.path.abspath(path)
-    if not os.path.isfile(full):
-        raise AppLoadError(f"wsgi-file: no such file {path!r} (working directory {os.getcwd()!r})")
+    full = _check_readable(path)
     directory = os.path.dirname(full)
     if directory not in sys.path:
         # The file's siblings are importable, as in `python file.py`.
@@ -68,6 +110,9 @@ def _load_file(path: str) -> ModuleType:
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if _from_the_loader(exc):
+            raise AppLoadError(f"wsgi-file: cannot read {exc.filename!r}: "  # type: ignore[attr-defined]
+                               f"{exc.strerror}{_running_as()}") from None  # type: ignore[attr-defined]
         raise AppLoadError(f"wsgi-file: {path!r} raised {type(exc).__name__} while loading") from exc
     return module
 
@@ -86,6 +131,9 @@ def _import_module(name: str) -> ModuleType:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if _from_the_loader(exc):
+            raise AppLoadError(f"module: importing {name!r}: cannot read "
+                               f"{exc.filename!r}: {exc.strerror}{_running_as()}") from None  # type: ignore[attr-defined]
         raise AppLoadError(f"module: importing {name!r} raised {type(exc).__name__}") from exc
 
 

@@ -1,33 +1,51 @@
 """The master (arbiter): pre-fork process management.
 
-The master binds every listener, loads the app (unless ``lazy-apps``),
-forks ``processes`` workers that inherit the listeners, and then only
-manages them: ``reap_workers`` (waitpid, log how each died),
-``manage_workers`` (respawn at once, with back-off when workers die at
-start-up in a loop), ``murder_workers`` (harakiri, mercy deadlines),
-recycling (``max-worker-lifetime``; workers stop themselves for
-``max-requests`` and ``reload-on-rss``), ``touch-reload``.
+The master binds every listener, drops privileges (``uid``/``gid``, see
+privileges.py), loads the app (unless ``lazy-apps``), forks ``processes``
+workers that inherit the listeners, and then only manages them:
+``reap_workers`` (waitpid, log how each died), ``manage_workers`` (respawn
+at once, with back-off when workers die before they are ready, in a loop),
+``murder_workers`` (harakiri, mercy deadlines), recycling
+(``max-worker-lifetime``; workers stop themselves for ``max-requests`` and
+``reload-on-rss``), ``touch-reload``.
+
+A worker is *ready* once its C loop serves (it writes its pid into its
+scoreboard slots).  Exit code 4 before that means the app cannot be loaded
+(the master stops with 4, or a reload fails); after it, exit code 4 is a
+crash like any other and the worker is respawned at once.
 
 Signal handlers only queue the signal; the loop dispatches to
-``handle_<name>``.  Signals (uWSGI's names, modern semantics):
+``handle_<name>``.  Signals sent to the master (uWSGI's names, modern
+semantics; SIGINT and SIGQUIT as in uWSGI and gunicorn):
 
 =========  ==============================================================
-SIGTERM    graceful stop: workers finish in-flight requests within
+SIGTERM    graceful stop: workers serve the requests already received
+           (in flight and queued in the listen backlog) within
            ``reload-mercy`` s, then SIGKILL; exit 0
-SIGINT     quick stop (SIGQUIT too): workers stop at once; exit 0
+SIGINT     quick stop (SIGQUIT too): workers exit at once, requests in
+           flight are dropped; one log line; exit 0
 SIGHUP     graceful reload: the master re-executes itself (fresh code and
            config, same pid, listeners inherited so no connection is
            refused), forks new workers, and only once they serve tells the
-           old ones to finish their requests and exit
+           old ones to finish their requests and exit.  New code that
+           fails to import: "reload failed: <why>", the old workers go on
 SIGTTIN    one more worker;  SIGTTOU: one fewer
 SIGUSR1    reopen the ``logto`` file (master and workers)
 =========  ==============================================================
+
+What the master sends a worker: SIGTERM for a *final* stop (the server is
+stopping: serve the backlog, then shut the listeners so later connects are
+refused at once); SIGHUP to *retire* it while others go on serving the same
+listeners (old generation after a reload, SIGTTOU, max-worker-lifetime):
+finish in-flight requests and exit, listeners untouched; SIGINT for a quick
+stop.  Listeners from systemd socket activation are never shut.
 """
 from __future__ import annotations
 
 import errno
 import json
 import logging
+import mmap
 import os
 import select
 import signal
@@ -36,7 +54,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from . import systemd
+from . import privileges, systemd
 from .app import AppLoadError
 from .log import reopen as reopen_logs, set_role
 from .scoreboard import Scoreboard
@@ -56,8 +74,7 @@ ENV_LISTENERS = "UWSGIPY_LISTENERS"   # JSON [{"fd", "kind", "address"}]
 ENV_OLD_WORKERS = "UWSGIPY_OLD_WORKERS"  # "pid,pid,..."
 ENV_REEXEC = "UWSGIPY_REEXEC"          # "1": not a fresh start
 
-FAST_DEATH = 2.0       # a worker dying this soon after spawning...
-BACKOFF_AFTER = 3      # ...this many times in a row gets respawns delayed
+BACKOFF_AFTER = 3      # workers dying before ready this many times in a row: respawns delayed
 BACKOFF_MAX = 30.0
 TICK = 0.25            # master loop wake-up, seconds: harakiri precision
 
@@ -69,8 +86,10 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def describe_status(status: int) -> str:
-    """Human text for a waitpid status, with the likely cause."""
+def describe_status(status: int, ready: bool = True) -> str:
+    """Human text for a waitpid status, with the likely cause.  ready: the
+    worker had reported ready (exit code 4 means "the app failed to load"
+    only before that; after it, it is the app's own exit)."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         text = f"killed by {_signal_name(sig)}"
@@ -80,7 +99,7 @@ def describe_status(status: int) -> str:
             text += " (a crash in C code)"
         return text
     code = os.WEXITSTATUS(status)
-    if code == EXIT_APP_LOAD:
+    if code == EXIT_APP_LOAD and not ready:
         return f"exited with code {code} (the app failed to load)"
     return f"exited with code {code}"
 
@@ -145,12 +164,14 @@ class Arbiter:
     scoreboard: Optional[Scoreboard] = None
     started: float = field(default_factory=time.time)
     respawn_counts: Dict[int, int] = field(default_factory=dict)
+    identity: privileges.Identity = field(default_factory=privileges.Identity)  # uid/gid
 
     def __post_init__(self) -> None:
         self.num_workers = self.cfg.processes
         self.pid = os.getpid()
         self.stopping = False
         self.reload_failed = False
+        self._reload_error = ""
         self._queue: List[int] = []
         self._fast_deaths = 0
         self._next_spawn = 0.0
@@ -159,7 +180,14 @@ class Arbiter:
         self._rfd = self._wfd = -1
         self._old_kill_at = 0.0  # set once the old generation was told to stop
         self._quick = False
+        # What a worker is sent to stop (worker.serve() installs the handlers):
+        # SIGHUP retires it (uWSGI's master also uses SIGHUP to make a worker
+        # finish gracefully), SIGTERM is a final stop, SIGINT a quick one.
+        self._stop_signals = {"retire": signal.SIGHUP, "final": signal.SIGTERM,
+                              "quick": signal.SIGINT}
         self._activated_fds: Set[int] = set()  # systemd's sockets: kept on reload, never vacuumed
+        self._bound_here: List[Listener] = []   # bound by this exec (not inherited): to chown
+        self._final_flag: Optional[mmap.mmap] = None
         self.stats_server: Any = None
 
     # ------------------------------------------------------------------
@@ -170,7 +198,11 @@ class Arbiter:
         cfg = self.cfg
         reexec = os.environ.pop(ENV_REEXEC, "") == "1"
         if cfg.daemonize and not reexec:
-            self._daemonize(cfg.daemonize)
+            try:
+                privileges.daemonize(cfg.daemonize)
+            except OSError as exc:
+                log.error("%s", exc.strerror)
+                return EXIT_CONFIG
             self.pid = os.getpid()
         prefix = cfg.procname_prefix or ""
         set_proctitle(f"{prefix}uwsgipy master")
@@ -185,19 +217,31 @@ class Arbiter:
             if not self._reexecuting:
                 close_listeners(self.listeners, vacuum=cfg.vacuum)
                 if cfg.pidfile and cfg.vacuum:
-                    try:
-                        os.unlink(cfg.pidfile)
-                    except FileNotFoundError:
-                        pass
+                    privileges.remove_pidfile(cfg.pidfile)
 
     _reexecuting = False
 
     def _run_bound(self, reexec: bool) -> int:
         cfg = self.cfg
-        if cfg.pidfile:
-            with open(cfg.pidfile, "w") as f:
-                f.write(f"{self.pid}\n")
-        self._drop_privileges()
+        try:
+            for lst in self._bound_here:
+                if cfg.chown_socket and lst.unix_path:
+                    privileges.chown_socket(lst.unix_path, cfg.chown_socket)
+            if cfg.pidfile and not reexec:
+                # a reload keeps the pid (and has dropped root: the pidfile's
+                # directory may not be writable any more)
+                privileges.write_pidfile(cfg.pidfile, self.pid)
+        except OSError as exc:
+            log.error("%s", exc.strerror)
+            return EXIT_CONFIG
+        # uwsgipy's own modules are imported before the switch: after it,
+        # only the app's files need to be readable by the new user.
+        from . import worker  # noqa: F401
+        if cfg.stats:
+            from . import stats  # noqa: F401
+        if cfg.py_autoreload:
+            from . import reloader  # noqa: F401
+        privileges.drop(self.identity)
         old = os.environ.pop(ENV_OLD_WORKERS, "")
         self.old_pids = {int(p) for p in old.split(",") if p}
         if not cfg.lazy_apps:
@@ -207,9 +251,10 @@ class Arbiter:
             except AppLoadError as exc:
                 report_app_error(exc)
                 if self.old_pids:
-                    log.error("reload failed: the %d old workers go on serving the old code; "
-                              "fix the app and send SIGHUP again", len(self.old_pids))
+                    log.error("reload failed: %s; the %d old worker(s) go on serving the old "
+                              "code: fix the app and send SIGHUP again", exc, len(self.old_pids))
                     self.reload_failed = True
+                    self._reload_error = str(exc)
                 else:
                     return EXIT_APP_LOAD
         else:
@@ -219,6 +264,9 @@ class Arbiter:
         # Twice the blocks: a recycled worker finishing its requests and its
         # replacement each have their own.
         self.scoreboard = Scoreboard(2 * self._worker_cap, cfg.threads)
+        # One shared byte, set when the master orders a final stop: lets a
+        # worker tell the master's SIGTERM from anyone else's (_route_stop_signals).
+        self._final_flag = mmap.mmap(-1, 1, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         self._install_signals()
         if cfg.stats:
             from .stats import start_stats_server
@@ -229,14 +277,22 @@ class Arbiter:
                 return EXIT_BIND
         for path in cfg.touch_reload:
             self._touch_mtimes[path] = self._mtime(path)
-        log.info("master %d: %s%d worker(s) x %d thread(s)%s", self.pid,
-                 "reloaded, " if reexec else "", self.num_workers, cfg.threads,
-                 ", lazy-apps" if cfg.lazy_apps else "")
-        if not self.reload_failed:
+        if self.reload_failed:
+            log.info("master %d: not reloaded; serving on with the %d old worker(s)", self.pid,
+                     len(self.old_pids))
+        else:
+            # With lazy-apps the new code is only loaded by the new workers;
+            # retire_old_generation logs "reload: new workers serving" once
+            # they do, _reap "reload failed" if they cannot load it.
+            done = "re-executed (the new workers load the app), " if cfg.lazy_apps else "reloaded, "
+            log.info("master %d: %s%d worker(s) x %d thread(s)%s", self.pid,
+                     done if reexec else "", self.num_workers, cfg.threads,
+                     ", lazy-apps" if cfg.lazy_apps else "")
             self.manage_workers()
         if not reexec:
             log.info("ready (pid %d)", self.pid)
-        systemd.notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=serving")
+        status = f"reload failed: {self._reload_error}" if self.reload_failed else "serving"
+        systemd.notify(f"READY=1\nMAINPID={self.pid}\nSTATUS={status}")
         try:
             self._loop()
         finally:
@@ -282,8 +338,9 @@ class Arbiter:
                 inherited.remove(match)
                 self.listeners.append(match)
             else:
-                self.listeners.append(bind_listener(kind, address, backlog=cfg.listen,
-                                                    chmod=cfg.chmod_socket))
+                lst = bind_listener(kind, address, backlog=cfg.listen, chmod=cfg.chmod_socket)
+                self.listeners.append(lst)
+                self._bound_here.append(lst)
         for lst in inherited:
             if carried and lst.sock.fileno() not in activated:
                 lst.sock.close()  # an address no longer configured
@@ -294,49 +351,11 @@ class Arbiter:
         if not self.listeners:
             raise ValueError("no listener configured")
         for lst in self.listeners:
-            if cfg.chown_socket and lst.unix_path:
-                self._chown(lst.unix_path, cfg.chown_socket)
+            if lst.sock.fileno() in activated:
+                # systemd owns these: a final stop never shuts them (item 6),
+                # so connections queue in them while uwsgipy restarts
+                lst.systemd = True  # type: ignore[attr-defined]
             log.info("listening on %s %s (fd %d)", lst.kind, lst.bound, lst.sock.fileno())
-
-    @staticmethod
-    def _chown(path: str, spec: str) -> None:
-        import grp
-        import pwd
-        user, _, group = spec.partition(":")
-        uid = pwd.getpwnam(user).pw_uid if not user.isdigit() else int(user)
-        gid = -1
-        if group:
-            gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
-        os.chown(path, uid, gid)
-
-    def _drop_privileges(self) -> None:
-        """uWSGI's uid/gid: after binding (privileged ports), before the app."""
-        import grp
-        import pwd
-        cfg = self.cfg
-        if cfg.gid:
-            gid = int(cfg.gid) if cfg.gid.isdigit() else grp.getgrnam(cfg.gid).gr_gid
-            os.setgroups([gid])
-            os.setgid(gid)
-        if cfg.uid:
-            uid = int(cfg.uid) if cfg.uid.isdigit() else pwd.getpwnam(cfg.uid).pw_uid
-            os.setuid(uid)
-
-    @staticmethod
-    def _daemonize(logfile: str) -> None:
-        """uWSGI's daemonize: detach and log to ``logfile``."""
-        if os.fork():
-            os._exit(0)
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        os.close(null)
 
     # ------------------------------------------------------------------
     # signals: handlers only queue
@@ -413,7 +432,7 @@ class Arbiter:
         while len(active) > self.num_workers:
             w = active.pop()
             log.info("worker %d (pid %d): stopping (fewer workers asked)", w.wid, w.pid)
-            self._stop_worker(w, graceful=True)
+            self._stop_worker(w, "retire")
         if len(active) >= self.num_workers:
             return
         now = time.monotonic()
@@ -472,7 +491,6 @@ class Arbiter:
         _die_with_parent(self.pid)
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTTIN, signal.SIG_IGN)
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
@@ -500,23 +518,65 @@ class Arbiter:
         if cfg.py_autoreload and wid == 1:
             from .reloader import start_autoreloader
             start_autoreloader(cfg.py_autoreload, self.pid)
+        # SIGTERM: final stop; SIGHUP: retire (the master's reload, TTOU,
+        # recycling); SIGINT/SIGQUIT: quick stop.  Blocked until serve() has
+        # its handlers, so a stop sent during start-up is never lost.
         serve(server, cfg.threads, mercy=float(cfg.worker_reload_mercy),
               quick_signals=(signal.SIGINT, signal.SIGQUIT),
-              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask))
+              retire_signals=(self._stop_signals["retire"],),
+              on_ready=lambda: (self._route_stop_signals(),
+                                signal.pthread_sigmask(signal.SIG_SETMASK, mask)))
         if server.stop_reason:
             log.info("worker %d (pid %d): %s after %d requests: recycling", wid, os.getpid(),
                      server.stop_reason, server.requests)
         return EXIT_OK
 
-    def _stop_worker(self, w: WorkerInfo, *, graceful: bool, mercy: Optional[float] = None) -> None:
+    def _route_stop_signals(self) -> None:
+        """In a worker, once serve() has installed its handlers: SIGTERM is
+        a final stop (shut the listeners) only when the master asked for one
+        (its flag in shared memory, set before it signals) or is gone
+        (PR_SET_PDEATHSIG).  A SIGTERM from anyone else (``kill PID`` of one
+        worker) retires the worker instead: the listeners it shares with the
+        other workers stay open and the master forks a replacement.  A stop
+        signal after the first changes nothing (the master escalates with
+        SIGKILL after the mercy)."""
+        final = signal.getsignal(signal.SIGTERM)
+        retire_sig = self._stop_signals["retire"]
+        retire = signal.getsignal(retire_sig)
+        if not callable(final) or not callable(retire):
+            return
+        master, flag = self.pid, self._final_flag
+        stopping: List[str] = []
+
+        def on_retire(signum: int, frame: Any) -> None:
+            if not stopping:
+                stopping.append("retire")
+                retire(signum, frame)
+
+        def on_term(signum: int, frame: Any) -> None:
+            if stopping:
+                return
+            if (flag is not None and flag[0]) or os.getppid() != master:
+                stopping.append("final")
+                final(signum, frame)
+            else:
+                log.info("SIGTERM from outside the master: retiring this worker (the "
+                         "listeners stay open; the master forks a replacement)")
+                on_retire(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(retire_sig, on_retire)
+
+    def _stop_worker(self, w: WorkerInfo, how: str, mercy: Optional[float] = None) -> None:
+        """Tell a worker to stop.  how: "retire" (finish in-flight requests
+        and exit; the listeners stay open for the workers that go on),
+        "final" (also serve the listen backlog, then shut the listeners:
+        the whole server is stopping) or "quick" (exit at once)."""
         if mercy is None:
             mercy = float(self.cfg.worker_reload_mercy)
         w.stopping = True
-        w.kill_at = time.monotonic() + (mercy if graceful else 5.0)
-        try:
-            os.kill(w.pid, signal.SIGTERM if graceful else signal.SIGINT)
-        except ProcessLookupError:
-            pass
+        w.kill_at = time.monotonic() + (5.0 if how == "quick" else mercy)
+        self._kill(w.pid, self._stop_signals[how])
 
     def reap_workers(self) -> None:
         """waitpid every exited child; log how it died."""
@@ -534,33 +594,65 @@ class Arbiter:
             w = self.workers.pop(pid, None)
             if w is None:
                 continue
-            lived = time.monotonic() - w.spawned
-            how = describe_status(status)
-            expected = w.stopping or self.stopping
-            clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            if expected or clean:
-                log.info("worker %d (pid %d) %s", w.wid, pid, how)
+            self._reap(w, status)
+
+    def _ready(self, w: WorkerInfo) -> bool:
+        """Has the worker reported ready?  Its C loop writes its pid into its
+        scoreboard slots when it starts serving, after the app is loaded
+        (lazy-apps) and the listeners are set up."""
+        if not w.ready and self.scoreboard is not None:
+            w.ready = any(core.pid == w.pid for core in self.scoreboard.cores(w.slot))
+        return w.ready
+
+    def _reap(self, w: WorkerInfo, status: int) -> None:
+        """Log how a worker ended and decide what follows.
+
+        Exit code 4 (EXIT_APP_LOAD) before the worker reported ready means
+        the app cannot be loaded: stop (or, during a reload, keep the old
+        workers).  After ready it is a crash like any other (an app calling
+        os._exit(4) in a request): respawn at once.  The start-up back-off
+        counts only deaths before ready, so crashing requests never leave
+        the service without a worker."""
+        lived = time.monotonic() - w.spawned
+        ready = self._ready(w)
+        how = describe_status(status, ready)
+        expected = w.stopping or self.stopping
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if not ready and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_APP_LOAD \
+                and not self.stopping:
+            log.error("worker %d (pid %d) %s", w.wid, w.pid, how)
+            if self.old_pids or self.reload_failed:
+                if not self.reload_failed:
+                    log.error("reload failed: the new workers cannot load the app (their error "
+                              "is above); the old workers go on serving the old code: fix the "
+                              "app and send SIGHUP again")
+                self.reload_failed = True
+                self._reload_error = "the new workers cannot load the app"
             else:
-                log.error("worker %d (pid %d) %s after %.1fs: respawning", w.wid, pid, how, lived)
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_APP_LOAD and not self.stopping:
-                if self.old_pids or self.reload_failed:
-                    log.error("reload failed: the new workers cannot load the app; "
-                              "the old workers go on serving")
-                    self.reload_failed = True
-                else:
-                    log.error("the app failed to load in worker %d: stopping", w.wid)
-                    self._exit_code = EXIT_APP_LOAD
-                    self.handle_int()
-                continue
-            if not clean and not expected and lived < FAST_DEATH:
-                self._fast_deaths += 1
-                if self._fast_deaths >= BACKOFF_AFTER:
-                    delay = min(BACKOFF_MAX, 2.0 ** (self._fast_deaths - BACKOFF_AFTER))
-                    self._next_spawn = time.monotonic() + delay
-                    log.error("workers die at start-up (%d in a row): next respawn in %.0fs",
-                              self._fast_deaths, delay)
-            elif lived >= FAST_DEATH:
-                self._fast_deaths = 0
+                log.error("the app failed to load in worker %d: stopping", w.wid)
+                self._exit_code = EXIT_APP_LOAD
+                self._quick_stop("the app failed to load")
+            return
+        if expected or clean:
+            log.info("worker %d (pid %d) %s", w.wid, w.pid, how)
+        elif ready:
+            log.error("worker %d (pid %d) %s after %.1fs: respawning", w.wid, w.pid, how, lived)
+        else:
+            self._fast_deaths += 1
+            if self._fast_deaths < BACKOFF_AFTER:
+                log.error("worker %d (pid %d) %s before it was ready (%.1fs): respawning",
+                          w.wid, w.pid, how, lived)
+            else:
+                delay = min(BACKOFF_MAX, 2.0 ** (self._fast_deaths - BACKOFF_AFTER))
+                self._next_spawn = time.monotonic() + delay
+                log.error("worker %d (pid %d) %s before it was ready (%.1fs)", w.wid, w.pid,
+                          how, lived)
+                log.error("workers die at start-up (%d in a row): next respawn in %.0fs",
+                          self._fast_deaths, delay)
+        if ready:
+            # it got past start-up: whatever ended it, the next one starts now
+            self._fast_deaths = 0
+            self._next_spawn = 0.0
 
     def murder_workers(self) -> None:
         """harakiri, and SIGKILL for workers past their mercy deadline."""
@@ -580,9 +672,8 @@ class Arbiter:
                 continue
             if self.scoreboard is None:
                 continue
+            self._ready(w)
             for core in self.scoreboard.cores(w.slot):
-                if core.pid == w.pid:
-                    w.ready = True
                 started = core.request_started
                 if harakiri and started and now - started > harakiri and core.pid == w.pid:
                     log.error("harakiri: worker %d (pid %d) killed after %.1fs on %s %s "
@@ -604,7 +695,7 @@ class Arbiter:
             if now - w.spawned > lifetime:
                 log.info("worker %d (pid %d): max-worker-lifetime %ds reached: recycling",
                          w.wid, w.pid, lifetime)
-                self._stop_worker(w, graceful=True)
+                self._stop_worker(w, "retire")
 
     def retire_old_generation(self) -> None:
         """After a reload: once every new worker serves, the old ones are
@@ -615,7 +706,7 @@ class Arbiter:
         if len(active) < self.num_workers or not all(w.ready for w in active):
             return
         for pid in list(self.old_pids):
-            if not self._kill(pid, signal.SIGTERM):
+            if not self._kill(pid, self._stop_signals["retire"]):
                 self.old_pids.discard(pid)
         log.info("reload: new workers serving; %d old worker(s) finishing their requests",
                  len(self.old_pids))
@@ -652,25 +743,41 @@ class Arbiter:
         if self.stopping:
             return
         mercy = float(self.cfg.reload_mercy)
-        log.info("SIGTERM: graceful stop (workers finish in-flight requests, at most %.0fs)", mercy)
+        log.info("SIGTERM: graceful stop (workers serve the requests already received, "
+                 "at most %.0fs)", mercy)
         self.stopping = True
+        if self._final_flag is not None:
+            self._final_flag[0] = 1  # before the signals: workers read it in their handler
         for w in self.workers.values():
-            self._stop_worker(w, graceful=True, mercy=mercy)
+            if w.stopping:
+                # already retiring (SIGTTOU, recycling): it finishes its
+                # requests; the others serve the backlog and shut the listeners
+                deadline = time.monotonic() + mercy
+                w.kill_at = min(w.kill_at, deadline) if w.kill_at else deadline
+                continue
+            self._stop_worker(w, "final", mercy=mercy)
         for pid in self.old_pids:
-            self._kill(pid, signal.SIGTERM)
+            # the previous generation, already retiring after a reload
+            self._kill(pid, self._stop_signals["final"])
 
     def handle_int(self) -> None:
+        self._quick_stop("SIGINT")
+
+    def handle_quit(self) -> None:
+        self._quick_stop("SIGQUIT")
+
+    def _quick_stop(self, why: str) -> None:
+        """SIGINT, SIGQUIT (as uWSGI and gunicorn), or an app that cannot
+        load: every worker exits at once, requests in flight are dropped."""
         if self._quick:
             return
-        log.info("quick stop")
+        log.info("%s: quick stop (workers exit at once; requests in flight are dropped)", why)
         self._quick = True
         self.stopping = True
         for w in self.workers.values():
-            self._stop_worker(w, graceful=False)
+            self._stop_worker(w, "quick")
         for pid in self.old_pids:
-            self._kill(pid, signal.SIGINT)
-
-    handle_quit = handle_int
+            self._kill(pid, self._stop_signals["quick"])
 
     def handle_hup(self) -> None:
         """Graceful reload by re-executing the master with the listeners

@@ -4,6 +4,10 @@ Exit codes (named, so a supervisor can tell a broken deploy from a crash):
 ``EXIT_OK`` 0, ``EXIT_CONFIG`` 2 (bad option, file or value),
 ``EXIT_BIND`` 3 (a listener could not be bound), ``EXIT_APP_LOAD`` 4 (the
 app could not be imported: the master stops instead of respawning).
+
+``uwsgipy --help-option NAME`` prints one option's reference entry (the
+text of docs/configuration.md, which a pip install does not ship);
+``--help-option all`` prints the whole reference.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import traceback
 from typing import List, Optional, Sequence
 
 from . import config as _config
+from . import privileges
 from .app import AppLoadError, load_app, prepare_path
 from .log import compile_log_format, setup_logging
 from .sockets import Listener, bind_listener, close_listeners
@@ -58,18 +63,115 @@ def load_configured_app(cfg: _config.Config):
     return load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
 
 
+def _ours(filename: str) -> bool:
+    """A frame of uwsgipy's loader or of importlib, not of the app."""
+    return filename.startswith("<frozen importlib") or \
+        os.path.dirname(os.path.abspath(filename)) == _PACKAGE_DIR
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def report_app_error(exc: AppLoadError) -> None:
-    """Print the app's own traceback, then our one-line summary."""
+    """Print the app's own traceback (from its first frame: uwsgipy's and
+    importlib's frames above it are left out, as Python's own import does),
+    then our one-line summary."""
     cause = exc.__cause__
     if cause is not None:
-        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        tb = cause.__traceback__
+        while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
+            tb = tb.tb_next
+        traceback.print_exception(type(cause), cause, tb or cause.__traceback__, file=sys.stderr)
     log.error("cannot load the application: %s", exc)
 
+
+# --------------------------------------------------------------------------
+# uwsgipy --help-option NAME: the option reference, from the installed package
+# --------------------------------------------------------------------------
+
+HELP_OPTION = "--help-option"
+
+
+def _plain(markdown_lines: Sequence[str]) -> str:
+    """docs/configuration.md's entry as terminal text: no heading marks or
+    backticks, wrapped at 79 columns."""
+    import textwrap
+    out = []
+    for line in markdown_lines:
+        if line.startswith("### "):
+            line = line[4:]
+        line = line.replace("`", "")
+        indent = "  " if line.startswith("- ") else ""
+        out.append(textwrap.fill(line, 79, subsequent_indent=indent,
+                                 break_on_hyphens=False) if line else "")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def help_option(name: str, out=None, err=None) -> int:
+    """Print the reference entry of one option (any spelling: ``harakiri``,
+    ``--http-socket``, ``http_socket``, ``-p``, ``UWSGI_PROCESSES``), or
+    the whole reference for ``all``.  Returns EXIT_OK, or EXIT_CONFIG with
+    one line (and the closest names) for an unknown option."""
+    import difflib
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if name in ("all", "ALL"):
+        out.write(_config.render_docs())
+        return EXIT_OK
+    spelled = name
+    by_name = _config._BY_NAME
+    shorts = {s.short: s for s in _config.SETTINGS if s.short}
+    if name in shorts:
+        setting = shorts[name]
+    else:
+        key = name
+        if key.startswith("UWSGI_"):
+            key = key[len("UWSGI_"):]
+        key = key.lstrip("-").lower().replace("_", "-")
+        setting = by_name.get(key)
+        if setting is None:
+            # implemented options first: they are what a user means
+            known = [n for n, st in by_name.items() if st.implemented]
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6) or \
+                difflib.get_close_matches(key, list(by_name), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            err.write(f"uwsgipy: {HELP_OPTION}: unknown option {spelled!r}{hint}; "
+                      f"'uwsgipy {HELP_OPTION} all' lists every option\n")
+            return EXIT_CONFIG
+    if not setting.implemented:
+        out.write(f"{setting.name}: a uWSGI option that uwsgipy does not support yet: "
+                  f"{setting.help}\n")
+        return EXIT_OK
+    out.write(_plain(_config._render_setting(setting)))
+    return EXIT_OK
+
+
+def _help_option_arg(argv: Sequence[str]) -> Optional[List[str]]:
+    """The NAMEs after --help-option (``--help-option NAME`` or
+    ``--help-option=NAME``), or None when it is not on the command line."""
+    for i, arg in enumerate(argv):
+        if arg == HELP_OPTION:
+            return list(argv[i + 1:i + 2])
+        if arg.startswith(HELP_OPTION + "="):
+            return [arg.split("=", 1)[1]]
+    return None
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``uwsgipy`` and ``python -m uwsgipy``; returns the
     exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    names = _help_option_arg(argv)
+    if names is not None:
+        if not names:
+            print(f"uwsgipy: {HELP_OPTION} needs an option name (or 'all'), e.g. "
+                  f"uwsgipy {HELP_OPTION} harakiri", file=sys.stderr)
+            return EXIT_CONFIG
+        return help_option(names[0])
     try:
         cfg = _config.load(argv, os.environ)
     except _config.ConfigError as exc:
@@ -93,32 +195,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError as exc:
             log.error("%s (%s)", exc, cfg.sources.get("log-format", "?"))
             return EXIT_CONFIG
+    try:
+        identity = privileges.resolve(cfg)
+    except privileges.PrivilegeError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     apply_env(cfg)
 
     if cfg.master or cfg.processes > 1:
         from .arbiter import Arbiter
-        return Arbiter(cfg, argv=argv).run()
+        return Arbiter(cfg, argv=argv, identity=identity).run()
     for option in ("touch-reload", "py-autoreload", "harakiri", "max-requests",
                    "reload-on-rss", "max-worker-lifetime", "stats"):
         if getattr(cfg, option.replace("-", "_")):
             log.warning("%s needs master mode (--master): ignored", option)
+    return _single_process(cfg, identity)
 
+
+def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
+    """No master: this process binds, drops privileges and serves.  The
+    order is the master's: daemonize, bind, chown the unix sockets, pidfile,
+    uid/gid, then load the app."""
+    if cfg.daemonize:
+        try:
+            privileges.daemonize(cfg.daemonize)
+        except OSError as exc:
+            log.error("%s", exc.strerror)
+            return EXIT_CONFIG
     try:
         listeners = bind_all(cfg)
     except (OSError, ValueError) as exc:
         log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
         return EXIT_BIND
+    pidfile_written = False
     try:
+        try:
+            if cfg.chown_socket:
+                for lst in listeners:
+                    if lst.unix_path:
+                        privileges.chown_socket(lst.unix_path, cfg.chown_socket)
+            if cfg.pidfile:
+                privileges.write_pidfile(cfg.pidfile, os.getpid())
+                pidfile_written = True
+        except OSError as exc:
+            log.error("%s", exc.strerror)
+            return EXIT_CONFIG
+        # imported before the uid/gid switch: after it only the app's own
+        # files need to be readable by the new user
+        from .worker import make_server, serve
+        privileges.drop(identity)
         try:
             app = load_configured_app(cfg)
         except AppLoadError as exc:
             report_app_error(exc)
             return EXIT_APP_LOAD
-        from .worker import make_server, serve
         server = make_server(app, listeners, cfg, multiprocess=False)
+        # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
+        # stop, as with --master, uWSGI and gunicorn (worker.serve()).
         serve(server, cfg.threads, mercy=float(cfg.reload_mercy),
               on_ready=lambda: log.info("ready (pid %d)", os.getpid()))
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK
     finally:
         close_listeners(listeners, vacuum=cfg.vacuum)
+        if pidfile_written and cfg.vacuum:
+            privileges.remove_pidfile(cfg.pidfile)
