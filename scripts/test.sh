@@ -1,18 +1,61 @@
 #!/usr/bin/env bash
-# Run the whole uwsgipy test suite on a fresh Debian machine:
-# installs nginx (Debian package) when missing, the package with its test
-# dependencies (pip), then runs pytest.  Extra arguments go to pytest.
+# Run the whole uwsgipy test suite, on a fresh Debian 12 / Ubuntu 24.04 machine too.
+#
+#  1. apt packages that are missing (as root, or through sudo): python3-venv (Debian's
+#     Python has no ensurepip without it), python3-dev (Python.h for the C core), gcc,
+#     nginx (the integration tests run real nginx).
+#  2. A virtualenv, .venv in the repository (git-ignored; UWSGIPY_VENV=DIR for another),
+#     made once with $PYTHON (default python3): Debian's and Ubuntu's own Python refuses
+#     `pip install` outside one (PEP 668, "externally-managed-environment").  The package
+#     and its test dependencies go into it (pip install -e ".[test]", which also rebuilds
+#     the C extension after a change in csrc/).
+#  3. pytest, from the virtualenv; extra arguments are passed on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    echo "test.sh: installing nginx (apt-get)" >&2
+PYTHON="${PYTHON:-python3}"
+VENV="${UWSGIPY_VENV:-.venv}"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# -- 1. apt packages ---------------------------------------------------------------------
+# One list: add a package with `need PACKAGE` after a check that it is missing.
+APT=()
+need() { APT+=("$@"); }
+
+command -v nginx >/dev/null 2>&1 || need nginx
+command -v gcc >/dev/null 2>&1 || need gcc
+"$PYTHON" - <<'EOF' || need python3-dev
+import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
+EOF
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
+fi
+# more packages here, e.g. for the libFuzzer smoke test (tests/test_fuzz_smoke.py skips
+# without them): command -v clang >/dev/null 2>&1 || need clang libclang-rt-14-dev
+
+if [ "${#APT[@]}" -gt 0 ]; then
     SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "test.sh: needs ${APT[*]}: run as root or install sudo" >&2
+            exit 1
+        fi
+        SUDO="sudo"
+    fi
+    echo "test.sh: installing ${APT[*]} (apt-get)" >&2
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${APT[@]}" >/dev/null
 fi
 
-PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install -q -e ".[test]"
-exec "$PYTHON" -m pytest "$@"
+# -- 2. the virtualenv -------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "test.sh: creating the virtualenv $VENV ($("$PYTHON" -c 'import sys; print(sys.executable)'))" >&2
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# -- 3. the tests ------------------------------------------------------------------------
+exec "$VENV/bin/python" -m pytest "$@"
