@@ -1,6 +1,9 @@
-"""The smallest WSGI app (PEP 3333), for trying uwsgipy:
+"""The smallest WSGI app (PEP 3333), for trying uwsgipy (README, "Try it"):
 
-    uwsgipy --http-socket 127.0.0.1:8000 --wsgi-file examples/hello.py
+    python3 -m venv .venv && .venv/bin/pip install . && \
+        .venv/bin/uwsgipy --http-socket 127.0.0.1:8000 --wsgi-file examples/hello.py
+
+Ctrl-C is the quick stop; SIGTERM (kill PID) the graceful one.
 """
 
 
