@@ -58,7 +58,8 @@ from . import privileges, systemd
 from .app import AppLoadError
 from .log import reopen as reopen_logs, set_role
 from .scoreboard import Scoreboard
-from .sockets import Listener, bind_listener, close_listeners, listener_from_fd, same_address
+from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
+                      listener_from_fd, listener_options, same_address)
 
 __all__ = ["Arbiter", "WorkerInfo"]
 
@@ -308,7 +309,7 @@ class Arbiter:
 
     def _open_listeners(self) -> None:
         cfg = self.cfg
-        wanted = [("socket", a) for a in cfg.socket] + [("http-socket", a) for a in cfg.http_socket]
+        wanted = configured_addresses(cfg)
         inherited: List[Listener] = []
         carried = os.environ.pop(ENV_LISTENERS, "")
         activated = self._activated_fds
@@ -338,7 +339,7 @@ class Arbiter:
                 inherited.remove(match)
                 self.listeners.append(match)
             else:
-                lst = bind_listener(kind, address, backlog=cfg.listen, chmod=cfg.chmod_socket)
+                lst = bind_listener(kind, address, **listener_options(cfg))
                 self.listeners.append(lst)
                 self._bound_here.append(lst)
         for lst in inherited:

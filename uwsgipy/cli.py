@@ -21,7 +21,8 @@ from . import config as _config
 from . import privileges
 from .app import AppLoadError, load_app, prepare_path
 from .log import compile_log_format, setup_logging
-from .sockets import Listener, bind_listener, close_listeners
+from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
+                      listener_options)
 
 __all__ = ["main", "EXIT_OK", "EXIT_CONFIG", "EXIT_BIND", "EXIT_APP_LOAD"]
 
@@ -34,14 +35,12 @@ log = logging.getLogger("uwsgipy")
 
 
 def bind_all(cfg: _config.Config) -> List[Listener]:
-    """Bind every socket / http-socket, logging one line per listener.
+    """Bind every socket / http-socket / http, logging one line per listener.
     Raises OSError or ValueError (already closing what was bound)."""
     listeners: List[Listener] = []
     try:
-        for kind, addresses in (("socket", cfg.socket), ("http-socket", cfg.http_socket)):
-            for address in addresses:
-                listeners.append(bind_listener(kind, address, backlog=cfg.listen,
-                                               chmod=cfg.chmod_socket))
+        for kind, address in configured_addresses(cfg):
+            listeners.append(bind_listener(kind, address, **listener_options(cfg)))
     except BaseException:
         close_listeners(listeners, vacuum=False)
         raise
@@ -182,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         print(f"uwsgipy: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    if not cfg.socket and not cfg.http_socket:
+    if not configured_addresses(cfg):
         log.error("no listener configured: give --http-socket ADDR (HTTP) or "
                   "--socket ADDR (uwsgi protocol, for nginx uwsgi_pass)")
         return EXIT_CONFIG
