@@ -785,6 +785,12 @@ class Arbiter:
         and the current workers' pids in the environment."""
         if self.stopping:
             return
+        problem = self._check_new_config()
+        if problem:
+            log.error("reload failed: %s; nothing changed, the workers go on serving: fix the "
+                      "configuration and send SIGHUP again", problem)
+            systemd.notify(f"STATUS=reload failed: {problem}")
+            return
         log.info("graceful reload: re-executing the master (pid %d stays)", self.pid)
         systemd.notify("RELOADING=1")
         pids = [w.pid for w in self.workers.values()] + sorted(self.old_pids)
@@ -809,6 +815,21 @@ class Arbiter:
         except OSError as exc:
             self._reexecuting = False
             log.error("reload: cannot re-execute %s: %s", sys.executable, exc.strerror)
+
+    def _check_new_config(self) -> str:
+        """Read the configuration the re-executed master would read (ini
+        files fresh from disk) and check it; "" when fine, else the one-line
+        error.  A broken config must not end the master: its exit would take
+        the workers (and the listeners) with it."""
+        from . import config as _config
+        from .cli import check_config
+        try:
+            check_config(_config.load(self.argv, os.environ))
+        except _config.ConfigError as exc:
+            return str(exc)
+        except SystemExit:  # argparse: the command line itself is unchanged, so not expected
+            return "the command line does not parse any more"
+        return ""
 
     def handle_ttin(self) -> None:
         assert self.scoreboard is not None

@@ -160,6 +160,29 @@ def _help_option_arg(argv: Sequence[str]) -> Optional[List[str]]:
 # main
 # --------------------------------------------------------------------------
 
+def check_config(cfg: _config.Config) -> privileges.Identity:
+    """What the settings table cannot check alone: a listener and an app
+    are configured, log-format compiles, uid/gid/chown-socket name real
+    users and groups.  Returns the Identity to switch to; raises
+    ConfigError with one line.  Also the master's check of a new config
+    before a reload re-executes it."""
+    if not configured_addresses(cfg):
+        raise _config.ConfigError("no listener configured: give --http-socket ADDR (HTTP) or "
+                                  "--socket ADDR (uwsgi protocol, for nginx uwsgi_pass)")
+    if not cfg.wsgi_file and not cfg.module:
+        raise _config.ConfigError("no application configured: give --wsgi-file FILE or "
+                                  "--module pkg.mod:callable")
+    if cfg.log_format:
+        try:
+            compile_log_format(cfg.log_format)
+        except ValueError as exc:
+            raise _config.ConfigError(f"{exc} ({cfg.sources.get('log-format', '?')})") from None
+    try:
+        return privileges.resolve(cfg)
+    except privileges.PrivilegeError as exc:
+        raise _config.ConfigError(str(exc)) from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``uwsgipy`` and ``python -m uwsgipy``; returns the
     exit code."""
@@ -181,22 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         print(f"uwsgipy: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    if not configured_addresses(cfg):
-        log.error("no listener configured: give --http-socket ADDR (HTTP) or "
-                  "--socket ADDR (uwsgi protocol, for nginx uwsgi_pass)")
-        return EXIT_CONFIG
-    if not cfg.wsgi_file and not cfg.module:
-        log.error("no application configured: give --wsgi-file FILE or --module pkg.mod:callable")
-        return EXIT_CONFIG
-    if cfg.log_format:
-        try:
-            compile_log_format(cfg.log_format)
-        except ValueError as exc:
-            log.error("%s (%s)", exc, cfg.sources.get("log-format", "?"))
-            return EXIT_CONFIG
     try:
-        identity = privileges.resolve(cfg)
-    except privileges.PrivilegeError as exc:
+        identity = check_config(cfg)
+    except _config.ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
     apply_env(cfg)
