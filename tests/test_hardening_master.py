@@ -16,6 +16,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Dict, List
 
 import pytest
 
-from ops_helpers import Load, OpsServer, alive, http_get, poll
+from ops_helpers import REPO, Load, OpsServer, alive, http_get, poll
 from test_master import BROKEN_APP, OPS_APP, master  # noqa: F401  (fixture)
 
 # An app whose /exit?code=N calls os._exit(N) in the middle of a request, and whose / answers
@@ -366,3 +367,44 @@ def test_sigterm_sent_to_one_worker_retires_it_and_the_service_goes_on(master):
     # and the master's own SIGTERM is still the final stop, exit 0
     srv.signal(signal.SIGTERM)
     assert srv.wait_exit(10) == 0
+
+
+def _python_usable_by(user: dict) -> bool:
+    """Can this Python start as `user`?  (A Python installed under /root, such as pyenv's,
+    cannot: the re-executed master of a reload needs to.)"""
+    probe = ("import os; os.setgroups([]); os.setgid(%d); os.setuid(%d); "
+             "import subprocess; raise SystemExit(subprocess.run([%r, '-c', "
+             "'import json, http.server, uwsgipy']).returncode)"
+             % (user["gid"], user["uid"], sys.executable))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-c", probe], env=env, cwd="/",
+                          capture_output=True).returncode == 0
+
+
+@needs_root
+def test_reload_after_dropping_privileges(test_user, crash_app, world_dir):
+    """SIGHUP re-executes the master as the user it switched to: it must neither try to switch
+    again (setgroups needs root) nor rewrite the pidfile in a directory only root may write.
+    Before: the re-executed master died with a PermissionError traceback, and its workers with
+    it."""
+    if not _python_usable_by(test_user):
+        pytest.skip(f"{sys.executable} is not usable by an unprivileged user (installed under "
+                    "/root?)")
+    pidfile = world_dir / "app.pid"
+    srv = OpsServer(["--master", "--processes", "2", "--http-socket", "127.0.0.1:0",
+                     "--wsgi-file", str(crash_app), "--uid", test_user["name"],
+                     "--pidfile", str(pidfile)], cwd=world_dir)
+    srv.start()
+    try:
+        old = srv.wait_workers(lambda k: len(k) == 2, 10, "2 workers")
+        mark = srv.mark()
+        srv.signal(signal.SIGHUP)
+        srv.wait_line(r"reload: new workers serving", 20, since=mark)
+        new = srv.wait_workers(lambda k: len(k) == 2 and not (k & old), 10, "2 new workers")
+        reply = served(srv.port)
+        assert reply.pid in new
+        assert set(proc_status(srv.pid)["Uid"]) == {str(test_user["uid"])}
+        assert pidfile.read_text().strip() == str(srv.pid)
+        assert "Traceback" not in srv.output(), srv.output()
+    finally:
+        srv.stop()
