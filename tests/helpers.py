@@ -29,7 +29,7 @@ READY_TIMEOUT = 10.0  # seconds for "uwsgipy: ready" to appear
 IO_TIMEOUT = 10.0  # per-socket-operation timeout of the test clients
 STOP_TIMEOUT = 10.0  # SIGTERM -> exit, before SIGKILL
 
-LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket) (\S+) \(fd (\d+)\)")
+LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket|http) (\S+) \(fd (\d+)\)")
 READY_RE = re.compile(r"uwsgipy: ready \(pid (\d+)\)")
 # 127.0.0.1 "GET /path?q=1 HTTP/1.1" 200 13 0.12ms
 ACCESS_RE = re.compile(

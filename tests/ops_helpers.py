@@ -34,7 +34,7 @@ READY_TIMEOUT = 10.0   # "uwsgipy: ready" after start
 STOP_TIMEOUT = 10.0    # SIGTERM -> exit before the harness uses SIGKILL
 CLIENT_TIMEOUT = 10.0  # per request of the test clients
 
-LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket) (\S+) \(fd (\d+)\)")
+LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket|http) (\S+) \(fd (\d+)\)")
 READY_RE = re.compile(r"uwsgipy: ready \(pid (\d+)\)")
 
 

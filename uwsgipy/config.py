@@ -984,7 +984,7 @@ class _IniLoader:
             if setting.kind == "bool":
                 converted, text = True, "true"
             elif setting.const is not None:
-                converted, text = setting.const, setting.const
+                converted, text = _convert(setting, setting.const), setting.const
             else:
                 raise ConfigError(f"{where}: option '{name}' needs a value ({name} = ...)")
         else:
