@@ -270,3 +270,46 @@ def test_reload_with_a_broken_config_file_changes_nothing(app_copy, tmp_path):
         poll(lambda: http_get(srv.port).version == "v2", 10, "a reply from the new code")
     finally:
         srv.stop()
+
+
+# ----------------------------------------------------------------------------------------------
+# wsgi-file: any name, always the code on disk
+# ----------------------------------------------------------------------------------------------
+
+def test_wsgi_file_named_dot_wsgi_is_loaded(server_ops, tmp_path):
+    """uWSGI's and mod_wsgi's convention, app.wsgi.  Before: 'is not a Python file', exit 4."""
+    app = tmp_path / "app.wsgi"
+    shutil.copy(OPS_APP, app)
+    srv = server_ops(app)
+    reply = http_get(srv.port)
+    assert reply.ok and reply.version == "v1"
+
+
+def test_wsgi_file_is_compiled_from_its_source_not_a_stale_pyc(server_ops, tmp_path):
+    """A .pyc is trusted when its recorded mtime (whole seconds) and size match the source: an
+    edit that keeps the size within the same second (a deploy, then a reload) ran the old code.
+    Here the stale .pyc is made on purpose."""
+    import importlib.util
+    import py_compile
+    app = tmp_path / "app.py"
+    shutil.copy(OPS_APP, app)
+    py_compile.compile(str(app), cfile=importlib.util.cache_from_source(str(app)), doraise=True)
+    st = app.stat()
+    set_version(app, "v9")  # the same size
+    os.utime(app, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert app.stat().st_size == st.st_size
+    srv = server_ops(app)
+    assert http_get(srv.port).version == "v9"
+
+
+@pytest.fixture
+def server_ops():
+    started = []
+
+    def start(app: Path) -> OpsServer:
+        srv = OpsServer(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app)])
+        started.append(srv)
+        return srv.start()
+    yield start
+    for srv in started:
+        srv.stop()

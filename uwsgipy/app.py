@@ -12,6 +12,7 @@ as "module not found".
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -90,6 +91,17 @@ def _check_readable(path: str) -> str:
     return full
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """A wsgi-file is compiled from its source every time, as uWSGI does,
+    whatever its name ends with (``app.wsgi`` too), and never through a
+    cached .pyc: the cache is keyed by whole-second mtime and size, so an
+    edit that keeps the size, made within the second of the last load (a
+    deploy script, a test), would reload the old code."""
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def _load_file(path: str) -> ModuleType:
     """Execute a wsgi-file as a fresh module named after the file (uWSGI
     names it ``uwsgi_file_<mangled path>``; we use the file's stem)."""
@@ -99,7 +111,7 @@ def _load_file(path: str) -> ModuleType:
         # The file's siblings are importable, as in `python file.py`.
         sys.path.insert(0, directory)
     name = "uwsgi_file_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_").replace(".", "_")
-    spec = importlib.util.spec_from_file_location(name, full)
+    spec = importlib.util.spec_from_file_location(name, full, loader=_SourceLoader(name, full))
     if spec is None or spec.loader is None:
         raise AppLoadError(f"wsgi-file: {path!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
