@@ -38,7 +38,9 @@ stopping: serve the backlog, then shut the listeners so later connects are
 refused at once); SIGHUP to *retire* it while others go on serving the same
 listeners (old generation after a reload, SIGTTOU, max-worker-lifetime):
 finish in-flight requests and exit, listeners untouched; SIGINT for a quick
-stop.  Listeners from systemd socket activation are never shut.
+stop.  Listeners from systemd socket activation are never shut.  A worker
+treats SIGTERM as final only when the master's shared flag says so or the
+master is gone; a SIGTERM sent to one worker by hand retires it.
 """
 from __future__ import annotations
 
