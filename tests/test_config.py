@@ -75,7 +75,8 @@ def test_uwsgi_short_flags():
 
 def test_config_annotations_match_table():
     hints = typing.get_type_hints(Config)
-    hints.pop("sources")
+    for not_a_setting in ("sources", "warnings", "exported"):
+        hints.pop(not_a_setting)
     implemented = {s.attr: s for s in SETTINGS if s.implemented}
     assert set(hints) == set(implemented)
     expected = {"str": (str, typing.Optional[str]), "int": (int,), "bool": (bool,),
@@ -298,8 +299,9 @@ def test_precedence(ini):
     assert cfg.processes == 4 and cfg.sources["processes"] == "command line"
     assert cfg.threads == 3 and cfg.sources["threads"] == f"{path}:3"
     assert cfg.listen == 50 and cfg.sources["listen"] == "env UWSGI_LISTEN"
-    assert cfg.http_socket == [":1000", ":1001"]
-    assert cfg.sources["http-socket"] == f"{path}:4, {path}:5"
+    # uWSGI reads the environment first, then the file: a list collects both.
+    assert cfg.http_socket == [":999", ":1000", ":1001"]
+    assert cfg.sources["http-socket"] == f"env UWSGI_HTTP_SOCKET, {path}:4, {path}:5"
     assert cfg.buffer_size == 65535 and cfg.sources["buffer-size"] == "default"
 
 
@@ -336,9 +338,9 @@ def test_ini_basic_rules(ini):
         processes = 3
         master
         vacuum = ON
-        lazy_apps = Yes
+        lazy-apps = Yes
         disable-logging = 0
-        http_socket = :8080
+        http-socket = :8080
     """)
     cfg = load(["--ini", str(path)], {})
     assert cfg.socket == ["127.0.0.1:3031"]
@@ -347,6 +349,8 @@ def test_ini_basic_rules(ini):
     assert cfg.master is True and cfg.vacuum is True and cfg.lazy_apps is True
     assert cfg.disable_logging is False
     assert cfg.http_socket == [":8080"]
+    assert cfg.warnings == [f"{path}:9: option 'env': '; not a comment' is part of the value "
+                            "(uWSGI ini files have no inline comments)"]
     assert cfg.ini == [str(path)]
     assert cfg.sources["ini"] == "command line"
 
@@ -380,12 +384,16 @@ def test_ini_named_section(ini):
     assert load(["--ini", f"{path}:prod"], {}).processes == 8
 
 
-def test_ini_missing_section(ini):
+def test_ini_missing_section_warns_as_uwsgi(ini):
+    # uWSGI: "*** WARNING: Can't find section ..." and it goes on.
     path = ini("[dev]\nprocesses = 1\n[prod]\nprocesses = 2\n")
-    assert error_of([str(path)]) == f"{path}: no [uwsgi] section (sections found: [dev], [prod])"
-    assert error_of([f"{path}:stage"]).startswith(f"{path}: no [stage] section")
+    assert load([str(path)], {}).warnings == [
+        f"{path}: no [uwsgi] section (sections found: [dev], [prod]); nothing read from it"]
+    assert load([f"{path}:stage"], {}).warnings[0].startswith(f"{path}: no [stage] section")
     empty = ini("processes = 1\n", "nosect.ini")
-    assert error_of([str(empty)]) == f"{empty}: no [uwsgi] section (the file has no sections)"
+    assert load([str(empty)], {}).warnings == [
+        f"{empty}: no [uwsgi] section (the file has no sections); nothing read from it"]
+    assert error_of([str(empty), "--strict"]).endswith("nothing read from it (an error with strict)")
 
 
 def test_ini_missing_file(tmp_path):
@@ -399,21 +407,30 @@ def test_ini_shorthand_and_repeated_ini(ini):
     a = ini("[uwsgi]\nsocket = :1\nprocesses = 2\n", "a.ini")
     b = ini("[uwsgi]\nsocket = :2\nprocesses = 3\n", "b.ini")
     cfg = load([str(a), "--ini", str(b)], {})
-    assert cfg.socket == [":1", ":2"]  # same source: lists append across files
-    assert cfg.processes == 3  # last wins
-    assert cfg.ini == [str(a), str(b)]
+    # uWSGI reads files named without --ini after every option.
+    assert cfg.socket == [":2", ":1"]  # lists append across files
+    assert cfg.processes == 2  # last read wins
+    assert cfg.ini == [str(b), str(a)]
     cfg = load(["--ini", str(a), "--ini", str(b), "--master"], {})
     assert cfg.socket == [":1", ":2"] and cfg.master
 
 
-def test_ini_unknown_key_suggests(ini):
+def test_ini_unknown_key_warns_and_suggests(ini):
     path = ini("[uwsgi]\nmaster = true\n\n\n\n\nhtp-socket = :80\n")
-    assert error_of([str(path)]) == (
+    assert load([str(path)], {}).warnings == [
+        f"{path}:7: unknown option 'htp-socket' ignored (did you mean 'http-socket'?)"]
+    assert error_of([str(path), "--strict"]).startswith(
         f"{path}:7: unknown option 'htp-socket' (did you mean 'http-socket'?)")
     path = ini("[uwsgi]\nmy_base_dir = /srv\n", "custom.ini")
-    msg = error_of([str(path)])
-    assert msg.startswith(f"{path}:2: unknown option 'my_base_dir'")
-    assert "set-placeholder" in msg
+    assert load([str(path)], {}).warnings == [
+        f"{path}:2: unknown option 'my_base_dir' ignored (no option is called so, and "
+        "nothing uses %(my_base_dir))"]
+    # A placeholder something uses is not a mistake.
+    path = ini("[uwsgi]\nmy_base_dir = /srv\nchdir = %(my_base_dir)/app\n", "used.ini")
+    cfg = load([str(path)], {})
+    assert cfg.chdir == "/srv/app" and cfg.warnings == []
+    # ... except with strict, which allows only options (as uWSGI's).
+    assert "set-placeholder" in error_of([str(path), "--strict"])
 
 
 def test_ini_unsupported_option(ini):
@@ -451,12 +468,15 @@ def test_ini_bool_words(ini):
         assert load([str(path)], {}).master is expected, word
 
 
-def test_ini_underscore_keys(ini):
-    path = ini("[uwsgi]\nwsgi_file = app.py\nbuffer_size = 8192\nhttp_socket = :80\n"
-               "max_requests = 10\n")
+def test_ini_underscore_keys_are_placeholders_as_in_uwsgi(ini):
+    # uWSGI looks ini keys up as written: http_socket is not http-socket.
+    path = ini("[uwsgi]\nwsgi_file = app.py\nhttp_socket = :80\nlogto = %(wsgi_file).log\n")
     cfg = load([str(path)], {})
-    assert cfg.wsgi_file == "app.py" and cfg.buffer_size == 8192
-    assert cfg.http_socket == [":80"] and cfg.max_requests == 10
+    assert cfg.wsgi_file is None and cfg.http_socket == []
+    assert cfg.logto == "app.py.log"
+    assert cfg.warnings == [
+        f"{path}:3: unknown option 'http_socket' ignored (did you mean 'http-socket'? uWSGI "
+        "reads 'http_socket' as a placeholder: ini keys are written with '-')"]
 
 
 def test_ini_aliases(ini):
@@ -553,7 +573,7 @@ def test_magic_variables(tmp_path):
         procname-prefix = %s
         daemonize = %e
         stats = /run/%c/%n.stats
-        log-format = 100%% %(status) %x
+        log-format = 100%% %(status) %x%z
     """)
     cfg = load([str(path)], {})
     d = str(tmp_path / "conf")
@@ -563,7 +583,8 @@ def test_magic_variables(tmp_path):
     assert cfg.procname_prefix == "site.ini"
     assert cfg.daemonize == "ini"
     assert cfg.stats == "/run/conf/site.stats"
-    assert cfg.log_format == "100% %(status) %x"  # unknown letters and log vars kept
+    # log variables are kept; %x (no section named) and unknown letters are "".
+    assert cfg.log_format == "100% %(status)"
 
 
 def test_magic_variables_relative_path(tmp_path, monkeypatch):
@@ -588,9 +609,12 @@ def test_option_placeholders(ini):
     """)
     cfg = load([str(path)], {})
     assert cfg.pythonpath == ["/srv/app/src"]
-    assert cfg.logto == "/var/log/app/api.log"
-    assert cfg.procname_prefix == "w3-3-"
+    # uWSGI keeps the spaces: the placeholder is "name " and %(name) is unknown.
+    assert cfg.logto == "/var/log/app/%(name).log"
+    # %(name) is the option as spelled: "workers" is set, "processes" is not.
+    assert cfg.procname_prefix == "w%(processes)-3-"
     assert cfg.set_placeholder == ["logdir=/var/log/app", "name = api"]
+    assert len(cfg.warnings) == 2 and "unknown placeholder '%(name)'" in cfg.warnings[0]
 
 
 def test_placeholder_from_earlier_file_env_and_cli(ini):
@@ -601,11 +625,14 @@ def test_placeholder_from_earlier_file_env_and_cli(ini):
     assert cfg.logto == "/srv/envfoo/cli/2.log"
 
 
-def test_placeholder_must_be_set_before_use(ini):
+def test_placeholder_may_be_set_after_use(ini):
+    # uWSGI expands %(name) once everything is read.
     path = ini("[uwsgi]\npythonpath = %(chdir)/src\nchdir = /srv\n")
-    msg = error_of([str(path)])
-    assert msg.startswith(f"{path}:2: option 'pythonpath': unknown placeholder '%(chdir)'")
-    assert "set-placeholder = chdir=VALUE" in msg
+    assert load([str(path)], {}).pythonpath == ["/srv/src"]
+    path = ini("[uwsgi]\npythonpath = %(nothing)/src\n", "b.ini")
+    assert load([str(path)], {}).warnings == [
+        f"{path}:2: option 'pythonpath': unknown placeholder '%(nothing)' stays as written "
+        "(as in uWSGI); set it with 'name = value' or set-placeholder"]
 
 
 def test_env_expansion(ini):
@@ -615,10 +642,14 @@ def test_env_expansion(ini):
     assert cfg.logto == "/srv/app-x.log"
 
 
-def test_env_expansion_unset_is_error(ini):
+def test_env_expansion_unset_warns(ini):
     path = ini("[uwsgi]\nmaster = true\nchdir = $(APP_HOME)/current\n")
-    assert error_of([str(path)], {}) == (
-        f"{path}:3: option 'chdir': environment variable 'APP_HOME' is not set")
+    cfg = load([str(path)], {})
+    assert cfg.chdir == "$(APP_HOME)/current"  # as uWSGI
+    message = (f"{path}:3: option 'chdir': environment variable 'APP_HOME' is not set, so "
+               "'$(APP_HOME)' stays as written (as in uWSGI)")
+    assert cfg.warnings == [message]
+    assert error_of([str(path), "--strict"], {}) == message + " (an error with strict)"
 
 
 def test_expansion_is_single_pass(ini):
@@ -680,7 +711,8 @@ def test_same_file_included_twice_is_not_a_cycle(tmp_path):
 def test_include_missing_names_including_line(tmp_path):
     main = write(tmp_path / "main.ini", "[uwsgi]\nmaster = true\nini = gone.ini\n")
     assert error_of([str(main)]) == (
-        f"{main}:3: ini file '{tmp_path / 'gone.ini'}' not found")
+        f"{main}:3: ini file 'gone.ini' not found (neither in the current directory nor "
+        f"in {tmp_path}/; %d names the including file's directory)")
 
 
 def test_error_inside_include_names_included_file(tmp_path):

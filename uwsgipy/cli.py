@@ -204,6 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         print(f"uwsgipy: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    _config.report_config(cfg, log)  # config warnings, one line each; show-config
     try:
         identity = check_config(cfg)
     except _config.ConfigError as exc:

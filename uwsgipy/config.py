@@ -21,12 +21,12 @@ import argparse
 import difflib
 import os
 import re
-import socket as _socket
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from uwsgipy import __version__
+from uwsgipy import ini as _ini
 
 __all__ = [
     "ConfigError",
@@ -210,7 +210,6 @@ def _no(name: str, hint: str = "", kind: str = "str", **kw: Any) -> Setting:
 
 _NO_TLS = "uwsgipy has no TLS; terminate TLS in nginx or a load balancer"
 _NO_PROTO = "only the uwsgi protocol (socket) and HTTP (http-socket) are served"
-_NO_LOGIC = "ini conditionals, loops and templating are not supported"
 _NO_HOOKS = "run the command from your service manager instead"
 _CHEAPER = "the number of workers is fixed; set processes"
 
@@ -219,19 +218,38 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("ini", "list", (),
        "Read options from the [uwsgi] section of FILE, or from [SECTION] with "
        "FILE:SECTION. Repeatable; files are read in order. `uwsgipy app.ini` is "
-       "shorthand for `--ini app.ini`. Inside a file, `ini = other.ini` includes "
-       "another file at that point, relative to the including file.",
+       "shorthand for `--ini app.ini`, read after every other option, as uWSGI does. "
+       "Inside a file, `ini = other.ini` reads another file at that point. UWSGI_INI "
+       "is read too, first.",
        metavar="FILE[:SECTION]", section="Config files",
        uwsgi_ref="uWSGI --ini. Only local files (no http://, fd:// or exec:// sources); "
-                 "relative includes resolve against the including file's directory."),
+                 "a relative include not found in the current directory is also looked "
+                 "for beside the including file."),
     _s("set-placeholder", "list", (),
-       "Define a placeholder NAME usable as %(NAME) in ini values read afterwards. "
-       "Unknown ini keys are errors in uwsgipy, so custom variables must be "
-       "declared this way.",
+       "Define the placeholder NAME, usable as %(NAME) in any value; unlike a plain "
+       "`NAME = VALUE` line it can never be taken for an option, and strict allows it.",
        aliases=("set-ph",), metavar="NAME=VALUE", section="Config files",
        validator=_key_value,
-       uwsgi_ref="uWSGI --set-placeholder / --set-ph. uWSGI also turns any unknown ini "
-                 "key into a placeholder; uwsgipy reports it as an error instead."),
+       uwsgi_ref="uWSGI --set-placeholder / --set-ph, same rules: the value is not "
+                 "expanded, and an option's name is refused."),
+    _s("set", "list", (),
+       "Set the option or placeholder NAME to VALUE, as a `NAME = VALUE` line would.",
+       short="-S", metavar="NAME=VALUE", section="Config files", validator=_key_value,
+       uwsgi_ref="uWSGI --set (-S)."),
+    _s("show-config", "bool", False,
+       "Log the resolved configuration (every option, after expansion) in uWSGI's "
+       "ini format, then go on starting.",
+       section="Config files", uwsgi_ref="uWSGI --show-config, same format."),
+    _s("print", "list", (),
+       "Write TEXT to stdout once the configuration is read (after expansion). "
+       "Repeatable; in order.",
+       metavar="TEXT", section="Config files", uwsgi_ref="uWSGI --print."),
+    _s("strict", "bool", False,
+       "Make every configuration warning an error: unknown options (also those "
+       "used as placeholders; declare placeholders with set-placeholder), unset "
+       "$(VAR), unknown %(name), inline comments, missing ini sections.",
+       section="Config files",
+       uwsgi_ref="uWSGI --strict, which refuses only keys that are not options."),
     # -- Sockets -----------------------------------------------------------
     _s("socket", "list", (),
        "Listen for the uwsgi protocol (what nginx's uwsgi_pass speaks) on ADDR: "
@@ -561,10 +579,6 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted, no effect: uwsgipy always runs one interpreter.",
        short="-i", section="uWSGI compatibility",
        uwsgi_ref="uWSGI --single-interpreter (-i)."),
-    _s("strict", "bool", False,
-       "Accepted, no effect: uwsgipy is always strict (unknown options and "
-       "placeholders are errors).",
-       section="uWSGI compatibility", uwsgi_ref="uWSGI --strict."),
     _s("need-app", "bool", True,
        "Accepted, no effect: uwsgipy always exits when the application cannot be "
        "loaded.",
@@ -667,25 +681,10 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("cpu-affinity"),
     _no("plugins-dir", "the python plugin is built in", kind="list"),
     _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
-    _no("set", "use set-placeholder", short="-S", kind="list"),
-    _no("include", "use ini = FILE", kind="list"),
     _no("inherit", "use ini = FILE", kind="list"),
     _no("xml", "only ini files are supported", aliases=("xmlconfig",)),
     _no("yaml", "only ini files are supported"),
     _no("json", "only ini files are supported"),
-    _no("if-env", _NO_LOGIC, aliases=("ifenv",)),
-    _no("if-not-env", _NO_LOGIC),
-    _no("if-exists", _NO_LOGIC, aliases=("ifexists",)),
-    _no("if-not-exists", _NO_LOGIC),
-    _no("if-opt", _NO_LOGIC),
-    _no("if-not-opt", _NO_LOGIC),
-    _no("if-file", _NO_LOGIC),
-    _no("if-dir", _NO_LOGIC, aliases=("ifdir", "if-directory")),
-    _no("endif", _NO_LOGIC, aliases=("end-if",)),
-    _no("for", _NO_LOGIC),
-    _no("for-glob", _NO_LOGIC),
-    _no("for-readline", _NO_LOGIC),
-    _no("endfor", _NO_LOGIC, aliases=("end-for",)),
 )
 
 # Every spelling (canonical names and aliases) -> its Setting.
@@ -697,10 +696,6 @@ for _setting in SETTINGS:
         _BY_NAME[_n] = _setting
 _BY_ENV: Dict[str, Setting] = {v: s for s in SETTINGS for v in s.env_vars}
 _IMPLEMENTED: Tuple[Setting, ...] = tuple(s for s in SETTINGS if s.implemented)
-
-# Options whose ini values keep unresolved %(name) text: uWSGI log variables
-# share the placeholder syntax.
-_KEEP_UNKNOWN_PLACEHOLDERS = frozenset({"log-format"})
 
 
 # --------------------------------------------------------------------------
@@ -720,6 +715,10 @@ class Config:
     # Config files
     ini: List[str]  # every ini file read, includes too, in reading order
     set_placeholder: List[str]
+    set: List[str]
+    show_config: bool
+    print: List[str]
+    strict: bool
     # Sockets
     socket: List[str]
     http_socket: List[str]
@@ -795,13 +794,17 @@ class Config:
     plugins: List[str]
     enable_threads: bool
     single_interpreter: bool
-    strict: bool
     need_app: bool
     ignore_sigpipe: bool
     ignore_write_errors: bool
     disable_write_exception: bool
 
     sources: Dict[str, str]
+    # Configuration warnings, one line each with its origin, for the caller
+    # to log (ini.report_config); uWSGI's exported options after expansion,
+    # in its order, for show-config.
+    warnings: List[str]
+    exported: List[Tuple[str, Optional[str]]]
 
     def __init__(self, values: Optional[Mapping[str, Any]] = None,
                  sources: Optional[Mapping[str, str]] = None) -> None:
@@ -809,6 +812,8 @@ class Config:
         values = dict(values or {})
         sources = dict(sources or {})
         self.sources = {}
+        self.warnings = []
+        self.exported = []
         for s in _IMPLEMENTED:
             if s.name in values:
                 value = values.pop(s.name)
@@ -891,173 +896,6 @@ class _Layer:
 
 
 # --------------------------------------------------------------------------
-# ini files.
-# --------------------------------------------------------------------------
-
-# One pass, left to right, so expanded text is never expanded again.
-_EXPAND = re.compile(r"%%|%\(([^)]*)\)|%([A-Za-z])|\$\(([^)]*)\)")
-_MAX_INCLUDE_DEPTH = 32
-
-
-def _split_spec(spec: str) -> Tuple[str, str]:
-    """'file.ini:section' -> (path, section); the section defaults to 'uwsgi'."""
-    if ":" in spec and not os.path.exists(spec):
-        path, _, section = spec.rpartition(":")
-        if path and section and "/" not in section:
-            return path, section
-    return spec, "uwsgi"
-
-
-class _IniLoader:
-    def __init__(self, layer: _Layer, placeholders: Dict[str, str],
-                 environ: Mapping[str, str]) -> None:
-        self.layer = layer
-        self.placeholders = placeholders
-        self.environ = environ
-        self.files_read: List[str] = []
-        self._stack: List[Tuple[str, str]] = []  # (abspath, section) being read
-
-    def load(self, spec: str, origin: str, base_dir: Optional[str] = None) -> None:
-        path, section = _split_spec(spec)
-        if base_dir is not None and not os.path.isabs(path):
-            path = os.path.join(base_dir, path)
-        key = (os.path.abspath(path), section)
-        if key in self._stack:
-            chain = " -> ".join(p for p, _ in self._stack + [key])
-            raise ConfigError(f"{origin}: ini include cycle: {chain}")
-        if len(self._stack) >= _MAX_INCLUDE_DEPTH:
-            raise ConfigError(f"{origin}: ini includes nested deeper than {_MAX_INCLUDE_DEPTH}")
-        try:
-            with open(path, encoding="utf-8-sig") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise ConfigError(f"{origin}: ini file '{path}' not found") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{origin}: ini file '{path}' is a directory") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{origin}: ini file '{path}' is not UTF-8 text ({exc.reason})") from None
-        except OSError as exc:
-            raise ConfigError(f"{origin}: cannot read ini file '{path}': {exc.strerror}") from None
-        self.files_read.append(path if section == "uwsgi" else f"{path}:{section}")
-        self._stack.append(key)
-        try:
-            self._parse(text, path, section)
-        finally:
-            self._stack.pop()
-
-    def _parse(self, text: str, path: str, section: str) -> None:
-        current: Optional[str] = None
-        sections_seen: List[str] = []
-        for lineno, raw_line in enumerate(text.splitlines(), 1):
-            line = raw_line.strip()
-            # uWSGI: comments are whole lines only; ';' later in a line is data.
-            if not line or line[0] in ";#":
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                current = line[1:-1].strip()
-                sections_seen.append(current)
-                continue
-            if current != section:
-                continue
-            key, sep, value = line.partition("=")
-            self._assign(key.strip(), value.strip() if sep else None, path, lineno)
-        if section not in sections_seen:
-            found = ", ".join(f"[{s}]" for s in dict.fromkeys(sections_seen))
-            raise ConfigError(
-                f"{path}: no [{section}] section"
-                + (f" (sections found: {found})" if found else " (the file has no sections)")
-            )
-
-    def _assign(self, key: str, value: Optional[str], path: str, lineno: int) -> None:
-        where = f"{path}:{lineno}"
-        name = key.replace("_", "-")
-        setting = _BY_NAME.get(name)
-        if setting is None:
-            hint = _suggest(name, list(_BY_NAME))
-            if not hint:
-                hint = f" (custom variables are declared with 'set-placeholder = {key}=VALUE')"
-            raise ConfigError(f"{where}: unknown option '{key}'{hint}")
-        if not setting.implemented:
-            raise ConfigError(f"{where}: {_refusal(setting, name)}")
-        converted: Any
-        if not value:  # bare key, or "key =" (uWSGI treats both as "no value")
-            if setting.kind == "bool":
-                converted, text = True, "true"
-            elif setting.const is not None:
-                converted, text = _convert(setting, setting.const), setting.const
-            else:
-                raise ConfigError(f"{where}: option '{name}' needs a value ({name} = ...)")
-        else:
-            keep = setting.name in _KEEP_UNKNOWN_PLACEHOLDERS
-            text = self._expand(value, path, where, name, keep)
-            try:
-                converted = _convert(setting, text)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: option '{name}': {exc}") from None
-        if setting.name == "ini":
-            self.load(text, where, base_dir=os.path.dirname(path))
-            return
-        if setting.name == "set-placeholder":
-            ph_name, _, ph_value = text.partition("=")
-            self.placeholders[ph_name.strip()] = ph_value.strip()
-        self.layer.set(setting, converted, where)
-        self.placeholders[setting.name] = text
-        self.placeholders[name] = text
-
-    def _lookup(self, name: str) -> Optional[str]:
-        for candidate in (name, name.replace("_", "-")):
-            if candidate in self.placeholders:
-                return self.placeholders[candidate]
-            setting = _BY_NAME.get(candidate)
-            if setting is not None and setting.name in self.placeholders:
-                return self.placeholders[setting.name]
-        return None
-
-    def _expand(self, value: str, path: str, where: str, option: str,
-                keep_unknown: bool) -> str:
-        abspath = os.path.abspath(path)
-        directory, filename = os.path.split(abspath)
-        stem, ext = os.path.splitext(filename)
-        magic = {
-            "p": abspath,
-            "d": directory.rstrip("/") + "/",
-            "c": os.path.basename(directory),
-            "s": filename,
-            "n": stem,
-            "e": ext[1:],
-            "v": os.getcwd(),
-            "h": _socket.gethostname(),
-        }
-
-        def replace(m: "re.Match[str]") -> str:
-            whole = m.group(0)
-            if whole == "%%":
-                return "%"
-            if m.group(1) is not None:
-                found = self._lookup(m.group(1))
-                if found is not None:
-                    return found
-                if keep_unknown:
-                    return whole
-                raise ConfigError(
-                    f"{where}: option '{option}': unknown placeholder '{whole}' "
-                    f"(define it first, e.g. 'set-placeholder = {m.group(1)}=VALUE')"
-                )
-            if m.group(2) is not None:
-                # Unknown magic letters stay as written, like uWSGI.
-                return magic.get(m.group(2), whole)
-            env_name = m.group(3)
-            if env_name not in self.environ:
-                # DEVIATION: uWSGI expands an unset variable to "".
-                raise ConfigError(
-                    f"{where}: option '{option}': environment variable '{env_name}' is not set"
-                )
-            return self.environ[env_name]
-
-        return _EXPAND.sub(replace, value)
-
-
-# --------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------
 
@@ -1116,7 +954,7 @@ class _Refuse(argparse.Action):
 
 
 def _looks_like_ini(arg: str) -> bool:
-    return not arg.startswith("-") and _split_spec(arg)[0].endswith(".ini")
+    return not arg.startswith("-") and _ini.split_spec(arg)[0].endswith(".ini")
 
 
 def _describe_default(setting: Setting) -> str:
@@ -1178,15 +1016,88 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------
 
 
-def load(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Config:
+class _Recorder(argparse.Namespace):
+    """An argparse namespace that remembers the order options were given
+    in, for uWSGI's order of exported options."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            self.__dict__.setdefault("_events", []).append((name, value))
+        super().__setattr__(name, value)
+
+
+_BY_ATTR: Dict[str, Setting] = {s.attr: s for s in _IMPLEMENTED}
+
+
+def _cli_options(ns: _Recorder, argv: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
+    """(key as spelled, value) per option given, in argv order; a flag's
+    value is None (uWSGI's NULL)."""
+    options: List[Tuple[str, Optional[str]]] = []
+    cursor = 0
+    for attr, value in ns.__dict__.get("_events", []):
+        s = _BY_ATTR.get(attr)
+        if s is None:
+            continue
+        spelled = s.name
+        for i in range(cursor, len(argv)):
+            token = argv[i]
+            long_flag = next((n for n in s.names
+                              if token == f"--{n}" or token.startswith(f"--{n}=")), None)
+            if long_flag or (s.short and token.startswith(s.short) and not token.startswith("--")):
+                spelled = long_flag or s.name
+                cursor = i + 1
+                break
+        if s.kind == "bool":
+            options.append((spelled, None))
+        else:
+            options.append((spelled, value[-1] if s.kind == "list" else value))
+    return options
+
+
+def _with_inline_comment(s: Setting, key: str, value: str, origin: str,
+                         warnings: List[str]) -> Any:
+    """uWSGI has no inline comments: what its C code makes of
+    ``value ; comment``, and a warning saying so."""
+    cut = _ini.inline_comment(value)
+    if cut is None:
+        return value
+    head, tail = value[:cut].rstrip(), value[cut:].strip()
+    where = f"{origin}: option '{key}'"
+    if s.kind == "int" and _INT.match(head):
+        warnings.append(f"{where}: '{tail}' is not a comment (uWSGI ini files have none); "
+                        f"{head} is used, as uWSGI reads the leading number")
+        return head
+    if s.kind == "bool":
+        warnings.append(f"{where}: uWSGI ini files have no inline comments and uWSGI reads "
+                        f"'{value}' as true; so does uwsgipy (remove '{tail}')")
+        return True
+    if s.validator is _address and ":" in head and "/" not in head:
+        warnings.append(f"{where}: '{tail}' is not a comment (uWSGI ini files have none); "
+                        f"{head} is used, as uWSGI reads the port's leading digits")
+        return head
+    warnings.append(f"{where}: '{tail}' is part of the value (uWSGI ini files have no "
+                    "inline comments)")
+    return value
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str] = os.environ, *,
+         out: Optional[Callable[[str], None]] = None) -> Config:
     """Build the Config from the command line (without the program name),
     the environment and the ini files they name.
 
-    Raises ConfigError for configuration mistakes; argparse exits (status 2)
-    for unknown command-line options, and (status 0) for --help/--version.
+    The sources are read in uWSGI's order into its exported options
+    (uwsgipy.ini): UWSGI_* variables, then the command line (``--ini`` files
+    where they stand), then config files named without ``--ini``; then
+    $(VAR), @(FILE) and %(name) are expanded.  Precedence, lowest first:
+    defaults < environment and ini files, in reading order (a list option
+    collects every value) < command line (which replaces a list).
+
+    ``print`` lines go to ``out`` (default: stdout).  Raises ConfigError for
+    configuration mistakes; argparse exits (status 2) for unknown
+    command-line options, and (status 0) for --help/--version.
     """
     parser = build_parser()
-    ns, extras = parser.parse_known_args(list(argv))
+    ns, extras = parser.parse_known_args(list(argv), namespace=_Recorder())
     for extra in extras:
         if extra.startswith("-") and extra != "-":
             parser.error(f"unrecognized arguments: {extra}")
@@ -1201,81 +1112,66 @@ def load(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Config
         spelled = flag[2:] if flag.startswith("--") else name
         raise ConfigError(f"command line: {_refusal(_BY_NAME[name], spelled)}")
 
-    # Environment: UWSGI_<NAME>, lowest precedence. Others are ignored, but
-    # are available to ini files as %(name), as in uWSGI.
-    env_layer = _Layer()
-    placeholders: Dict[str, str] = {}
-    for var in sorted(environ):
-        if not var.startswith("UWSGI_") or len(var) == len("UWSGI_"):
-            continue
-        value = environ[var]
-        placeholders[var[len("UWSGI_"):].lower().replace("_", "-")] = value
-    env_ini: List[str] = []
-    env_ini_origin = "default"
-    for s in SETTINGS:
-        # Canonical name last, so it wins over an alias set at the same time.
-        for var in reversed(s.env_vars):
-            value = environ.get(var, "")
-            if value == "":  # unset or empty: treated alike
+    reader = _ini.Reader(environ, _BY_NAME, out=out)
+    cli_layer, file_layer = _Layer(), _Layer()
+    try:
+        reader.read_environ()
+        for key, value in _cli_options(ns, list(argv)):
+            reader.add(key, value, "command line", "cli")
+        for spec in positional:
+            reader.read_file(spec, "command line")
+        reader.finish()
+        reader.check_unknown()
+        for entry in reader.entries:
+            s = _BY_NAME.get(entry.key)
+            if entry.placeholder or s is None or s.name == "ini":
                 continue
-            origin = f"env {var}"
             if not s.implemented:
-                raise ConfigError(f"{origin}: {_refusal(s, var[len('UWSGI_'):].lower().replace('_', '-'))}")
+                raise ConfigError(f"{entry.origin}: {_refusal(s, entry.key)}")
+            raw: Any = entry.value
+            if entry.source == "env" and raw == "":
+                continue  # DEVIATION: an empty variable counts as unset
+            if raw is None or raw == "":  # a flag, a bare ini key, or "key ="
+                if s.kind == "bool":
+                    raw = True
+                elif s.const is not None:
+                    raw = s.const
+                else:
+                    raise ConfigError(f"{entry.origin}: option '{entry.key}' needs a value "
+                                      f"({entry.key} = ...)")
+            elif entry.source == "ini":
+                raw = _with_inline_comment(s, entry.key, raw, entry.origin, reader.warnings)
             try:
-                converted = _convert(s, value)
+                converted = _convert(s, raw)
             except ValueError as exc:
-                raise ConfigError(f"{origin}: option '{s.name}': {exc}") from None
-            if s.name == "ini":
-                env_ini.append(value)
-                env_ini_origin = origin
-                continue
-            if s.kind == "list":
-                env_layer.values.pop(s.name, None)
-                env_layer.origins.pop(s.name, None)
-            env_layer.set(s, converted, origin)
-            placeholders[s.name] = value
-
-    # Command line values.
-    cli_layer = _Layer()
-    for s in _IMPLEMENTED:
-        if not hasattr(ns, s.attr):
-            continue
-        raw = getattr(ns, s.attr)
-        for item in raw if s.kind == "list" else [raw]:
-            try:
-                cli_layer.set(s, _convert(s, item), "command line")
-            except ValueError as exc:
-                raise ConfigError(f"command line: option '{s.name}': {exc}") from None
-    for item in cli_layer.values.get("set-placeholder", []):
-        ph_name, _, ph_value = item.partition("=")
-        placeholders[ph_name.strip()] = ph_value.strip()
-
-    # ini files: those on the command line, else UWSGI_INI.
-    ini_layer = _Layer()
-    loader = _IniLoader(ini_layer, placeholders, environ)
-    cli_ini = positional + cli_layer.values.pop("ini", [])
-    cli_layer.origins.pop("ini", None)
-    if cli_ini:
-        for spec in cli_ini:
-            loader.load(spec, "command line")
-        ini_origin = "command line"
-    else:
-        for spec in env_ini:
-            loader.load(spec, env_ini_origin)
-        ini_origin = env_ini_origin
+                raise ConfigError(f"{entry.origin}: option '{entry.key}': {exc}") from None
+            (cli_layer if entry.source == "cli" else file_layer).set(s, converted, entry.origin)
+        reader.check_strict()
+    except _ini.IniError as exc:
+        raise ConfigError(str(exc)) from None
 
     values: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
     for s in _IMPLEMENTED:
-        for layer in (cli_layer, ini_layer, env_layer):
+        for layer in (cli_layer, file_layer):
             if s.name in layer.values:
                 values[s.name] = layer.values[s.name]
                 sources[s.name] = ", ".join(layer.origins[s.name])
                 break
-    if loader.files_read:
-        values["ini"] = loader.files_read
-        sources["ini"] = ini_origin
-    return Config(values, sources)
+    if reader.files_read:
+        values["ini"] = reader.files_read
+        top = [e.origin for e in reader.entries if e.key == "ini" and e.source != "ini"]
+        sources["ini"] = ", ".join(dict.fromkeys(top + ["command line"] * bool(positional)))
+    cfg = Config(values, sources)
+    cfg.warnings = reader.warnings
+    cfg.exported = [(e.key, e.value) for e in reader.entries]
+    return cfg
+
+
+def report_config(cfg: Config, log: Any = None) -> None:
+    """Log cfg's configuration warnings (one line each) and, with
+    show-config, the resolved configuration; call once logging is set up."""
+    _ini.report_config(cfg, log)
 
 
 # --------------------------------------------------------------------------
@@ -1297,68 +1193,23 @@ lines work unchanged. Every option can be given three ways:
 | ini file | `http-socket = :8080` in the `[uwsgi]` section; `uwsgipy app.ini` is shorthand for `uwsgipy --ini app.ini` |
 | environment | `UWSGI_HTTP_SOCKET=:8080` (the name upper-cased, `-` as `_`); an empty variable counts as unset |
 
-**Precedence**, lowest first: defaults < environment < ini files < command
-line. Within one source a repeated list option (such as `socket`) adds to the
-list and a repeated single-valued option keeps its last value. Across
-sources, the higher source replaces the value as a whole: `uwsgipy app.ini
---http-socket :9090` listens on :9090 only, whatever sockets `app.ini` lists.
-ini files come from `--ini` and positional `*.ini` arguments (positional ones
-first), or from `UWSGI_INI` when the command line names none.
+**Precedence**, lowest first: defaults < environment and ini files < command
+line. The environment and the ini files are read in uWSGI's order
+(`UWSGI_*` variables, `UWSGI_INI`, `--ini` files, then files named without
+`--ini`) and combine as in uWSGI: a single-valued option keeps the value
+read last, a list option (such as `socket`) collects every value. The
+command line has the last word whatever its position, and replaces a list
+as a whole: `uwsgipy app.ini --http-socket :9090` listens on :9090 only,
+whatever sockets `app.ini` lists (DEVIATION: uWSGI applies options in the
+order read, so a file named after an option overrides it, and lists always
+add up).
 
-Unknown options are errors with a suggestion, on the command line and in ini
-files alike. uWSGI options that uwsgipy recognises but does not implement yet
-are refused with `option X is not supported by uwsgipy yet` (listed at the
-end of this page); a few are accepted with no effect (see *uWSGI
-compatibility*).
-
-## ini files
-
-uwsgipy reads uWSGI's ini dialect, not Python's `configparser` one:
-
-- Options are read from the `[uwsgi]` section, or from `[name]` with
-  `--ini file.ini:name`. Other sections are ignored; a missing section is an
-  error. A section may appear several times; all its parts are read.
-- Lines starting with `;` or `#` are comments. Only whole lines: a `;` later
-  in a line belongs to the value.
-- Each line is `key = value`, split at the first `=`; spaces around key and
-  value are removed. Quotes are not special.
-- `_` in a key means `-` (`http_socket` is `http-socket`).
-- A key without `=` (or with an empty value) means true for boolean options,
-  and 666 for `chmod-socket`; for other options it is an error.
-- Booleans are `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.
-  Anything else is an error (uWSGI reads any other word as true).
-- `ini = other.ini` (or `other.ini:section`) includes another file at that
-  point. A relative path is resolved against the including file's directory
-  (uWSGI resolves it against the current directory; `%d` makes both agree).
-  Include cycles are errors.
-- Errors name the file and line: `app.ini:7: unknown option 'htp-socket'
-  (did you mean 'http-socket'?)`.
-
-Values may contain these expansions, applied in one left-to-right pass as the
-line is read:
-
-| text | becomes |
-|---|---|
-| `%d` | absolute directory of the current ini file, with a trailing `/` |
-| `%p` | absolute path of the current ini file |
-| `%s` | its file name (`app.ini`) |
-| `%n` | its file name without extension (`app`) |
-| `%e` | its extension without the dot (`ini`) |
-| `%c` | name of the directory holding it |
-| `%v` | the current working directory |
-| `%h` | the host name |
-| `%%` | a literal `%` |
-| `%(name)` | the value of option `name` set earlier (in this file, an earlier file, or the environment), or of a placeholder defined with `set-placeholder = name=value`, or of an environment variable `UWSGI_NAME` |
-| `$(VAR)` | the environment variable `VAR` |
-
-Other `%` letters are left as written. Two deliberate differences from
-uWSGI, both so that a typo cannot silently produce a wrong path: an unset
-`$(VAR)` is an error (uWSGI substitutes an empty string), and an unknown
-`%(name)` is an error (uWSGI leaves it as written), except in `log-format`,
-whose `%(var)` log variables share the syntax. For the same reason an unknown
-key is an error rather than a uWSGI-style implicit placeholder; declare custom
-variables with `set-placeholder`. uWSGI's `@(file)`, `%k`, `%t` and the
-config-logic options (`if-env`, `for`, ...) are not supported.
+Unknown command-line options are errors with a suggestion. In ini files and
+`UWSGI_*` variables an unknown key is a placeholder, as in uWSGI, with a
+warning when nothing uses it (an error with `strict`). uWSGI options that
+uwsgipy recognises but does not implement yet are refused with `option X is
+not supported by uwsgipy yet` (listed at the end of this page); a few are
+accepted with no effect (see *uWSGI compatibility*).
 """
 
 
@@ -1395,7 +1246,7 @@ def _render_setting(s: Setting) -> List[str]:
 
 def render_docs() -> str:
     """docs/configuration.md, generated from SETTINGS."""
-    out = [_DOCS_INTRO]
+    out = [_DOCS_INTRO, _ini.DOCS]
     out.append("## Contents\n")
     for section in SECTIONS:
         names = ", ".join(f"`{s.name}`" for s in _IMPLEMENTED if s.section == section)
