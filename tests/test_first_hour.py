@@ -241,7 +241,7 @@ def test_failed_reload_says_why_and_the_old_workers_serve_on(master, app_copy, l
 
 
 def test_reload_with_a_broken_config_file_changes_nothing(app_copy, tmp_path):
-    """A typo in the ini file, then `systemctl reload`: the master checks the new configuration
+    """A bad value in the ini file, then `systemctl reload`: the master checks the new configuration
     before it re-executes itself.  Before: the re-executed master exited 2 on the typo, its
     workers followed it (PR_SET_PDEATHSIG) and the service was down."""
     ini = tmp_path / "app.ini"
@@ -251,13 +251,13 @@ def test_reload_with_a_broken_config_file_changes_nothing(app_copy, tmp_path):
     srv = OpsServer([str(ini)]).start()
     try:
         old = srv.wait_workers(lambda k: len(k) == 2, 10, "2 workers")
-        ini.write_text(good + "htp-socket = 127.0.0.1:0\n")
+        ini.write_text(good + "processes = four\n")
         mark = srv.mark()
         srv.signal(signal.SIGHUP)
         line = srv.wait_line(r"reload failed", 10, since=mark).string
-        assert line == (f"uwsgipy: ERROR: reload failed: {ini}:6: unknown option 'htp-socket' "
-                        "(did you mean 'http-socket'?); nothing changed, the workers go on "
-                        "serving: fix the configuration and send SIGHUP again"), line
+        assert line == (f"uwsgipy: ERROR: reload failed: {ini}:6: option 'processes': invalid "
+                        "int value 'four'; nothing changed, the workers go on serving: fix the "
+                        "configuration and send SIGHUP again"), line
         for _ in range(5):
             reply = http_get(srv.port)
             assert reply.ok and reply.pid in old, reply
