@@ -9,7 +9,8 @@ before binding anything.  The keys used are placeholders, never uWSGI
 options, so it does nothing else.  All cases run once, two at a time, in
 one fixture (about 80 ms each).
 
-Skipped when no ``uwsgi`` binary is on PATH (``pip install uwsgi``).
+Skipped when there is no ``uwsgi`` binary beside the Python running the tests
+or on PATH (``pip install uwsgi``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ import pytest
 
 from uwsgipy import __version__, config, ini
 
-UWSGI = shutil.which("uwsgi")
+# The uwsgi installed beside this Python (scripts/test.sh's virtualenv), else on PATH.
+UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
 pytestmark = pytest.mark.skipif(UWSGI is None, reason="the uwsgi binary is not installed "
                                 "(pip install uwsgi)")
 
@@ -113,7 +116,8 @@ CASES: List[Case] = [
         "v9 = %(9223372036854775807 + 1)\n", id="arithmetic-edges"),
     app("cores = 3\nv = %(cores * 2 + 1) workers, %(cores) threads\n", id="arithmetic-workers"),
     # -- $(VAR) and @(FILE) -----------------------------------------------------------------
-    app("v1 = $(APP_HOME)/current\nv2 = $(NOPE)\nv3 = $(EMPTY)$(APP_HOME)\nv4 = x$(EMPTY)$(APP_HOME)\n",
+    app("v1 = $(APP_HOME)/current\nv2 = $(NOPE)\nv3 = $(EMPTY)$(APP_HOME)\n"
+        "v4 = x$(EMPTY)$(APP_HOME)\n",
         env={"APP_HOME": "/srv", "EMPTY": ""}, id="env-references"),
     app("a = $(X)\nv = %(a)|%(b)\nb = $(Y)\n", env={"X": "x%(b)", "Y": "$(X)"},
         id="pass-order"),

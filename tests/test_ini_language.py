@@ -476,7 +476,8 @@ def test_if_exists_file_dir(here):
         endif
     """)
     assert exported["a"] == ["local.ini"] and exported["b"] == ["nope"]
-    assert exported["d"] == ["conf.d"] and exported["e"] == ["conf.d"] and exported["f"] == ["local.ini"]
+    assert exported["d"] == ["conf.d"] and exported["e"] == ["conf.d"]
+    assert exported["f"] == ["local.ini"]
     assert "c" not in exported and "g" not in exported
 
 
@@ -712,3 +713,20 @@ def test_warnings_are_logged_at_start_up(here):
     assert lines[0] == ("uwsgipy: WARNING: w.ini:2: unknown option 'htp-socket' ignored "
                         "(did you mean 'http-socket'?)")
     assert proc.returncode == 2 and "no listener configured" in lines[1]
+
+
+def test_loops_are_bounded(here):
+    assert error_of("[uwsgi]\nfor-times = 99999999\nt = %(_)\nendfor\n") == (
+        "app.ini:2: 'for-times = 99999999' repeats its block more than 100000 times, the most "
+        "uwsgipy allows")
+    exported, _ = resolve("[uwsgi]\nfor-times = 4294967298\nt = %(_)\nendfor\n")
+    assert exported["t"] == ["1", "2"]  # C atoi() keeps the low 32 bits
+
+
+def test_placeholder_of_a_command_line_flag_has_no_value(here):
+    exported, cfg = resolve("[uwsgi]\nv = %(master)\n", "--master")
+    assert exported["v"] == ["%(master)"]  # uWSGI's NULL
+    assert cfg.warnings == ["app.ini:2: option 'v': '%(master)' stays as written: 'master' was "
+                            "given as a command-line flag, which has no value (as in uWSGI)",
+                            "app.ini:2: unknown option 'v' ignored (no option is called so, and "
+                            "nothing uses %(v))"]

@@ -129,6 +129,7 @@ _MAX_INCLUDE_DEPTH = 32
 _MAX_SUBSTITUTIONS = 1000
 _MAX_VALUE = 1 << 20
 _READLINE_CHUNK = 1023  # for-readline reads with fgets(line, 1024, ...)
+_MAX_LOOP = 100_000  # for-times / for items: more is a typo, not a configuration
 
 _FALSE_WORDS = frozenset({"false", "off", "no"})
 
@@ -208,7 +209,9 @@ def _is_a_number(token: str) -> bool:
 
 
 def _atoi(text: str) -> int:
-    return _wrap64(_strtoll(text)) if _STRTOLL.match(text) else 0
+    """C atoi() as glibc does it: (int) strtol()."""
+    n = _strtoll(text) & 0xFFFFFFFF
+    return n - (1 << 32) if n >= (1 << 31) else n
 
 
 # --------------------------------------------------------------------------
@@ -281,23 +284,24 @@ def _magic_sub(data: bytes, table: Mapping[int, bytes]) -> Tuple[bytes, List[int
     out = bytearray()
     line_starts = [1]
     line = 1
-    i, n = 0, len(data)
-    while i < n:
-        b = data[i]
-        if b == 0x25:  # '%'
-            if i + 1 == n:
-                break  # uWSGI reads the file's terminating NUL as the next byte
-            nxt = data[i + 1]
-            if nxt == 0x0A:
-                line += 1
-            out += table.get(nxt, b"")
-            i += 2
-            continue
-        out.append(b)
-        if b == 0x0A:
-            line += 1
+
+    def emit(chunk: bytes, advances: bool) -> None:
+        nonlocal line
+        for _ in range(chunk.count(b"\n")):
+            line += advances
             line_starts.append(line)
-        i += 1
+        out.extend(chunk)
+
+    i, n = 0, len(data)
+    while True:
+        j = data.find(b"%", i)
+        emit(data[i:] if j < 0 else data[i:j], True)
+        if j < 0 or j + 1 == n:  # at the very end, '%' takes the terminating NUL
+            break
+        if data[j + 1] == 0x0A:
+            line += 1
+        emit(table.get(data[j + 1], b""), False)
+        i = j + 2
     return bytes(out), line_starts
 
 
@@ -462,7 +466,11 @@ class Reader:
         """The %(_) values to add the current line with: [] skips it; None
         adds it unchanged."""
         if cond in ("for", "for-glob", "for-readline", "for-times"):
-            return list(self._loop_items(cond, arg, where))
+            items = list(self._loop_items(cond, arg, where))
+            if len(items) > _MAX_LOOP:
+                raise IniError(f"{where}: '{cond} = {arg}' repeats its block more than "
+                               f"{_MAX_LOOP} times, the most uwsgipy allows")
+            return items
         if cond in ("if-reload", "if-not-reload"):
             is_reload = self.environ.get(_ENV_REEXEC) == "1"
             return [None] if is_reload == (cond == "if-reload") else []
@@ -510,7 +518,7 @@ class Reader:
         if cond == "for":
             return [t for t in arg.split(" ") if t]  # strtok(arg, " ")
         if cond == "for-times":
-            return [str(i) for i in range(1, _atoi(arg) + 1)]
+            return [str(i) for i in range(1, min(_atoi(arg), _MAX_LOOP + 1) + 1)]
         if cond == "for-glob":
             # glob(3) with GLOB_MARK | GLOB_NOCHECK: sorted, directories with
             # a trailing '/', the pattern itself when nothing matches.
@@ -609,7 +617,8 @@ class Reader:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise IniError(f"{origin}: ini file '{path}' is not UTF-8 text ({exc.reason})") from None
+            raise IniError(f"{origin}: ini file '{path}' is not UTF-8 text "
+                           f"({exc.reason})") from None
         return data
 
     def _fill_magic(self, path: str, section: Optional[str], reuse: bool) -> None:
@@ -674,8 +683,8 @@ class Reader:
                 detail = f"the [{section_asked}] section is empty"
             else:
                 found = ", ".join(f"[{s}]" for s in dict.fromkeys(sections_seen))
-                detail = (f"no [{section_asked}] section"
-                          + (f" (sections found: {found})" if found else " (the file has no sections)"))
+                detail = f"no [{section_asked}] section" + (
+                    f" (sections found: {found})" if found else " (the file has no sections)")
             self._warn(f"{path}: {detail}; nothing read from it")
 
     # -- the expansion passes (utils.c uwsgi_apply_config_pass) -------------------
@@ -727,7 +736,8 @@ class Reader:
                         name = value[key_start:key_start + has_symbol - 2]
                         found = hook(entry, name)
                         if found is not None:
-                            value = value[:key_start - 2] + found + value[key_start + has_symbol - 1:]
+                            end = key_start + has_symbol - 1
+                            value = value[:key_start - 2] + found + value[end:]
                             substitutions += 1
                             if substitutions > _MAX_SUBSTITUTIONS or len(value) > _MAX_VALUE:
                                 raise IniError(
@@ -772,7 +782,10 @@ class Reader:
             self.used.add(name)
             found = self._first_value(name)
             if found is None and entry.key not in KEEP_PLACEHOLDERS:
-                if name == "_":
+                if any(e.key == name for e in self.entries):
+                    detail = (f"'%({name})' stays as written: '{name}' was given as a "
+                              "command-line flag, which has no value (as in uWSGI)")
+                elif name == "_":
                     detail = ("'%(_)' has no value here: for blocks set it, and the "
                               "if-* tests that find a value")
                 else:
