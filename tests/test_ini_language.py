@@ -730,3 +730,42 @@ def test_placeholder_of_a_command_line_flag_has_no_value(here):
                             "given as a command-line flag, which has no value (as in uWSGI)",
                             "app.ini:2: unknown option 'v' ignored (no option is called so, and "
                             "nothing uses %(v))"]
+
+
+def test_a_real_server_from_the_config_language(tmp_path):
+    """The language end to end: a real uwsgipy started from an ini file that uses
+    placeholders, a conditional, a loop and arithmetic, with show-config and print, serves a
+    request whose answer shows the resolved values."""
+    from helpers import ServerProcess, http_request
+
+    (tmp_path / "app.py").write_text(
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [' '.join(os.environ.get(k, '-') for k in\n"
+        "                     ('DEPLOY', 'LETTER_A', 'LETTER_B')).encode()]\n")
+    write(tmp_path / "site.ini", """
+        [uwsgi]
+        project = shop
+        if-env = APP_ENV=prod
+        env = DEPLOY=%(project)-%(_)
+        endif
+        for = A B
+        env = LETTER_%(_)=%(_)%(%k * 0 + 1)
+        endfor
+        http-socket = 127.0.0.1:0
+        wsgi-file = %dapp.py
+        show-config = true
+        print = starting %(project) ; not a comment
+    """)
+    srv = ServerProcess(["site.ini"], cwd=tmp_path, env={"APP_ENV": "prod"}).start()
+    try:
+        reply = http_request(srv.http_addr)
+        assert reply.status == 200 and reply.body == b"shop-prod A1 B1"
+        out = srv.output()
+        assert "starting shop ; not a comment" in out
+        assert "\n;uWSGI instance configuration\n[uwsgi]\nproject = shop\nif-env = APP_ENV=prod\n" \
+               "env = DEPLOY=shop-prod\nendif = \nfor = A B\nenv = LETTER_A=A1\n" in out
+        assert "WARNING" in out and "'; not a comment' is part of the value" in out
+    finally:
+        srv.stop()

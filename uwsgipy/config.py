@@ -1,16 +1,16 @@
-"""Settings table, uWSGI-style ini loader and command line for uwsgipy.
+"""Settings table and command line for uwsgipy.
 
 One declarative table, ``SETTINGS``, drives everything: the argparse parser
 (``build_parser``), ``UWSGI_*`` environment variables, ini files and the
 reference page (``render_docs`` -> docs/configuration.md).
 
-Precedence, lowest first: defaults < environment < ini files < command line.
-Within one source, a repeated list option appends and a repeated scalar
-option keeps its last value; across sources, the higher source replaces the
-whole value (so ``--http-socket :8080`` replaces the ini file's sockets).
-
-The ini dialect follows uWSGI's (see its "Configuring uWSGI" and "How uWSGI
-parses config files" pages), with deliberate deviations marked DEVIATION.
+uwsgipy.ini reads the environment, the command line and the ini files into
+uWSGI's exported options, with uWSGI 2.0's config language; ``load`` maps
+them onto the table.  Precedence, lowest first: defaults < environment and
+ini files, in uWSGI's reading order (a repeated scalar keeps the value read
+last, a list option collects every value) < command line, which replaces a
+list as a whole (so ``--http-socket :8080`` replaces the ini file's
+sockets).  Deliberate deviations from uWSGI are marked DEVIATION.
 
 Regenerate the docs with ``python -m uwsgipy.config > docs/configuration.md``.
 """
