@@ -3,7 +3,7 @@
 #
 #  1. apt packages that are missing (as root, or through sudo): python3-venv (Debian's
 #     Python has no ensurepip without it), python3-dev (Python.h for the C core), gcc,
-#     nginx (the integration tests run real nginx).
+#     nginx (the integration tests run real nginx), clang + libFuzzer, haproxy.
 #  2. A virtualenv, .venv in the repository (git-ignored; UWSGIPY_VENV=DIR for another),
 #     made once with $PYTHON (default python3): Debian's and Ubuntu's own Python refuses
 #     `pip install` outside one (PEP 668, "externally-managed-environment").  The package
@@ -31,8 +31,11 @@ EOF
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
 fi
-# more packages here, e.g. for the libFuzzer smoke test (tests/test_fuzz_smoke.py skips
-# without them): command -v clang >/dev/null 2>&1 || need clang libclang-rt-14-dev
+# clang with libFuzzer for tests/test_fuzz_smoke.py (the runtime is its own package,
+# libclang-rt-N-dev, installed below once clang says its version); haproxy, a real PROXY
+# protocol sender for tests/test_proxy_protocol.py.
+command -v clang >/dev/null 2>&1 || need clang
+command -v haproxy >/dev/null 2>&1 || need haproxy
 
 if [ "${#APT[@]}" -gt 0 ]; then
     SUDO=""
@@ -47,6 +50,16 @@ if [ "${#APT[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${APT[@]}" >/dev/null
+fi
+if command -v clang >/dev/null 2>&1 && ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' \
+        | clang -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1; then
+    RT="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+    echo "test.sh: installing $RT (libFuzzer, apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$RT" >/dev/null \
+        || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+             $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$RT" >/dev/null; } \
+        || echo "test.sh: no $RT: the libFuzzer smoke test will be skipped" >&2
 fi
 
 # -- 2. the virtualenv -------------------------------------------------------------------
