@@ -379,3 +379,17 @@ def test_sigterm_serves_the_backlog_then_refuses(server_factory, mode):
 
 # systemd's sockets stay open after SIGTERM: test_master.py::
 # test_systemd_socket_activation_restart_keeps_queued_connections.
+
+
+def test_single_process_sighup_is_a_graceful_stop(server_factory):
+    """Without a master nobody can reload the process: SIGHUP stops it gracefully (uWSGI
+    without a master does the same) instead of killing it by the default action."""
+    srv = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES)
+    with Conn(srv.http_addr, 10) as c:
+        c.send(b"GET /sleep?s=1&token=hup HTTP/1.1\r\nHost: x\r\n\r\n")
+        srv.wait_for("sleep-start hup", 5)
+        srv.signal(signal.SIGHUP)
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"slept"
+    assert srv.wait_exit(10) == 0
+    assert srv.find("SIGHUP: graceful stop")

@@ -540,13 +540,20 @@ SETTINGS: Tuple[Setting, ...] = (
        section="Logging", uwsgi_ref="uWSGI --log-5xx."),
     # -- Privileges and daemon -----------------------------------------------
     _s("pidfile", "str", None,
-       "Write the master's pid to FILE (before dropping privileges).",
+       "Write the pid of the master (or of the single process) to FILE, before "
+       "dropping privileges.",
        metavar="FILE", section="Privileges and daemon", uwsgi_ref="uWSGI --pidfile."),
     _s("uid", "str", None,
-       "Switch to this user (name or number) after binding the sockets.",
-       metavar="USER", section="Privileges and daemon", uwsgi_ref="uWSGI --uid."),
+       "Switch to this user (name or number) once the sockets are bound and chowned "
+       "and the pidfile is written, before the app is loaded, with or without master. "
+       "Without gid, also to the user's primary group and supplementary groups "
+       "(initgroups, as nginx does).",
+       metavar="USER", section="Privileges and daemon",
+       uwsgi_ref="uWSGI --uid. Deliberate difference: uWSGI with uid alone keeps gid 0 "
+                 "(root), which leaves the process root's group rights."),
     _s("gid", "str", None,
-       "Switch to this group (name or number) after binding the sockets.",
+       "Switch to this group (name or number). With uid, the user's supplementary "
+       "groups are set too (initgroups); without uid, none (as uWSGI).",
        metavar="GROUP", section="Privileges and daemon", uwsgi_ref="uWSGI --gid."),
     _s("daemonize", "str", None,
        "Detach from the terminal and write the log to LOGFILE.",

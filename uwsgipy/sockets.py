@@ -222,6 +222,9 @@ def close_listeners(listeners: List[Listener], *, vacuum: bool) -> None:
                 os.unlink(lst.unix_path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:  # e.g. a root-owned directory after uid
+                log.warning("vacuum: cannot remove %s: %s (running as uid %d)",
+                            lst.unix_path, exc.strerror, os.getuid())
 
 
 def listener_from_fd(fd: int, kind: str, address: str) -> Listener:

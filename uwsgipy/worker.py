@@ -93,6 +93,8 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
     - ``retire_signals`` (a forked worker's SIGHUP, sent when the worker is
       replaced while others keep serving): graceful stop that leaves the
       listeners open for them.
+    - SIGHUP, unless it is a retire signal: the same as SIGTERM (a single
+      process has no master to reload it; uWSGI without one does the same).
     - SIGINT, SIGQUIT: quick stop, as in uWSGI and gunicorn.  In a forked
       worker (the ``quick_signals``) the process exits at once, dropping
       requests in flight (the master logs it).  In a single process the
@@ -138,6 +140,10 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
                 server.stop(graceful=True, timeout=mercy)
 
         signal.signal(signal.SIGTERM, graceful)
+        if signal.SIGHUP not in retire_signals:
+            # A single process has nobody to reload it: SIGHUP stops it
+            # gracefully, as uWSGI without a master does.
+            signal.signal(signal.SIGHUP, graceful)
         for signum in (signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, quick_exit if signum in quick_signals else quick)
         for signum in retire_signals:
