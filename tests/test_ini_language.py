@@ -201,6 +201,9 @@ def test_percent_percent_does_not_protect_a_placeholder(here):
 
 def test_line_numbers_survive_a_swallowed_line_break(here):
     _, cfg = resolve("[uwsgi]\na = 50%\nb = 1\nhtp-socket = x\n")
+    assert cfg.warnings[0] == ("app.ini:2: the '%' at the end of the line swallows the line "
+                               "break, so the next line is part of this one (as in uWSGI); "
+                               "write %% for a percent sign")
     assert cfg.warnings[-1].startswith("app.ini:4: unknown option 'htp-socket'")
 
 

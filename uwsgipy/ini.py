@@ -273,16 +273,17 @@ def _static_magic() -> Dict[str, str]:
 _UPPER = "ODSPCENXIJ"
 
 
-def _magic_sub(data: bytes, table: Mapping[int, bytes]) -> Tuple[bytes, List[int]]:
+def _magic_sub(data: bytes, table: Mapping[int, bytes]) -> Tuple[bytes, List[int], List[int]]:
     """core/utils.c magic_sub over a whole file: '%' and the next byte become
     table[byte], which is "" for bytes without a meaning -- so a '%' at the
     end of a line swallows the newline, as in uWSGI.
 
-    Returns the text and, for each of its lines, the number of the file line
-    it starts on.
+    Returns the text, for each of its lines the number of the file line it
+    starts on, and the numbers of the lines whose break a '%' swallowed.
     """
     out = bytearray()
     line_starts = [1]
+    joined: List[int] = []
     line = 1
 
     def emit(chunk: bytes, advances: bool) -> None:
@@ -299,10 +300,11 @@ def _magic_sub(data: bytes, table: Mapping[int, bytes]) -> Tuple[bytes, List[int
         if j < 0 or j + 1 == n:  # at the very end, '%' takes the terminating NUL
             break
         if data[j + 1] == 0x0A:
+            joined.append(line)
             line += 1
         emit(table.get(data[j + 1], b""), False)
         i = j + 2
-    return bytes(out), line_starts
+    return bytes(out), line_starts, joined
 
 
 # --------------------------------------------------------------------------
@@ -660,7 +662,11 @@ class Reader:
             self._first_round_done = True
 
     def _parse(self, data: bytes, path: str, section_asked: str) -> None:
-        text, line_starts = _magic_sub(data, self._magic)
+        text, line_starts, joined = _magic_sub(data, self._magic)
+        for lineno in joined:
+            self._warn(f"{path}:{lineno}: the '%' at the end of the line swallows the line "
+                       "break, so the next line is part of this one (as in uWSGI); write %% "
+                       "for a percent sign")
         section = ""
         sections_seen: List[str] = []
         got_section = False
@@ -980,7 +986,10 @@ order: `$(VAR)` is the environment variable `VAR`; `@(FILE)` is the contents
 of FILE (one trailing newline removed); `%(name)` is the value of the
 **first** option or placeholder called `name` anywhere (environment, command
 line, any ini file, earlier or later), `name` written exactly (no `_`/`-`
-equivalence). A reference that cannot be resolved stays as written, with a
+equivalence), in every value but those of the language's own keys (`ini`,
+`set-placeholder`, the logic options: uWSGI also leaves a few options it
+applies at once, such as `listen` and `umask`, unexpanded, where uwsgipy
+expands them). A reference that cannot be resolved stays as written, with a
 warning (except `%(var)` in `log-format`, where uWSGI's log variables share
 the syntax); an unreadable `@(FILE)` is an error. `%(...)` with spaces is
 uWSGI's arithmetic, evaluated left to right on 64-bit integers: names,
