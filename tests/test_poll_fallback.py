@@ -94,4 +94,10 @@ def test_poll_fallback_serves(fallback_tree, threads):
         lazy.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        try:
+            rc = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave it behind
+            proc.wait(5)
+            raise AssertionError("no exit within 15 s of SIGTERM:\n" + proc.stderr.read()[-5000:])
+        assert rc == 0
