@@ -826,7 +826,7 @@ class Arbiter:
         from . import config as _config
         from .cli import check_config
         try:
-            check_config(_config.load(self.argv, os.environ))
+            check_config(_config.load(self.argv, os.environ, out=lambda _: None))
         except _config.ConfigError as exc:
             return str(exc)
         except SystemExit:  # argparse: the command line itself is unchanged, so not expected
