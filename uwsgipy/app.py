@@ -19,7 +19,7 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
 
-__all__ = ["AppLoadError", "prepare_path", "load_app"]
+__all__ = ["AppLoadError", "prepare_path", "load_app", "check_virtualenv", "activate_virtualenv"]
 
 WSGIApp = Callable[..., Any]
 
@@ -45,6 +45,98 @@ def prepare_path(chdir: Optional[str], pythonpath: Sequence[str]) -> None:
     # Like `python -m`, the working directory is importable.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+def _python_version() -> str:
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _virtualenv_version(home: str) -> Optional[str]:
+    """The X.Y of the Python a virtualenv was made with: pyvenv.cfg's
+    ``version_info`` / ``version`` (PEP 405; ``version_info`` is what
+    virtualenv writes), else the one ``lib/pythonX.Y`` directory it has.
+    None when neither tells."""
+    try:
+        with open(os.path.join(home, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    cfg = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            cfg[key.strip().lower()] = value.strip()
+    for key in ("version_info", "version"):
+        parts = cfg.get(key, "").split(".")
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            return f"{parts[0]}.{parts[1]}"
+    try:
+        found = sorted(name[len("python"):] for name in os.listdir(os.path.join(home, "lib"))
+                       if name.startswith("python") and
+                       os.path.isdir(os.path.join(home, "lib", name, "site-packages")))
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None
+
+
+def check_virtualenv(home: str) -> str:
+    """The site-packages directory of the virtualenv ``home`` (uWSGI's
+    ``home`` / ``virtualenv`` / ``venv`` / ``pyhome`` / ``-H``) for the
+    running Python.  Raises AppLoadError with one line when ``home`` is not a
+    directory, is a virtualenv of another Python version, or has no
+    ``lib/pythonX.Y/site-packages`` for this one: a C extension built for
+    another version cannot be imported, so the fix is to run the uwsgipy
+    installed in that virtualenv (uWSGI's answer too: its python plugin is
+    built for one version)."""
+    ours = _python_version()
+    fix = f"run the uwsgipy installed in that virtualenv ({os.path.join(home, 'bin', 'uwsgipy')})"
+    if not os.path.isdir(home):
+        raise AppLoadError(f"virtualenv: {home!r} is not a directory")
+    theirs = _virtualenv_version(home)
+    site_dir = os.path.join(os.path.abspath(home), "lib", f"python{ours}", "site-packages")
+    if theirs is not None and theirs != ours:
+        raise AppLoadError(f"virtualenv: {home} is a Python {theirs} virtualenv but this uwsgipy "
+                           f"runs on Python {ours} ({sys.executable}): {fix}")
+    if not os.path.isdir(site_dir):
+        raise AppLoadError(f"virtualenv: {home} is not a Python {ours} virtualenv (no "
+                           f"lib/python{ours}/site-packages; its Python version: "
+                           f"{theirs or 'unknown'}): create it with python{ours} -m venv, or {fix}")
+    return site_dir
+
+
+def activate_virtualenv(home: str) -> str:
+    """Make the virtualenv ``home`` the app's environment, as uWSGI's
+    ``home`` does by starting its interpreter from it: its site-packages
+    (with its .pth files, as ``site`` reads them) go before every other
+    site-packages directory on sys.path (after the standard library, where
+    uWSGI has them), ``sys.prefix`` / ``sys.exec_prefix`` become ``home``,
+    and for subprocesses ``VIRTUAL_ENV`` is set and ``home/bin`` put first
+    on PATH.  The site-packages of the Python running uwsgipy stay on
+    sys.path after the virtualenv's (uWSGI leaves them out unless the
+    virtualenv includes system site-packages): the virtualenv's copy of a
+    package wins.  Returns the site-packages directory; raises AppLoadError
+    as check_virtualenv."""
+    import site
+    site_dir = check_virtualenv(home)
+    home = os.path.abspath(home)
+    before = list(sys.path)
+    site.addsitedir(site_dir)  # appends site_dir and what its .pth files add
+    added = [p for p in sys.path if p not in before]
+    for p in added:
+        sys.path.remove(p)
+    if site_dir in sys.path:
+        sys.path.remove(site_dir)
+        added.insert(0, site_dir)
+    at = next((i for i, p in enumerate(sys.path)
+               if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")),
+              len(sys.path))
+    sys.path[at:at] = added
+    sys.prefix = sys.exec_prefix = home
+    os.environ["VIRTUAL_ENV"] = home
+    bin_dir = os.path.join(home, "bin")
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    os.environ["PATH"] = os.pathsep.join([bin_dir] + path)
+    return site_dir
 
 
 def _running_as() -> str:

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from . import config as _config
 from . import privileges
-from .app import AppLoadError, load_app, prepare_path
+from .app import AppLoadError, activate_virtualenv, check_virtualenv, load_app, prepare_path
 from .log import compile_log_format, setup_logging
 from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
                       listener_options)
@@ -172,6 +172,11 @@ def check_config(cfg: _config.Config) -> privileges.Identity:
     if not cfg.wsgi_file and not cfg.module:
         raise _config.ConfigError("no application configured: give --wsgi-file FILE or "
                                   "--module pkg.mod:callable")
+    if cfg.virtualenv:
+        try:
+            check_virtualenv(cfg.virtualenv)
+        except AppLoadError as exc:
+            raise _config.ConfigError(f"{exc} ({cfg.sources.get('virtualenv', '?')})") from None
     if cfg.log_format:
         try:
             compile_log_format(cfg.log_format)
@@ -211,6 +216,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     apply_env(cfg)
+    if cfg.virtualenv:
+        site_dir = activate_virtualenv(cfg.virtualenv)
+        log.info("virtualenv %s: %s first on sys.path, VIRTUAL_ENV set, its bin first on PATH",
+                 cfg.virtualenv, site_dir)
 
     if cfg.master or cfg.processes > 1:
         from .arbiter import Arbiter

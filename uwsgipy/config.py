@@ -367,6 +367,20 @@ SETTINGS: Tuple[Setting, ...] = (
        "Add DIR to sys.path before loading the application. Repeatable.",
        aliases=("python-path", "pp"), metavar="DIR", section="Application",
        uwsgi_ref="uWSGI --pythonpath / --python-path / --pp (no glob expansion)."),
+    _s("virtualenv", "str", None,
+       "Load the application from the virtualenv DIR: its site-packages (and what its "
+       ".pth files add) come before every other site-packages directory on sys.path, "
+       "sys.prefix is DIR, and VIRTUAL_ENV=DIR is set with DIR/bin first on PATH, for "
+       "subprocesses. The virtualenv must be of the Python running uwsgipy: one of "
+       "another version (or a directory without lib/pythonX.Y/site-packages) stops "
+       "start-up with one line naming both versions; run the uwsgipy installed in "
+       "that virtualenv instead.",
+       short="-H", aliases=("venv", "home", "pyhome"), metavar="DIR", section="Application",
+       uwsgi_ref="uWSGI --home / --virtualenv / --venv / --pyhome (-H). uWSGI starts its "
+                 "interpreter from DIR (PYTHONHOME, or DIR/bin/python for a PEP 405 venv), "
+                 "so the site-packages of the Python it was built with are absent; uwsgipy "
+                 "keeps them after the virtualenv's (the virtualenv's copy of a package "
+                 "wins). uWSGI does not set VIRTUAL_ENV or PATH."),
     _s("env", "list", (),
        "Set the environment variable KEY to VALUE before loading the application. "
        "Repeatable.",
@@ -615,8 +629,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("shared-socket", kind="list"),
     _no("abstract-socket", kind="bool"),
     _no("umask"),
-    _no("virtualenv", "run the uwsgipy installed in the virtualenv (e.g. /srv/venv/bin/uwsgipy)",
-        short="-H", aliases=("venv", "home", "pyhome")),
     _no("pyimport", aliases=("python-import",)),
     _no("py-call-osafterfork", kind="bool"),
     _no("py-tracebacker"),
@@ -739,6 +751,7 @@ class Config:
     callable: str
     chdir: Optional[str]
     pythonpath: List[str]
+    virtualenv: Optional[str]
     env: List[str]
     # Requests and timeouts
     buffer_size: int
