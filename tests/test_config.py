@@ -192,9 +192,9 @@ def test_cli_unsupported_option():
     assert "load balancer in front" in error_of(["--http-to", "127.0.0.1:3031"])
     assert error_of(["--manage-script-name"]).startswith(
         "command line: option 'manage-script-name' is not supported by uwsgipy yet")
-    assert error_of(["-H", "/venv"]).startswith(
-        "command line: option 'virtualenv' is not supported by uwsgipy yet: run the uwsgipy")
-    assert error_of(["--home", "/venv"]).startswith("command line: option 'home' is not")
+    assert error_of(["--emperor", "/etc/uwsgi/vassals"]).startswith(
+        "command line: option 'emperor' is not supported by uwsgipy yet: run one uwsgipy")
+    assert error_of(["-Q", "/spool"]).startswith("command line: option 'spooler' is not")
 
 
 def test_help_lists_sections_short_flags_and_defaults(capsys):
@@ -440,9 +440,9 @@ def test_ini_unsupported_option(ini):
         "the number of workers is fixed; set processes")
     path = ini("[uwsgi]\nhttp-to = 127.0.0.1:3031\n", "router.ini")
     assert "load balancer in front" in error_of([str(path)])
-    path = ini("[uwsgi]\nvirtualenv = /srv/venv\n", "venv.ini")
+    path = ini("[uwsgi]\nemperor = /etc/uwsgi/vassals\n", "emperor.ini")
     assert error_of([str(path)]).startswith(
-        f"{path}:2: option 'virtualenv' is not supported by uwsgipy yet")
+        f"{path}:2: option 'emperor' is not supported by uwsgipy yet")
 
 
 def test_ini_invalid_values_name_file_and_line(ini):
