@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import struct
+import stat
 import threading
 import time
 from pathlib import Path
@@ -592,3 +593,183 @@ def test_systemd_socket_activation_survives_sighup(master, sd_sockets):
         reply = b"(no answer within 3 s)"
     assert reply.startswith(b"HTTP/1.1 200 "), \
         f"the socket-activated uwsgi socket is not served after SIGHUP: {reply[:100]!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# uWSGI's small master options (issue 6): titles, hook-master-start, umask, rlimits, memory
+# limits, recycling spread, chain and workers-only reloads
+# ----------------------------------------------------------------------------------------------
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _limit(pid: int, name: str) -> str:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith(name):
+                return line[len(name):].split()[0]
+    raise AssertionError(f"no {name!r} in /proc/{pid}/limits")
+
+
+def test_auto_procname_gives_uwsgis_titles(master):
+    # checked against uWSGI 2.0.31: --auto-procname --procname-prefix-spaced foo gives
+    # "foo uWSGI master", "foo uWSGI worker 1", "foo uWSGI worker 2"
+    srv = master("--auto-procname", "--procname-prefix-spaced", "foo", processes=2)
+    workers = srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    assert _cmdline(srv.pid) == "foo uWSGI master"
+    poll(lambda: sorted(_cmdline(p) for p in workers) == ["foo uWSGI worker 1",
+                                                           "foo uWSGI worker 2"],
+         10, "the workers' titles")
+
+
+def test_procname_and_procname_master(master):
+    srv = master("--procname", "shop", "--procname-master", "shop-master", processes=2)
+    workers = srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    assert _cmdline(srv.pid) == "shop-master"
+    poll(lambda: all(_cmdline(p) == "shop" for p in workers), 10, "the workers' titles")
+
+
+def test_hook_master_start_sigterm_form_is_accepted(master, tmp_path):
+    ini = tmp_path / "app.ini"
+    ini.write_text("[uwsgi]\nhook-master-start = unix_signal:15 gracefully_kill_them_all\n")
+    srv = master("--ini", str(ini))
+    assert http_get(srv.port).ok
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(10) == 0
+    assert not srv.find(r"WARNING|hook"), srv.output()
+
+
+@pytest.mark.parametrize("line", ["hook-master-start = exec:echo hi",
+                                  "hook-pre-app = exec:echo hi"])
+def test_other_hooks_are_refused_in_one_line(master, tmp_path, line):
+    ini = tmp_path / "app.ini"
+    ini.write_text("[uwsgi]\n" + line + "\n")
+    srv = master("--ini", str(ini), ready=False)
+    assert srv.wait_exit(10) == 2
+    out = srv.output().strip().splitlines()
+    option = line.split()[0]
+    assert len(out) == 1 and f"{ini}:2" in out[0] and f"'{option}'" in out[0], out
+    assert "Traceback" not in srv.output()
+
+
+def test_umask_applies_before_the_sockets_are_bound(master, short_dir):
+    # uWSGI 2.0.31 with --umask 077 creates its unix socket with mode 700, as here
+    sock = short_dir / "u.sock"
+    master("--umask", "077", "--socket", str(sock))
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+
+
+def test_bad_umask_is_one_line(master):
+    srv = master("--umask", "999", ready=False)
+    assert srv.wait_exit(10) == 2
+    assert "umask" in srv.output() and "Traceback" not in srv.output()
+
+
+def test_max_fd_and_limit_as_are_set_for_master_and_workers(master):
+    srv = master("--max-fd", "4096", "--limit-as", "8000")
+    (worker,) = srv.wait_workers(lambda w: len(w) == 1, 10, "a worker")
+    for pid in (srv.pid, worker):
+        assert _limit(pid, "Max open files") == "4096"
+        assert _limit(pid, "Max address space") == str(8000 << 20)
+    assert http_get(srv.port).ok
+
+
+def test_max_fd_that_cannot_be_set_is_one_warning(master):
+    # above the kernel's nr_open even root cannot go: one line, and it serves on
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    srv = master("--max-fd", str(too_many))
+    assert len(srv.find(r"WARNING: max-fd")) == 1
+    assert http_get(srv.port).ok
+
+
+def test_memory_report_is_accepted_with_one_warning(master):
+    srv = master("--memory-report")
+    assert len(srv.find(r"WARNING: memory-report")) == 1
+    assert http_get(srv.port).ok
+
+
+def test_reload_on_as_recycles_gracefully(master):
+    srv = master("--reload-on-as", "1", "--min-worker-lifetime", "1")
+    # every Python worker's address space is far above 1 MB: recycled once 1 s old,
+    # gracefully (its in-flight request is answered)
+    (first,) = srv.wait_workers(lambda w: len(w) == 1, 10, "a worker")
+    t, holder = start_slow_request(srv.port, 1.5)
+    srv.wait_line(rf"worker 1 \(pid {first}\): address space \d+ MB >= reload-on-as 1 MB", 10)
+    t.join(10)
+    assert holder and holder[0].ok, holder
+    srv.wait_workers(lambda w: first not in w and len(w) >= 1, 10, "a replacement worker")
+
+
+def test_min_worker_lifetime_holds_reload_on_as_back(master):
+    srv = master("--reload-on-as", "1", "--min-worker-lifetime", "30")
+    (first,) = srv.wait_workers(lambda w: len(w) == 1, 10, "a worker")
+    for _ in range(15):  # 3 s of master cycles: not recycled while younger than 30 s
+        assert http_get(srv.port, "/sleep?s=0.2").pid == first
+    assert not srv.find("reload-on-as")
+
+
+def test_min_worker_lifetime_must_be_below_max_worker_lifetime(master):
+    srv = master("--max-worker-lifetime", "5", "--min-worker-lifetime", "5", ready=False)
+    assert srv.wait_exit(10) == 2
+    assert "min-worker-lifetime (5) must be lower than max-worker-lifetime (5)" in srv.output()
+
+
+def test_evil_reload_on_rss_kills_the_worker(master):
+    srv = master("--evil-reload-on-rss", "80")
+    (first,) = srv.wait_workers(lambda w: len(w) == 1, 10, "a worker")
+    assert http_get(srv.port, "/alloc?mb=120").ok
+    srv.wait_line(rf"worker 1 \(pid {first}\): resident memory \d+ MB >= evil-reload-on-rss 80 "
+                  r"MB: SIGKILL", 10)
+    srv.wait_workers(lambda w: first not in w and len(w) == 1, 10, "a replacement worker")
+    assert http_get(srv.port).ok
+
+
+def test_harakiri_verbose_logs_the_system_call(master):
+    srv = master("--harakiri", "1", "--harakiri-verbose")
+    (first,) = srv.wait_workers(lambda w: len(w) == 1, 10, "a worker")
+    t, holder = start_slow_request(srv.port, 5)
+    srv.wait_line(rf"harakiri: worker 1 \(pid {first}\): syscall \S+.*; wchan \S+", 10)
+    t.join(10)
+
+
+def test_max_worker_lifetime_delta_spreads_recycling(master):
+    srv = master("--max-worker-lifetime", "2", "--max-worker-lifetime-delta", "3", processes=2)
+    srv.wait_line(r"worker 1 \(pid \d+\): max-worker-lifetime 2s reached", 10)
+    srv.wait_line(r"worker 2 \(pid \d+\): max-worker-lifetime 5s reached", 10)
+
+
+def test_touch_workers_reload_replaces_workers_only(master, tmp_path):
+    flag = tmp_path / "reload-workers"
+    flag.write_text("")
+    srv = master("--touch-workers-reload", str(flag), processes=2)
+    old = srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    with Load(srv.port, clients=4, path="/sleep?s=0.01") as load:
+        poll(lambda: load.count_ok() >= 20, 10, "20 replies")
+        os.utime(flag, (time.time() + 5, time.time() + 5))
+        srv.wait_line(r"touch-workers-reload: .* changed", 10)
+        srv.wait_workers(lambda w: len(w) == 2 and not (w & old), 10, "two new workers")
+        n = load.count_ok()
+        poll(lambda: load.count_ok() >= n + 20, 10, "20 replies from the new workers")
+    assert not load.failures(), describe(load.failures())
+    assert srv.proc.poll() is None and not srv.find("re-executing")
+
+
+def test_touch_chain_reload_replaces_one_worker_at_a_time(master, tmp_path):
+    flag = tmp_path / "chain"
+    flag.write_text("")
+    srv = master("--touch-chain-reload", str(flag), processes=3)
+    old = srv.wait_workers(lambda w: len(w) == 3, 10, "three workers")
+    mark = srv.mark()
+    with Load(srv.port, clients=4, path="/sleep?s=0.01") as load:
+        poll(lambda: load.count_ok() >= 20, 10, "20 replies")
+        os.utime(flag, (time.time() + 5, time.time() + 5))
+        for wid in (1, 2, 3):
+            srv.wait_line(rf"chain reload: worker {wid} \(pid \d+\) retiring", 10, since=mark)
+        srv.wait_workers(lambda w: len(w) == 3 and not (w & old), 10, "three new workers")
+    assert not load.failures(), describe(load.failures())
+    # one at a time: never more than one old worker retiring while its replacement starts
+    retiring = [line for line in srv.output().splitlines()[mark:] if "retiring" in line]
+    assert len(retiring) == 3

@@ -125,6 +125,52 @@ def set_proctitle(title: str) -> None:
         pass
 
 
+def process_title(cfg: Any, role: str, wid: int = 0) -> str:
+    """The title of the master (role "master") or of worker ``wid``, as
+    uWSGI names them: procname-master (master only), else procname, else
+    "uWSGI master" / "uWSGI worker N" when auto-procname (or procname,
+    procname-master) is set, after procname-prefix(-spaced).  Without
+    those, uwsgipy's own "uwsgipy master" / "uwsgipy worker N"."""
+    if cfg.procname_prefix_spaced:
+        prefix = cfg.procname_prefix_spaced + " "
+    else:
+        prefix = cfg.procname_prefix or ""
+    if role == "master" and cfg.procname_master:
+        name = cfg.procname_master
+    elif cfg.procname:
+        name = cfg.procname
+    elif cfg.auto_procname or cfg.procname_master:
+        name = "uWSGI master" if role == "master" else f"uWSGI worker {wid}"
+    else:
+        name = "uwsgipy master" if role == "master" else f"uwsgipy worker {wid}"
+    return prefix + name
+
+
+def _proc_memory(pid: int) -> "tuple[int, int]":
+    """(address space, resident) of a process in bytes, from
+    /proc/PID/statm; (0, 0) when it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            size, resident = f.read().split()[:2]
+    except (OSError, ValueError):
+        return 0, 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(size) * page, int(resident) * page
+
+
+def _kernel_activity(pid: int) -> str:
+    """harakiri-verbose: the worker's current system call and wait
+    channel (/proc/PID/syscall, /proc/PID/wchan), as uWSGI logs them."""
+    parts = []
+    for name in ("syscall", "wchan"):
+        try:
+            with open(f"/proc/{pid}/{name}") as f:
+                parts.append(f"{name} {f.read().strip() or '?'}")
+        except OSError as exc:
+            parts.append(f"{name} unreadable ({exc.strerror})")
+    return "; ".join(parts)
+
+
 def _die_with_parent(master_pid: int) -> None:
     """Linux: the worker gets SIGTERM (a graceful stop) if the master dies,
     instead of serving on as an orphan nobody manages."""
@@ -180,6 +226,9 @@ class Arbiter:
         self._next_spawn = 0.0
         self._exit_code = EXIT_OK
         self._touch_mtimes: Dict[str, float] = {}
+        self._touch_workers: Dict[str, float] = {}  # touch-workers-reload
+        self._touch_chain: Dict[str, float] = {}    # touch-chain-reload
+        self._chain: List[int] = []  # pids still to replace in a chain reload
         self._rfd = self._wfd = -1
         self._old_kill_at = 0.0  # set once the old generation was told to stop
         self._quick = False
@@ -207,8 +256,12 @@ class Arbiter:
                 log.error("%s", exc.strerror)
                 return EXIT_CONFIG
             self.pid = os.getpid()
-        prefix = cfg.procname_prefix or ""
-        set_proctitle(f"{prefix}uwsgipy master")
+        set_proctitle(process_title(cfg, "master"))
+        problem = self._check_process_options()
+        if problem:
+            log.error("%s", problem)
+            return EXIT_CONFIG
+        privileges.apply_process_limits(cfg)  # umask before any socket is bound
         try:
             self._open_listeners()
         except (OSError, ValueError) as exc:
@@ -223,6 +276,20 @@ class Arbiter:
                     privileges.remove_pidfile(cfg.pidfile)
 
     _reexecuting = False
+
+    def _check_process_options(self) -> str:
+        """What uWSGI refuses at start-up among the master's options ("" when
+        fine); also the start-up warnings of options accepted without effect."""
+        cfg = self.cfg
+        if cfg.max_worker_lifetime and cfg.sources.get("min-worker-lifetime", "default") \
+                != "default" and cfg.min_worker_lifetime >= cfg.max_worker_lifetime:
+            return (f"min-worker-lifetime ({cfg.min_worker_lifetime}) must be lower than "
+                    f"max-worker-lifetime ({cfg.max_worker_lifetime}) "
+                    f"({cfg.sources.get('min-worker-lifetime')})")
+        if cfg.memory_report:
+            log.warning("memory-report (%s): accepted, but the per-request memory line is not "
+                        "written", cfg.sources.get("memory-report", "?"))
+        return ""
 
     def _run_bound(self, reexec: bool) -> int:
         cfg = self.cfg
@@ -280,6 +347,10 @@ class Arbiter:
                 return EXIT_BIND
         for path in cfg.touch_reload:
             self._touch_mtimes[path] = self._mtime(path)
+        for path in cfg.touch_workers_reload:
+            self._touch_workers[path] = self._mtime(path)
+        for path in cfg.touch_chain_reload:
+            self._touch_chain[path] = self._mtime(path)
         if self.reload_failed:
             log.info("master %d: not reloaded; serving on with the %d old worker(s)", self.pid,
                      len(self.old_pids))
@@ -411,6 +482,7 @@ class Arbiter:
             self.recycle_workers()
             self.retire_old_generation()
             self.check_touch_reload()
+            self.advance_chain()
             if self.reload_failed and not self.workers and not self.old_pids:
                 log.error("no worker left after a failed reload: stopping")
                 self._exit_code = EXIT_APP_LOAD
@@ -502,7 +574,7 @@ class Arbiter:
         os.close(self._wfd)
         if self.stats_server is not None:
             self.stats_server.socket.close()
-        set_proctitle(f"{cfg.procname_prefix or ''}uwsgipy worker {wid}")
+        set_proctitle(process_title(cfg, "worker", wid))
         set_role(f"worker {wid}")
         app = self.app
         if app is None:
@@ -682,6 +754,9 @@ class Arbiter:
                     log.error("harakiri: worker %d (pid %d) killed after %.1fs on %s %s "
                               "(harakiri %ds)", w.wid, w.pid, now - started,
                               core.method.decode("latin-1"), core.uri.decode("latin-1"), harakiri)
+                    if self.cfg.harakiri_verbose:
+                        log.error("harakiri: worker %d (pid %d): %s", w.wid, w.pid,
+                                  _kernel_activity(w.pid))
                     core.request_started = 0.0
                     w.stopping = True  # replaced at once; reaped later
                     self._kill(w.pid, signal.SIGKILL)
@@ -690,14 +765,42 @@ class Arbiter:
     def recycle_workers(self) -> None:
         """max-worker-lifetime: replace old workers gracefully (the
         replacement is forked before the old one finishes)."""
+        self.check_worker_memory()
         lifetime = self.cfg.max_worker_lifetime
         if not lifetime:
             return
         now = time.monotonic()
         for w in self._active():
-            if now - w.spawned > lifetime:
+            allowed = lifetime + (w.wid - 1) * self.cfg.max_worker_lifetime_delta
+            if now - w.spawned > allowed:
                 log.info("worker %d (pid %d): max-worker-lifetime %ds reached: recycling",
-                         w.wid, w.pid, lifetime)
+                         w.wid, w.pid, allowed)
+                self._stop_worker(w, "retire")
+
+    _memory_checked = 0.0
+
+    def check_worker_memory(self) -> None:
+        """reload-on-as (retire gracefully, once the worker is older than
+        min-worker-lifetime) and evil-reload-on-rss (SIGKILL), from
+        /proc/PID/statm, once a second (uWSGI's master cycle)."""
+        cfg = self.cfg
+        if not cfg.reload_on_as and not cfg.evil_reload_on_rss:
+            return
+        now = time.monotonic()
+        if now - self._memory_checked < 1.0:
+            return
+        self._memory_checked = now
+        for w in self._active():
+            vsz, rss = _proc_memory(w.pid)
+            if cfg.evil_reload_on_rss and rss >= cfg.evil_reload_on_rss << 20:
+                log.error("worker %d (pid %d): resident memory %d MB >= evil-reload-on-rss %d "
+                          "MB: SIGKILL", w.wid, w.pid, rss >> 20, cfg.evil_reload_on_rss)
+                w.stopping = True  # replaced at once; reaped later
+                self._kill(w.pid, signal.SIGKILL)
+            elif cfg.reload_on_as and vsz >= cfg.reload_on_as << 20 \
+                    and now - w.spawned >= cfg.min_worker_lifetime:
+                log.info("worker %d (pid %d): address space %d MB >= reload-on-as %d MB: "
+                         "recycling", w.wid, w.pid, vsz >> 20, cfg.reload_on_as)
                 self._stop_worker(w, "retire")
 
     def retire_old_generation(self) -> None:
@@ -730,13 +833,53 @@ class Arbiter:
             return 0.0
 
     def check_touch_reload(self) -> None:
-        for path, seen in self._touch_mtimes.items():
-            now = self._mtime(path)
-            if now != seen:
-                self._touch_mtimes[path] = now
-                log.info("touch-reload: %s changed", path)
-                self.handle_hup()
+        for option, files, action in (("touch-reload", self._touch_mtimes, self.handle_hup),
+                                      ("touch-workers-reload", self._touch_workers,
+                                       self.reload_workers),
+                                      ("touch-chain-reload", self._touch_chain,
+                                       self.chain_reload)):
+            for path, seen in files.items():
+                now = self._mtime(path)
+                if now != seen:
+                    files[path] = now
+                    log.info("%s: %s changed", option, path)
+                    action()
+                    return
+
+    def reload_workers(self) -> None:
+        """Replace every worker, the master staying (touch-workers-reload,
+        the fifo's 'w'): each old worker finishes its requests while its
+        replacement, forked at once, serves."""
+        if self.stopping:
+            return
+        active = self._active()
+        log.info("reloading the %d worker(s) (the master stays)", len(active))
+        self._chain = []
+        for w in active:
+            self._stop_worker(w, "retire")
+
+    def chain_reload(self) -> None:
+        """Replace the workers one at a time (touch-chain-reload, the
+        fifo's 'c'): the next is retired once the previous replacement
+        serves (advance_chain)."""
+        if self.stopping:
+            return
+        self._chain = [w.pid for w in sorted(self._active(), key=lambda w: w.wid)]
+        log.info("chain reload: replacing %d worker(s) one at a time", len(self._chain))
+
+    def advance_chain(self) -> None:
+        if not self._chain:
+            return
+        active = self._active()
+        if len(active) < self.num_workers or not all(self._ready(w) for w in active):
+            return  # the last replacement is not serving yet
+        while self._chain:
+            w = self.workers.get(self._chain.pop(0))
+            if w is not None and not w.stopping:
+                log.info("chain reload: worker %d (pid %d) retiring", w.wid, w.pid)
+                self._stop_worker(w, "retire")
                 return
+        log.info("chain reload: done")
 
     # ------------------------------------------------------------------
     # signal handlers (called from the loop, never from signal context)

@@ -92,6 +92,16 @@ def _env_var(name: str) -> str:
 # --------------------------------------------------------------------------
 
 
+def _logger_spec(value: str) -> None:
+    from .log import parse_logger
+    parse_logger(value)
+
+
+def _route_spec(value: str) -> None:
+    from .routes import parse_route
+    parse_route(value)
+
+
 def _at_least(low: int) -> Callable[[Any], None]:
     def check(value: int) -> None:
         if value < low:
@@ -206,6 +216,21 @@ def _no(name: str, hint: str = "", kind: str = "str", **kw: Any) -> Setting:
     """A uWSGI option uwsgipy recognises but refuses (see Setting.help)."""
     return Setting(name=name, kind=kind, default=None if kind != "list" else (),
                    help=hint, implemented=False, section=UNSUPPORTED_SECTION, **kw)
+
+
+def _umask(value: str) -> None:
+    if not re.fullmatch(r"[0-7]{1,4}", value.strip()) or int(value, 8) > 0o777:
+        raise ValueError(f"invalid umask {value!r} (an octal mode such as 022)")
+
+
+HOOK_MASTER_START_SIGTERM = "unix_signal:15 gracefully_kill_them_all"
+
+
+def _hook_master_start(value: str) -> None:
+    if " ".join(value.split()) != HOOK_MASTER_START_SIGTERM:
+        raise ValueError(f"only '{HOOK_MASTER_START_SIGTERM}' is supported (SIGTERM is "
+                         "uwsgipy's graceful stop already); run other commands from your "
+                         "service manager")
 
 
 _NO_TLS = "uwsgipy has no TLS; terminate TLS in nginx or a load balancer"
@@ -465,6 +490,11 @@ SETTINGS: Tuple[Setting, ...] = (
        "many seconds; 0 disables.",
        short="-t", metavar="SECONDS", section="Requests and timeouts",
        validator=_at_least(0), uwsgi_ref="uWSGI --harakiri (-t)."),
+    _s("harakiri-verbose", "bool", False,
+       "On harakiri, also log what the worker was doing in the kernel: its current "
+       "system call and wait channel (/proc/PID/syscall and /proc/PID/wchan, Linux).",
+       section="Requests and timeouts",
+       uwsgi_ref="uWSGI --harakiri-verbose (same two /proc files)."),
     # -- Processes ---------------------------------------------------------
     _s("master", "bool", False,
        "Run a master process that spawns, supervises and respawns the workers.",
@@ -519,6 +549,49 @@ SETTINGS: Tuple[Setting, ...] = (
        "Recycle a worker after it has run this many seconds; 0 disables.",
        metavar="SECONDS", section="Worker recycling and reloading", validator=_at_least(0),
        uwsgi_ref="uWSGI --max-worker-lifetime."),
+    _s("max-worker-lifetime-delta", "int", 0,
+       "Add (worker id - 1) x N seconds to max-worker-lifetime for each worker, so the "
+       "workers do not all recycle at the same moment.",
+       metavar="N", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --max-worker-lifetime-delta (the same (id - 1) x N)."),
+    _s("min-worker-lifetime", "int", 10,
+       "A worker younger than this many seconds is not recycled for reload-on-as; must be "
+       "lower than max-worker-lifetime when both are given.",
+       metavar="SECONDS", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --min-worker-lifetime, same default (10). DEVIATION: uWSGI also "
+                 "holds back max-requests and reload-on-rss for it; in uwsgipy the worker "
+                 "applies those two itself and does not wait."),
+    _s("reload-on-as", "int", 0,
+       "Recycle a worker gracefully (it finishes its requests) once its address space "
+       "(virtual size) reaches this many megabytes; checked by the master every second; "
+       "0 disables.",
+       metavar="MB", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --reload-on-as (uWSGI's worker checks after each request; here "
+                 "the master checks every second and retires it the same graceful way)."),
+    _s("evil-reload-on-rss", "int", 0,
+       "Kill (SIGKILL) and replace a worker whose resident memory reaches this many "
+       "megabytes, even in the middle of a request; checked by the master every second; "
+       "0 disables.",
+       metavar="MB", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --evil-reload-on-rss (its master also sends SIGKILL)."),
+    _s("limit-as", "int", 0,
+       "Limit the address space (RLIMIT_AS) of the master and the workers to this many "
+       "megabytes: an allocation past it fails with MemoryError; 0 leaves it unlimited.",
+       metavar="MB", section="Worker recycling and reloading", validator=_at_least(0),
+       uwsgi_ref="uWSGI --limit-as (setrlimit RLIMIT_AS at start-up, soft and hard)."),
+    _s("touch-workers-reload", "list", (),
+       "When FILE's modification time changes, replace the workers only (the master "
+       "stays): each old worker finishes its requests while a new one serves. Without "
+       "lazy-apps the new workers are forked from the master's copy of the app. "
+       "Repeatable.",
+       metavar="FILE", section="Worker recycling and reloading",
+       uwsgi_ref="uWSGI --touch-workers-reload."),
+    _s("touch-chain-reload", "list", (),
+       "When FILE's modification time changes, replace the workers one at a time: the "
+       "next old worker is retired only once the previous replacement serves. Best with "
+       "lazy-apps (each new worker loads the code afresh). Repeatable.",
+       metavar="FILE", section="Worker recycling and reloading",
+       uwsgi_ref="uWSGI --touch-chain-reload."),
     _s("touch-reload", "list", (),
        "Gracefully reload the workers when FILE's modification time changes. "
        "Repeatable.",
@@ -552,6 +625,77 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("log-5xx", "bool", False,
        "Log requests answered with a 5xx status even when disable-logging is set.",
        section="Logging", uwsgi_ref="uWSGI --log-5xx."),
+    _s("logger", "list", (),
+       "Send the log to a logger instead of stderr / logto: file:PATH (or "
+       "file:logfile=PATH,maxsize=BYTES,backupname=NAME), fd:N, stdio (stderr, or the "
+       "logto file) or syslog[:IDENT[,FACILITY]] (IDENT default uwsgi, FACILITY default "
+       "daemon, each line at LOG_INFO on /dev/log). Repeatable: every line goes to every "
+       "logger. A first word and a space name the logger (`logger = app file:/x`). With a "
+       "logger the logto file receives nothing, as in uWSGI. Lines pass through the log "
+       "pipe the master reads (see log-master).",
+       metavar="[NAME ]KIND[:ARG]", section="Logging", validator=_logger_spec,
+       uwsgi_ref="uWSGI --logger with its file, fd, stdio and syslog plugins; other "
+                 "logger plugins (socket, zeromq, redis…) are refused by name."),
+    _s("req-logger", "list", (),
+       "Send the request (access) log lines to these loggers (same forms as logger); "
+       "everything else goes where logger or logto say.",
+       aliases=("logger-req",), metavar="[NAME ]KIND[:ARG]", section="Logging",
+       validator=_logger_spec, uwsgi_ref="uWSGI --req-logger / --logger-req."),
+    _s("log-master", "bool", False,
+       "Workers' output and log lines go through a pipe that a thread of the master "
+       "reads and writes to the log (implied by logger, req-logger and log-maxsize). "
+       "Without it each process appends to the log itself (whole lines, O_APPEND), "
+       "which is equally safe for a plain file.",
+       section="Logging", uwsgi_ref="uWSGI --log-master."),
+    _s("log-date", "str", None,
+       "Prefix uwsgipy's own log lines with the date: bare (or true) is uWSGI's "
+       "`Tue Dec  1 22:43:24 2026 - `, any other value a strftime format followed by "
+       "` - `. Request lines and the app's output are not prefixed, as in uWSGI.",
+       aliases=("logdate",), metavar="[FORMAT]", const="true", section="Logging",
+       uwsgi_ref="uWSGI --log-date / --logdate, byte for byte."),
+    _s("log-maxsize", "int", 0,
+       "Rotate the logto file when it grows past BYTES: it is renamed to "
+       "log-backupname (or FILE.<unix time>) and a new one started, between two whole "
+       "lines (the master's log pipe writes the file; implies log-master). 0: never.",
+       metavar="BYTES", section="Logging", validator=_at_least(0),
+       uwsgi_ref="uWSGI --log-maxsize, same message and backup names."),
+    _s("log-backupname", "str", None,
+       "Name of the rotated log file (log-maxsize); each rotation replaces it.",
+       metavar="FILE", section="Logging", uwsgi_ref="uWSGI --log-backupname."),
+    _s("log-reopen", "bool", False,
+       "No-op by design: uwsgipy reopens the logto file at every start, graceful "
+       "reloads included (uWSGI keeps it open across reloads unless log-reopen).",
+       section="Logging", uwsgi_ref="uWSGI --log-reopen (always on in uwsgipy)."),
+    _s("logfile-chown", "bool", False,
+       "Give the logto file to uid/gid (before privileges are dropped), so a reopen "
+       "or rotation as that user works. Nothing without uid or gid.",
+       section="Logging", uwsgi_ref="uWSGI --logfile-chown (the logto file only)."),
+    _s("log-slow", "int", 0,
+       "With disable-logging, still log requests that took at least MS milliseconds.",
+       metavar="MS", section="Logging", validator=_at_least(0),
+       uwsgi_ref="uWSGI --log-slow (like uWSGI, it matters only with disable-logging)."),
+    _s("log-zero", "bool", False,
+       "With disable-logging, still log responses without a body (0 bytes sent).",
+       section="Logging", uwsgi_ref="uWSGI --log-zero (only with disable-logging)."),
+    _s("log-micros", "bool", False,
+       "The default request line gives the time in whole microseconds (`1234us`) "
+       "instead of milliseconds with 3 decimals.",
+       section="Logging", uwsgi_ref="uWSGI --log-micros (uwsgipy's default line differs "
+                                     "from uWSGI's)."),
+    _s("route", "list", (),
+       "A route on PATH_INFO: `REGEXP ACTION:ARG`, e.g. `route = ^/health donotlog:`. "
+       "Actions: donotlog: (keep the request out of the access log), log:TEXT (log a "
+       "line; $1..$9 groups, ${VAR} environ variables), last: / continue: (stop "
+       "routing). Other actions are refused by name: uwsgipy's routes never change "
+       "the response. Routes run only when configured (no cost otherwise).",
+       metavar="REGEXP ACTION:ARG", section="Logging", validator=_route_spec,
+       uwsgi_ref="uWSGI --route (internal routing), logging actions only; Python re "
+                 "instead of PCRE."),
+    _s("route-uri", "list", (),
+       "Like route, matched against REQUEST_URI (path and query string); run after "
+       "the route ones.",
+       metavar="REGEXP ACTION:ARG", section="Logging", validator=_route_spec,
+       uwsgi_ref="uWSGI --route-uri, logging actions only."),
     # -- Privileges and daemon -----------------------------------------------
     _s("pidfile", "str", None,
        "Write the pid of the master (or of the single process) to FILE, before "
@@ -576,7 +720,47 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("procname-prefix", "str", None,
        "Prefix the process titles shown by ps with PREFIX.",
        metavar="PREFIX", section="Privileges and daemon",
-       uwsgi_ref="uWSGI --procname-prefix."),
+       uwsgi_ref="uWSGI --procname-prefix. DEVIATION: alone it prefixes uwsgipy's own "
+                 "titles (\"PREFIXuwsgipy master\"); uWSGI's titles (\"uWSGI master\") "
+                 "come with auto-procname, procname or procname-master."),
+    _s("procname-prefix-spaced", "str", None,
+       "As procname-prefix, with a space after PREFIX.",
+       metavar="PREFIX", section="Privileges and daemon",
+       uwsgi_ref="uWSGI --procname-prefix-spaced."),
+    _s("auto-procname", "bool", False,
+       "Give the processes uWSGI's titles: \"uWSGI master\" and \"uWSGI worker N\" "
+       "(after procname-prefix), so scripts that look for them find them.",
+       section="Privileges and daemon", uwsgi_ref="uWSGI --auto-procname, same titles."),
+    _s("procname", "str", None,
+       "Title of every process (master and workers), after procname-prefix; implies "
+       "auto-procname.",
+       metavar="NAME", section="Privileges and daemon",
+       uwsgi_ref="uWSGI --procname (workers and master alike, as there)."),
+    _s("procname-master", "str", None,
+       "Title of the master process (before procname), after procname-prefix; implies "
+       "auto-procname.",
+       metavar="NAME", section="Privileges and daemon", uwsgi_ref="uWSGI --procname-master."),
+    _s("umask", "str", None,
+       "Set the process umask (octal, e.g. 022) before the sockets are bound and any file "
+       "is written; workers and attached daemons inherit it.",
+       metavar="MODE", section="Privileges and daemon", validator=_umask,
+       uwsgi_ref="uWSGI --umask (applied while the options are read, before binding)."),
+    _s("max-fd", "int", 0,
+       "Set the open files limit (RLIMIT_NOFILE, soft and hard) to N at start-up. Raising "
+       "the hard limit needs root; if it cannot be set, one warning line and the soft "
+       "limit goes as high as the hard one allows. 0 keeps the inherited limit.",
+       metavar="N", section="Privileges and daemon", validator=_at_least(0),
+       uwsgi_ref="uWSGI --max-fd (uWSGI also logs the failure and goes on)."),
+    _s("hook-master-start", "list", (),
+       "Accepted in exactly one form, `unix_signal:15 gracefully_kill_them_all`, which "
+       "uWSGI 2.0 deployments use to make SIGTERM a graceful stop: it is uwsgipy's "
+       "SIGTERM already. Any other hook is refused.",
+       metavar="ACTION", section="Processes", validator=_hook_master_start,
+       uwsgi_ref="uWSGI --hook-master-start (only this action)."),
+    _s("memory-report", "bool", False,
+       "Accepted with one warning at start-up: the per-request memory line of uWSGI "
+       "is not written (the stats server shows each worker's requests).",
+       short="-m", section="Logging", uwsgi_ref="uWSGI --memory-report (-m)."),
     # -- Stats -------------------------------------------------------------
     _s("stats", "str", None,
        "Serve a JSON document of server and worker statistics on ADDR (HOST:PORT or "
@@ -628,7 +812,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("scgi-socket", _NO_PROTO, kind="list"),
     _no("shared-socket", kind="list"),
     _no("abstract-socket", kind="bool"),
-    _no("umask"),
     _no("pyimport", aliases=("python-import",)),
     _no("py-call-osafterfork", kind="bool"),
     _no("py-tracebacker"),
@@ -641,9 +824,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("check-static", "serve static files from nginx", kind="list"),
     _no("post-buffering-bufsize"),
     _no("add-header", kind="list"),
-    _no("route", kind="list"),
     _no("route-host", kind="list"),
-    _no("route-uri", kind="list"),
     _no("route-run", kind="list"),
     _no("cheaper", _CHEAPER),
     _no("cheaper-algo", _CHEAPER),
@@ -653,15 +834,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("idle"),
     _no("die-on-idle", kind="bool"),
     _no("master-fifo", kind="list"),
-    _no("memory-report", short="-m", kind="bool"),
-    _no("min-worker-lifetime"),
-    _no("max-worker-lifetime-delta"),
-    _no("reload-on-as"),
-    _no("evil-reload-on-rss"),
-    _no("limit-as"),
-    _no("harakiri-verbose", kind="bool"),
-    _no("touch-chain-reload", kind="list"),
-    _no("touch-workers-reload", kind="list"),
     _no("fs-reload", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
     _no("spooler", short="-Q", kind="list"),
@@ -677,23 +849,25 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("attach-daemon", _NO_HOOKS, kind="list"),
     _no("smart-attach-daemon", _NO_HOOKS, kind="list"),
     _no("hook-asap", _NO_HOOKS, kind="list"),
+    _no("hook-pre-jail", _NO_HOOKS, kind="list"),
+    _no("hook-post-jail", _NO_HOOKS, kind="list"),
+    _no("hook-in-jail", _NO_HOOKS, kind="list"),
+    _no("hook-as-root", _NO_HOOKS, kind="list"),
+    _no("hook-as-user", _NO_HOOKS, kind="list"),
+    _no("hook-as-user-atexit", _NO_HOOKS, kind="list"),
+    _no("hook-pre-app", _NO_HOOKS, kind="list"),
+    _no("hook-post-app", _NO_HOOKS, kind="list"),
+    _no("hook-post-fork", _NO_HOOKS, kind="list"),
+    _no("hook-accepting", _NO_HOOKS, kind="list"),
+    _no("hook-accepting1", _NO_HOOKS, kind="list"),
+    _no("hook-accepting-once", _NO_HOOKS, kind="list"),
+    _no("hook-accepting1-once", _NO_HOOKS, kind="list"),
+    _no("hook-master-stop", _NO_HOOKS, kind="list"),
+    _no("hook-touch", _NO_HOOKS, kind="list"),
     _no("exec-asap", _NO_HOOKS, kind="list"),
     _no("exec-pre-app", _NO_HOOKS, kind="list"),
     _no("exec-as-root", _NO_HOOKS, kind="list"),
     _no("exec-as-user", _NO_HOOKS, kind="list"),
-    _no("auto-procname", kind="bool"),
-    _no("procname", "use procname-prefix"),
-    _no("procname-prefix-spaced", "use procname-prefix"),
-    _no("procname-master", "use procname-prefix"),
-    _no("logger", "use logto or stderr", kind="list"),
-    _no("req-logger", "use logto or stderr", kind="list"),
-    _no("log-date", aliases=("logdate",)),
-    _no("log-reopen", kind="bool"),
-    _no("log-maxsize"),
-    _no("log-backupname"),
-    _no("logfile-chown", kind="bool"),
-    _no("log-slow"),
-    _no("log-master", kind="bool"),
     _no("pidfile2", "use pidfile"),
     _no("safe-pidfile", "use pidfile"),
     _no("chroot"),
@@ -779,6 +953,7 @@ class Config:
     offload_threads: int
     no_orphans: bool
     harakiri: int
+    harakiri_verbose: bool
     # Processes
     master: bool
     processes: int
@@ -792,6 +967,13 @@ class Config:
     max_requests_delta: int
     reload_on_rss: int
     max_worker_lifetime: int
+    max_worker_lifetime_delta: int
+    min_worker_lifetime: int
+    reload_on_as: int
+    evil_reload_on_rss: int
+    limit_as: int
+    touch_workers_reload: List[str]
+    touch_chain_reload: List[str]
     touch_reload: List[str]
     py_autoreload: int
     # Logging
@@ -801,12 +983,33 @@ class Config:
     log_x_forwarded_for: bool
     log_4xx: bool
     log_5xx: bool
+    logger: List[str]
+    req_logger: List[str]
+    log_master: bool
+    log_date: Optional[str]
+    log_maxsize: int
+    log_backupname: Optional[str]
+    log_reopen: bool
+    logfile_chown: bool
+    log_slow: int
+    log_zero: bool
+    log_micros: bool
+    route: List[str]
+    route_uri: List[str]
     # Privileges and daemon
     pidfile: Optional[str]
     uid: Optional[str]
     gid: Optional[str]
     daemonize: Optional[str]
     procname_prefix: Optional[str]
+    procname_prefix_spaced: Optional[str]
+    auto_procname: bool
+    procname: Optional[str]
+    procname_master: Optional[str]
+    umask: Optional[str]
+    max_fd: int
+    hook_master_start: List[str]
+    memory_report: bool
     # Stats
     stats: Optional[str]
     stats_http: bool

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 __all__ = ["PrivilegeError", "Identity", "resolve", "resolve_owner", "chown_socket", "drop",
-           "write_pidfile", "remove_pidfile", "daemonize"]
+           "write_pidfile", "remove_pidfile", "daemonize", "apply_process_limits"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -218,3 +218,46 @@ def daemonize(logfile: str) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     os.close(null)
+
+
+def apply_process_limits(cfg: Any) -> None:
+    """``umask``, ``max-fd`` and ``limit-as``, applied to this process
+    before any socket is bound (the workers and attached daemons inherit
+    them), as uWSGI does (it applies ``umask`` while parsing, the rlimits
+    at start-up).  A limit that cannot be set is one warning line and the
+    server goes on, as in uWSGI (which logs setrlimit()'s error).
+
+    umask: an octal string ("022"); max-fd: RLIMIT_NOFILE soft and hard
+    limit, raising the hard limit needs root (without it the soft limit is
+    raised as far as the hard one allows); limit-as: RLIMIT_AS in MB."""
+    import resource
+    if getattr(cfg, "umask", None):
+        os.umask(int(cfg.umask, 8))
+    max_fd = getattr(cfg, "max_fd", 0)
+    if max_fd:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_fd, max_fd))
+        except (ValueError, OSError):
+            usable = max_fd if hard == resource.RLIM_INFINITY else min(max_fd, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (usable, hard))
+                soft = usable
+            except (ValueError, OSError):
+                pass
+            log.warning("max-fd %d: cannot set the open files limit (RLIMIT_NOFILE) to %d "
+                        "(the hard limit is %s; raising it needs root): running with %d",
+                        max_fd, max_fd, "unlimited" if hard == resource.RLIM_INFINITY else hard,
+                        soft)
+        else:
+            log.info("max-fd: open files limit (RLIMIT_NOFILE) is %d", max_fd)
+    limit_as = getattr(cfg, "limit_as", 0)
+    if limit_as:
+        size = limit_as * 1024 * 1024
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        except (ValueError, OSError):
+            log.warning("limit-as %d: cannot lower the address space limit (RLIMIT_AS) to %d "
+                        "MB: running without it", limit_as, limit_as)
+        else:
+            log.info("limit-as: the address space limit (RLIMIT_AS) is %d MB", limit_as)
