@@ -1055,15 +1055,53 @@ log_addr(upy_server *srv, PyObject *environ, Py_ssize_t *len)
     return env_text(environ, srv->st->k_REMOTE_ADDR, len);
 }
 
+/* Conditional logging with disable-logging, as uWSGI's log_request():
+   log_filter's low byte is UPY_LOG_4XX | UPY_LOG_5XX | UPY_LOG_ZERO, its
+   upper bits log-slow's threshold in milliseconds (uwsgipy/log.py builds
+   it).  These two live here, with the access log: only log.py uses them. */
+#define UPY_LOG_ZERO 4
+#define UPY_LOG_SLOW_SHIFT 8
+
+/* log_format codes beyond _core.LOG_VARS (uwsgipy/log.py, same values):
+   the default line, and the default line with the time in microseconds
+   (log-micros). */
+#define UPY_LV_DEFAULT 100
+#define UPY_LV_DEFAULT_MICROS 101
+
 static int
-log_wanted(upy_server *srv, int status)
+log_wanted(upy_server *srv, int status, uint64_t sent, double secs)
 {
+    int flags = srv->log_filter & 0xff;
+    unsigned slow_ms = (unsigned)srv->log_filter >> UPY_LOG_SLOW_SHIFT;
     if (srv->access_log_fd < 0)
         return 0;
     if (srv->log_filter == 0)
         return 1;
-    return ((srv->log_filter & UPY_LOG_4XX) && status >= 400 && status < 500) ||
-           ((srv->log_filter & UPY_LOG_5XX) && status >= 500);
+    return ((flags & UPY_LOG_4XX) && status >= 400 && status < 500) ||
+           ((flags & UPY_LOG_5XX) && status >= 500) ||
+           ((flags & UPY_LOG_ZERO) && sent == 0) ||
+           (slow_ms && secs * 1000.0 >= (double)slow_ms);
+}
+
+/* The route matcher (route/route-uri, uwsgipy/routes.py) is the log
+   format's first item when routes are configured: called with the
+   environ, a true result logs the request.  Returns 1 log, 0 skip. */
+static int
+log_route(upy_server *srv, PyObject *matcher, PyObject *environ)
+{
+    PyObject *res = PyObject_CallOneArg(matcher, environ);
+    int yes;
+    if (res == NULL) {
+        upy_log_exception(srv, "error in the route matcher");
+        return 1;
+    }
+    yes = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    if (yes < 0) {
+        upy_log_exception(srv, "error in the route matcher");
+        return 1;
+    }
+    return yes;
 }
 
 static void
@@ -1079,12 +1117,36 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
     Py_ssize_t n;
     const char *t;
 
-    if (!log_wanted(srv, status)) {
+    Py_ssize_t first = 0, count = 0;
+    int micros = 0;
+
+    secs = upy_now() - started;
+    if (!log_wanted(srv, status, r->sent, secs)) {
         return;
     }
-    secs = upy_now() - started;
-    if (srv->log_format == NULL) {
-        /* 127.0.0.1 "GET /path?q HTTP/1.1" 200 13 0.120ms */
+    if (srv->log_format != NULL) {
+        PyObject *item;
+        count = PyTuple_GET_SIZE(srv->log_format);
+        item = count ? PyTuple_GET_ITEM(srv->log_format, 0) : NULL;
+        if (item != NULL && !PyUnicode_Check(item) && !PyLong_Check(item)) {
+            if (!log_route(srv, item, environ))
+                return;
+            first = 1;
+        }
+        if (count - first == 1) {
+            item = PyTuple_GET_ITEM(srv->log_format, first);
+            if (PyLong_Check(item)) {
+                long v = PyLong_AsLong(item);
+                if (v == UPY_LV_DEFAULT || v == UPY_LV_DEFAULT_MICROS) {
+                    micros = v == UPY_LV_DEFAULT_MICROS;
+                    count = 0;   /* the default line */
+                }
+            }
+        }
+    }
+    if (count == 0) {
+        /* 127.0.0.1 "GET /path?q HTTP/1.1" 200 13 0.120ms
+           (log-micros: ... 200 13 120us) */
         t = log_addr(srv, environ, &n);
         line_put(&l, t, (size_t)n);
         line_put(&l, " \"", 2);
@@ -1098,12 +1160,15 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
         line_put(&l, " ", 1);
         t = env_text(environ, st->k_SERVER_PROTOCOL, &n);
         line_put(&l, t, (size_t)(n > 16 ? 16 : n));
-        line_fmt(&l, "\" %d %llu %.3fms", status,
-                 (unsigned long long)r->sent, secs * 1000.0);
+        if (micros)
+            line_fmt(&l, "\" %d %llu %lluus", status,
+                     (unsigned long long)r->sent, (unsigned long long)(secs * 1e6));
+        else
+            line_fmt(&l, "\" %d %llu %.3fms", status,
+                     (unsigned long long)r->sent, secs * 1000.0);
     }
     else {
-        Py_ssize_t count = PyTuple_GET_SIZE(srv->log_format);
-        for (Py_ssize_t i = 0; i < count; i++) {
+        for (Py_ssize_t i = first; i < count; i++) {
             PyObject *item = PyTuple_GET_ITEM(srv->log_format, i);
             long var;
             if (PyUnicode_Check(item)) {

@@ -205,7 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"uwsgipy: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        setup_logging(cfg.logto)
+        setup_logging(cfg.logto, cfg)
     except OSError as exc:
         print(f"uwsgipy: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG

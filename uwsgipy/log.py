@@ -6,16 +6,47 @@ Server messages go through :mod:`logging` to stderr, formatted
 fds 1 and 2, so the access log (written by the C core to fd 2), tracebacks,
 ``wsgi.errors`` and stray prints all land in it; :func:`reopen` does it
 again (SIGUSR1, for logrotate).
+
+**The log pipe** (uWSGI's log master).  With ``logger``, ``req-logger``,
+``log-master`` or ``log-maxsize``, fds 1 and 2 of every process (and the C
+core's access log with ``req-logger``) go into a pipe that one thread of
+the master (of the single process without ``--master``) reads and hands,
+line by line, to the loggers: ``file:PATH`` (or uWSGI's
+``file:logfile=PATH,maxsize=N,backupname=NAME``), ``fd:N``, ``stdio`` (what
+stderr was, or the ``logto`` file) and ``syslog[:IDENT[,FACILITY]]``
+(:class:`logging.handlers.SysLogHandler` on ``/dev/log``, or
+``$UWSGIPY_SYSLOG_ADDRESS``; uWSGI's ``openlog``/``syslog(LOG_INFO)``).  As in
+uWSGI, with a ``logger`` the ``logto`` file receives nothing, request lines
+go to the ``req-logger`` ones when there are some, else with the rest.
+Since only the reader writes the files, ``log-maxsize`` rotates between
+two whole lines: no line is lost or split (uWSGI's message and names: the
+backup is ``log-backupname`` or ``FILE.<unix time>``).  The pipe survives a
+graceful reload (its fds are passed in ``UWSGIPY_LOG_PIPE``).
+
+``log-date`` prefixes uwsgipy's own lines (not the request lines nor the
+app's output, as uWSGI) with ``ctime`` (``Tue Dec  1 22:43:24 2026 - ``) or
+a strftime format.
 """
 from __future__ import annotations
 
+import atexit
+import errno
+import fcntl
 import logging
+import logging.handlers
 import os
 import re
+import select
+import stat
 import sys
-from typing import Optional, Tuple, Union
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-__all__ = ["setup_logging", "reopen", "set_role", "compile_log_format", "log"]
+__all__ = ["setup_logging", "reopen", "set_role", "compile_log_format", "log",
+           "parse_logger", "LoggerSpec", "access_log_options", "date_prefix",
+           "parse_log_date"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -30,10 +61,41 @@ def set_role(role: str) -> None:
     _role = f"{role}: " if role else ""
 
 
+_TRUE = ("true", "1", "on", "yes")
+_log_date: Optional[str] = None   # None: off; "": ctime; else a strftime format
+
+
+def parse_log_date(value: Any) -> Optional[str]:
+    """``log-date`` / ``logdate``'s value as uWSGI reads it: absent or
+    false-ish is off (None), bare or true/1/on/yes is ctime (""), anything
+    else a strftime format (uWSGI's uwsgi_opt_log_date)."""
+    if value is None or value is False or value == "":
+        return None
+    if value is True or str(value).lower() in _TRUE:
+        return ""
+    return str(value)
+
+
+def date_prefix() -> str:
+    """The ``log-date`` prefix for a line uwsgipy writes now, as uWSGI's
+    uwsgi_log(): ``ctime() - `` (24 characters), or the strftime result
+    and `` - `` (empty when it is 64 bytes or more, as C's strftime into
+    uWSGI's 64-byte buffer)."""
+    if _log_date is None:
+        return ""
+    now = time.time()
+    if not _log_date:
+        return time.ctime(now) + " - "
+    text = time.strftime(_log_date, time.localtime(now))
+    if len(text.encode()) >= 64:
+        text = ""
+    return text + " - "
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
-        prefix = f"uwsgipy: {_role}{level}"
+        prefix = f"{date_prefix()}uwsgipy: {_role}{level}"
         text = prefix + record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
@@ -54,16 +116,407 @@ def _redirect(path: str) -> None:
         os.close(fd)
 
 
-def setup_logging(logto: Optional[str] = None) -> None:
-    """Install the handler; redirect fds 1 and 2 to ``logto`` when given.
-    Raises OSError naming the file when it cannot be opened."""
-    global _logto
+# --------------------------------------------------------------------------
+# Loggers (uWSGI's logger / req-logger) and the log pipe.
+# --------------------------------------------------------------------------
+
+LOGGER_KINDS = ("file", "fd", "stdio", "syslog")
+SYSLOG_FACILITIES = logging.handlers.SysLogHandler.facility_names
+ENV_LOG_PIPE = "UWSGIPY_LOG_PIPE"   # "orig,main_r,main_w,req_r,req_w" (-1: none)
+
+
+@dataclass(frozen=True)
+class LoggerSpec:
+    """One ``logger`` / ``req-logger`` value: ``[NAME ]KIND[:ARG]``.
+    ``name`` is uWSGI's logger id (alphanumeric, for log-route), or None."""
+    name: Optional[str]
+    kind: str
+    arg: Optional[str]
+
+
+def parse_logger(value: str) -> LoggerSpec:
+    """Parse ``logger`` / ``req-logger`` as uWSGI's setup_choosen_logger:
+    an alphanumeric word and a space first names the logger; then
+    ``KIND[:ARG]`` (an empty ARG is none).  Raises ValueError naming an
+    unknown kind or a missing file."""
+    name: Optional[str] = None
+    rest = value
+    head, sep, tail = value.partition(" ")
+    if sep and head.isalnum() and head.isascii():
+        name, rest = head, tail
+    kind, colon, arg = rest.partition(":")
+    if kind not in LOGGER_KINDS:
+        raise ValueError(f"unknown logger {kind!r} (uwsgipy has {', '.join(LOGGER_KINDS)}; "
+                         "uWSGI's other logger plugins are not available)")
+    spec = LoggerSpec(name, kind, arg or None)
+    if kind == "file":
+        _file_logger_args(spec)
+    elif kind == "fd" and not (spec.arg or "").isdigit():
+        raise ValueError(f"fd logger needs a file descriptor number, got {spec.arg!r}")
+    return spec
+
+
+def _file_logger_args(spec: LoggerSpec) -> Tuple[str, int, Optional[str]]:
+    """(path, maxsize, backupname) of a file logger: ``file:PATH`` or
+    uWSGI's ``file:logfile=PATH,maxsize=BYTES,backupname=NAME``."""
+    arg = spec.arg or ""
+    if "=" not in arg:
+        if not arg:
+            raise ValueError("file logger needs a path (file:PATH)")
+        return arg, 0, None
+    kv: Dict[str, str] = {}
+    for item in arg.split(","):
+        key, eq, val = item.partition("=")
+        if not eq or key not in ("logfile", "maxsize", "backupname"):
+            raise ValueError(f"file logger: bad item {item!r} (logfile=, maxsize=, backupname=)")
+        kv[key] = val
+    if not kv.get("logfile"):
+        raise ValueError("file logger: missing logfile key")
+    size = kv.get("maxsize", "0")
+    if not size.isdigit():
+        raise ValueError(f"file logger: maxsize must be a number of bytes, got {size!r}")
+    return kv["logfile"], int(size), kv.get("backupname") or None
+
+
+def _open_append(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+
+class _FileSink:
+    """A file written only by the pipe reader: appends, rotates past
+    ``maxsize`` between lines (uWSGI's uwsgi_log_do_rotate), reopens."""
+
+    def __init__(self, path: str, maxsize: int = 0, backupname: Optional[str] = None,
+                 fd: Optional[int] = None) -> None:
+        self.path, self.maxsize, self.backupname = path, maxsize, backupname
+        self.fd = fd if fd is not None else _open_append(path)
+
+    def write(self, data: bytes) -> None:
+        _write_all(self.fd, data)
+        if self.maxsize > 0:
+            size = os.lseek(self.fd, 0, os.SEEK_END)
+            if size > self.maxsize:
+                self.rotate(size)
+
+    def rotate(self, size: int) -> None:
+        target = self.backupname or f"{self.path}.{int(time.time())}"
+        _write_all(self.fd, f"logsize: {size}, triggering rotation to {target}...\n".encode())
+        try:
+            os.rename(self.path, target)
+        except OSError as exc:
+            _write_all(self.fd, f"unable to rotate log: rename(): {exc.strerror}\n".encode())
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+                     | os.O_CLOEXEC, 0o640)
+        os.dup2(fd, self.fd, inheritable=False)
+        os.close(fd)
+
+    def reopen(self) -> None:
+        fd = _open_append(self.path)
+        os.dup2(fd, self.fd, inheritable=False)
+        os.close(fd)
+
+
+class _FdSink:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        _write_all(self.fd, data)
+
+    def reopen(self) -> None:
+        pass
+
+
+class _SyslogSink:
+    """uWSGI's syslog logger: ident (default "uwsgi"), facility (default
+    daemon; an unknown name is daemon too, as uWSGI, with a warning),
+    each line at LOG_INFO."""
+
+    def __init__(self, arg: Optional[str]) -> None:
+        ident, _, facility = (arg or "uwsgi").partition(",")
+        code = SYSLOG_FACILITIES.get(facility or "daemon")
+        if code is None:
+            log.warning("syslog logger: unknown facility %r: using daemon, as uWSGI", facility)
+            code = logging.handlers.SysLogHandler.LOG_DAEMON
+        self.address = os.environ.get("UWSGIPY_SYSLOG_ADDRESS", "/dev/log")
+        self.handler = logging.handlers.SysLogHandler(address=self.address, facility=code)
+        self.handler.ident = f"{ident}: "
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def write(self, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            record = logging.makeLogRecord({"msg": line, "levelno": logging.INFO,
+                                            "levelname": "INFO", "args": None})
+            self.handler.handle(record)
+
+    def reopen(self) -> None:
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except OSError:
+            return   # a log sink failing must not stop the reader
+        view = view[n:]
+
+
+class _Pipe:
+    """One log pipe and the sinks its lines go to."""
+
+    def __init__(self, rfd: int, wfd: int, sinks: List[Any]) -> None:
+        self.rfd, self.wfd, self.sinks = rfd, wfd, sinks
+        self.tail = b""
+
+    def feed(self, data: bytes, flush: bool = False) -> None:
+        data = self.tail + data
+        cut = data.rfind(b"\n") + 1
+        if flush or len(data) - cut > 65536:
+            cut = len(data)
+        self.tail = data[cut:]
+        if cut:
+            for sink in self.sinks:
+                try:
+                    sink.write(data[:cut])
+                except Exception:   # noqa: BLE001 - one broken sink loses its own lines only
+                    pass
+
+
+class _LogMaster:
+    """The pipe reader: a daemon thread in the master (uWSGI's log master)."""
+
+    def __init__(self, pipes: List[_Pipe], owned: List[Any]) -> None:
+        self.pipes = pipes
+        self.owned = owned     # sinks to reopen on SIGUSR1
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        for p in pipes:
+            os.set_blocking(p.rfd, False)
+        self.thread = threading.Thread(target=self._run, name="uwsgipy-log", daemon=True)
+        self.thread.start()
+        atexit.register(self.drain)
+
+    def _read(self, flush_idle: bool) -> bool:
+        """Read what is there from every pipe; returns True if data came."""
+        got = False
+        for p in self.pipes:
+            while True:
+                try:
+                    data = os.read(p.rfd, 65536)
+                except BlockingIOError:
+                    break
+                except InterruptedError:
+                    continue
+                if not data:
+                    break
+                got = True
+                p.feed(data)
+            if flush_idle and p.tail:
+                p.feed(b"", flush=True)
+        return got
+
+    def _run(self) -> None:
+        fds = [p.rfd for p in self.pipes]
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.5)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self._read(flush_idle=not ready)
+
+    def drain(self) -> None:
+        """At exit: what the workers (already reaped) and this process
+        wrote last."""
+        if os.getpid() != self.pid:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        with self.lock:
+            self._read(flush_idle=True)
+
+    def reopen(self) -> None:
+        with self.lock:
+            for sink in self.owned:
+                try:
+                    sink.reopen()
+                except OSError as exc:
+                    log.error("cannot reopen %s: %s", getattr(sink, "path", "?"), exc.strerror)
+
+
+_master: Optional[_LogMaster] = None
+_req_fd = 2   # where the C core writes request lines
+
+
+def _make_sinks(specs: List[LoggerSpec], orig_fd: int) -> List[Any]:
+    sinks: List[Any] = []
+    for spec in specs:
+        if spec.kind == "file":
+            path, maxsize, backup = _file_logger_args(spec)
+            try:
+                sinks.append(_FileSink(path, maxsize, backup))
+            except OSError as exc:
+                raise OSError(exc.errno, f"logger {spec.kind}:{spec.arg}: cannot open "
+                                         f"{path!r}: {exc.strerror}") from None
+        elif spec.kind == "fd":
+            sinks.append(_FdSink(int(spec.arg or "-1")))
+        elif spec.kind == "stdio":
+            sinks.append(_FdSink(orig_fd))
+        else:
+            try:
+                sinks.append(_SyslogSink(spec.arg))
+            except OSError as exc:
+                log.warning("syslog logger: cannot reach %s (%s): its lines are lost",
+                            os.environ.get("UWSGIPY_SYSLOG_ADDRESS", "/dev/log"),
+                            exc.strerror)
+    return sinks
+
+
+def _inherited_pipes() -> Optional[List[int]]:
+    """The log pipe of the master this one re-executed (graceful reload)."""
+    if os.environ.get("UWSGIPY_REEXEC") != "1":
+        return None
+    try:
+        fds = [int(x) for x in os.environ.get(ENV_LOG_PIPE, "").split(",")]
+    except ValueError:
+        return None
+    if len(fds) != 5:
+        return None
+    try:
+        for fd in fds[1:]:
+            if fd >= 0 and not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return None
+        os.fstat(fds[0])
+    except OSError:
+        return None
+    return fds
+
+
+def _pipe() -> Tuple[int, int]:
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+    return r, w
+
+
+def _close_read_ends() -> None:
+    """In a forked child: only the master reads the pipe (a worker that
+    held a read end would block forever once the master is gone)."""
+    global _master
+    if _master is not None:
+        for p in _master.pipes:
+            try:
+                os.close(p.rfd)
+            except OSError:
+                pass
+        _master = None
+
+
+os.register_at_fork(after_in_child=_close_read_ends)
+
+
+def _setup_pipe(logto: Optional[str], cfg: Any) -> None:
+    global _master, _req_fd
+    loggers = [parse_logger(v) for v in cfg.logger]
+    req_loggers = [parse_logger(v) for v in cfg.req_logger]
+    inherited = _inherited_pipes()
+    if inherited is not None:
+        orig, mr, mw, rr, rw = inherited
+        if logto:                       # re-opened at every start, as log-reopen
+            fd = _open_append(logto)
+            os.dup2(fd, orig)
+            os.close(fd)
+    else:
+        if logto:
+            orig = _open_append(logto)
+        else:
+            orig = os.dup(2)
+        mr, mw = _pipe()
+        rr, rw = _pipe() if req_loggers else (-1, -1)
+    for fd in (orig, mr, mw, rr, rw):
+        if fd >= 0:
+            os.set_inheritable(fd, True)   # kept across a graceful reload's exec
+    os.environ[ENV_LOG_PIPE] = f"{orig},{mr},{mw},{rr},{rw}"
     if logto:
+        orig_sink: Any = _FileSink(logto, int(cfg.log_maxsize or 0), cfg.log_backupname,
+                                   fd=orig)
+    else:
+        orig_sink = _FdSink(orig)
+    main_sinks = _make_sinks(loggers, orig) or [orig_sink]
+    pipes = [_Pipe(mr, mw, main_sinks)]
+    owned = [s for s in main_sinks if isinstance(s, _FileSink)]
+    if req_loggers:
+        req_sinks = _make_sinks(req_loggers, orig)
+        pipes.append(_Pipe(rr, rw, req_sinks))
+        owned += [s for s in req_sinks if isinstance(s, _FileSink)]
+        _req_fd = rw
+    if isinstance(orig_sink, _FileSink) and orig_sink not in owned:
+        owned.append(orig_sink)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(mw, 1)
+    os.dup2(mw, 2)
+    _master = _LogMaster(pipes, owned)
+
+
+def _uses_pipe(cfg: Any) -> bool:
+    return bool(cfg.logger or cfg.req_logger or cfg.log_master or cfg.log_maxsize)
+
+
+def _chown_logfile(path: str, cfg: Any) -> None:
+    """logfile-chown: the logto file to uid/gid (uWSGI fchowns fd 2 before
+    dropping privileges)."""
+    from . import privileges
+    try:
+        ident = privileges.resolve(cfg)
+    except Exception:   # noqa: BLE001 - check_config reports a bad uid/gid
+        return
+    if ident.uid is None and ident.gid is None:
+        return
+    uid = -1 if ident.uid is None else ident.uid
+    gid = -1 if ident.gid is None else ident.gid
+    try:
+        os.chown(path, uid, gid)
+    except OSError as exc:
+        raise OSError(exc.errno, f"logfile-chown: cannot chown {path!r}: {exc.strerror}") \
+            from None
+
+
+def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
+    """Install the handler; redirect fds 1 and 2 to ``logto`` when given,
+    or into the log pipe (see the module docstring) when ``cfg`` asks for
+    loggers.  Raises OSError naming the file when one cannot be opened."""
+    global _logto, _log_date
+    if cfg is not None:
+        _log_date = parse_log_date(getattr(cfg, "log_date", None))
+    if cfg is not None and _uses_pipe(cfg):
+        try:
+            _setup_pipe(logto, cfg)
+        except OSError as exc:
+            if logto and not str(exc.strerror).startswith("logger"):
+                raise OSError(exc.errno, f"logto: cannot open {logto!r}: {exc.strerror}") \
+                    from None
+            raise
+    elif logto:
         try:
             _redirect(logto)
         except OSError as exc:
             raise OSError(exc.errno, f"logto: cannot open {logto!r}: {exc.strerror}") from None
         _logto = logto
+    if cfg is not None and logto and cfg.logfile_chown:
+        _chown_logfile(logto, cfg)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     log.handlers[:] = [handler]
@@ -72,9 +525,59 @@ def setup_logging(logto: Optional[str] = None) -> None:
 
 
 def reopen() -> None:
-    """Reopen the ``logto`` file (after logrotate moved it)."""
-    if _logto:
+    """Reopen the ``logto`` file (after logrotate moved it); with the log
+    pipe, the master reopens the files its reader writes."""
+    if _master is not None:
+        _master.reopen()
+    elif _logto:
         _redirect(_logto)
+
+
+# --------------------------------------------------------------------------
+# The access log: the C core's keywords.
+# --------------------------------------------------------------------------
+
+# Values shared with csrc/upy_response.c (the access log's own defines).
+LOG_ZERO = 4
+LOG_SLOW_SHIFT = 8
+LV_DEFAULT = 100
+LV_DEFAULT_MICROS = 101
+
+
+def access_log_options(cfg: Any) -> Dict[str, Any]:
+    """disable-logging, log-4xx, log-5xx, log-zero, log-slow, log-micros,
+    log-format, log-x-forwarded-for, req-logger and route/route-uri as
+    _core.Server keywords (access_log_fd, log_filter, log_format, log_xff).
+    As uWSGI's log_request(), the conditions log a request only when
+    disable-logging is set; routes' ``donotlog:`` wins over all.  Without
+    routes no Python code runs per request.  Raises ValueError for a bad
+    log-format or route."""
+    from . import _core
+    log_filter = 0
+    if cfg.disable_logging:
+        log_filter = ((_core.LOG_4XX if cfg.log_4xx else 0)
+                      | (_core.LOG_5XX if cfg.log_5xx else 0)
+                      | (LOG_ZERO if cfg.log_zero else 0)
+                      | (min(int(cfg.log_slow or 0), (1 << 23) - 1) << LOG_SLOW_SHIFT))
+    enabled = not cfg.disable_logging or log_filter
+    fmt: Optional[Tuple[Any, ...]] = None
+    if cfg.log_format:
+        fmt = compile_log_format(cfg.log_format)
+    elif cfg.log_micros:
+        fmt = (LV_DEFAULT_MICROS,)
+    routes = list(cfg.route) + list(cfg.route_uri)
+    if routes and enabled:
+        from .routes import compile_routes
+        matcher = compile_routes(cfg.route, cfg.route_uri, write=_write_route_log)
+        if matcher is not None:
+            fmt = (matcher,) + (fmt or (LV_DEFAULT,))
+    return dict(access_log_fd=_req_fd if enabled else -1, log_filter=log_filter,
+                log_format=fmt, log_xff=cfg.log_x_forwarded_for)
+
+
+def _write_route_log(text: str) -> None:
+    """A route's ``log:`` line, raw as uWSGI's uwsgi_log (log-date too)."""
+    _write_all(2, (date_prefix() + text + "\n").encode("utf-8", "replace"))
 
 
 _LOG_VAR = re.compile(r"%\(([a-z0-9_]+)\)")

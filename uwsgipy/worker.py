@@ -15,7 +15,8 @@ import threading
 from typing import Any, Callable, List, Optional, Sequence
 
 from . import _core
-from .log import compile_log_format
+from .log import access_log_options as _log_access_log_options
+from .log import compile_log_format  # noqa: F401 - kept for importers
 from .sockets import Listener
 
 __all__ = ["make_server", "serve", "core_logger"]
@@ -32,15 +33,11 @@ def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
 
 
 def access_log_options(cfg: Any) -> dict:
-    """disable-logging, log-4xx, log-5xx, log-format, log-x-forwarded-for
-    as _core.Server keywords.  Raises ValueError for a bad log-format."""
-    log_filter = 0
-    if cfg.disable_logging:
-        log_filter = (_core.LOG_4XX if cfg.log_4xx else 0) | (_core.LOG_5XX if cfg.log_5xx else 0)
-    enabled = not cfg.disable_logging or log_filter
-    return dict(access_log_fd=2 if enabled else -1, log_filter=log_filter,
-                log_format=compile_log_format(cfg.log_format) if cfg.log_format else None,
-                log_xff=cfg.log_x_forwarded_for)
+    """The access log's _core.Server keywords: uwsgipy.log.access_log_options
+    (disable-logging, log-4xx/5xx/zero/slow/micros, log-format,
+    log-x-forwarded-for, req-logger, route/route-uri).  Raises ValueError
+    for a bad log-format."""
+    return _log_access_log_options(cfg)
 
 
 def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
