@@ -281,6 +281,10 @@ class Arbiter:
         """What uWSGI refuses at start-up among the master's options ("" when
         fine); also the start-up warnings of options accepted without effect."""
         cfg = self.cfg
+        if cfg.cheaper and cfg.cheaper >= cfg.processes:
+            return (f"cheaper ({cfg.cheaper}, {cfg.sources.get('cheaper')}) must be lower than "
+                    f"processes ({cfg.processes}): cheaper is the fewest workers, processes "
+                    "the most")
         if cfg.max_worker_lifetime and cfg.sources.get("min-worker-lifetime", "default") \
                 != "default" and cfg.min_worker_lifetime >= cfg.max_worker_lifetime:
             return (f"min-worker-lifetime ({cfg.min_worker_lifetime}) must be lower than "
@@ -331,6 +335,7 @@ class Arbiter:
             from .cli import prepare_path
             prepare_path(cfg.chdir, cfg.pythonpath)
         self._worker_cap = self._max_workers()
+        self._setup_cheaper()
         # Twice the blocks: a recycled worker finishing its requests and its
         # replacement each have their own.
         self.scoreboard = Scoreboard(2 * self._worker_cap, cfg.threads)
@@ -375,6 +380,90 @@ class Arbiter:
                 self.stats_server.shutdown()
                 self.stats_server.server_close()
         return self._exit_code
+
+    def _setup_cheaper(self) -> None:
+        """cheaper: start cheaper-initial workers and let the algorithm
+        (uwsgipy/cheaper.py) move the count within [cheaper, processes]."""
+        cfg = self.cfg
+        self._cheaper: Any = None
+        if not cfg.cheaper:
+            return
+        from . import cheaper as _cheaper
+        initial = cfg.cheaper_initial or cfg.cheaper
+        if initial < cfg.cheaper:
+            log.warning("cheaper-initial %d is lower than cheaper %d: starting %d workers",
+                        initial, cfg.cheaper, cfg.cheaper)
+            initial = cfg.cheaper
+        elif initial > cfg.processes:
+            log.warning("cheaper-initial %d is higher than processes %d: starting %d workers",
+                        initial, cfg.processes, cfg.processes)
+            initial = cfg.processes
+        name = cfg.cheaper_algo
+        if name not in _cheaper.ALGORITHMS:
+            log.warning("cheaper-algo %r (%s) is not known: falling back to spare (uWSGI does "
+                        "the same); known: %s", name, cfg.sources.get("cheaper-algo", "?"),
+                        ", ".join(sorted(_cheaper.ALGORITHMS)))
+            name = "spare"
+        params = _cheaper.Params(
+            cheaper=cfg.cheaper, processes=cfg.processes, initial=initial,
+            step=cfg.cheaper_step, overload=cfg.cheaper_overload,
+            busyness_max=cfg.cheaper_busyness_max, busyness_min=cfg.cheaper_busyness_min,
+            busyness_multiplier=cfg.cheaper_busyness_multiplier,
+            busyness_penalty=cfg.cheaper_busyness_penalty,
+            backlog_alert=cfg.cheaper_busyness_backlog_alert,
+            backlog_multiplier=cfg.cheaper_busyness_backlog_multiplier,
+            backlog_step=cfg.cheaper_busyness_backlog_step,
+            backlog_nonzero=cfg.cheaper_busyness_backlog_nonzero,
+            verbose=cfg.cheaper_busyness_verbose)
+        self._cheaper = _cheaper.make_algorithm(name, params)
+        self._cheaper_checked = time.monotonic()
+        self.num_workers = initial
+        log.info("cheaper (%s): %d worker(s) to start, between %d and %d", name, initial,
+                 cfg.cheaper, cfg.processes)
+
+    def adapt_workers(self) -> None:
+        """Once a second (uWSGI's master cycle), the cheaper algorithm's
+        decision from the scoreboard: more workers (forked by
+        manage_workers), or retire the oldest idle one gracefully (SIGHUP:
+        it finishes its requests).  Not while a reload or a chain reload
+        is going on."""
+        algo = self._cheaper
+        if algo is None or self.stopping or self.old_pids or self.reload_failed or self._chain:
+            return
+        now = time.monotonic()
+        if now - self._cheaper_checked < 1.0:
+            return
+        self._cheaper_checked = now
+        from .cheaper import Sample, WorkerSample, listen_queue
+        active = sorted(self._active(), key=lambda w: w.spawned)
+        assert self.scoreboard is not None
+        samples = []
+        for w in active:
+            cores = list(self.scoreboard.cores(w.slot))
+            busy = any(c.request_started and c.pid == w.pid for c in cores)
+            samples.append(WorkerSample(w.pid, busy, sum(c.running_us for c in cores)))
+        sample = Sample(now, samples, sum(listen_queue(lst.sock) for lst in self.listeners))
+        decision = algo.decide(sample)
+        if algo.p.verbose:
+            for note in algo.notes:
+                log.info("cheaper (%s): %s", algo.name, note)
+        algo.notes.clear()
+        if decision > 0:
+            wanted = min(self.cfg.processes, len(active) + decision)
+            if wanted > self.num_workers:
+                log.info("cheaper (%s): busy %d of %d worker(s), backlog %d: %d worker(s)",
+                         algo.name, sample.busy, sample.active, sample.backlog, wanted)
+                self.num_workers = wanted
+        elif decision < 0:
+            by_pid = {w.pid: w for w in active}
+            idle = [by_pid[ws.key] for ws in samples if not ws.busy and self._ready(by_pid[ws.key])]
+            if idle:
+                w = idle[0]  # the oldest idle worker, as uWSGI
+                self.num_workers = len(active) - 1
+                log.info("worker %d (pid %d) cheaped: busy %d of %d worker(s), backlog %d: %d "
+                         "worker(s)", w.wid, w.pid, sample.busy, sample.active, sample.backlog,
+                         self.num_workers)
+                self._stop_worker(w, "retire")
 
     def _max_workers(self) -> int:
         # TTIN may add workers: leave room in the shared scoreboard.
@@ -488,6 +577,7 @@ class Arbiter:
                 self._exit_code = EXIT_APP_LOAD
                 return
             if not self.reload_failed:
+                self.adapt_workers()
                 self.manage_workers()
             if self.stopping:
                 continue

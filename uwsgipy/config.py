@@ -199,6 +199,7 @@ SECTIONS: Tuple[str, ...] = (
     "Application",
     "Requests and timeouts",
     "Processes",
+    "Adaptive workers (cheaper)",
     "Worker recycling and reloading",
     "Logging",
     "Privileges and daemon",
@@ -236,7 +237,6 @@ def _hook_master_start(value: str) -> None:
 _NO_TLS = "uwsgipy has no TLS; terminate TLS in nginx or a load balancer"
 _NO_PROTO = "only the uwsgi protocol (socket) and HTTP (http-socket) are served"
 _NO_HOOKS = "run the command from your service manager instead"
-_CHEAPER = "the number of workers is fixed; set processes"
 
 SETTINGS: Tuple[Setting, ...] = (
     # -- Config files ------------------------------------------------------
@@ -530,6 +530,72 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted, no effect: SIGTERM always stops uwsgipy.",
        section="Processes",
        uwsgi_ref="uWSGI --die-on-term (uWSGI 2.0 reloads on SIGTERM unless it is set)."),
+    # -- Adaptive workers (cheaper) -------------------------------------------------
+    _s("cheaper", "int", 0,
+       "Adaptive workers: run at least N workers and at most processes, adding workers "
+       "when requests are many and retiring idle ones (gracefully) when few, as "
+       "cheaper-algo decides once a second. Must be lower than processes; 0 disables.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       uwsgi_ref="uWSGI --cheaper (the same check: lower than processes)."),
+    _s("cheaper-initial", "int", 0,
+       "Workers started with cheaper (default: cheaper); kept between cheaper and "
+       "processes (a value outside is replaced, with a warning, as uWSGI does).",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       uwsgi_ref="uWSGI --cheaper-initial."),
+    _s("cheaper-step", "int", 1,
+       "Workers added at once when the algorithm asks for more.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-step."),
+    _s("cheaper-algo", "str", "spare",
+       "spare (workers all busy for cheaper-overload seconds: add; idle: retire), "
+       "spare2 (keep cheaper idle workers), backlog (listen queue above "
+       "cheaper-overload: add), busyness (share of time in requests), manual. An unknown "
+       "name falls back to spare with a warning, as in uWSGI. See docs/operations.md.",
+       metavar="NAME", section="Adaptive workers (cheaper)",
+       uwsgi_ref="uWSGI --cheaper-algo (spare, backlog, manual, and the busyness plugin; "
+                 "spare2 is uWSGI 2.1's, which 2.0 lacks)."),
+    _s("cheaper-overload", "int", 3,
+       "spare, spare2 and busyness: the number of one-second cycles (the busyness "
+       "window); backlog: the queued connections that mean overload.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-overload, same default."),
+    _s("cheaper-busyness-max", "int", 50,
+       "busyness: above this average percent of time in requests, add workers.",
+       metavar="PERCENT", section="Adaptive workers (cheaper)", validator=_between(0, 100),
+       uwsgi_ref="uWSGI --cheaper-busyness-max, same default."),
+    _s("cheaper-busyness-min", "int", 25,
+       "busyness: below this average percent, a worker may be retired.",
+       metavar="PERCENT", section="Adaptive workers (cheaper)", validator=_between(0, 100),
+       uwsgi_ref="uWSGI --cheaper-busyness-min, same default."),
+    _s("cheaper-busyness-multiplier", "int", 10,
+       "busyness: workers must be idle for cheaper-overload x this many seconds before "
+       "one is retired.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-busyness-multiplier, same default."),
+    _s("cheaper-busyness-penalty", "int", 2,
+       "busyness: added to the multiplier when a worker retired is needed again soon.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       uwsgi_ref="uWSGI --cheaper-busyness-penalty, same default."),
+    _s("cheaper-busyness-verbose", "bool", False,
+       "busyness: log each cycle's measure and decision.",
+       section="Adaptive workers (cheaper)", uwsgi_ref="uWSGI --cheaper-busyness-verbose."),
+    _s("cheaper-busyness-backlog-alert", "int", 33,
+       "busyness: more connections than this queued in the listeners adds emergency "
+       "workers at once.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       uwsgi_ref="uWSGI --cheaper-busyness-backlog-alert, same default."),
+    _s("cheaper-busyness-backlog-multiplier", "int", 3,
+       "busyness: the multiplier used while emergency workers run.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-busyness-backlog-multiplier, same default."),
+    _s("cheaper-busyness-backlog-step", "int", 1,
+       "busyness: emergency workers added at once.",
+       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-busyness-backlog-step, same default."),
+    _s("cheaper-busyness-backlog-nonzero", "int", 60,
+       "busyness: a backlog above zero for this many seconds adds emergency workers.",
+       metavar="SECONDS", section="Adaptive workers (cheaper)", validator=_at_least(1),
+       uwsgi_ref="uWSGI --cheaper-busyness-backlog-nonzero, same default."),
     # -- Worker recycling and reloading -------------------------------------
     _s("max-requests", "int", 0,
        "Recycle a worker after it has served this many requests; 0 disables.",
@@ -826,13 +892,11 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("add-header", kind="list"),
     _no("route-host", kind="list"),
     _no("route-run", kind="list"),
-    _no("cheaper", _CHEAPER),
-    _no("cheaper-algo", _CHEAPER),
-    _no("cheaper-initial", _CHEAPER),
-    _no("cheaper-step", _CHEAPER),
-    _no("cheaper-overload", _CHEAPER),
-    _no("idle"),
-    _no("die-on-idle", kind="bool"),
+    _no("idle", "adaptive workers (cheaper) lower the count when idle; uwsgipy never "
+                "stops every worker"),
+    _no("die-on-idle", "stop uwsgipy from your service manager", kind="bool"),
+    _no("cheaper-rss-limit-soft"),
+    _no("cheaper-rss-limit-hard"),
     _no("master-fifo", kind="list"),
     _no("fs-reload", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
@@ -962,6 +1026,21 @@ class Config:
     reload_mercy: int
     worker_reload_mercy: int
     die_on_term: bool
+    # Adaptive workers (cheaper)
+    cheaper: int
+    cheaper_initial: int
+    cheaper_step: int
+    cheaper_algo: str
+    cheaper_overload: int
+    cheaper_busyness_max: int
+    cheaper_busyness_min: int
+    cheaper_busyness_multiplier: int
+    cheaper_busyness_penalty: int
+    cheaper_busyness_verbose: bool
+    cheaper_busyness_backlog_alert: int
+    cheaper_busyness_backlog_multiplier: int
+    cheaper_busyness_backlog_step: int
+    cheaper_busyness_backlog_nonzero: int
     # Worker recycling and reloading
     max_requests: int
     max_requests_delta: int
