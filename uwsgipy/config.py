@@ -97,6 +97,11 @@ def _logger_spec(value: str) -> None:
     parse_logger(value)
 
 
+def _log_route_spec(value: str) -> None:
+    from .log import parse_log_route
+    parse_log_route(value)
+
+
 def _route_spec(value: str) -> None:
     from .routes import parse_route
     parse_route(value)
@@ -406,6 +411,26 @@ SETTINGS: Tuple[Setting, ...] = (
                  "so the site-packages of the Python it was built with are absent; uwsgipy "
                  "keeps them after the virtualenv's (the virtualenv's copy of a package "
                  "wins). uWSGI does not set VIRTUAL_ENV or PATH."),
+    _s("pyimport", "list", (),
+       "Import the module MODULE before the application is loaded (after chdir and "
+       "pythonpath; in the master before the fork, or in each worker with lazy-apps). "
+       "A value containing '/' or ending in .py is a file, run as a module named after "
+       "its path ('.' and '/' as '_', without .py). A module that fails to import is "
+       "logged with its traceback and skipped, as uWSGI does. Repeatable.",
+       aliases=("python-import",), metavar="MODULE", section="Application",
+       uwsgi_ref="uWSGI --pyimport / --python-import: same order, naming and failure "
+                 "handling; no sym://, http:// or data:// sources."),
+    _s("wsgi-disable-file-wrapper", "bool", False,
+       "Leave wsgi.file_wrapper out of the environ, so the app sends files itself.",
+       section="Application", uwsgi_ref="uWSGI --wsgi-disable-file-wrapper."),
+    _s("py-call-osafterfork", "bool", False,
+       "A no-op by design: uwsgipy forks its workers with os.fork(), which already runs "
+       "Python's after-fork handling (PyOS_AfterFork_Child), so signal handlers an app "
+       "installs with the signal module work in every worker.",
+       section="Application",
+       uwsgi_ref="uWSGI --py-call-osafterfork, which makes uWSGI's C fork call "
+                 "PyOS_AfterFork_Child so Python signal handlers run in the workers; "
+                 "uwsgipy always does."),
     _s("env", "list", (),
        "Set the environment variable KEY to VALUE before loading the application. "
        "Repeatable.",
@@ -736,10 +761,21 @@ SETTINGS: Tuple[Setting, ...] = (
        "Give the logto file to uid/gid (before privileges are dropped), so a reopen "
        "or rotation as that user works. Nothing without uid or gid.",
        section="Logging", uwsgi_ref="uWSGI --logfile-chown (the logto file only)."),
-    _s("log-slow", "int", 0,
-       "With disable-logging, still log requests that took at least MS milliseconds.",
-       metavar="MS", section="Logging", validator=_at_least(0),
+    _s("log-slow", "str", None,
+       "With disable-logging, still log requests that took at least MS milliseconds. "
+       "Read as C's atoi, as uWSGI does: `log-slow = true` is 0, off (with a warning).",
+       metavar="MS", section="Logging",
        uwsgi_ref="uWSGI --log-slow (like uWSGI, it matters only with disable-logging)."),
+    _s("log-route", "list", (),
+       "`NAME REGEXP`: log lines matching REGEXP go to the logger named NAME "
+       "(`logger = NAME KIND:ARG`) instead of the unnamed loggers. Named loggers get "
+       "only routed lines, as in uWSGI; matched per line (uWSGI matches each read).",
+       metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
+       uwsgi_ref="uWSGI --log-route (Python re instead of PCRE)."),
+    _s("log-req-route", "list", (),
+       "Like log-route, for request lines and the req-logger names.",
+       metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
+       uwsgi_ref="uWSGI --log-req-route."),
     _s("log-zero", "bool", False,
        "With disable-logging, still log responses without a body (0 bytes sent).",
        section="Logging", uwsgi_ref="uWSGI --log-zero (only with disable-logging)."),
@@ -876,40 +912,37 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("suwsgi-socket", _NO_TLS, kind="list"),
     _no("fastcgi-socket", _NO_PROTO, kind="list"),
     _no("scgi-socket", _NO_PROTO, kind="list"),
-    _no("shared-socket", kind="list"),
-    _no("abstract-socket", kind="bool"),
-    _no("pyimport", aliases=("python-import",)),
-    _no("py-call-osafterfork", kind="bool"),
-    _no("py-tracebacker"),
-    _no("wsgi-disable-file-wrapper", kind="bool"),
+    _no("shared-socket", "uWSGI's pre-bound sockets for jails and the emperor; bind with socket or http-socket", kind="list"),
+    _no("abstract-socket", "give the address as @name (the Linux abstract namespace) instead", kind="bool"),
+    _no("py-tracebacker", "not implemented; py-spy dump --pid PID shows every thread's stack"),
     _no("mount", "mount the application at a prefix in the proxy, or wrap it", kind="list"),
     _no("manage-script-name", "let the proxy set SCRIPT_NAME, or wrap the application",
         kind="bool"),
     _no("static-map", "serve static files from nginx", kind="list"),
     _no("static-map2", "serve static files from nginx", kind="list"),
     _no("check-static", "serve static files from nginx", kind="list"),
-    _no("post-buffering-bufsize"),
-    _no("add-header", kind="list"),
-    _no("route-host", kind="list"),
-    _no("route-run", kind="list"),
+    _no("post-buffering-bufsize", "not a knob here: bodies are read in 64 KiB pieces; set post-buffering only"),
+    _no("add-header", "not implemented yet: add the header in the app or in nginx (add_header)", kind="list"),
+    _no("route-host", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
+    _no("route-run", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
     _no("idle", "adaptive workers (cheaper) lower the count when idle; uwsgipy never "
                 "stops every worker"),
     _no("die-on-idle", "stop uwsgipy from your service manager", kind="bool"),
-    _no("cheaper-rss-limit-soft"),
-    _no("cheaper-rss-limit-hard"),
-    _no("master-fifo", kind="list"),
-    _no("fs-reload", kind="list"),
+    _no("cheaper-rss-limit-soft", "not implemented; reload-on-rss bounds a worker's memory"),
+    _no("cheaper-rss-limit-hard", "not implemented; reload-on-rss bounds a worker's memory"),
+    _no("master-fifo", "not implemented yet: send the master signals instead (docs/operations.md)", kind="list"),
+    _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
-    _no("spooler", short="-Q", kind="list"),
-    _no("spooler-processes"),
-    _no("mule", kind="list"),
-    _no("mules"),
-    _no("farm", kind="list"),
-    _no("cron", kind="list"),
-    _no("unique-cron", kind="list"),
-    _no("cache"),
-    _no("cache2", kind="list"),
-    _no("sharedarea", short="-A", kind="list"),
+    _no("spooler", "uwsgipy has no spooler, so tasks the app enqueues would never run: use a task queue (Celery, RQ)", short="-Q", kind="list"),
+    _no("spooler-processes", "uwsgipy has no spooler: use a task queue (Celery, RQ)"),
+    _no("mule", "uwsgipy has no mules: run background work as its own service (or attach-daemon)", kind="list"),
+    _no("mules", "uwsgipy has no mules: run background work as its own service (or attach-daemon)"),
+    _no("farm", "uwsgipy has no mules or farms", kind="list"),
+    _no("cron", "not implemented yet: use a systemd timer or cron", kind="list"),
+    _no("unique-cron", "not implemented yet: use a systemd timer or cron", kind="list"),
+    _no("cache", "uwsgipy has no shared cache, so the app's uwsgi.cache_* calls would fail: use Redis or memcached"),
+    _no("cache2", "uwsgipy has no shared cache, so the app's uwsgi.cache_* calls would fail: use Redis or memcached", kind="list"),
+    _no("sharedarea", "uwsgipy has no sharedarea: use shared memory from the app (multiprocessing.shared_memory)", short="-A", kind="list"),
     _no("attach-daemon", _NO_HOOKS, kind="list"),
     _no("smart-attach-daemon", _NO_HOOKS, kind="list"),
     _no("hook-asap", _NO_HOOKS, kind="list"),
@@ -934,8 +967,8 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("exec-as-user", _NO_HOOKS, kind="list"),
     _no("pidfile2", "use pidfile"),
     _no("safe-pidfile", "use pidfile"),
-    _no("chroot"),
-    _no("cpu-affinity"),
+    _no("chroot", "not implemented: use a container, or systemd's RootDirectory="),
+    _no("cpu-affinity", "not implemented: use taskset, or systemd's CPUAffinity="),
     _no("plugins-dir", "the python plugin is built in", kind="list"),
     _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
     _no("inherit", "use ini = FILE", kind="list"),
@@ -990,6 +1023,9 @@ class Config:
     chdir: Optional[str]
     pythonpath: List[str]
     virtualenv: Optional[str]
+    pyimport: List[str]
+    wsgi_disable_file_wrapper: bool
+    py_call_osafterfork: bool
     env: List[str]
     # Requests and timeouts
     buffer_size: int
@@ -1070,7 +1106,9 @@ class Config:
     log_backupname: Optional[str]
     log_reopen: bool
     logfile_chown: bool
-    log_slow: int
+    log_slow: Optional[str]
+    log_route: List[str]
+    log_req_route: List[str]
     log_zero: bool
     log_micros: bool
     route: List[str]
