@@ -221,6 +221,40 @@ def _load_file(path: str) -> ModuleType:
     return module
 
 
+def pyimport(name: str) -> ModuleType:
+    """uWSGI's ``pyimport`` / ``python-import``: import the module ``name``
+    before the app; a value with a ``/`` or ending in ``.py`` is a file,
+    executed as a module named as uWSGI names it (the path with ``.`` and
+    ``/`` as ``_``, a final ``.py`` dropped; a directory is a package, its
+    ``__init__.py``).  Raises AppLoadError (the module's own exception as
+    ``__cause__``)."""
+    if "/" not in name and not name.endswith(".py"):
+        try:
+            return _import_module(name)
+        except AppLoadError as exc:
+            raise AppLoadError(str(exc).replace("module: ", "pyimport: ", 1)) from exc.__cause__
+    path = os.path.join(name, "__init__.py") if os.path.isdir(name) else name
+    modname = name.replace(".", "_").replace("/", "_")
+    if modname.endswith("_py"):
+        modname = modname[:-3]
+    try:
+        full = _check_readable(path)
+    except AppLoadError as exc:
+        raise AppLoadError(str(exc).replace("wsgi-file: ", "pyimport: ", 1)) from None
+    spec = importlib.util.spec_from_file_location(modname, full, loader=_SourceLoader(modname, full))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(modname, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppLoadError(f"pyimport: {name!r} raised {type(exc).__name__} while loading") from exc
+    return module
+
+
 def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
@@ -246,13 +280,15 @@ def load_app(*, wsgi_file: Optional[str] = None, module: Optional[str] = None,
     """Load and return the WSGI callable.
 
     ``module`` may be ``pkg.mod:callable`` (the part after ``:`` wins over
-    ``callable_name``, as in uWSGI) or ``pkg.mod``.  Exactly one of
-    ``wsgi_file`` and ``module`` must be given.  Raises AppLoadError.
+    ``callable_name``, as in uWSGI) or ``pkg.mod``.  With both ``module``
+    and ``wsgi_file``, the module is the app and the file is not executed,
+    as in uWSGI 2.0 (it loads ``module`` first, then skips the file: its
+    mountpoint is taken).  Raises AppLoadError.
     """
-    if bool(wsgi_file) == bool(module):
-        raise AppLoadError("give exactly one of wsgi-file and module (e.g. --wsgi-file app.py "
+    if not wsgi_file and not module:
+        raise AppLoadError("give wsgi-file or module (e.g. --wsgi-file app.py "
                            "or --module pkg.wsgi:application)")
-    if wsgi_file:
+    if wsgi_file and not module:
         mod = _load_file(wsgi_file)
         where = f"wsgi-file {wsgi_file!r}"
     else:

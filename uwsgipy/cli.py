@@ -11,6 +11,7 @@ text of docs/configuration.md, which a pip install does not ship);
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -19,7 +20,8 @@ from typing import List, Optional, Sequence
 
 from . import config as _config
 from . import privileges
-from .app import AppLoadError, activate_virtualenv, check_virtualenv, load_app, prepare_path
+from .app import (AppLoadError, activate_virtualenv, check_virtualenv, load_app, prepare_path,
+                  pyimport)
 from .log import compile_log_format, setup_logging
 from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
                       listener_options)
@@ -57,31 +59,61 @@ def apply_env(cfg: _config.Config) -> None:
 
 
 def load_configured_app(cfg: _config.Config):
-    """chdir, pythonpath, then the app.  Raises AppLoadError."""
+    """chdir, pythonpath, the pyimport modules, then the app (uWSGI's
+    order).  A pyimport that fails is logged with its traceback and
+    skipped, as uWSGI does.  Raises AppLoadError."""
     prepare_path(cfg.chdir, cfg.pythonpath)
-    return load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
+    for name in cfg.pyimport:
+        try:
+            pyimport(name)
+        except AppLoadError as exc:
+            report_app_error(exc, what="pyimport failed, going on as uWSGI does")
+    app = load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
+    if cfg.wsgi_disable_file_wrapper:
+        app = _without_file_wrapper(app)
+    return app
+
+
+def _without_file_wrapper(app):
+    """wsgi-disable-file-wrapper: the app's environ has no
+    ``wsgi.file_wrapper`` (uWSGI leaves the key out)."""
+    def application(environ, start_response):
+        environ.pop("wsgi.file_wrapper", None)
+        return app(environ, start_response)
+    application.__wrapped__ = app  # type: ignore[attr-defined]
+    return application
+
+
+def startup_notes(cfg: _config.Config) -> None:
+    """One line for what uWSGI's own loading rules make of the options
+    (logged once, by the process that starts)."""
+    if cfg.wsgi_file and cfg.module:
+        log.warning("wsgi-file %s is not loaded: module %s is given too (%s) and is the app, "
+                    "as in uWSGI (the file's mountpoint is already taken)",
+                    cfg.wsgi_file, cfg.module, cfg.sources.get("module", "?"))
 
 
 def _ours(filename: str) -> bool:
     """A frame of uwsgipy's loader or of importlib, not of the app."""
     return filename.startswith("<frozen importlib") or \
-        os.path.dirname(os.path.abspath(filename)) == _PACKAGE_DIR
+        os.path.dirname(os.path.abspath(filename)) in (_PACKAGE_DIR, _IMPORTLIB_DIR)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
 
 
-def report_app_error(exc: AppLoadError) -> None:
+def report_app_error(exc: AppLoadError, what: str = "cannot load the application") -> None:
     """Print the app's own traceback (from its first frame: uwsgipy's and
     importlib's frames above it are left out, as Python's own import does),
-    then our one-line summary."""
+    then our one-line summary (``what: exc``)."""
     cause = exc.__cause__
     if cause is not None:
         tb = cause.__traceback__
         while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
             tb = tb.tb_next
         traceback.print_exception(type(cause), cause, tb or cause.__traceback__, file=sys.stderr)
-    log.error("cannot load the application: %s", exc)
+    log.error("%s: %s", what, exc)
 
 
 # --------------------------------------------------------------------------
@@ -216,6 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     apply_env(cfg)
+    startup_notes(cfg)
     if cfg.virtualenv:
         site_dir = activate_virtualenv(cfg.virtualenv)
         log.info("virtualenv %s: %s first on sys.path, VIRTUAL_ENV set, its bin first on PATH",
