@@ -1120,6 +1120,8 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
     Py_ssize_t first = 0, count = 0;
     int micros = 0;
 
+    if (srv->access_log_fd < 0)
+        return;   /* disable-logging: not even the clock */
     secs = upy_now() - started;
     if (!log_wanted(srv, status, r->sent, secs)) {
         return;

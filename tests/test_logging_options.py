@@ -92,9 +92,9 @@ def test_logger_and_req_logger_split_the_lines_and_logto_gets_nothing(tmp_path, 
     assert re.search(r"worker \d .*exit", main_text), main_text
 
 
-def test_several_named_loggers_get_every_line(tmp_path, app):
+def test_several_loggers_get_every_line(tmp_path, app):
     one, two = tmp_path / "one.log", tmp_path / "two.log"
-    ini = _ini(tmp_path, app, f"logger = first file:{one}\nlogger = file:logfile={two}\n")
+    ini = _ini(tmp_path, app, f"logger = file:{one}\nlogger = file:logfile={two}\n")
     srv = ServerProcess([ini], logto=one).start()
     try:
         http_request(srv.http_addr, target="/seen")
@@ -103,6 +103,41 @@ def test_several_named_loggers_get_every_line(tmp_path, app):
     finally:
         srv.stop()
     assert "uwsgipy: ready" in _read(two)
+
+
+def test_named_loggers_get_only_their_log_route_lines(tmp_path, app):
+    """uWSGI's uwsgi_master_log(): a line matching a log-route goes only to that named logger;
+    the others go to the unnamed loggers; named loggers get nothing else (docker-mailman's
+    shape: req-logger, named loggers with log-route, one unnamed logger for the rest)."""
+    req, routed, rest = tmp_path / "req.log", tmp_path / "routed.log", tmp_path / "rest.log"
+    ini = _ini(tmp_path, app, f"req-logger = file:{req}\n"
+                              f"logger = app file:{routed}\n"
+                              "log-route = app app-std(out|err)-line\n"
+                              "log-route = nosuch ready\n"
+                              f"logger = file:{rest}\n")
+    srv = ServerProcess([ini], logto=rest).start()
+    try:
+        http_request(srv.http_addr, target="/print")
+        _wait_file(req, r'"GET /print ')
+        _wait_file(routed, "app-stderr-line")
+    finally:
+        srv.stop()
+    assert _read(routed).splitlines() == ["app-stdout-line", "app-stderr-line"]
+    rest_text = _read(rest)
+    assert "uwsgipy: ready" in rest_text and "app-std" not in rest_text
+    assert "no logger named 'nosuch'" in rest_text
+
+
+def test_only_named_loggers_leave_lines_in_logto(tmp_path, app):
+    named, logto = tmp_path / "named.log", tmp_path / "logto.log"
+    ini = _ini(tmp_path, app, f"logto = {logto}\nlogger = quiet file:{named}\n")
+    srv = ServerProcess([ini], logto=logto).start()
+    try:
+        http_request(srv.http_addr, target="/x")
+        _wait_file(logto, r'"GET /x ')
+    finally:
+        srv.stop()
+    assert _read(named) == ""
 
 
 def test_stdio_logger_writes_to_stderr(tmp_path, app):
@@ -268,6 +303,55 @@ def test_conditional_logging_with_disable_logging(tmp_path, app):
         srv.stop()
     assert [m.group("uri") for m in srv.access_lines()] == \
         ["/sleep?300", "/empty", "/missing", "/missing?last"]
+
+
+def test_log_slow_true_is_atoi_zero_with_a_warning(tmp_path, app):
+    """A published config (log-slow = true): uWSGI's atoi makes it 0, off; it starts."""
+    ini = _ini(tmp_path, app, "disable-logging = true\nlog-slow = true\n", master=False)
+    srv = ServerProcess([ini]).start()
+    try:
+        srv.wait_for(lambda l: "log-slow = 'true' is not a number" in l and f"{ini}:" in l)
+        http_request(srv.http_addr, target="/sleep?50")
+        http_request(srv.http_addr, target="/missing")
+    finally:
+        srv.stop()
+    assert srv.access_lines() == []
+
+
+def test_logfile_chown(tmp_path, app):
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    nobody = pwd.getpwnam("nobody")
+    d = Path(short_tmpdir())               # readable by nobody, unlike pytest's tmp_path
+    try:
+        os.chmod(d, 0o755)
+        (d / "app.py").write_text(APP)
+        os.chmod(d / "app.py", 0o644)
+        logto = d / "own.log"
+        ini = _ini(d, d / "app.py", f"logto = {logto}\nlogfile-chown = true\nuid = nobody\n"
+                                    f"gid = {nobody.pw_gid}\n", master=False)
+        srv = ServerProcess([ini], logto=logto, cwd=d).start()
+        try:
+            st = os.stat(logto)
+        finally:
+            srv.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_log_encoder_is_accepted_with_one_warning(tmp_path, app):
+    ini = _ini(tmp_path, app, "log-encoder = json {\"msg\": \"${msg}\"}\nlog-encoder = nl\n",
+               master=False)
+    srv = ServerProcess([ini]).start()
+    try:
+        http_request(srv.http_addr, target="/plain")
+        line = srv.wait_for(lambda l: "/plain" in l)
+    finally:
+        srv.stop()
+    assert ACCESS_RE.match(line)
+    assert len([l for l in srv.lines if "log-encoder (" in l and "not applied" in l]) == 1
 
 
 def test_log_micros(tmp_path, app):

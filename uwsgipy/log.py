@@ -156,6 +156,26 @@ def parse_logger(value: str) -> LoggerSpec:
     return spec
 
 
+def parse_log_route(value: str) -> Tuple[str, "re.Pattern[str]"]:
+    """``log-route`` / ``log-req-route``: ``NAME REGEXP`` (split at the
+    first space, uWSGI's uwsgi_opt_add_regexp_custom_list).  Raises
+    ValueError."""
+    name, space, regexp = value.partition(" ")
+    if not space or not name or not regexp:
+        raise ValueError(f"invalid log route {value!r}: must be 'NAME REGEXP'")
+    try:
+        return name, re.compile(regexp)
+    except re.error as exc:
+        raise ValueError(f"log route regexp {regexp!r}: {exc}") from None
+
+
+def atoi(value: Any) -> int:
+    """C's atoi, as uWSGI reads int options: leading blanks, a sign, the
+    leading digits; 0 when there are none (``log-slow = true`` is 0)."""
+    m = re.match(r"\s*([-+]?\d+)", str(value or ""))
+    return int(m.group(1)) if m else 0
+
+
 def _file_logger_args(spec: LoggerSpec) -> Tuple[str, int, Optional[str]]:
     """(path, maxsize, backupname) of a file logger: ``file:PATH`` or
     uWSGI's ``file:logfile=PATH,maxsize=BYTES,backupname=NAME``."""
@@ -237,7 +257,8 @@ class _SyslogSink:
         ident, _, facility = (arg or "uwsgi").partition(",")
         code = SYSLOG_FACILITIES.get(facility or "daemon")
         if code is None:
-            log.warning("syslog logger: unknown facility %r: using daemon, as uWSGI", facility)
+            _deferred.append(f"syslog logger: unknown facility {facility!r}: using daemon, "
+                             "as uWSGI")
             code = logging.handlers.SysLogHandler.LOG_DAEMON
         self.address = os.environ.get("UWSGIPY_SYSLOG_ADDRESS", "/dev/log")
         self.handler = logging.handlers.SysLogHandler(address=self.address, facility=code)
@@ -267,11 +288,31 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Pipe:
-    """One log pipe and the sinks its lines go to."""
+    """One log pipe and where its lines go: ``routes`` (regexp, sink)
+    first (a line matching one goes only to the matching routes' sinks),
+    else ``sinks`` (the unnamed loggers, or the original fd when there are
+    none), as uWSGI's uwsgi_master_log()."""
 
-    def __init__(self, rfd: int, wfd: int, sinks: List[Any]) -> None:
-        self.rfd, self.wfd, self.sinks = rfd, wfd, sinks
+    def __init__(self, rfd: int, wfd: int, sinks: List[Any],
+                 routes: Tuple[Tuple[Any, Any], ...] = ()) -> None:
+        self.rfd, self.wfd, self.sinks, self.routes = rfd, wfd, sinks, routes
         self.tail = b""
+
+    def _route(self, data: bytes) -> None:
+        plain: List[bytes] = []
+        for line in data.splitlines(keepends=True):
+            text = line.decode("utf-8", "replace")
+            hit = False
+            for pattern, sink in self.routes:
+                if pattern.search(text):
+                    hit = True
+                    _safe_write(sink, line)
+            if not hit:
+                plain.append(line)
+        if plain:
+            out = b"".join(plain)
+            for sink in self.sinks:
+                _safe_write(sink, out)
 
     def feed(self, data: bytes, flush: bool = False) -> None:
         data = self.tail + data
@@ -279,12 +320,20 @@ class _Pipe:
         if flush or len(data) - cut > 65536:
             cut = len(data)
         self.tail = data[cut:]
-        if cut:
-            for sink in self.sinks:
-                try:
-                    sink.write(data[:cut])
-                except Exception:   # noqa: BLE001 - one broken sink loses its own lines only
-                    pass
+        if not cut:
+            return
+        if self.routes:
+            self._route(data[:cut])
+            return
+        for sink in self.sinks:
+            _safe_write(sink, data[:cut])
+
+
+def _safe_write(sink: Any, data: bytes) -> None:
+    try:
+        sink.write(data)
+    except Exception:   # noqa: BLE001 - one broken sink loses its own lines only
+        pass
 
 
 class _LogMaster:
@@ -355,31 +404,48 @@ class _LogMaster:
 
 
 _master: Optional[_LogMaster] = None
+_deferred: List[str] = []   # warnings found while the log pipe is being set up
 _req_fd = 2   # where the C core writes request lines
 
 
-def _make_sinks(specs: List[LoggerSpec], orig_fd: int) -> List[Any]:
-    sinks: List[Any] = []
+def _make_sinks(specs: List[LoggerSpec], orig_fd: int) -> List[Tuple[LoggerSpec, Any]]:
+    sinks: List[Tuple[LoggerSpec, Any]] = []
     for spec in specs:
         if spec.kind == "file":
             path, maxsize, backup = _file_logger_args(spec)
             try:
-                sinks.append(_FileSink(path, maxsize, backup))
+                sinks.append((spec, _FileSink(path, maxsize, backup)))
             except OSError as exc:
                 raise OSError(exc.errno, f"logger {spec.kind}:{spec.arg}: cannot open "
                                          f"{path!r}: {exc.strerror}") from None
         elif spec.kind == "fd":
-            sinks.append(_FdSink(int(spec.arg or "-1")))
+            sinks.append((spec, _FdSink(int(spec.arg or "-1"))))
         elif spec.kind == "stdio":
-            sinks.append(_FdSink(orig_fd))
+            sinks.append((spec, _FdSink(orig_fd)))
         else:
             try:
-                sinks.append(_SyslogSink(spec.arg))
+                sinks.append((spec, _SyslogSink(spec.arg)))
             except OSError as exc:
-                log.warning("syslog logger: cannot reach %s (%s): its lines are lost",
-                            os.environ.get("UWSGIPY_SYSLOG_ADDRESS", "/dev/log"),
-                            exc.strerror)
+                _deferred.append("syslog logger: cannot reach "
+                                 f"{os.environ.get('UWSGIPY_SYSLOG_ADDRESS', '/dev/log')} "
+                                 f"({exc.strerror}): its lines are lost")
     return sinks
+
+
+def _dispatch(made: List[Tuple[LoggerSpec, Any]], orig_sink: Any, routes: List[str],
+              option: str) -> Tuple[List[Any], Tuple[Tuple[Any, Any], ...]]:
+    """(unnamed sinks or [orig_sink], (regexp, named sink) routes)."""
+    plain = [sink for spec, sink in made if spec.name is None] or [orig_sink]
+    named = {spec.name: sink for spec, sink in made if spec.name is not None}
+    table = []
+    for value in routes:
+        name, pattern = parse_log_route(value)
+        if name not in named:
+            _deferred.append(f"{option} {value!r}: no logger named {name!r}: ignored, "
+                             "as uWSGI does")
+            continue
+        table.append((pattern, named[name]))
+    return plain, tuple(table)
 
 
 def _inherited_pipes() -> Optional[List[int]]:
@@ -454,13 +520,14 @@ def _setup_pipe(logto: Optional[str], cfg: Any) -> None:
                                    fd=orig)
     else:
         orig_sink = _FdSink(orig)
-    main_sinks = _make_sinks(loggers, orig) or [orig_sink]
-    pipes = [_Pipe(mr, mw, main_sinks)]
-    owned = [s for s in main_sinks if isinstance(s, _FileSink)]
+    main = _make_sinks(loggers, orig)
+    pipes = [_Pipe(mr, mw, *_dispatch(main, orig_sink, cfg.log_route, "log-route"))]
+    owned = [sink for _, sink in main if isinstance(sink, _FileSink)]
     if req_loggers:
-        req_sinks = _make_sinks(req_loggers, orig)
-        pipes.append(_Pipe(rr, rw, req_sinks))
-        owned += [s for s in req_sinks if isinstance(s, _FileSink)]
+        req = _make_sinks(req_loggers, orig)
+        pipes.append(_Pipe(rr, rw, *_dispatch(req, orig_sink, cfg.log_req_route,
+                                              "log-req-route")))
+        owned += [sink for _, sink in req if isinstance(sink, _FileSink)]
         _req_fd = rw
     if isinstance(orig_sink, _FileSink) and orig_sink not in owned:
         owned.append(orig_sink)
@@ -469,6 +536,9 @@ def _setup_pipe(logto: Optional[str], cfg: Any) -> None:
     os.dup2(mw, 1)
     os.dup2(mw, 2)
     _master = _LogMaster(pipes, owned)
+    for message in _deferred:      # now they go where the logs go
+        log.warning("%s", message)
+    del _deferred[:]
 
 
 def _uses_pipe(cfg: Any) -> bool:
@@ -499,6 +569,11 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
     or into the log pipe (see the module docstring) when ``cfg`` asks for
     loggers.  Raises OSError naming the file when one cannot be opened."""
     global _logto, _log_date
+    handler = logging.StreamHandler(sys.stderr)   # fd 2, whatever it is made below
+    handler.setFormatter(_Formatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
     if cfg is not None:
         _log_date = parse_log_date(getattr(cfg, "log_date", None))
     if cfg is not None and _uses_pipe(cfg):
@@ -517,11 +592,17 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
         _logto = logto
     if cfg is not None and logto and cfg.logfile_chown:
         _chown_logfile(logto, cfg)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    if cfg is not None and cfg.log_slow is not None and not re.match(r"\s*[-+]?\d", cfg.log_slow):
+        log.warning("%s: log-slow = %r is not a number of milliseconds: uWSGI reads it as %d "
+                    "(atoi), so does uwsgipy", cfg.sources.get("log-slow", "?"), cfg.log_slow,
+                    atoi(cfg.log_slow))
+    for option in ("log-encoder", "log-req-encoder"):
+        if cfg is not None and getattr(cfg, option.replace("-", "_")):
+            log.warning("%s (%s): not applied, lines are logged as they are", option,
+                        cfg.sources.get(option, "?"))
+    if cfg is not None and not _uses_pipe(cfg) and (cfg.log_route or cfg.log_req_route):
+        log.warning("log-route / log-req-route without logger or req-logger: ignored, "
+                    "as uWSGI does")
 
 
 def reopen() -> None:
@@ -558,7 +639,7 @@ def access_log_options(cfg: Any) -> Dict[str, Any]:
         log_filter = ((_core.LOG_4XX if cfg.log_4xx else 0)
                       | (_core.LOG_5XX if cfg.log_5xx else 0)
                       | (LOG_ZERO if cfg.log_zero else 0)
-                      | (min(int(cfg.log_slow or 0), (1 << 23) - 1) << LOG_SLOW_SHIFT))
+                      | (max(0, min(atoi(cfg.log_slow), (1 << 23) - 1)) << LOG_SLOW_SHIFT))
     enabled = not cfg.disable_logging or log_filter
     fmt: Optional[Tuple[Any, ...]] = None
     if cfg.log_format:
