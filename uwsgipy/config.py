@@ -772,6 +772,15 @@ SETTINGS: Tuple[Setting, ...] = (
        "only routed lines, as in uWSGI; matched per line (uWSGI matches each read).",
        metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
        uwsgi_ref="uWSGI --log-route (Python re instead of PCRE)."),
+    _s("log-encoder", "list", (),
+       "Accepted with one warning at start-up: lines are written as they are, "
+       "without uWSGI's encoders (format, json, prefix, nl…).",
+       metavar="ENCODER", section="Logging",
+       uwsgi_ref="uWSGI --log-encoder (not applied)."),
+    _s("log-req-encoder", "list", (),
+       "Accepted with one warning at start-up, like log-encoder, for request lines.",
+       metavar="ENCODER", section="Logging",
+       uwsgi_ref="uWSGI --log-req-encoder (not applied)."),
     _s("log-req-route", "list", (),
        "Like log-route, for request lines and the req-logger names.",
        metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
@@ -1109,6 +1118,8 @@ class Config:
     log_slow: Optional[str]
     log_route: List[str]
     log_req_route: List[str]
+    log_encoder: List[str]
+    log_req_encoder: List[str]
     log_zero: bool
     log_micros: bool
     route: List[str]
