@@ -68,6 +68,9 @@ class Setting:
     # Value used when the option is given bare (``--chmod-socket``, or a
     # ``chmod-socket`` ini line without '='); None means a value is required.
     const: Optional[str] = None
+    # Accepted without its effect, where serving is right without it: one warning line at
+    # start-up names the option and says this (e.g. cron: "the jobs are not run").
+    warning: str = ""
 
     @property
     def attr(self) -> str:
@@ -205,6 +208,7 @@ SECTIONS: Tuple[str, ...] = (
     "Requests and timeouts",
     "Processes",
     "Adaptive workers (cheaper)",
+    "Attached daemons",
     "Worker recycling and reloading",
     "Logging",
     "Privileges and daemon",
@@ -222,6 +226,14 @@ def _no(name: str, hint: str = "", kind: str = "str", **kw: Any) -> Setting:
     """A uWSGI option uwsgipy recognises but refuses (see Setting.help)."""
     return Setting(name=name, kind=kind, default=None if kind != "list" else (),
                    help=hint, implemented=False, section=UNSUPPORTED_SECTION, **kw)
+
+
+def _daemon_validator(option: str) -> Callable[[Any], None]:
+    def check(value: str) -> None:
+        from .daemons import parse_daemon
+        parse_daemon(option, value)
+
+    return check
 
 
 def _umask(value: str) -> None:
@@ -621,6 +633,41 @@ SETTINGS: Tuple[Setting, ...] = (
        "busyness: a backlog above zero for this many seconds adds emergency workers.",
        metavar="SECONDS", section="Adaptive workers (cheaper)", validator=_at_least(1),
        uwsgi_ref="uWSGI --cheaper-busyness-backlog-nonzero, same default."),
+    # -- Attached daemons --------------------------------------------------------------
+    _s("attach-daemon", "list", (),
+       "Run COMMAND (with /bin/sh -c) beside the workers and supervise it: respawned when "
+       "it exits (with uWSGI's back-off when it dies within 3 s), stopped with the master "
+       "(SIGTERM, then SIGKILL after reload-mercy) and restarted around a graceful "
+       "reload; its output goes to uwsgipy's log. It must stay in the foreground (e.g. "
+       "`celery -A proj worker`). Repeatable. See docs/operations.md.",
+       metavar="COMMAND", section="Attached daemons", validator=_daemon_validator("attach-daemon"),
+       uwsgi_ref="uWSGI --attach-daemon (same respawn throttle and stop sequence)."),
+    _s("attach-control-daemon", "list", (),
+       "As attach-daemon; when COMMAND exits, the master stops gracefully.",
+       metavar="COMMAND", section="Attached daemons",
+       validator=_daemon_validator("attach-control-daemon"),
+       uwsgi_ref="uWSGI --attach-control-daemon."),
+    _s("smart-attach-daemon", "list", (),
+       "PIDFILE[,FREQ] COMMAND: COMMAND daemonizes itself and writes PIDFILE; the master "
+       "adopts a live pid found there, checks it every second and respawns COMMAND when "
+       "it is gone (after FREQ checks, default 10, for a start that wrote no pid). Left "
+       "running when the master stops or reloads, as in uWSGI.",
+       metavar="PIDFILE COMMAND", section="Attached daemons",
+       validator=_daemon_validator("smart-attach-daemon"),
+       uwsgi_ref="uWSGI --smart-attach-daemon."),
+    _s("smart-attach-daemon2", "list", (),
+       "As smart-attach-daemon for a COMMAND that stays in the foreground: the master "
+       "daemonizes it and writes PIDFILE.",
+       metavar="PIDFILE COMMAND", section="Attached daemons",
+       validator=_daemon_validator("smart-attach-daemon2"),
+       uwsgi_ref="uWSGI --smart-attach-daemon2."),
+    _s("attach-daemon2", "list", (),
+       "uWSGI's key=value form, comma separated: cmd (or command, exec; required), "
+       "pidfile, freq, daemonize, control, stopsignal, reloadsignal (numbers or names), "
+       "touch (files, ';' separated: touching one restarts the daemon), uid, gid, chdir, "
+       "stdin, max_throttle, notifypid.",
+       metavar="KEY=VALUE,...", section="Attached daemons", validator=_daemon_validator("attach-daemon2"),
+       uwsgi_ref="uWSGI --attach-daemon2 (no legion or ns_pid keys)."),
     # -- Worker recycling and reloading -------------------------------------
     _s("max-requests", "int", 0,
        "Recycle a worker after it has served this many requests; 0 disables.",
@@ -942,18 +989,37 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("master-fifo", "not implemented yet: send the master signals instead (docs/operations.md)", kind="list"),
     _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
+    _no("gevent", "not yet: one event loop per worker with a thread pool is the planned "
+        "replacement; until then use processes and threads"),
+    _no("gevent-monkey-patch", "not yet (see gevent)", kind="bool"),
+    _no("gevent-early-monkey-patch", "not yet (see gevent)", kind="bool"),
+    _no("async", "not yet: use processes and threads"),
+    _no("asyncio", "not yet: ASGI support is planned; until then use processes and threads"),
+    _no("greenlet", "not yet: use processes and threads", kind="bool"),
+    _no("ugreen", "not yet: use processes and threads", kind="bool"),
+    _s("ksm", "str", None,
+       "Accepted with one warning at start-up: Linux KSM page merging is not done "
+       "(serving does not depend on it).",
+       metavar="N", section="uWSGI compatibility", const="10",
+       warning="Linux KSM page merging is not done", uwsgi_ref="uWSGI --ksm."),
     _no("spooler", "uwsgipy has no spooler, so tasks the app enqueues would never run: use a task queue (Celery, RQ)", short="-Q", kind="list"),
     _no("spooler-processes", "uwsgipy has no spooler: use a task queue (Celery, RQ)"),
     _no("mule", "uwsgipy has no mules: run background work as its own service (or attach-daemon)", kind="list"),
     _no("mules", "uwsgipy has no mules: run background work as its own service (or attach-daemon)"),
     _no("farm", "uwsgipy has no mules or farms", kind="list"),
-    _no("cron", "not implemented yet: use a systemd timer or cron", kind="list"),
-    _no("unique-cron", "not implemented yet: use a systemd timer or cron", kind="list"),
+    _s("cron", "list", (),
+       "Accepted with one warning at start-up: the jobs are not run (use a systemd timer "
+       "or cron); serving does not depend on them.",
+       metavar="MIN HOUR DAY MONTH WEEKDAY CMD", section="uWSGI compatibility",
+       warning="the jobs are not run; use a systemd timer or cron", uwsgi_ref="uWSGI --cron."),
+    _s("unique-cron", "list", (),
+       "Accepted with one warning at start-up, as cron.",
+       metavar="MIN HOUR DAY MONTH WEEKDAY CMD", section="uWSGI compatibility",
+       warning="the jobs are not run; use a systemd timer or cron",
+       uwsgi_ref="uWSGI --unique-cron."),
     _no("cache", "uwsgipy has no shared cache, so the app's uwsgi.cache_* calls would fail: use Redis or memcached"),
     _no("cache2", "uwsgipy has no shared cache, so the app's uwsgi.cache_* calls would fail: use Redis or memcached", kind="list"),
     _no("sharedarea", "uwsgipy has no sharedarea: use shared memory from the app (multiprocessing.shared_memory)", short="-A", kind="list"),
-    _no("attach-daemon", _NO_HOOKS, kind="list"),
-    _no("smart-attach-daemon", _NO_HOOKS, kind="list"),
     _no("hook-asap", _NO_HOOKS, kind="list"),
     _no("hook-pre-jail", _NO_HOOKS, kind="list"),
     _no("hook-post-jail", _NO_HOOKS, kind="list"),
@@ -1086,6 +1152,12 @@ class Config:
     cheaper_busyness_backlog_multiplier: int
     cheaper_busyness_backlog_step: int
     cheaper_busyness_backlog_nonzero: int
+    # Attached daemons
+    attach_daemon: List[str]
+    attach_control_daemon: List[str]
+    smart_attach_daemon: List[str]
+    smart_attach_daemon2: List[str]
+    attach_daemon2: List[str]
     # Worker recycling and reloading
     max_requests: int
     max_requests_delta: int
@@ -1138,6 +1210,9 @@ class Config:
     max_fd: int
     hook_master_start: List[str]
     memory_report: bool
+    ksm: Optional[str]
+    cron: List[str]
+    unique_cron: List[str]
     # Stats
     stats: Optional[str]
     stats_http: bool
@@ -1515,6 +1590,10 @@ def load(argv: Sequence[str], environ: Mapping[str, str] = os.environ, *,
         sources["ini"] = ", ".join(dict.fromkeys(top + ["command line"] * bool(positional)))
     cfg = Config(values, sources)
     cfg.warnings = reader.warnings
+    for s in _IMPLEMENTED:
+        if s.warning and s.name in sources and values.get(s.name):
+            cfg.warnings.append(f"{sources[s.name]}: option '{s.name}' is accepted without "
+                                f"effect: {s.warning}")
     cfg.exported = [(e.key, e.value) for e in reader.entries]
     return cfg
 
