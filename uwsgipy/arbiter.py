@@ -368,6 +368,7 @@ class Arbiter:
                      done if reexec else "", self.num_workers, cfg.threads,
                      ", lazy-apps" if cfg.lazy_apps else "")
             self.manage_workers()
+        self._start_daemons()
         if not reexec:
             log.info("ready (pid %d)", self.pid)
         status = f"reload failed: {self._reload_error}" if self.reload_failed else "serving"
@@ -376,10 +377,29 @@ class Arbiter:
             self._loop()
         finally:
             systemd.notify("STOPPING=1")
+            if self.daemons:
+                self.daemons.stop_all(float(cfg.reload_mercy))
             if self.stats_server is not None:
                 self.stats_server.shutdown()
                 self.stats_server.server_close()
         return self._exit_code
+
+    daemons: Any = None
+
+    def _start_daemons(self) -> None:
+        """attach-daemon and its family (uwsgipy/daemons.py), started once
+        the workers are forked, after the privileges are dropped (as in
+        uWSGI)."""
+        from .daemons import Supervisor, parse_daemon
+        cfg = self.cfg
+        specs = [parse_daemon(option, value)
+                 for option in ("attach-daemon", "attach-control-daemon", "smart-attach-daemon",
+                                "smart-attach-daemon2", "attach-daemon2")
+                 for value in getattr(cfg, option.replace("-", "_"))]
+        self.daemons = Supervisor(specs, block_signals=self.SIGNALS,
+                                  on_control_exit=self.handle_term)
+        if self.daemons:
+            self.daemons.start_all()
 
     def _setup_cheaper(self) -> None:
         """cheaper: start cheaper-initial workers and let the algorithm
@@ -572,6 +592,8 @@ class Arbiter:
             self.retire_old_generation()
             self.check_touch_reload()
             self.advance_chain()
+            if self.daemons:
+                self.daemons.check()
             if self.reload_failed and not self.workers and not self.old_pids:
                 log.error("no worker left after a failed reload: stopping")
                 self._exit_code = EXIT_APP_LOAD
@@ -752,6 +774,8 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if self.daemons and self.daemons.reaped(pid, status):
+                continue
             if pid in self.old_pids:
                 self.old_pids.discard(pid)
                 log.info("old worker (pid %d) %s", pid, describe_status(status))
@@ -1040,6 +1064,8 @@ class Arbiter:
         if self.stats_server is not None:
             self.stats_server.shutdown()
             self.stats_server.server_close()
+        if self.daemons:
+            self.daemons.stop_all(float(self.cfg.reload_mercy), reloading=True)
         signal.set_wakeup_fd(-1)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -1050,6 +1076,9 @@ class Arbiter:
         except OSError as exc:
             self._reexecuting = False
             log.error("reload: cannot re-execute %s: %s", sys.executable, exc.strerror)
+            signal.set_wakeup_fd(self._wfd, warn_on_full_buffer=False)
+            if self.daemons:
+                self.daemons.stopping = False  # respawned by the next check
 
     def _check_new_config(self) -> str:
         """Read the configuration the re-executed master would read (ini
