@@ -254,7 +254,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("virtualenv %s: %s first on sys.path, VIRTUAL_ENV set, its bin first on PATH",
                  cfg.virtualenv, site_dir)
 
-    if cfg.master or cfg.processes > 1:
+    from . import uwsgi_api
+    multi = bool(cfg.master or cfg.processes > 1)
+    uwsgi_api.install(cfg, master=multi)  # `import uwsgi` works from here on, as in uWSGI
+    if multi:
         from .arbiter import Arbiter
         return Arbiter(cfg, argv=argv, identity=identity).run()
     for option in ("touch-reload", "py-autoreload", "harakiri", "max-requests",
@@ -302,6 +305,8 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
             report_app_error(exc)
             return EXIT_APP_LOAD
         server = make_server(app, listeners, cfg, multiprocess=False)
+        from .uwsgi_api import run_postfork
+        run_postfork()  # uWSGI runs the post-fork hooks in its only worker too
         # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
         # stop, as with --master, uWSGI and gunicorn (worker.serve()).
         serve(server, cfg.threads, mercy=float(cfg.reload_mercy),
