@@ -354,6 +354,24 @@ def test_log_encoder_is_accepted_with_one_warning(tmp_path, app):
     assert len([l for l in srv.lines if "log-encoder (" in l and "not applied" in l]) == 1
 
 
+def test_loggers_with_daemonize_warn_and_log_to_the_daemonize_file(tmp_path, app):
+    dlog, named = tmp_path / "d.log", tmp_path / "b.log"
+    pidfile = tmp_path / "d.pid"
+    r = subprocess.run([sys.executable, "-m", "uwsgipy", "--http-socket", "127.0.0.1:0",
+                        "--wsgi-file", str(app), "--daemonize", str(dlog), "--pidfile", str(pidfile),
+                        "--logger", f"file:{named}"], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert r.returncode == 0 and "with daemonize: not used" in r.stderr, r.stderr
+    try:
+        text = _wait_file(dlog, "uwsgipy: ready")
+    finally:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="pidfile")
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)   # the daemon this test started
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 15, what="daemon exit")
+    assert "uwsgipy: ready" in text and not named.exists()
+
+
 def test_log_micros(tmp_path, app):
     srv = ServerProcess([_ini(tmp_path, app, "log-micros = true\n", master=False)]).start()
     try:

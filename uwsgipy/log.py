@@ -576,7 +576,14 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
     log.propagate = False
     if cfg is not None:
         _log_date = parse_log_date(getattr(cfg, "log_date", None))
-    if cfg is not None and _uses_pipe(cfg):
+    if cfg is not None and _uses_pipe(cfg) and getattr(cfg, "daemonize", None) \
+            and os.environ.get("UWSGIPY_REEXEC") != "1":
+        # daemonize forks after this and points fds 1 and 2 at its file: the
+        # reader thread would not survive the fork (a uwsgipy limitation).
+        _deferred.append("logger / req-logger / log-master / log-maxsize with daemonize: not "
+                         f"used, everything goes to the daemonize file {cfg.daemonize} "
+                         "(run under a service manager, or use logto, for loggers)")
+    elif cfg is not None and _uses_pipe(cfg):
         try:
             _setup_pipe(logto, cfg)
         except OSError as exc:
@@ -592,6 +599,9 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
         _logto = logto
     if cfg is not None and logto and cfg.logfile_chown:
         _chown_logfile(logto, cfg)
+    for message in _deferred:
+        log.warning("%s", message)
+    del _deferred[:]
     if cfg is not None and cfg.log_slow is not None and not re.match(r"\s*[-+]?\d", cfg.log_slow):
         log.warning("%s: log-slow = %r is not a number of milliseconds: uWSGI reads it as %d "
                     "(atoi), so does uwsgipy", cfg.sources.get("log-slow", "?"), cfg.log_slow,
