@@ -343,6 +343,14 @@ class Arbiter:
         # worker tell the master's SIGTERM from anyone else's (_route_stop_signals).
         self._final_flag = mmap.mmap(-1, 1, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         self._install_signals()
+        if cfg.master_fifo:
+            from .fifo import MasterFifo
+            self.fifo = MasterFifo(cfg.master_fifo)
+            try:
+                self.fifo.open()
+            except OSError as exc:
+                log.error("%s", exc.strerror)
+                return EXIT_CONFIG
         if cfg.stats:
             from .stats import start_stats_server
             try:
@@ -379,12 +387,18 @@ class Arbiter:
             systemd.notify("STOPPING=1")
             if self.daemons:
                 self.daemons.stop_all(float(cfg.reload_mercy))
+            if self.fifo is not None and not self._reexecuting:
+                self.fifo.close(unlink=cfg.vacuum)
             if self.stats_server is not None:
                 self.stats_server.shutdown()
                 self.stats_server.server_close()
         return self._exit_code
 
     daemons: Any = None
+    fifo: Any = None           # master-fifo (uwsgipy/fifo.py)
+    _cheap_mode = False        # the fifo's 'C': no worker until a connection arrives
+    _cheap_saved = 0
+    _fifo_checked = 0.0
 
     def _start_daemons(self) -> None:
         """attach-daemon and its family (uwsgipy/daemons.py), started once
@@ -448,7 +462,8 @@ class Arbiter:
         it finishes its requests).  Not while a reload or a chain reload
         is going on."""
         algo = self._cheaper
-        if algo is None or self.stopping or self.old_pids or self.reload_failed or self._chain:
+        if algo is None or self.stopping or self.old_pids or self.reload_failed or self._chain \
+                or self._cheap_mode:
             return
         now = time.monotonic()
         if now - self._cheaper_checked < 1.0:
@@ -558,16 +573,30 @@ class Arbiter:
             self._queue.append(signum)
 
     def _wait(self, timeout: float) -> None:
+        fds = [self._rfd]
+        if self.fifo is not None and self.fifo.fileno() >= 0:
+            fds.append(self.fifo.fileno())
+        if self._cheap_mode:
+            fds.extend(lst.sock.fileno() for lst in self.listeners)
         try:
-            ready, _, _ = select.select([self._rfd], [], [], timeout)
+            ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
-        if ready:
+        if self._rfd in ready:
             try:
                 while os.read(self._rfd, 256):
                     pass
             except BlockingIOError:
                 pass
+        if self.fifo is not None and self.fifo.fileno() in ready:
+            for ch in self.fifo.read():
+                if len(self._queue) < 64:
+                    self._queue.append(ch)  # type: ignore[arg-type]
+        if self._cheap_mode and any(lst.sock.fileno() in ready for lst in self.listeners):
+            self._cheap_mode = False
+            self.num_workers = self._cheap_saved
+            log.info("a connection is waiting: leaving cheap mode, %d worker(s)",
+                     self.num_workers)
 
     # ------------------------------------------------------------------
     # the loop
@@ -577,6 +606,9 @@ class Arbiter:
         while True:
             while self._queue:
                 signum = self._queue.pop(0)
+                if isinstance(signum, str):
+                    self.handle_fifo(signum)
+                    continue
                 handler = getattr(self, "handle_" + _signal_name(signum)[3:].lower(), None)
                 if handler is not None:
                     handler()
@@ -594,6 +626,9 @@ class Arbiter:
             self.advance_chain()
             if self.daemons:
                 self.daemons.check()
+            if self.fifo is not None and time.monotonic() - self._fifo_checked >= 1.0:
+                self._fifo_checked = time.monotonic()
+                self.fifo.check()
             if self.reload_failed and not self.workers and not self.old_pids:
                 log.error("no worker left after a failed reload: stopping")
                 self._exit_code = EXIT_APP_LOAD
@@ -684,6 +719,8 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         os.close(self._rfd)
         os.close(self._wfd)
+        if self.fifo is not None:
+            self.fifo.close_fds()
         if self.stats_server is not None:
             self.stats_server.socket.close()
         set_proctitle(process_title(cfg, "worker", wid))
@@ -1039,9 +1076,10 @@ class Arbiter:
         for pid in self.old_pids:
             self._kill(pid, self._stop_signals["quick"])
 
-    def handle_hup(self) -> None:
+    def handle_hup(self, brutal: bool = False) -> None:
         """Graceful reload by re-executing the master with the listeners
-        and the current workers' pids in the environment."""
+        and the current workers' pids in the environment.  brutal (the
+        fifo's 'R'): the workers are told to stop at once first."""
         if self.stopping:
             return
         problem = self._check_new_config()
@@ -1050,7 +1088,11 @@ class Arbiter:
                       "configuration and send SIGHUP again", problem)
             systemd.notify(f"STATUS=reload failed: {problem}")
             return
-        log.info("graceful reload: re-executing the master (pid %d stays)", self.pid)
+        log.info("%s reload: re-executing the master (pid %d stays)",
+                 "brutal" if brutal else "graceful", self.pid)
+        if brutal:
+            for w in self.workers.values():
+                self._stop_worker(w, "quick")
         systemd.notify("RELOADING=1")
         pids = [w.pid for w in self.workers.values()] + sorted(self.old_pids)
         os.environ[ENV_LISTENERS] = json.dumps(
@@ -1094,6 +1136,92 @@ class Arbiter:
         except SystemExit:  # argparse: the command line itself is unchanged, so not expected
             return "the command line does not parse any more"
         return ""
+
+    FIFO_COMMANDS = {
+        "r": "graceful reload", "R": "brutal reload", "q": "graceful stop",
+        "Q": "quick stop", "w": "graceful reload of the workers",
+        "W": "brutal reload of the workers", "c": "chain reload", "C": "go cheap",
+        "+": "one more worker", "-": "one fewer worker", "l": "reopen the logs",
+        "L": "rotate the logs", "s": "status", "f": "re-execute the master",
+        "P": "write the pidfile"}
+
+    def handle_fifo(self, ch: str) -> None:
+        """One master-fifo command (uwsgipy/fifo.py has the table)."""
+        if ch.isspace():
+            return
+        if ch.isdigit():
+            self.fifo.switch(int(ch))
+            return
+        what = self.FIFO_COMMANDS.get(ch)
+        if what is None:
+            log.warning("master-fifo: command %r is not supported (known: %s)", ch,
+                        "".join(self.FIFO_COMMANDS) + "0-9")
+            return
+        log.info("master-fifo: '%s' (%s)", ch, what)
+        if ch in "rf":
+            self.handle_hup()
+        elif ch == "R":
+            self.handle_hup(brutal=True)
+        elif ch == "q":
+            self.handle_term()
+        elif ch == "Q":
+            self._quick_stop("master-fifo Q")
+        elif ch == "w":
+            self.reload_workers()
+        elif ch == "W":
+            for w in self._active():
+                self._stop_worker(w, "quick")
+        elif ch == "c":
+            self.chain_reload()
+        elif ch == "C":
+            self.go_cheap()
+        elif ch == "+":
+            self.handle_ttin()
+        elif ch == "-":
+            self.handle_ttou()
+        elif ch == "l":
+            self.handle_usr1()
+        elif ch == "L":
+            log.warning("master-fifo L: uwsgipy rotates with log-maxsize or logrotate; the log "
+                        "files are reopened")
+            self.handle_usr1()
+        elif ch == "s":
+            self.log_status()
+        elif ch == "P":
+            if self.cfg.pidfile:
+                try:
+                    privileges.write_pidfile(self.cfg.pidfile, self.pid)
+                except OSError as exc:
+                    log.error("master-fifo P: %s", exc.strerror)
+            else:
+                log.warning("master-fifo P: no pidfile configured")
+
+    def go_cheap(self) -> None:
+        """The fifo's 'C' (uWSGI's uwsgi_go_cheap): stop every worker at
+        once; the master forks them again when a connection waits on a
+        listener (in the kernel's queue meanwhile)."""
+        if self._cheap_mode or self.stopping:
+            return
+        self._cheap_saved = self.num_workers
+        for w in self._active():
+            self._stop_worker(w, "quick")
+        self.num_workers = 0
+        self._cheap_mode = True
+        log.info("cheap mode: no worker until a connection arrives")
+
+    def log_status(self) -> None:
+        """The fifo's 's': one line for the master, one per worker."""
+        log.info("status: master %d, %d worker(s) wanted, %d running, %d old, up %.0fs",
+                 self.pid, self.num_workers, len(self.workers), len(self.old_pids),
+                 time.time() - self.started)
+        now = time.monotonic()
+        for w in sorted(self.workers.values(), key=lambda w: w.wid):
+            cores = list(self.scoreboard.cores(w.slot)) if self.scoreboard is not None else []
+            busy = sum(1 for c in cores if c.request_started and c.pid == w.pid)
+            log.info("status: worker %d (pid %d) %s, %d request(s), busy %d of %d thread(s), "
+                     "up %.0fs", w.wid, w.pid, "stopping" if w.stopping else "serving"
+                     if w.ready else "starting", sum(c.requests for c in cores), busy,
+                     len(cores), now - w.spawned)
 
     def handle_ttin(self) -> None:
         assert self.scoreboard is not None

@@ -909,6 +909,14 @@ SETTINGS: Tuple[Setting, ...] = (
        "limit goes as high as the hard one allows. 0 keeps the inherited limit.",
        metavar="N", section="Privileges and daemon", validator=_at_least(0),
        uwsgi_ref="uWSGI --max-fd (uWSGI also logs the failure and goes on)."),
+    _s("master-fifo", "list", (),
+       "Create the named pipe FILE (mode 0600) and obey uWSGI's one-letter commands "
+       "written to it: r R (reload), q Q (stop), w W (reload the workers), c (chain "
+       "reload), C (go cheap), + - (workers), l L (logs), s (status), f, P, and 0-9 to "
+       "switch to the Nth master-fifo. See docs/operations.md. Repeatable.",
+       metavar="FILE", section="Processes",
+       uwsgi_ref="uWSGI --master-fifo (the same letters; f is uwsgipy's graceful reload; "
+                 "p, S, B, E are not supported)."),
     _s("hook-master-start", "list", (),
        "Accepted in exactly one form, `unix_signal:15 gracefully_kill_them_all`, which "
        "uWSGI 2.0 deployments use to make SIGTERM a graceful stop: it is uwsgipy's "
@@ -986,7 +994,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("die-on-idle", "stop uwsgipy from your service manager", kind="bool"),
     _no("cheaper-rss-limit-soft", "not implemented; reload-on-rss bounds a worker's memory"),
     _no("cheaper-rss-limit-hard", "not implemented; reload-on-rss bounds a worker's memory"),
-    _no("master-fifo", "not implemented yet: send the master signals instead (docs/operations.md)", kind="list"),
     _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
     _no("gevent", "not yet: one event loop per worker with a thread pool is the planned "
@@ -1209,6 +1216,7 @@ class Config:
     umask: Optional[str]
     max_fd: int
     hook_master_start: List[str]
+    master_fifo: List[str]
     memory_report: bool
     ksm: Optional[str]
     cron: List[str]
