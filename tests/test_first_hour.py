@@ -166,9 +166,11 @@ def test_help_option_unknown_name_is_one_line_with_the_closest_option():
     res = uwsgipy("--help-option", "harakri")
     assert res.returncode == 2
     assert res.stdout == ""
-    assert res.stderr.splitlines() == [
-        "uwsgipy: --help-option: unknown option 'harakri' (did you mean 'harakiri'?); "
-        "'uwsgipy --help-option all' lists every option"]
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "uwsgipy: --help-option: unknown option 'harakri' (did you mean 'harakiri'"), lines
+    assert lines[0].endswith("'uwsgipy --help-option all' lists every option"), lines
     res = uwsgipy("--help-option")
     assert res.returncode == 2 and "needs an option name" in res.stderr
 
