@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 import pytest
 
-from ops_helpers import APPS, Load, OpsServer, poll, record_figure
+from ops_helpers import APPS, Load, OpsServer, http_get, poll, record_figure
 from uwsgipy.cheaper import (Backlog, Busyness, Manual, Params, Sample, Spare, Spare2,
                              WorkerSample, listen_queue)
 
@@ -273,3 +273,28 @@ def test_unknown_algo_falls_back_to_spare_with_a_warning(server):
     srv = server("--processes", "2", "--cheaper", "1", "--cheaper-algo", "nope")
     assert len(srv.find(r"WARNING: cheaper-algo 'nope' .* falling back to spare")) == 1
     assert srv.find(r"cheaper \(spare\): 1 worker\(s\) to start")
+
+
+def test_idle_goes_cheap_and_a_connection_brings_the_workers_back(server):
+    srv = server("--processes", "2", "--idle", "1")
+    assert srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    assert http_get(srv.port).ok
+    srv.wait_line(r"workers have been inactive for more than 1 seconds", 10)
+    poll(lambda: not srv.workers(), 10, "no worker")
+    reply = http_get(srv.port)  # waits in the listen queue while the workers are forked
+    assert reply.ok, reply
+    srv.wait_workers(lambda w: len(w) == 2, 10, "two workers again")
+
+
+def test_die_on_idle_stops_the_server(server):
+    srv = server("--processes", "2", "--idle", "1", "--die-on-idle")
+    srv.wait_line(r"workers have been inactive for more than 1 seconds", 10)
+    assert srv.wait_exit(10) == 0
+
+
+def test_requests_keep_idle_from_going_cheap(server):
+    srv = server("--processes", "2", "--idle", "2")
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # a request every 0.3 s for 4 s: never idle for 2 s
+        assert http_get(srv.port, "/sleep?s=0.3").ok
+    assert not srv.find("inactive")

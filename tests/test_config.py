@@ -186,9 +186,9 @@ def test_cli_unexpected_positional(capsys):
 
 
 def test_cli_unsupported_option():
-    assert error_of(["--idle", "2"]) == (
-        "command line: option 'idle' is not supported by uwsgipy yet: "
-        "adaptive workers (cheaper) lower the count when idle; uwsgipy never stops every worker")
+    assert error_of(["--mules", "2"]) == (
+        "command line: option 'mules' is not supported by uwsgipy yet: "
+        "uwsgipy has no mules: run background work as its own service (or attach-daemon)")
     assert "load balancer in front" in error_of(["--http-to", "127.0.0.1:3031"])
     assert error_of(["--manage-script-name"]).startswith(
         "command line: option 'manage-script-name' is not supported by uwsgipy yet")
@@ -211,7 +211,7 @@ def test_help_lists_sections_short_flags_and_defaults(capsys):
     assert "(default: 65535)" in out
     assert "(default: 100)" in out
     # Refused uWSGI options are kept out of --help.
-    assert "--idle" not in out
+    assert "--mules" not in out
     # Sections appear in table order.
     positions = [out.index(f"\n{section}:\n") for section in config.SECTIONS]
     assert positions == sorted(positions)
@@ -268,8 +268,8 @@ def test_env_errors():
         "env UWSGI_PROCESSES: option 'processes': invalid int value 'abc'")
     assert error_of([], {"UWSGI_MASTER": "maybe"}).startswith(
         "env UWSGI_MASTER: option 'master': invalid bool value 'maybe'")
-    assert error_of([], {"UWSGI_IDLE": "2"}).startswith(
-        "env UWSGI_IDLE: option 'idle' is not supported by uwsgipy yet")
+    assert error_of([], {"UWSGI_MULES": "2"}).startswith(
+        "env UWSGI_MULES: option 'mules' is not supported by uwsgipy yet")
 
 
 def test_env_ini(ini):
@@ -434,10 +434,10 @@ def test_ini_unknown_key_warns_and_suggests(ini):
 
 
 def test_ini_unsupported_option(ini):
-    path = ini("[uwsgi]\nmaster = true\nidle = 2\n")
+    path = ini("[uwsgi]\nmaster = true\nmules = 2\n")
     assert error_of([str(path)]) == (
-        f"{path}:3: option 'idle' is not supported by uwsgipy yet: "
-        "adaptive workers (cheaper) lower the count when idle; uwsgipy never stops every worker")
+        f"{path}:3: option 'mules' is not supported by uwsgipy yet: "
+        "uwsgipy has no mules: run background work as its own service (or attach-daemon)")
     path = ini("[uwsgi]\nhttp-to = 127.0.0.1:3031\n", "router.ini")
     assert "load balancer in front" in error_of([str(path)])
     path = ini("[uwsgi]\nemperor = /etc/uwsgi/vassals\n", "emperor.ini")

@@ -626,6 +626,7 @@ class Arbiter:
             self.advance_chain()
             if self.daemons:
                 self.daemons.check()
+            self.check_idle()
             if self.fifo is not None and time.monotonic() - self._fifo_checked >= 1.0:
                 self._fifo_checked = time.monotonic()
                 self.fifo.check()
@@ -633,7 +634,7 @@ class Arbiter:
                 log.error("no worker left after a failed reload: stopping")
                 self._exit_code = EXIT_APP_LOAD
                 return
-            if not self.reload_failed:
+            if not self.reload_failed and not self.stopping:  # check_idle may stop
                 self.adapt_workers()
                 self.manage_workers()
             if self.stopping:
@@ -1195,6 +1196,38 @@ class Arbiter:
                     log.error("master-fifo P: %s", exc.strerror)
             else:
                 log.warning("master-fifo P: no pidfile configured")
+
+    _idle_since = 0.0
+    _idle_seen: Any = None
+
+    def check_idle(self) -> None:
+        """``idle = N``: after N s with no request started or finished (no
+        worker busy, the request counters unchanged), go cheap (every worker
+        stops; the next connection brings them back) or, with
+        ``die-on-idle``, stop, as uWSGI's uwsgi_master_check_idle."""
+        idle = self.cfg.idle
+        if not idle or self._cheap_mode or self.stopping or self.scoreboard is None:
+            return
+        now = time.monotonic()
+        seen = []
+        for w in self.workers.values():
+            for c in self.scoreboard.cores(w.slot):
+                if c.request_started and c.pid == w.pid:
+                    self._idle_since = now
+                    return
+                seen.append((w.pid, c.requests))
+        seen.sort()
+        if seen != self._idle_seen or not self._idle_since:
+            self._idle_seen = seen
+            self._idle_since = now
+            return
+        if now - self._idle_since > idle:
+            log.info("workers have been inactive for more than %d seconds", idle)
+            self._idle_since = 0.0
+            if self.cfg.die_on_idle:
+                self._quick_stop("die-on-idle")
+            else:
+                self.go_cheap()
 
     def go_cheap(self) -> None:
         """The fifo's 'C' (uWSGI's uwsgi_go_cheap): stop every worker at

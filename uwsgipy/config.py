@@ -574,6 +574,16 @@ SETTINGS: Tuple[Setting, ...] = (
        "cheaper-algo decides once a second. Must be lower than processes; 0 disables.",
        metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
        uwsgi_ref="uWSGI --cheaper (the same check: lower than processes)."),
+    _s("idle", "int", 0,
+       "After N seconds without a request, stop every worker (\"cheap mode\"); the next "
+       "connection waits in the listen queue while the master forks them again. 0 "
+       "disables.",
+       metavar="SECONDS", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       uwsgi_ref="uWSGI --idle (the same check: no worker busy and no request counted "
+                 "for N s)."),
+    _s("die-on-idle", "bool", False,
+       "With idle: stop uwsgipy (exit 0) instead of going cheap.",
+       section="Adaptive workers (cheaper)", uwsgi_ref="uWSGI --die-on-idle."),
     _s("cheaper-initial", "int", 0,
        "Workers started with cheaper (default: cheaper); kept between cheaper and "
        "processes (a value outside is replaced, with a warning, as uWSGI does).",
@@ -989,9 +999,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("add-header", "not implemented yet: add the header in the app or in nginx (add_header)", kind="list"),
     _no("route-host", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
     _no("route-run", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
-    _no("idle", "adaptive workers (cheaper) lower the count when idle; uwsgipy never "
-                "stops every worker"),
-    _no("die-on-idle", "stop uwsgipy from your service manager", kind="bool"),
     _no("cheaper-rss-limit-soft", "not implemented; reload-on-rss bounds a worker's memory"),
     _no("cheaper-rss-limit-hard", "not implemented; reload-on-rss bounds a worker's memory"),
     _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
@@ -1147,6 +1154,8 @@ class Config:
     # Adaptive workers (cheaper)
     cheaper: int
     cheaper_initial: int
+    idle: int
+    die_on_idle: bool
     cheaper_step: int
     cheaper_algo: str
     cheaper_overload: int
