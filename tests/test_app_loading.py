@@ -27,6 +27,8 @@ def application(environ, start_response):
 def other(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"module-other"]
+def make():
+    return other
 '''
 
 FILEAPP = '''\
@@ -103,16 +105,27 @@ def test_wsgi_file_without_suffix_and_dot_wsgi(appdir):
     ["--wsgi-file", "fileapp", "--module", "modapp", "--callable", "other"],
     ["--wsgi-file", "fileapp", "--module", "modapp:other"],
     ["--wsgi-file", "fileapp", "--callable", "other"],
+    ["--module", "modapp:make()"],  # uWSGI's call of a factory (Django's get_wsgi_application())
+    ["--module", "modapp", "--callable", "make()"],
 ])
 def test_wsgi_file_with_module_same_as_real_uwsgi(appdir, args):
     body, srv = _serve(args, appdir)
     if "--module" in args:
         assert body.startswith("module-")
         assert not (appdir / "file-was-run").exists()  # uWSGI never runs the file either
+    if "--module" in args and "--wsgi-file" in args:
         warnings = [l for l in srv.output().splitlines() if "is not loaded: module" in l]
         assert len(warnings) == 1, srv.output()
     expected = _real_uwsgi(args, appdir)
     assert body == expected
+
+
+def test_factory_call_with_wsgi_file_is_one_line(appdir):
+    srv = ServerProcess(["--http-socket", "127.0.0.1:0", "--chdir", appdir, "--wsgi-file",
+                         "fileapp", "--callable", "other()"], cwd=appdir).start(wait_ready=False)
+    assert srv.wait_exit(30) == 4
+    assert srv.find(lambda l: "callable: 'other()' (a call) works with module only" in l)
+    assert "Traceback" not in srv.output()
 
 
 def test_wsgi_file_with_module_in_an_ini_master_mode(appdir):

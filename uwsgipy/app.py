@@ -300,12 +300,31 @@ def load_app(*, wsgi_file: Optional[str] = None, module: Optional[str] = None,
             raise AppLoadError(f"module: {module!r} is not 'pkg.mod' or 'pkg.mod:callable'")
         mod = _import_module(modname)
         where = f"module {modname!r}"
+    factory = callable_name.endswith("()")
+    if factory and wsgi_file:
+        raise AppLoadError(f"callable: {callable_name!r} (a call) works with module only, as "
+                           "in uWSGI; with wsgi-file give the name of the callable")
+    if factory:
+        callable_name = callable_name[:-2]
     try:
         app = getattr(mod, callable_name)
     except AttributeError:
         found = sorted(n for n in ("application", "app", "wsgi_app") if hasattr(mod, n))
         hint = f" (it has {', '.join(found)}: set callable)" if found else ""
         raise AppLoadError(f"callable: {where} has no attribute {callable_name!r}{hint}") from None
+    if factory:
+        # uWSGI's "quick callable": module = pkg.mod:make_app() serves make_app()
+        if not callable(app):
+            raise AppLoadError(f"callable: {where}.{callable_name} is a "
+                               f"{type(app).__name__}, not callable")
+        try:
+            app = app()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise AppLoadError(f"callable: {where}.{callable_name}() raised "
+                               f"{type(exc).__name__}") from exc
+        callable_name += "()"
     if not callable(app):
         raise AppLoadError(f"callable: {where}.{callable_name} is a {type(app).__name__}, not callable")
     return app

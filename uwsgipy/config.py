@@ -156,7 +156,7 @@ def _module_spec(value: str) -> None:
         raise ValueError(f"{value!r} looks like a file path; use wsgi-file for files")
     if not _DOTTED.match(module):
         raise ValueError(f"invalid module name {module!r} (expected 'pkg.module' or 'pkg.module:callable')")
-    if sep and not _DOTTED.match(attr):
+    if sep and not _DOTTED.match(attr[:-2] if attr.endswith("()") else attr):
         raise ValueError(f"invalid callable name {attr!r} in {value!r}")
 
 
@@ -168,7 +168,8 @@ def _choice(*allowed: str) -> Callable[[Any], None]:
 
 
 def _identifier(value: str) -> None:
-    if not _DOTTED.match(value):
+    """A callable name; NAME() (uWSGI's call of a factory) too."""
+    if not _DOTTED.match(value[:-2] if value.endswith("()") else value):
         raise ValueError(f"invalid callable name {value!r}")
 
 
@@ -394,12 +395,17 @@ SETTINGS: Tuple[Setting, ...] = (
        uwsgi_ref="uWSGI --wsgi-file / --file."),
     _s("module", "str", None,
        "Import the WSGI application from a module: 'pkg.mod:name', or 'pkg.mod' to "
-       "use the object named by callable.",
+       "use the object named by callable. 'pkg.mod:make_app()' calls make_app with no "
+       "arguments and serves what it returns. Given with wsgi-file, module is the "
+       "application and the file is not run (one warning), as in uWSGI.",
        short="-w", aliases=("wsgi",), metavar="MODULE[:CALLABLE]", section="Application",
-       validator=_module_spec, uwsgi_ref="uWSGI --module / --wsgi (-w)."),
+       validator=_module_spec,
+       uwsgi_ref="uWSGI --module / --wsgi (-w), with its NAME() call and its precedence "
+                 "over wsgi-file (uWSGI loads module first and skips the file: 'mountpoint "
+                 "already configured')."),
     _s("callable", "str", "application",
        "Name of the WSGI callable looked up in wsgi-file, or in a module given "
-       "without ':name'.",
+       "without ':name'; with module, NAME() calls NAME and serves what it returns.",
        metavar="NAME", section="Application", validator=_identifier,
        uwsgi_ref="uWSGI --callable, same default."),
     _s("chdir", "str", None,
