@@ -804,7 +804,8 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("log-date", "str", None,
        "Prefix uwsgipy's own log lines with the date: bare (or true) is uWSGI's "
        "`Tue Dec  1 22:43:24 2026 - `, any other value a strftime format followed by "
-       "` - `. Request lines and the app's output are not prefixed, as in uWSGI.",
+       "` - `. Request lines and the app's output are not prefixed, as in uWSGI. In an "
+       "ini file write %%Y, %%d…: %Y, %d… are uWSGI's magic variables there.",
        aliases=("logdate",), metavar="[FORMAT]", const="true", section="Logging",
        uwsgi_ref="uWSGI --log-date / --logdate, byte for byte."),
     _s("log-maxsize", "int", 0,
