@@ -219,11 +219,16 @@ def test_load_ramp_raises_the_count_and_idling_lowers_it(server):
             n = ramp.count_ok()
             poll(lambda: ramp.count_ok() >= n + 20, 10, "20 replies at 4 workers")
         t_idle = time.monotonic() - t0
+        # the trickle client keeps one worker busy now and then: spare keeps one spare
+        # worker beside a busy one, so 2 workers while it runs, then 1 once it stops
+        srv.wait_line(r"cheaped: .*: 2 worker\(s\)", 20)
+        n = trickle.count_ok()
+        poll(lambda: trickle.count_ok() >= n + 10, 10, "10 replies at 2 workers")
+        trickle.stop()
         srv.wait_line(r"cheaped: .*: 1 worker\(s\)", 20)
         t_low = time.monotonic() - t0
         srv.wait_workers(lambda w: len(w) == 1, 10, "one worker left")
-        n = trickle.count_ok()
-        poll(lambda: trickle.count_ok() >= n + 10, 10, "10 replies at 1 worker")
+        assert http_get(srv.port).ok
     finally:
         trickle.stop()
         stop_watch.set()
@@ -238,8 +243,8 @@ def test_load_ramp_raises_the_count_and_idling_lowers_it(server):
     changes = [timeline[0]] + [b for a, b in zip(timeline, timeline[1:]) if a[1] != b[1]]
     record_figure("cheaper_ramp_worker_counts", changes, "(s, workers)",
                   "processes 4, cheaper 1, cheaper-overload 1: 6 clients on /sleep?s=0.2 "
-                  f"until 4 workers (at {t_full:.1f}s), then 1 client; idle from {t_idle:.1f}s, "
-                  f"1 worker at {t_low:.1f}s")
+                  f"until 4 workers (at {t_full:.1f}s), then 1 client on /sleep?s=0.02 (from "
+                  f"{t_idle:.1f}s) while they are retired, then none: 1 worker at {t_low:.1f}s")
     record_figure("cheaper_ramp_failed_requests", len(failures), "requests",
                   f"of {len(ramp.snapshot()) + len(trickle.snapshot())}")
 
@@ -298,3 +303,12 @@ def test_requests_keep_idle_from_going_cheap(server):
     while time.monotonic() < deadline:  # a request every 0.3 s for 4 s: never idle for 2 s
         assert http_get(srv.port, "/sleep?s=0.3").ok
     assert not srv.find("inactive")
+
+
+def test_cheaper_true_is_atoi_zero_as_in_uwsgi(server):
+    # label-studio's uwsgi.ini says `cheaper = true`; uWSGI reads int options with atoi
+    srv = server("--processes", "2", "--cheaper", "true")
+    assert len(srv.find(r"WARNING: .*cheaper = 'true' is not a number of workers: uWSGI reads "
+                        r"it as 0 \(atoi\), so does uwsgipy \(adaptive workers off\)")) == 1
+    assert srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    assert not srv.find(r"cheaper \(")

@@ -642,7 +642,7 @@ def test_hook_master_start_sigterm_form_is_accepted(master, tmp_path):
 
 
 @pytest.mark.parametrize("line", ["hook-master-start = exec:echo hi",
-                                  "hook-pre-app = exec:echo hi"])
+                                  "hook-pre-app = call:foo", "hook-post-fork = exec:echo hi"])
 def test_other_hooks_are_refused_in_one_line(master, tmp_path, line):
     ini = tmp_path / "app.ini"
     ini.write_text("[uwsgi]\n" + line + "\n")
@@ -773,3 +773,34 @@ def test_touch_chain_reload_replaces_one_worker_at_a_time(master, tmp_path):
     # one at a time: never more than one old worker retiring while its replacement starts
     retiring = [line for line in srv.output().splitlines()[mark:] if "retiring" in line]
     assert len(retiring) == 3
+
+
+def test_hook_pre_app_exec_runs_in_chdir_before_the_app(master, tmp_path):
+    ini = tmp_path / "app.ini"
+    ini.write_text(f"[uwsgi]\nchdir = {tmp_path}\nhook-pre-app = exec:echo migrated > ran.txt\n"
+                   "exec-pre-app = echo again >> ran.txt\n")
+    srv = master("--ini", str(ini))
+    assert (tmp_path / "ran.txt").read_text() == "migrated\nagain\n"
+    assert srv.find(r'running "echo migrated > ran.txt" \(pre app\)')
+    assert http_get(srv.port).ok
+
+
+def test_hook_pre_app_runs_in_each_worker_with_lazy_apps(master, tmp_path):
+    srv = master("--chdir", str(tmp_path), "--lazy-apps", "--hook-pre-app",
+                 "exec:echo w >> ran.txt", processes=2)
+    srv.wait_workers(lambda w: len(w) == 2, 10, "two workers")
+    poll(lambda: (tmp_path / "ran.txt").exists()
+         and (tmp_path / "ran.txt").read_text() == "w\nw\n", 10, "one run per worker")
+
+
+def test_hook_pre_app_failing_exec_stops_start_up(master, tmp_path):
+    srv = master("--hook-pre-app", "exec:exit 3", ready=False)
+    assert srv.wait_exit(10) == 4
+    assert srv.find(r"pre-app command 'exit 3' exited with code 3")
+    assert "Traceback" not in srv.output()
+
+
+def test_hook_pre_app_failing_safeexec_is_a_warning(master):
+    srv = master("--hook-pre-app", "safeexec:exit 3")
+    assert srv.find(r'WARNING: pre-app command "exit 3" exited with code 3')
+    assert http_get(srv.port).ok

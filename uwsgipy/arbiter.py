@@ -171,6 +171,30 @@ def _kernel_activity(pid: int) -> str:
     return "; ".join(parts)
 
 
+def run_pre_app_hooks(cfg: Any) -> None:
+    """``hook-pre-app = exec:CMD`` / ``safeexec:CMD`` and ``exec-pre-app =
+    CMD``, run with /bin/sh -c in ``chdir`` before the app is loaded (in
+    the master, or in each worker with lazy-apps), as uWSGI's
+    uwsgi_init_all_apps: an ``exec`` that exits non-zero means the app
+    cannot start (AppLoadError); ``safeexec`` only logs it."""
+    import subprocess
+    hooks = [tuple(h.split(":", 1)) for h in cfg.hook_pre_app] + \
+        [("exec", cmd) for cmd in cfg.exec_pre_app]
+    for action, cmd in hooks:
+        log.info("running \"%s\" (pre app)", cmd)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            code = subprocess.run(["/bin/sh", "-c", cmd], cwd=cfg.chdir or None).returncode
+        except OSError as exc:
+            raise AppLoadError(f"pre-app command {cmd!r}: {exc.strerror}") from None
+        if code != 0:
+            if action == "safeexec":
+                log.warning("pre-app command \"%s\" exited with code %d", cmd, code)
+                continue
+            raise AppLoadError(f"pre-app command {cmd!r} exited with code {code}")
+
+
 def _die_with_parent(master_pid: int) -> None:
     """Linux: the worker gets SIGTERM (a graceful stop) if the master dies,
     instead of serving on as an orphan nobody manages."""
@@ -281,10 +305,19 @@ class Arbiter:
         """What uWSGI refuses at start-up among the master's options ("" when
         fine); also the start-up warnings of options accepted without effect."""
         cfg = self.cfg
-        if cfg.cheaper and cfg.cheaper >= cfg.processes:
-            return (f"cheaper ({cfg.cheaper}, {cfg.sources.get('cheaper')}) must be lower than "
-                    f"processes ({cfg.processes}): cheaper is the fewest workers, processes "
-                    "the most")
+        from .log import atoi
+        self._cheaper_count = atoi(cfg.cheaper)
+        if cfg.cheaper is not None and not cfg.cheaper.strip().lstrip("+-").isdigit():
+            log.warning("%s: cheaper = %r is not a number of workers: uWSGI reads it as %d "
+                        "(atoi), so does uwsgipy%s", cfg.sources.get("cheaper", "?"),
+                        cfg.cheaper, self._cheaper_count,
+                        "" if self._cheaper_count else " (adaptive workers off)")
+        if self._cheaper_count < 0:
+            return f"cheaper ({cfg.cheaper}, {cfg.sources.get('cheaper')}) must be at least 0"
+        if self._cheaper_count and self._cheaper_count >= cfg.processes:
+            return (f"cheaper ({self._cheaper_count}, {cfg.sources.get('cheaper')}) must be "
+                    f"lower than processes ({cfg.processes}): cheaper is the fewest workers, "
+                    "processes the most")
         if cfg.max_worker_lifetime and cfg.sources.get("min-worker-lifetime", "default") \
                 != "default" and cfg.min_worker_lifetime >= cfg.max_worker_lifetime:
             return (f"min-worker-lifetime ({cfg.min_worker_lifetime}) must be lower than "
@@ -321,6 +354,7 @@ class Arbiter:
         if not cfg.lazy_apps:
             from .cli import load_configured_app, report_app_error
             try:
+                run_pre_app_hooks(cfg)
                 self.app = load_configured_app(cfg)
             except AppLoadError as exc:
                 report_app_error(exc)
@@ -395,6 +429,7 @@ class Arbiter:
         return self._exit_code
 
     daemons: Any = None
+    _cheaper_count = 0         # cheaper, read with atoi as uWSGI
     fifo: Any = None           # master-fifo (uwsgipy/fifo.py)
     _cheap_mode = False        # the fifo's 'C': no worker until a connection arrives
     _cheap_saved = 0
@@ -420,14 +455,15 @@ class Arbiter:
         (uwsgipy/cheaper.py) move the count within [cheaper, processes]."""
         cfg = self.cfg
         self._cheaper: Any = None
-        if not cfg.cheaper:
+        count = self._cheaper_count
+        if not count:
             return
         from . import cheaper as _cheaper
-        initial = cfg.cheaper_initial or cfg.cheaper
-        if initial < cfg.cheaper:
+        initial = cfg.cheaper_initial or count
+        if initial < count:
             log.warning("cheaper-initial %d is lower than cheaper %d: starting %d workers",
-                        initial, cfg.cheaper, cfg.cheaper)
-            initial = cfg.cheaper
+                        initial, count, count)
+            initial = count
         elif initial > cfg.processes:
             log.warning("cheaper-initial %d is higher than processes %d: starting %d workers",
                         initial, cfg.processes, cfg.processes)
@@ -439,7 +475,7 @@ class Arbiter:
                         ", ".join(sorted(_cheaper.ALGORITHMS)))
             name = "spare"
         params = _cheaper.Params(
-            cheaper=cfg.cheaper, processes=cfg.processes, initial=initial,
+            cheaper=count, processes=cfg.processes, initial=initial,
             step=cfg.cheaper_step, overload=cfg.cheaper_overload,
             busyness_max=cfg.cheaper_busyness_max, busyness_min=cfg.cheaper_busyness_min,
             busyness_multiplier=cfg.cheaper_busyness_multiplier,
@@ -453,7 +489,7 @@ class Arbiter:
         self._cheaper_checked = time.monotonic()
         self.num_workers = initial
         log.info("cheaper (%s): %d worker(s) to start, between %d and %d", name, initial,
-                 cfg.cheaper, cfg.processes)
+                 count, cfg.processes)
 
     def adapt_workers(self) -> None:
         """Once a second (uWSGI's master cycle), the cheaper algorithm's
@@ -730,6 +766,7 @@ class Arbiter:
         if app is None:
             from .cli import load_configured_app, report_app_error
             try:
+                run_pre_app_hooks(cfg)
                 app = load_configured_app(cfg)
             except AppLoadError as exc:
                 report_app_error(exc)

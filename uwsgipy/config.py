@@ -237,6 +237,13 @@ def _daemon_validator(option: str) -> Callable[[Any], None]:
     return check
 
 
+def _pre_app_hook(value: str) -> None:
+    action, sep, arg = value.partition(":")
+    if not sep or action.strip() not in ("exec", "safeexec") or not arg.strip():
+        raise ValueError("only the exec:COMMAND and safeexec:COMMAND actions are supported; "
+                         "run other hooks from your service manager")
+
+
 def _umask(value: str) -> None:
     if not re.fullmatch(r"[0-7]{1,4}", value.strip()) or int(value, 8) > 0o777:
         raise ValueError(f"invalid umask {value!r} (an octal mode such as 022)")
@@ -574,11 +581,12 @@ SETTINGS: Tuple[Setting, ...] = (
        section="Processes",
        uwsgi_ref="uWSGI --die-on-term (uWSGI 2.0 reloads on SIGTERM unless it is set)."),
     # -- Adaptive workers (cheaper) -------------------------------------------------
-    _s("cheaper", "int", 0,
+    _s("cheaper", "str", None,
        "Adaptive workers: run at least N workers and at most processes, adding workers "
        "when requests are many and retiring idle ones (gracefully) when few, as "
-       "cheaper-algo decides once a second. Must be lower than processes; 0 disables.",
-       metavar="N", section="Adaptive workers (cheaper)", validator=_at_least(0),
+       "cheaper-algo decides once a second. Must be lower than processes; 0 disables. "
+       "Read as C's atoi, as uWSGI does: `cheaper = true` is 0, off (with a warning).",
+       metavar="N", section="Adaptive workers (cheaper)",
        uwsgi_ref="uWSGI --cheaper (the same check: lower than processes)."),
     _s("idle", "int", 0,
        "After N seconds without a request, stop every worker (\"cheap mode\"); the next "
@@ -934,6 +942,16 @@ SETTINGS: Tuple[Setting, ...] = (
        metavar="FILE", section="Processes",
        uwsgi_ref="uWSGI --master-fifo (the same letters; f is uwsgipy's graceful reload; "
                  "p, S, B, E are not supported)."),
+    _s("hook-pre-app", "list", (),
+       "`exec:COMMAND` runs COMMAND (/bin/sh -c, in chdir) before the app is loaded: in "
+       "the master, or in each worker with lazy-apps; a non-zero exit stops start-up as "
+       "an app that cannot load. `safeexec:COMMAND` only logs a failure. Other actions "
+       "are refused. Repeatable; e.g. `hook-pre-app = exec:./manage.py migrate`.",
+       metavar="ACTION:ARG", section="Application", validator=_pre_app_hook,
+       uwsgi_ref="uWSGI --hook-pre-app (the exec and safeexec actions)."),
+    _s("exec-pre-app", "list", (),
+       "As `hook-pre-app = exec:COMMAND`.",
+       metavar="COMMAND", section="Application", uwsgi_ref="uWSGI --exec-pre-app."),
     _s("hook-master-start", "list", (),
        "Accepted in exactly one form, `unix_signal:15 gracefully_kill_them_all`, which "
        "uWSGI 2.0 deployments use to make SIGTERM a graceful stop: it is uwsgipy's "
@@ -1048,7 +1066,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("hook-as-root", _NO_HOOKS, kind="list"),
     _no("hook-as-user", _NO_HOOKS, kind="list"),
     _no("hook-as-user-atexit", _NO_HOOKS, kind="list"),
-    _no("hook-pre-app", _NO_HOOKS, kind="list"),
     _no("hook-post-app", _NO_HOOKS, kind="list"),
     _no("hook-post-fork", _NO_HOOKS, kind="list"),
     _no("hook-accepting", _NO_HOOKS, kind="list"),
@@ -1058,7 +1075,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("hook-master-stop", _NO_HOOKS, kind="list"),
     _no("hook-touch", _NO_HOOKS, kind="list"),
     _no("exec-asap", _NO_HOOKS, kind="list"),
-    _no("exec-pre-app", _NO_HOOKS, kind="list"),
     _no("exec-as-root", _NO_HOOKS, kind="list"),
     _no("exec-as-user", _NO_HOOKS, kind="list"),
     _no("pidfile2", "use pidfile"),
@@ -1159,7 +1175,7 @@ class Config:
     worker_reload_mercy: int
     die_on_term: bool
     # Adaptive workers (cheaper)
-    cheaper: int
+    cheaper: Optional[str]
     cheaper_initial: int
     idle: int
     die_on_idle: bool
@@ -1232,6 +1248,8 @@ class Config:
     umask: Optional[str]
     max_fd: int
     hook_master_start: List[str]
+    hook_pre_app: List[str]
+    exec_pre_app: List[str]
     master_fifo: List[str]
     memory_report: bool
     ksm: Optional[str]

@@ -220,7 +220,9 @@ class _FileSink:
 
     def rotate(self, size: int) -> None:
         target = self.backupname or f"{self.path}.{int(time.time())}"
-        _write_all(self.fd, f"logsize: {size}, triggering rotation to {target}...\n".encode())
+        # uWSGI's uwsgi_logfile_write(): always a ctime prefix
+        _write_all(self.fd, f"{time.ctime()} - logsize: {size}, triggering rotation to "
+                            f"{target}...\n".encode())
         try:
             os.rename(self.path, target)
         except OSError as exc:
