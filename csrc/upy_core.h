@@ -295,6 +295,7 @@ typedef struct upy_server {
     int log_xff;             /* log-x-forwarded-for */
     int worker_id;           /* for %(wid) */
     PyObject *log_format;    /* tuple of str and int (UPY_LV_*), or NULL */
+    PyObject *add_headers;   /* bytes: "Name: value\r\n" lines, or NULL */
     upy_key_entry *var_keys; /* uwsgi var name -> environ key */
     upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */
     int wake_rfd, wake_wfd;  /* stop() wakes every loop (upy_wake_*) */

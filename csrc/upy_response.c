@@ -608,6 +608,11 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
     if (out_append(loop, &len, line, strlen(line)) < 0) {
         return -1;
     }
+    if (loop->srv->add_headers != NULL &&
+        out_append(loop, &len, PyBytes_AS_STRING(loop->srv->add_headers),
+                   (size_t)PyBytes_GET_SIZE(loop->srv->add_headers)) < 0) {
+        return -1;
+    }
     if (r->chunked &&
         out_append(loop, &len, "Transfer-Encoding: chunked\r\n", 28) < 0) {
         return -1;

@@ -1303,7 +1303,7 @@ PyDoc_STRVAR(server_doc,
 "       log_format=None, log_filter=0, log_xff=False, worker_id=0,\n"
 "       write_exception=True, limit_request_line=8190,\n"
 "       limit_request_field_size=8190, header_timeout=30.0,\n"
-"       body_timeout=30.0, body_min_rate=1024.0)\n"
+"       body_timeout=30.0, body_min_rate=1024.0, add_headers=b'')\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
@@ -1340,6 +1340,8 @@ PyDoc_STRVAR(server_doc,
 "  serve_forever(core=i) writes slot i.\n"
 "log_format: uwsgipy.log.compile_log_format()'s tuple (uWSGI log-format);\n"
 "log_filter: LOG_4XX | LOG_5XX to log only those (log-4xx, log-5xx).\n"
+"add_headers: bytes of 'Name: value\\r\\n' lines added to every response\n"
+"  head the app makes (uWSGI add-header; validated by the caller).\n"
 "write_exception: write() raises OSError once the client is gone (False:\n"
 "  uWSGI's disable-write-exception).");
 
@@ -1356,9 +1358,10 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "worker_id", "write_exception",
                              "limit_request_line", "limit_request_field_size",
                              "header_timeout", "body_timeout",
-                             "body_min_rate", NULL};
+                             "body_min_rate", "add_headers", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
+    PyObject *add_headers = NULL;
     int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
     unsigned long long max_requests = 0, reload_on_rss = 0;
     double stop_mercy = 60.0;
@@ -1374,7 +1377,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnnddd",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddS",
                                      kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
@@ -1387,7 +1390,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &write_exception, &limit_request_line,
                                      &limit_request_field_size,
                                      &header_timeout, &body_timeout,
-                                     &body_min_rate)) {
+                                     &body_min_rate, &add_headers)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -1426,6 +1429,9 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
        with limit-request-fields headers is not refused behind it either. */
     self->uwsgi_limits = self->limits;
     self->uwsgi_limits.max_fields = (size_t)max_fields + UPY_UWSGI_EXTRA_VARS;
+    if (add_headers != NULL && PyBytes_GET_SIZE(add_headers) > 0) {
+        self->add_headers = Py_NewRef(add_headers);
+    }
     self->header_timeout = header_timeout;
     self->body_timeout = body_timeout;
     self->body_min_rate = body_min_rate;
@@ -1730,6 +1736,7 @@ server_traverse(upy_server *self, visitproc visit, void *arg)
     Py_VISIT(self->logger);
     Py_VISIT(self->tmpdir);
     Py_VISIT(self->log_format);
+    Py_VISIT(self->add_headers);
     if (self->listeners != NULL) {
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_VISIT(self->listeners[i].base_environ);
@@ -1754,6 +1761,7 @@ server_dealloc(upy_server *self)
     server_clear(self);
     Py_CLEAR(self->tmpdir);
     Py_CLEAR(self->log_format);
+    Py_CLEAR(self->add_headers);
     upy_key_cache_free(self->var_keys);
     upy_key_cache_free(self->hdr_keys);
     if (self->scoreboard.buf != NULL) {

@@ -111,3 +111,31 @@ def test_http_to_is_refused_in_one_line(server_factory, tmp_path):
     srv = server_factory(ini, expect_rc=2, ready=False)
     assert srv.wait_exit(10) == 2
     assert "http-to" in srv.output() and "Traceback" not in srv.output()
+
+
+def test_add_header_on_every_response(server_factory, tmp_path):
+    """uWSGI's add-header: appended to what the app sends, on both protocols' responses."""
+    ini = write_ini(tmp_path, f"http-socket = 127.0.0.1:0\nwsgi-file = {ENV_APP}\n"
+                              "add-header = X-Frame-Options: DENY\n"
+                              "add-header = Strict-Transport-Security: max-age=63072000\n")
+    srv = server_factory(ini)
+    r = http_request(srv.http_addr, "GET", "/")
+    assert r.status == 200
+    assert r.header("X-Frame-Options") == "DENY"
+    assert r.header("Strict-Transport-Security") == "max-age=63072000"
+
+
+@pytest.mark.parametrize("bad", ["X-Bad", "X Bad: 1", "X(Bad): 1"])
+def test_add_header_must_be_a_header(server_factory, tmp_path, bad):
+    ini = write_ini(tmp_path, f"http-socket = 127.0.0.1:0\nwsgi-file = {ENV_APP}\nadd-header = {bad}\n")
+    srv = server_factory(ini, expect_rc=2, ready=False)
+    assert srv.wait_exit(10) == 2
+    assert "add-header" in srv.output() and "Traceback" not in srv.output()
+
+
+def test_add_header_refuses_cr_lf_from_the_environment():
+    """A value with CR or LF would split the response head (header injection)."""
+    from uwsgipy.config import ConfigError, load
+    for bad in ("X-A: a\rb", "X-A: a\nSet-Cookie: x=1"):
+        with pytest.raises(ConfigError, match="add-header"):
+            load(["--http-socket", ":0", "--wsgi-file", ENV_APP], {"UWSGI_ADD_HEADER": bad})

@@ -179,6 +179,18 @@ def _key_value(value: str) -> None:
         raise ValueError(f"expected KEY=VALUE, got {value!r}")
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def _header_line(value: str) -> None:
+    """'Name: value' (RFC 9110 §5: a token, a colon, a value without CR, LF or NUL)."""
+    name, sep, val = value.partition(":")
+    if not sep or not _TOKEN.match(name.strip()) or name != name.strip():
+        raise ValueError(f"expected 'Name: value' with a header name, got {value!r}")
+    if any(c in val for c in "\r\n\0"):
+        raise ValueError(f"a header value cannot hold CR, LF or NUL: {value!r}")
+
+
 def _octal_mode(value: str) -> None:
     if not re.fullmatch(r"[0-7]{3,4}", value):
         raise ValueError(f"expected an octal mode such as 660, got {value!r}")
@@ -819,7 +831,9 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("log-maxsize", "int", 0,
        "Rotate the logto file when it grows past BYTES: it is renamed to "
        "log-backupname (or FILE.<unix time>) and a new one started, between two whole "
-       "lines (the master's log pipe writes the file; implies log-master). 0: never.",
+       "lines (the master's log pipe writes the file; implies log-master), right after "
+       "the write that passes BYTES (uWSGI checks once per master cycle, so its files "
+       "run over). 0: never.",
        metavar="BYTES", section="Logging", validator=_at_least(0),
        uwsgi_ref="uWSGI --log-maxsize, same message and backup names."),
     _s("log-backupname", "str", None,
@@ -997,6 +1011,11 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted, no effect: a client that goes away mid-response is not logged as "
        "an error (the response is abandoned and its close() called).",
        section="uWSGI compatibility", uwsgi_ref="uWSGI --ignore-write-errors."),
+    _s("add-header", "list", (),
+       "Add this header ('Name: value') to every response the application makes. "
+       "Repeatable.",
+       metavar="'NAME: VALUE'", section="uWSGI compatibility", validator=_header_line,
+       uwsgi_ref="uWSGI --add-header: added as given, also when the app sent the same name."),
     _s("disable-write-exception", "bool", False,
        "write() returns quietly instead of raising OSError when the client has "
        "gone away.",
@@ -1021,7 +1040,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("static-map2", "serve static files from nginx", kind="list"),
     _no("check-static", "serve static files from nginx", kind="list"),
     _no("post-buffering-bufsize", "not a knob here: bodies are read in 64 KiB pieces; set post-buffering only"),
-    _no("add-header", "not implemented yet: add the header in the app or in nginx (add_header)", kind="list"),
     _no("route-host", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
     _no("route-run", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
     _no("cheaper-rss-limit-soft", "not implemented; reload-on-rss bounds a worker's memory"),
@@ -1252,6 +1270,7 @@ class Config:
     exec_pre_app: List[str]
     master_fifo: List[str]
     memory_report: bool
+    add_header: List[str]
     ksm: Optional[str]
     cron: List[str]
     unique_cron: List[str]

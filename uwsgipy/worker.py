@@ -70,6 +70,8 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         header_timeout=float(cfg.header_timeout),
         body_timeout=float(cfg.body_timeout),
         body_min_rate=float(cfg.body_min_rate),
+        add_headers=b"".join(f"{h.partition(':')[0]}: {h.partition(':')[2].strip()}\r\n"
+                             .encode("latin-1") for h in cfg.add_header),
         **access_log_options(cfg),
     )
 
