@@ -307,9 +307,9 @@ SETTINGS: Tuple[Setting, ...] = (
        "Repeatable; in order.",
        metavar="TEXT", section="Config files", uwsgi_ref="uWSGI --print."),
     _s("strict", "bool", False,
-       "Make every configuration warning an error: unknown options (also those "
-       "used as placeholders; declare placeholders with set-placeholder), unset "
-       "$(VAR), unknown %(name), inline comments, missing ini sections.",
+       "Make keys that are not options errors (also those used as placeholders; "
+       "declare placeholders with set-placeholder). The other configuration warnings "
+       "(unset $(VAR), unknown %(name), '; comments' after values) stay warnings.",
        section="Config files",
        uwsgi_ref="uWSGI --strict, which refuses only keys that are not options."),
     # -- Sockets -----------------------------------------------------------

@@ -330,6 +330,7 @@ class Reader:
         self.warnings: List[str] = []
         self.files_read: List[str] = []
         self.strict = False
+        self.strict_errors: List[str] = []  # what strict refuses (unknown keys)
         self.used: Set[str] = set()  # names looked up as %(name) or by if-opt
         self._magic: Dict[int, bytes] = {}
         self._magic[ord("%")] = b"%"
@@ -841,10 +842,12 @@ class Reader:
             self.warnings.append(message)
 
     def check_strict(self) -> None:
-        """With strict (set anywhere), the first warning is an error."""
-        if self.strict and self.warnings:
-            first = self.warnings[0]
-            raise IniError(first if "strict" in first else f"{first} (an error with strict)")
+        """strict is uWSGI's: it refuses keys that are not options, and
+        nothing else; the other configuration warnings stay warnings, as
+        uWSGI starts those files (a real deployment sets strict beside values
+        with '; comments' after them)."""
+        if self.strict_errors:
+            raise IniError(self.strict_errors[0])
 
     def check_unknown(self) -> None:
         """One warning per key that is neither an option nor a placeholder
@@ -867,7 +870,7 @@ class Reader:
                 hint = suggest(entry.key, known if language else self.options)
             if self.strict:
                 # uWSGI's strict refuses every key that is not an option.
-                self.warnings.append(
+                self.strict_errors.append(
                     f"{entry.origin}: unknown option '{entry.key}'{hint}: strict allows only "
                     "options (declare placeholders with set-placeholder)")
             elif entry.key not in self.used:
@@ -939,8 +942,8 @@ checks them against the real uWSGI binary.
   `%(project)` mean `shop`. A key that nothing uses as `%(key)` gets one
   warning naming the file, the line and the closest option
   (`app.ini:7: unknown option 'htp-socket' ignored (did you mean 'http-socket'?)`).
-  `strict = true` (uWSGI's option) makes unknown keys errors, and every other
-  warning below too.
+  `strict = true` (uWSGI's option) makes unknown keys errors; the other
+  warnings below stay warnings, as in uWSGI.
 - `ini = other.ini` (or `other.ini:section`) reads another file at that
   point; `include = other.ini` too, without setting the upper-case magic
   variables. A relative path is resolved against the current directory, as
