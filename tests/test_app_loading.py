@@ -120,6 +120,16 @@ def test_wsgi_file_with_module_same_as_real_uwsgi(appdir, args):
     assert body == expected
 
 
+def test_module_that_cannot_load_falls_back_to_the_wsgi_file_as_uwsgi(appdir):
+    """uWSGI tries the module first; when it cannot be imported it logs that and serves the
+    wsgi-file (CKAN's published ini relies on it)."""
+    args = ["--wsgi-file", "fileapp", "--module", "no_such_module:application"]
+    body, srv = _serve(args, appdir)
+    assert body.startswith("file-"), body
+    assert srv.find(lambda l: "module no_such_module:application cannot be loaded" in l)
+    assert body == _real_uwsgi(args, appdir)
+
+
 def test_factory_call_with_wsgi_file_is_one_line(appdir):
     srv = ServerProcess(["--http-socket", "127.0.0.1:0", "--chdir", appdir, "--wsgi-file",
                          "fileapp", "--callable", "other()"], cwd=appdir).start(wait_ready=False)

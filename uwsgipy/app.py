@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import sys
 from types import ModuleType
@@ -283,11 +284,22 @@ def load_app(*, wsgi_file: Optional[str] = None, module: Optional[str] = None,
     ``callable_name``, as in uWSGI) or ``pkg.mod``.  With both ``module``
     and ``wsgi_file``, the module is the app and the file is not executed,
     as in uWSGI 2.0 (it loads ``module`` first, then skips the file: its
-    mountpoint is taken).  Raises AppLoadError.
+    mountpoint is taken); a module that cannot be loaded is logged and the
+    file is served instead, as uWSGI does.  Raises AppLoadError.
     """
     if not wsgi_file and not module:
         raise AppLoadError("give wsgi-file or module (e.g. --wsgi-file app.py "
                            "or --module pkg.wsgi:application)")
+    if wsgi_file and module:
+        # uWSGI tries each app option in turn for the default mountpoint: a
+        # module that cannot be loaded is logged, and the file is served.
+        try:
+            return load_app(module=module, callable_name=callable_name)
+        except AppLoadError as exc:
+            logging.getLogger("uwsgipy").warning(
+                "module %s cannot be loaded (%s): serving wsgi-file %s instead, as uWSGI "
+                "does", module, exc, wsgi_file)
+            return load_app(wsgi_file=wsgi_file, callable_name=callable_name)
     if wsgi_file and not module:
         mod = _load_file(wsgi_file)
         where = f"wsgi-file {wsgi_file!r}"

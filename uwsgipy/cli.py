@@ -89,7 +89,8 @@ def startup_notes(cfg: _config.Config) -> None:
     (logged once, by the process that starts)."""
     if cfg.wsgi_file and cfg.module:
         log.warning("wsgi-file %s is not loaded: module %s is given too (%s) and is the app, "
-                    "as in uWSGI (the file's mountpoint is already taken)",
+                    "as in uWSGI (the file's mountpoint is already taken; the file is served "
+                    "only if the module cannot be loaded)",
                     cfg.wsgi_file, cfg.module, cfg.sources.get("module", "?"))
 
 
