@@ -298,9 +298,9 @@ def test_die_on_idle_stops_the_server(server):
 
 
 def test_requests_keep_idle_from_going_cheap(server):
-    srv = server("--processes", "2", "--idle", "2")
+    srv = server("--processes", "2", "--idle", "3")
     deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:  # a request every 0.3 s for 4 s: never idle for 2 s
+    while time.monotonic() < deadline:  # a request every 0.3 s for 4 s: never idle for 3 s
         assert http_get(srv.port, "/sleep?s=0.3").ok
     assert not srv.find("inactive")
 

@@ -51,6 +51,7 @@ import mmap
 import os
 import select
 import signal
+import subprocess  # hook-pre-app; imported before dropping privileges
 import sys
 import time
 from dataclasses import dataclass, field
@@ -177,7 +178,6 @@ def run_pre_app_hooks(cfg: Any) -> None:
     the master, or in each worker with lazy-apps), as uWSGI's
     uwsgi_init_all_apps: an ``exec`` that exits non-zero means the app
     cannot start (AppLoadError); ``safeexec`` only logs it."""
-    import subprocess
     hooks = [tuple(h.split(":", 1)) for h in cfg.hook_pre_app] + \
         [("exec", cmd) for cmd in cfg.exec_pre_app]
     for action, cmd in hooks:
@@ -348,6 +348,7 @@ class Arbiter:
             from . import stats  # noqa: F401
         if cfg.py_autoreload:
             from . import reloader  # noqa: F401
+        from . import cheaper, daemons, fifo  # noqa: F401
         privileges.drop(self.identity)
         old = os.environ.pop(ENV_OLD_WORKERS, "")
         self.old_pids = {int(p) for p in old.split(",") if p}
