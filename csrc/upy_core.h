@@ -264,7 +264,8 @@ typedef struct {
 enum {
     UPY_LV_ADDR = 1, UPY_LV_METHOD, UPY_LV_URI, UPY_LV_PROTO, UPY_LV_STATUS,
     UPY_LV_SIZE, UPY_LV_MSECS, UPY_LV_MICROS, UPY_LV_TIME, UPY_LV_CTIME,
-    UPY_LV_UAGENT, UPY_LV_REFERER, UPY_LV_HOST, UPY_LV_PID, UPY_LV_WID
+    UPY_LV_UAGENT, UPY_LV_REFERER, UPY_LV_HOST, UPY_LV_PID, UPY_LV_WID,
+    UPY_LV_USER, UPY_LV_LTIME, UPY_LV_EPOCH, UPY_LV_SECS, UPY_LV_CL
 };
 
 typedef struct upy_server {
@@ -294,7 +295,9 @@ typedef struct upy_server {
     int log_filter;          /* 0 all, else UPY_LOG_4XX | UPY_LOG_5XX */
     int log_xff;             /* log-x-forwarded-for */
     int worker_id;           /* for %(wid) */
-    PyObject *log_format;    /* tuple of str and int (UPY_LV_*), or NULL */
+    PyObject *log_format;    /* tuple of str (literal), int (UPY_LV_*) and
+                                1-tuples (an environ key: %(var.NAME)),
+                                or NULL */
     PyObject *add_headers;   /* bytes: "Name: value\r\n" lines, or NULL */
     upy_key_entry *var_keys; /* uwsgi var name -> environ key */
     upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */

@@ -1135,7 +1135,7 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
         PyObject *item;
         count = PyTuple_GET_SIZE(srv->log_format);
         item = count ? PyTuple_GET_ITEM(srv->log_format, 0) : NULL;
-        if (item != NULL && !PyUnicode_Check(item) && !PyLong_Check(item)) {
+        if (item != NULL && PyCallable_Check(item)) {
             if (!log_route(srv, item, environ))
                 return;
             first = 1;
@@ -1182,6 +1182,19 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
                 t = PyUnicode_AsUTF8AndSize(item, &n);
                 if (t != NULL)
                     line_put(&l, t, (size_t)n);
+                continue;
+            }
+            if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 1) {
+                /* %(var.NAME): the environ's NAME, empty when absent, as
+                   uWSGI */
+                PyObject *v = PyDict_GetItemWithError(environ,
+                                                      PyTuple_GET_ITEM(item, 0));
+                if (v != NULL && PyUnicode_Check(v)) {
+                    t = PyUnicode_AsUTF8AndSize(v, &n);
+                    if (t != NULL)
+                        line_put(&l, t, (size_t)n);
+                }
+                PyErr_Clear();
                 continue;
             }
             var = PyLong_AsLong(item);
@@ -1244,6 +1257,46 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
             case UPY_LV_WID:
                 line_fmt(&l, "%d", srv->worker_id);
                 break;
+            case UPY_LV_USER: {
+                /* REMOTE_USER (an auth middleware or nginx sets it); empty
+                   when none, as uWSGI */
+                PyObject *v = PyDict_GetItemString(environ, "REMOTE_USER");
+                if (v != NULL && PyUnicode_Check(v)) {
+                    t = PyUnicode_AsUTF8AndSize(v, &n);
+                    if (t != NULL)
+                        line_put(&l, t, (size_t)n);
+                }
+                PyErr_Clear();
+                break;
+            }
+            case UPY_LV_LTIME: {
+                /* uWSGI's ltime: the request's start, local time, in the
+                   Apache/nginx log form 01/Dec/2026:23:20:00 +0000 */
+                char tb[64];
+                struct tm tm;
+                time_t at = time(NULL) - (time_t)secs;
+                size_t tl = localtime_r(&at, &tm) != NULL
+                                ? strftime(tb, sizeof tb, "%d/%b/%Y:%H:%M:%S %z",
+                                           &tm)
+                                : 0;
+                line_put(&l, tb, tl);
+                break;
+            }
+            case UPY_LV_EPOCH:
+                line_fmt(&l, "%lld", (long long)time(NULL));
+                break;
+            case UPY_LV_SECS:
+                line_fmt(&l, "%f", secs);
+                break;
+            case UPY_LV_CL: {
+                Py_ssize_t cl_n;
+                const char *cl = env_text(environ, st->k_CONTENT_LENGTH, &cl_n);
+                if (cl_n > 0 && *cl != '-')
+                    line_put(&l, cl, (size_t)cl_n);
+                else
+                    line_put(&l, "0", 1);
+                break;
+            }
             default:
                 line_put(&l, "-", 1);
             }

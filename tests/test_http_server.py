@@ -1210,6 +1210,22 @@ def test_log_format_variables(server_factory):
     assert re.search(r"ct=\[\w{3} \w{3} +\d+ [\d:]{8} \d{4}\]$", line), line
 
 
+def test_log_format_more_uwsgi_variables(server_factory):
+    """user, ltime, epoch, secs, cl and var.NAME, as uWSGI's core/logging.c fills them."""
+    fmt = ("LG user=[%(user)] lt=[%(ltime)] ep=%(epoch) s=%(secs) cl=%(cl) "
+           "rid=[%(var.HTTP_X_REQUEST_ID)] none=[%(var.HTTP_X_NONE)]")
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES, "--log-format", fmt)
+    before = int(time.time())
+    r = http_request(s.http_addr, "POST", "/echo", headers=[("X-Request-Id", "abc-1")], body=b"12345")
+    assert r.status == 200
+    line = s.wait_for(lambda l: l.startswith("LG "), 5)
+    assert "user=[]" in line and "rid=[abc-1]" in line and "none=[]" in line, line
+    assert " cl=5 " in line, line
+    assert re.search(r"lt=\[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]", line), line
+    assert before <= int(re.search(r"ep=(\d+)", line).group(1)) <= time.time() + 1
+    assert float(re.search(r" s=([\d.]+)", line).group(1)) < 5
+
+
 def test_log_format_unknown_variable_is_a_config_error(tmp_path):
     p = ServerProcess(["--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES,
                        "--log-format", "%(addr) %(nosuch)"]).start(wait_ready=False)

@@ -673,15 +673,16 @@ def _write_route_log(text: str) -> None:
     _write_all(2, (date_prefix() + text + "\n").encode("utf-8", "replace"))
 
 
-_LOG_VAR = re.compile(r"%\(([a-z0-9_]+)\)")
+_LOG_VAR = re.compile(r"%\(([a-z0-9_]+|var\.[A-Za-z0-9_.-]+)\)")
 
 
-def compile_log_format(fmt: str) -> Tuple[Union[str, int], ...]:
+def compile_log_format(fmt: str) -> Tuple[Union[str, int, Tuple[str]], ...]:
     """Compile uWSGI's ``log-format`` (``%(addr) %(method) %(uri)...``) to
     the tuple of literal strings and variable codes the C core fills in.
     Variables: the keys of ``_core.LOG_VARS`` (addr, method, uri, proto,
     status, size, msecs, micros, time, ctime, uagent, referer, host, pid,
-    wid).  Raises ValueError naming an unknown variable."""
+    wid, user, ltime, epoch, secs, cl) and ``var.NAME`` (the environ's NAME,
+    compiled to a 1-tuple).  Raises ValueError naming an unknown variable."""
     from . import _core
     parts: list = []
     pos = 0
@@ -689,6 +690,10 @@ def compile_log_format(fmt: str) -> Tuple[Union[str, int], ...]:
         if m.start() > pos:
             parts.append(fmt[pos:m.start()])
         name = m.group(1)
+        if name.startswith("var."):
+            parts.append((name[4:],))  # the environ's value, as uWSGI's %(var.NAME)
+            pos = m.end()
+            continue
         if name not in _core.LOG_VARS:
             raise ValueError(f"log-format: unknown variable %({name}); known: "
                              + ", ".join(sorted(_core.LOG_VARS)))
