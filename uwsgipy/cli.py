@@ -257,15 +257,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from . import uwsgi_api
     multi = bool(cfg.master or cfg.processes > 1)
+    implying = [name for name in IMPLIES_MASTER if name in cfg.sources]
+    if implying and not multi:
+        # uWSGI's UWSGI_OPT_MASTER: these options switch the master on by themselves
+        log.info("master mode on: %s implies it, as in uWSGI (%s)", implying[0],
+                 cfg.sources[implying[0]])
+        multi = True
     uwsgi_api.install(cfg, master=multi)  # `import uwsgi` works from here on, as in uWSGI
     if multi:
         from .arbiter import Arbiter
         return Arbiter(cfg, argv=argv, identity=identity).run()
-    for option in ("touch-reload", "py-autoreload", "harakiri", "max-requests",
-                   "reload-on-rss", "max-worker-lifetime", "stats"):
+    for option in ("harakiri", "max-requests", "reload-on-rss", "max-worker-lifetime"):
         if getattr(cfg, option.replace("-", "_")):
             log.warning("%s needs master mode (--master): ignored", option)
     return _single_process(cfg, identity)
+
+
+# Options that need the master and, in uWSGI, turn it on by themselves (their
+# UWSGI_OPT_MASTER flag in core/uwsgi.c); the ones uwsgipy implements.
+IMPLIES_MASTER = (
+    "touch-reload", "touch-workers-reload", "touch-chain-reload", "evil-reload-on-rss",
+    "stats", "stats-http", "master-fifo", "logger", "log-master", "log-maxsize",
+    "log-encoder", "log-req-encoder", "log-route", "cheaper", "cheaper-initial",
+    "cheaper-algo", "cheaper-step", "cheaper-overload", "idle", "cron", "unique-cron",
+    "attach-daemon", "attach-control-daemon", "smart-attach-daemon", "smart-attach-daemon2",
+    "attach-daemon2", "py-autoreload",
+)
 
 
 def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
@@ -278,6 +295,7 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
         except OSError as exc:
             log.error("%s", exc.strerror)
             return EXIT_CONFIG
+    privileges.apply_process_limits(cfg)  # umask, max-fd, limit-as: before binding
     try:
         listeners = bind_all(cfg)
     except (OSError, ValueError) as exc:
@@ -299,8 +317,10 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
         # imported before the uid/gid switch: after it only the app's own
         # files need to be readable by the new user
         from .worker import make_server, serve
+        from .arbiter import run_pre_app_hooks  # imports subprocess before the switch
         privileges.drop(identity)
         try:
+            run_pre_app_hooks(cfg)
             app = load_configured_app(cfg)
         except AppLoadError as exc:
             report_app_error(exc)
