@@ -7,6 +7,7 @@ are also served by it and must give the same body.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -68,7 +69,7 @@ def _serve(args, cwd) -> tuple:
 
 def _real_uwsgi(args, cwd) -> str:
     """The body real uWSGI serves for the same options."""
-    exe = shutil.which("uwsgi")
+    exe = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
     if exe is None:
         pytest.skip("real uWSGI is not installed")
     port = free_port()

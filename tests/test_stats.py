@@ -330,7 +330,11 @@ def wait_serving(fetch, addr, requests: int = 0) -> Dict[str, Any]:
 
 
 def uwsgitop_path() -> str:
-    path = shutil.which("uwsgitop") or os.path.join(os.path.dirname(sys.executable), "uwsgitop")
+    # the one installed beside this Python first (.venv/bin): a uwsgitop found on PATH may be
+    # another environment's, or a pyenv shim (a shell script, not Python)
+    path = os.path.join(os.path.dirname(sys.executable), "uwsgitop")
+    if not os.path.exists(path):
+        path = shutil.which("uwsgitop") or path
     if not os.path.exists(path):
         pytest.skip("uwsgitop not installed (pip install uwsgitop)")
     return path

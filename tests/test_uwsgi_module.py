@@ -9,6 +9,7 @@ reload. Outside a serving uwsgipy `import uwsgi` fails, as it does outside uWSGI
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -127,7 +128,7 @@ def test_values_in_master_mode_are_real(probe, tmp_path):
 
 
 def test_opt_and_ids_same_as_real_uwsgi(probe):
-    exe = shutil.which("uwsgi")
+    exe = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
     if exe is None:
         pytest.skip("real uWSGI is not installed")
     port = free_port()

@@ -257,7 +257,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from . import uwsgi_api
     multi = bool(cfg.master or cfg.processes > 1)
-    implying = [name for name in IMPLIES_MASTER if name in cfg.sources]
+    implying = [name for name in IMPLIES_MASTER
+                if cfg.sources.get(name, "default") != "default"
+                and getattr(cfg, name.replace("-", "_"))]
     if implying and not multi:
         # uWSGI's UWSGI_OPT_MASTER: these options switch the master on by themselves
         log.info("master mode on: %s implies it, as in uWSGI (%s)", implying[0],
