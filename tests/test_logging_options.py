@@ -187,7 +187,7 @@ def test_syslog_logger_ident_and_facility(tmp_path, app):
 
 def test_unknown_logger_and_route_action_are_one_line_errors(tmp_path, app):
     for line, word in (("logger = zeromq:tcp://127.0.0.1:1", "unknown logger 'zeromq'"),
-                       ("route = ^/x break:403 Forbidden", "route action 'break'"),
+                       ("route = ^/x break:", "give break a status"),
                        ("route = ^/x rewrite:/y", "route action 'rewrite'"),
                        ("route = nospace", "invalid route syntax")):
         ini = _ini(tmp_path, app, line + "\n")
@@ -424,3 +424,27 @@ def test_no_python_matcher_without_routes():
     assert all(isinstance(x, int) for x in access_log_options(cfg)["log_format"])
     cfg = config.load(["--wsgi-file", "x.py", "--route", "^/h donotlog:"], {})
     assert callable(access_log_options(cfg)["log_format"][0])
+
+
+def test_route_break_answers_its_status_without_the_app(server_factory, tmp_path):
+    """uWSGI's break:STATUS (core/routing.c uwsgi_router_break_func): the status, Connection:
+    close, no body, and the app is not called; routes stop at the first last/continue/break."""
+    app = tmp_path / "countapp.py"
+    app.write_text(
+        "import sys\n"
+        "def application(environ, start_response):\n"
+        "    sys.stderr.write('APP-CALLED %s\\n' % environ['PATH_INFO']); sys.stderr.flush()\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'app']\n")
+    ini = tmp_path / "break.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {app}\n"
+                   "route = ^/open last:\n"
+                   "route = ^/admin break:403 Forbidden\n"
+                   "route = ^/open break:404 Not Found\n")
+    srv = server_factory(str(ini))
+    r = http_request(srv.http_addr, "GET", "/admin/x")
+    assert r.status == 403 and r.body == b"" and r.header("Connection") == "close"
+    assert not srv.find("APP-CALLED /admin/x")
+    r = http_request(srv.http_addr, "GET", "/open/y")   # last: stops before the break
+    assert r.status == 200 and r.body == b"app"
+    srv.wait_for("APP-CALLED /open/y", 5)

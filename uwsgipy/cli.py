@@ -71,6 +71,9 @@ def load_configured_app(cfg: _config.Config):
     app = load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
     if cfg.wsgi_disable_file_wrapper:
         app = _without_file_wrapper(app)
+    if cfg.route or cfg.route_uri:
+        from .routes import wrap_app
+        app = wrap_app(app, cfg.route, cfg.route_uri)  # break: answers before the app
     return app
 
 

@@ -883,11 +883,12 @@ SETTINGS: Tuple[Setting, ...] = (
        "A route on PATH_INFO: `REGEXP ACTION:ARG`, e.g. `route = ^/health donotlog:`. "
        "Actions: donotlog: (keep the request out of the access log), log:TEXT (log a "
        "line; $1..$9 groups, ${VAR} environ variables), last: / continue: (stop "
-       "routing). Other actions are refused by name: uwsgipy's routes never change "
-       "the response. Routes run only when configured (no cost otherwise).",
+       "routing), break:STATUS (answer STATUS, e.g. 403 Forbidden, without calling the "
+       "app). Other actions are refused by name. Routes run only when configured (no "
+       "cost otherwise).",
        metavar="REGEXP ACTION:ARG", section="Logging", validator=_route_spec,
-       uwsgi_ref="uWSGI --route (internal routing), logging actions only; Python re "
-                 "instead of PCRE."),
+       uwsgi_ref="uWSGI --route (internal routing): the logging actions and break; "
+                 "Python re instead of PCRE; a bare break: (no response) is refused."),
     _s("route-uri", "list", (),
        "Like route, matched against REQUEST_URI (path and query string); run after "
        "the route ones.",

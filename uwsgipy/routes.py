@@ -19,11 +19,15 @@ Actions (core/routing.c):
   groups, ``${VAR}`` an environ variable such as ``${REQUEST_URI}``);
   routing goes on.
 - ``last:`` / ``continue:`` stop routing; the request goes to the app.
+- ``break:STATUS`` (e.g. ``break:403 Forbidden``) stops routing and answers
+  STATUS with ``Connection: close`` and no body, without calling the app
+  (uWSGI's uwsgi_router_break_func).  A bare ``break:`` (uWSGI closes the
+  connection with no response at all) is refused: a WSGI server always
+  answers.
 
-Everything else is refused at start-up naming the action: ``break:`` (it
-ends the request without calling the app), ``return:``, ``rewrite:``,
-``redirect:``, ``addheader:``… change the response, which uwsgipy's
-routes never do.
+Everything else is refused at start-up naming the action: ``return:``,
+``rewrite:``, ``redirect:``, ``addheader:``… change the response in ways
+uwsgipy's routes do not.
 
 uwsgipy runs the routes after the response (the C core calls the compiled
 matcher from the access log, and only when routes are configured), which
@@ -35,12 +39,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-__all__ = ["parse_route", "compile_routes", "ACTIONS"]
+__all__ = ["parse_route", "compile_routes", "wrap_app", "ACTIONS"]
 
-ACTIONS = ("donotlog", "log", "last", "continue")
-_STOP = ("last", "continue")
+ACTIONS = ("donotlog", "log", "last", "continue", "break")
+_STOP = ("last", "continue", "break")
 _REFUSED_WHY = {
-    "break": "it ends the request without calling the app",
     "return": "it answers instead of the app",
     "break-with-status": "it answers instead of the app",
     "goto": "labels are not supported",
@@ -65,6 +68,10 @@ def parse_route(value: str) -> Tuple["re.Pattern[str]", str, str]:
         why = _REFUSED_WHY.get(action, "uwsgipy's routes only control logging")
         raise ValueError(f"route action {action!r} is not supported ({why}); supported: "
                          + ", ".join(a + ":" for a in ACTIONS))
+    if action == "break" and not re.match(r"[1-5][0-9][0-9] \S", arg):
+        raise ValueError(f"route {value!r}: give break a status, e.g. 'break:403 Forbidden' "
+                         "(a bare break closes the connection without a response in uWSGI; "
+                         "uwsgipy always answers)")
     try:
         pattern = re.compile(regexp)
     except re.error as exc:
@@ -108,8 +115,36 @@ def compile_routes(route: Sequence[str], route_uri: Sequence[str],
                 log_it = False
             elif action == "log":
                 write(_translate(arg, m, environ))
-            else:   # last, continue
+            else:   # last, continue, break
                 break
         return log_it
 
     return matcher
+
+
+def wrap_app(app: Callable, route: Sequence[str], route_uri: Sequence[str]) -> Callable:
+    """The app itself, or, when a ``break:`` route exists, a WSGI wrapper
+    that runs the routes before the app (in order, stopping at the first
+    matching last/continue/break) and answers a matching break's status
+    instead of calling the app.  Raises ValueError for a bad route."""
+    rows = []
+    for key, values in (("PATH_INFO", route), ("REQUEST_URI", route_uri)):
+        for value in values:
+            pattern, action, arg = parse_route(value)
+            rows.append((pattern.search, key, action, arg))
+    if not any(action == "break" for _, _, action, _ in rows):
+        return app
+
+    def application(environ: dict, start_response: Callable) -> Any:
+        for search, key, action, arg in rows:
+            if action not in _STOP or search(environ.get(key, "")) is None:
+                continue
+            if action == "break":
+                start_response(arg, [("Content-Type", "text/plain"), ("Connection", "close"),
+                                     ("Content-Length", "0")])
+                return [b""]
+            break
+        return app(environ, start_response)
+
+    application.__wrapped__ = app  # type: ignore[attr-defined]
+    return application
