@@ -309,6 +309,9 @@ typedef struct upy_server {
     int active_loops;
     uint64_t max_requests;   /* graceful stop after this many; 0 off */
     uint64_t reload_on_rss;  /* graceful stop above this RSS, bytes; 0 off */
+    double min_lifetime;     /* no max-requests/reload-on-rss stop before this
+                                many seconds (min-worker-lifetime) */
+    double created;          /* monotonic, when the Server was made */
     double stop_mercy;       /* seconds for a self-initiated graceful stop */
     const char *stop_reason; /* static: why the server stopped itself */
     Py_buffer scoreboard;    /* .buf NULL when there is none */

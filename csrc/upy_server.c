@@ -571,10 +571,14 @@ current_rss(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* max-requests and reload-on-rss: checked after each request. */
+/* max-requests and reload-on-rss: checked after each request, never for
+   a worker younger than min-worker-lifetime (uWSGI's core/utils.c). */
 static void
 check_limits(upy_server *srv)
 {
+    if (srv->min_lifetime > 0 && upy_now() - srv->created < srv->min_lifetime) {
+        return;
+    }
     if (srv->max_requests && srv->requests >= srv->max_requests) {
         self_stop(srv, "max-requests reached");
     }
@@ -1303,7 +1307,8 @@ PyDoc_STRVAR(server_doc,
 "       log_format=None, log_filter=0, log_xff=False, worker_id=0,\n"
 "       write_exception=True, limit_request_line=8190,\n"
 "       limit_request_field_size=8190, header_timeout=30.0,\n"
-"       body_timeout=30.0, body_min_rate=1024.0, add_headers=b'')\n"
+"       body_timeout=30.0, body_min_rate=1024.0, add_headers=b'',\n"
+"       min_lifetime=0.0)\n"
 "--\n\n"
 "The request path of one worker.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
@@ -1335,7 +1340,8 @@ PyDoc_STRVAR(server_doc,
 "keepalive_timeout: seconds an idle keep-alive connection is kept.\n"
 "errors: the wsgi.errors stream (default sys.stderr).\n"
 "max_requests / reload_on_rss (bytes): stop gracefully (within stop_mercy\n"
-"  seconds) after that many requests / above that RSS; stop_reason says.\n"
+"  seconds) after that many requests / above that RSS; stop_reason says;\n"
+"  not before min_lifetime seconds (min-worker-lifetime).\n"
 "scoreboard: a writable buffer of SLOT_SIZE-byte slots (shared memory);\n"
 "  serve_forever(core=i) writes slot i.\n"
 "log_format: uwsgipy.log.compile_log_format()'s tuple (uWSGI log-format);\n"
@@ -1358,7 +1364,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "worker_id", "write_exception",
                              "limit_request_line", "limit_request_field_size",
                              "header_timeout", "body_timeout",
-                             "body_min_rate", "add_headers", NULL};
+                             "body_min_rate", "add_headers", "min_lifetime",
+                             NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
     PyObject *add_headers = NULL;
@@ -1368,6 +1375,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     Py_ssize_t buffer_size = 65535, max_fields = 100;
     Py_ssize_t limit_request_line = 8190, limit_request_field_size = 8190;
     double header_timeout = 30.0, body_timeout = 30.0, body_min_rate = 1024.0;
+    double min_lifetime = 0;
     unsigned long long limit_post = 0, post_buffering = 1 << 20;
     double socket_timeout = 4.0, keepalive_timeout = 5.0;
     int access_log_fd = -1, multithread = 0, multiprocess = 0;
@@ -1377,7 +1385,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddS",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSd",
                                      kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
@@ -1390,7 +1398,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &write_exception, &limit_request_line,
                                      &limit_request_field_size,
                                      &header_timeout, &body_timeout,
-                                     &body_min_rate, &add_headers)) {
+                                     &body_min_rate, &add_headers,
+                                     &min_lifetime)) {
         return -1;
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
@@ -1432,6 +1441,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     if (add_headers != NULL && PyBytes_GET_SIZE(add_headers) > 0) {
         self->add_headers = Py_NewRef(add_headers);
     }
+    self->min_lifetime = min_lifetime;
+    self->created = upy_now();
     self->header_timeout = header_timeout;
     self->body_timeout = body_timeout;
     self->body_min_rate = body_min_rate;

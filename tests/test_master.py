@@ -318,7 +318,7 @@ def test_harakiri_kills_and_replaces_the_worker(master):
 
 
 def test_max_requests_recycles_without_failures(master):
-    srv = master("--max-requests", "5", processes=1)
+    srv = master("--max-requests", "5", "--min-worker-lifetime", "0", processes=1)
     srv.wait_workers(lambda k: len(k) == 1, 5, "1 worker")
     replies = [http_get(srv.port) for _ in range(40)]
     failures = [r for r in replies if not r.ok]
@@ -330,12 +330,29 @@ def test_max_requests_recycles_without_failures(master):
     srv.wait_line(r"worker 1 \(pid \d+\): max-requests reached after 5 requests: recycling", 2)
 
 
+def test_min_worker_lifetime_holds_back_max_requests(master):
+    """uWSGI (core/utils.c): max-requests recycles a worker only once it is min-worker-lifetime
+    seconds old; until then it goes on serving."""
+    srv = master("--max-requests", "2", "--min-worker-lifetime", "2", processes=1)
+    srv.wait_workers(lambda k: len(k) == 1, 5, "1 worker")
+    t0 = time.monotonic()
+    first = [http_get(srv.port) for _ in range(6)]
+    assert all(r.ok for r in first), describe([r for r in first if not r.ok])
+    if time.monotonic() - t0 < 1.5:  # all six came well inside the first 2 s
+        assert len({r.pid for r in first}) == 1, [r.pid for r in first]
+    poll(lambda: time.monotonic() - t0 >= 2.2, 5, "the worker's minimum lifetime")
+    later = [http_get(srv.port) for _ in range(4)]
+    assert all(r.ok for r in later)
+    srv.wait_line(r"max-requests reached", 5)
+
+
 def test_max_requests_delta_staggers_workers(master):
     # uWSGI: worker N recycles after max-requests + N * max-requests-delta requests: here worker 1
     # after 8, worker 2 after 13.  A stopping worker still serves the connections it had
     # accepted, so under concurrent clients a count may exceed its limit by a few.
     clients = 4
-    srv = master("--max-requests", "3", "--max-requests-delta", "5", processes=2)
+    srv = master("--max-requests", "3", "--max-requests-delta", "5", "--min-worker-lifetime", "0",
+                 processes=2)
     srv.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
     pattern = r"worker ([12]) \(pid \d+\): max-requests reached after (\d+) requests"
 
@@ -353,7 +370,7 @@ def test_max_requests_delta_staggers_workers(master):
 
 
 def test_reload_on_rss_recycles_a_fat_worker(master):
-    srv = master("--reload-on-rss", "50", processes=1)
+    srv = master("--reload-on-rss", "50", "--min-worker-lifetime", "0", processes=1)
     (old,) = srv.wait_workers(lambda k: len(k) == 1, 5, "1 worker")
     before = [http_get(srv.port) for _ in range(3)]
     assert all(r.ok and r.pid == old for r in before), "recycled before allocating"

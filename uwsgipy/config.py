@@ -729,12 +729,11 @@ SETTINGS: Tuple[Setting, ...] = (
        metavar="N", section="Worker recycling and reloading", validator=_at_least(0),
        uwsgi_ref="uWSGI --max-worker-lifetime-delta (the same (id - 1) x N)."),
     _s("min-worker-lifetime", "int", 10,
-       "A worker younger than this many seconds is not recycled for reload-on-as; must be "
-       "lower than max-worker-lifetime when both are given.",
+       "A worker younger than this many seconds is not recycled for max-requests, "
+       "reload-on-rss or reload-on-as; must be lower than max-worker-lifetime when both "
+       "are given.",
        metavar="SECONDS", section="Worker recycling and reloading", validator=_at_least(0),
-       uwsgi_ref="uWSGI --min-worker-lifetime, same default (10). DEVIATION: uWSGI also "
-                 "holds back max-requests and reload-on-rss for it; in uwsgipy the worker "
-                 "applies those two itself and does not wait."),
+       uwsgi_ref="uWSGI --min-worker-lifetime, same default (10), same three limits."),
     _s("reload-on-as", "int", 0,
        "Recycle a worker gracefully (it finishes its requests) once its address space "
        "(virtual size) reaches this many megabytes; checked by the master every second; "
