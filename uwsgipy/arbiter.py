@@ -763,6 +763,8 @@ class Arbiter:
             self.stats_server.socket.close()
         set_proctitle(process_title(cfg, "worker", wid))
         set_role(f"worker {wid}")
+        from . import uwsgi_api
+        uwsgi_api.worker_forked(wid)  # worker_id() and the postfork hooks, once per process
         app = self.app
         if app is None:
             from .cli import load_configured_app, report_app_error
