@@ -207,7 +207,7 @@ def test_help_lists_sections_short_flags_and_defaults(capsys):
     assert "-s, --socket, --uwsgi-socket ADDR" in out
     assert "-p, --processes, --workers N" in out
     assert "-M, --master" in out
-    assert "--http-socket ADDR" in out
+    assert "--http-socket, --http11-socket ADDR" in out
     assert "(default: 65535)" in out
     assert "(default: 100)" in out
     # Refused uWSGI options are kept out of --help.

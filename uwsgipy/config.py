@@ -324,9 +324,9 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("http-socket", "list", (),
        "Serve HTTP/1.1 directly on ADDR (same forms as socket), for running behind "
        "a proxy or load balancer. Repeatable.",
-       metavar="ADDR", section="Sockets", validator=_address,
-       uwsgi_ref="uWSGI --http-socket. Keep-alive is handled here too (see http-keepalive); "
-                 "uWSGI needs --http11-socket for that."),
+       aliases=("http11-socket",), metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --http-socket. Keep-alive is handled here too (see http-keepalive), "
+                 "so uWSGI's --http11-socket (its keep-alive variant) is the same option."),
     _s("http", "list", (),
        "Serve HTTP/1.1 on ADDR (same forms as socket). Repeatable. uWSGI starts a "
        "separate HTTP router process for this, proxying to the workers over the "
@@ -990,8 +990,14 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted so uWSGI ini files keep working: the python plugin (python, "
        "python3, python311 ...) is built in, so naming it has no effect; any other "
        "plugin is refused.",
-       aliases=("plugin",), metavar="NAME[,NAME]", section="uWSGI compatibility",
-       validator=_plugins, uwsgi_ref="uWSGI --plugins / --plugin."),
+       aliases=("plugin", "need-plugin", "need-plugins"), metavar="NAME[,NAME]",
+       section="uWSGI compatibility", validator=_plugins,
+       uwsgi_ref="uWSGI --plugins / --plugin / --need-plugin."),
+    _s("plugins-dir", "list", (),
+       "Accepted, no effect: the python plugin is built in, so there is no plugin to look "
+       "for.",
+       aliases=("plugin-dir",), metavar="DIR", section="uWSGI compatibility",
+       uwsgi_ref="uWSGI --plugins-dir / --plugin-dir."),
     _s("enable-threads", "bool", False,
        "Accepted, no effect: threads always work.",
        short="-T", section="uWSGI compatibility", uwsgi_ref="uWSGI --enable-threads (-T)."),
@@ -1024,7 +1030,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("https", _NO_TLS),
     _no("http-to", "uWSGI's HTTP router forwarding to other uwsgi nodes; uwsgipy's "
         "workers serve http themselves: put nginx or a load balancer in front", kind="list"),
-    _no("http11-socket", "use http-socket, which already handles keep-alive", kind="list"),
     _no("https-socket", _NO_TLS, kind="list"),
     _no("ssl-socket", _NO_TLS, kind="list"),
     _no("suwsgi-socket", _NO_TLS, kind="list"),
@@ -1099,8 +1104,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("safe-pidfile", "use pidfile"),
     _no("chroot", "not implemented: use a container, or systemd's RootDirectory="),
     _no("cpu-affinity", "not implemented: use taskset, or systemd's CPUAffinity="),
-    _no("plugins-dir", "the python plugin is built in", kind="list"),
-    _no("need-plugin", "the python plugin is built in", aliases=("need-plugins",), kind="list"),
     _no("inherit", "use ini = FILE", kind="list"),
     _no("xml", "only ini files are supported", aliases=("xmlconfig",)),
     _no("yaml", "only ini files are supported"),
@@ -1271,6 +1274,7 @@ class Config:
     master_fifo: List[str]
     memory_report: bool
     add_header: List[str]
+    plugins_dir: List[str]
     ksm: Optional[str]
     cron: List[str]
     unique_cron: List[str]
