@@ -77,6 +77,8 @@ typedef struct {
     PyObject *base_environ;  /* the constant part of environ, copied per
                                 request */
     PyObject *name;          /* "http-socket 127.0.0.1:8000", for logs */
+    PyObject *name_bytes;    /* name in UTF-8 (backslashreplace), bytes */
+    const char *name_c;      /* its buffer (borrowed from name_bytes) */
     int close_on_stop;       /* a final stop shuts it (not systemd's) */
     int proxy_protocol;      /* HTTP: connections may start with a PROXY
                                 header (upy_proxy.h) */

@@ -301,7 +301,7 @@ conn_reject(upy_loop *loop, upy_conn *c, int status, const char *reason)
 {
     upy_server *srv = loop->srv;
     upy_log(srv, 30, "%s from %s on %s: %s", status_line(status),
-            c->addr_text, PyUnicode_AsUTF8(c->lst->name), reason);
+            c->addr_text, c->lst->name_c, reason);
     upy_send_error(srv, c, status, reason);
     conn_linger(loop, c);
 }
@@ -503,7 +503,7 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
             upy_log(srv, 30, "uwsgi packet with modifier1 %u from %s on %s: "
                     "only modifier1 0 (WSGI) is served; closing",
                     (unsigned)h.modifier1, c->addr_text,
-                    PyUnicode_AsUTF8(c->lst->name));
+                    c->lst->name_c);
             conn_linger(loop, c);
             return UPY_PARSE_ERROR;
         }
@@ -808,7 +808,7 @@ conn_proxy_header(upy_loop *loop, upy_conn *c)
     }
     if (rc == UPY_PARSE_ERROR) {
         upy_log(srv, 30, "malformed PROXY protocol header from %s on %s: "
-                "%s; closing", c->addr_text, PyUnicode_AsUTF8(c->lst->name),
+                "%s; closing", c->addr_text, c->lst->name_c,
                 info.error);
         conn_close(loop, c);
         return -1;
@@ -1015,12 +1015,12 @@ accept_pause(upy_loop *loop, upy_listener *lst, int err)
                     "in this loop: new connections wait in the backlog until "
                     "one closes (raise the open-files limit: ulimit -n, "
                     "LimitNOFILE= in the systemd unit)",
-                    PyUnicode_AsUTF8(lst->name), strerror(err), loop->nconns);
+                    lst->name_c, strerror(err), loop->nconns);
         }
         else {
             upy_log(srv, 40, "accept() on %s: %s, %llu times in the last "
                     "%.0fs (%zu connections open in this loop)",
-                    PyUnicode_AsUTF8(lst->name), strerror(err),
+                    lst->name_c, strerror(err),
                     (unsigned long long)loop->accept_failures,
                     now - loop->accept_logged_at, loop->nconns);
         }
@@ -1053,17 +1053,15 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
                 accept_pause(loop, lst, err);
                 return -1;
             }
-            if (err == EINVAL && !lst->shut) {
-                /* Not listening any more: another process's final stop
-                   shut it.  Stop polling it, or it stays readable. */
+            if (err == EINVAL) {
+                /* Not listening any more: a final stop (another process's,
+                   or another loop's) shut it.  Stop polling it in this
+                   loop, or it stays readable. */
                 lst->shut = 1;
                 (void)upy_poller_del(&loop->poller, lst->fd);
                 return -1;
             }
-            if (err != EINVAL) {
-                upy_log(srv, 40, "accept() on %s: %s",
-                        PyUnicode_AsUTF8(lst->name), strerror(err));
-            }
+            upy_log(srv, 40, "accept() on %s: %s", lst->name_c, strerror(err));
             return -1;
         }
         loop->accept_backoff = 0;
@@ -1186,9 +1184,13 @@ drain_and_shut(upy_loop *loop)
         if (rc <= 0) {
             upy_log(srv, 30, "final stop: could not accept every queued "
                     "connection on %s; the rest are reset",
-                    PyUnicode_AsUTF8(l->name));
+                    l->name_c);
         }
-        (void)shutdown(l->fd, SHUT_RD);
+        /* SHUT_RDWR: a TCP listener leaves the listen state (connects are
+           refused, accept fails with EINVAL); a unix one refuses connects
+           and reports POLLHUP (it would stay readable with SHUT_RD alone),
+           so every loop of every process notices and stops polling it. */
+        (void)shutdown(l->fd, SHUT_RDWR);
         l->shut = 1;
     }
 }
@@ -1510,6 +1512,16 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         l->fd = fd;
         l->proto = proto == UPY_PROTO_UWSGI ? UPY_PROTO_UWSGI : UPY_PROTO_HTTP;
         l->name = Py_NewRef(name);
+        /* For C log lines: valid UTF-8 always (a unix path that is not
+           UTF-8 arrives with lone surrogates, which PyUnicode_AsUTF8
+           refuses, leaving an exception that would end the loop). */
+        l->name_bytes = PyUnicode_AsEncodedString(name, "utf-8",
+                                                  "backslashreplace");
+        if (l->name_bytes == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        l->name_c = PyBytes_AS_STRING(l->name_bytes);
         l->close_on_stop = close_on_stop;
         l->socket_timeout = lst_socket_timeout > 0 ? lst_socket_timeout
                                                    : socket_timeout;
@@ -1642,8 +1654,14 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
                     (void)conn_readable(&loop, c);
             }
             else if (kind == UPY_EV_LISTENER) {
-                if (!self->stopping && loop.listening)
-                    listener_ready(&loop, (upy_listener *)events[i].ptr);
+                upy_listener *l = (upy_listener *)events[i].ptr;
+                if (events[i].events & UPY_POLL_ERR) {
+                    /* a listener hangs up only once shut (POLLNVAL: closed) */
+                    l->shut = 1;
+                    (void)upy_poller_del(&loop.poller, l->fd);
+                }
+                else if (!self->stopping && loop.listening)
+                    listener_ready(&loop, l);
             }
             else {
                 char drain[64];
@@ -1782,6 +1800,7 @@ server_dealloc(upy_server *self)
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_CLEAR(self->listeners[i].base_environ);
             Py_CLEAR(self->listeners[i].name);
+            Py_CLEAR(self->listeners[i].name_bytes);
         }
         PyMem_Free(self->listeners);
     }

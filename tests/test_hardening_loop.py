@@ -25,7 +25,7 @@ from typing import List
 
 import pytest
 
-from helpers import REPO, Conn, ServerProcess, LIVE_SERVERS, http_request, wait_until
+from helpers import REPO, Conn, ServerProcess, LIVE_SERVERS, http_request, short_tmpdir, wait_until
 
 ROUTES = str(REPO / "tests" / "apps" / "routes_app.py")
 HELLO = str(REPO / "examples" / "hello.py")
@@ -393,3 +393,20 @@ def test_single_process_sighup_is_a_graceful_stop(server_factory):
         assert r.status == 200 and r.body == b"slept"
     assert srv.wait_exit(10) == 0
     assert srv.find("SIGHUP: graceful stop")
+
+
+def test_listener_name_not_utf8_does_not_end_the_loop(server_factory):
+    """Review finding: a unix socket path that is not UTF-8 made the C log call fail with an
+    exception left set, and one bad request then ended the worker's loop."""
+    d = short_tmpdir()
+    path = os.path.join(d, os.fsdecode(b"\xff.sock"))
+    srv = server_factory("--http-socket", path, "--wsgi-file", HELLO)
+    for data in (b"BAD\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(os.fsencode(path))
+        s.sendall(data)
+        got = s.recv(4096)
+        s.close()
+        assert got.startswith(b"HTTP/1.1 400 " if data.startswith(b"BAD") else b"HTTP/1.1 200 "), got
+    assert srv.running and "Traceback" not in srv.output()

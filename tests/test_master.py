@@ -821,3 +821,25 @@ def test_hook_pre_app_failing_safeexec_is_a_warning(master):
     srv = master("--hook-pre-app", "safeexec:exit 3")
     assert srv.find(r'WARNING: pre-app command "exit 3" exited with code 3')
     assert http_get(srv.port).ok
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_listeners_shut_elsewhere_do_not_spin_the_loops(master, sd_sockets):
+    """Review finding: when another process's final stop shuts a shared listener (here the
+    test, which holds systemd's sockets, shuts both), every loop of a worker must stop polling
+    it: with 2 threads the second loop spun at 100 % on the TCP one, and any loop on the unix
+    one (SHUT_RD leaves it readable)."""
+    srv = sd_sockets.start(master, "--threads", "2")
+    assert http_get(sd_sockets.port).ok
+    (worker,) = srv.wait_workers(lambda k: len(k) == 1, 5, "1 worker")
+    sd_sockets.tcp.shutdown(socket.SHUT_RDWR)
+    sd_sockets.unix.shutdown(socket.SHUT_RDWR)
+    c0, t0 = _cpu(worker), time.monotonic()
+    time.sleep(2.0)  # a measurement window, not a readiness wait
+    used = (_cpu(worker) - c0) / (time.monotonic() - t0)
+    assert used < 0.2, f"worker used {used:.0%} of a core polling shut listeners"
+    assert alive(worker)
