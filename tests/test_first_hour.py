@@ -180,7 +180,7 @@ def test_help_option_all_is_the_whole_reference_and_names_unsupported_options():
     res = uwsgipy("--help-option", "all")
     assert res.returncode == 0
     assert res.stdout == config.render_docs()
-    res = uwsgipy("--help-option", "http11-socket")
+    res = uwsgipy("--help-option", "emperor")
     assert res.returncode == 0 and "does not support yet" in res.stdout
 
 
