@@ -393,3 +393,14 @@ def record_figure(name: str, value, unit: str = "", note: str = "") -> None:
         tmp = FIGURES_PATH.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, FIGURES_PATH)
+
+
+def stop_and_report(request, started) -> None:
+    """Teardown of an OpsServer factory fixture: stop each server (SIGTERM, then SIGKILL) and,
+    when the test failed, print its output."""
+    for srv in started:
+        srv.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for srv in started:
+            print(f"\n----- output of {' '.join(srv.args)} -----\n{srv.output()[-20000:]}")

@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 import pytest
 
-from ops_helpers import APPS, Load, OpsServer, http_get, poll, record_figure
+from ops_helpers import APPS, Load, OpsServer, http_get, poll, record_figure, stop_and_report
 from uwsgipy.cheaper import (Backlog, Busyness, Manual, Params, Sample, Spare, Spare2,
                              WorkerSample, listen_queue)
 
@@ -182,12 +182,7 @@ def server(request):
         return srv.start(wait_ready=ready)
 
     yield start
-    for srv in started:
-        srv.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for srv in started:
-            print(f"\n----- output of {' '.join(srv.args)} -----\n{srv.output()[-20000:]}")
+    stop_and_report(request, started)
 
 
 def _counts(srv: OpsServer) -> List[int]:

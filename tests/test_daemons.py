@@ -18,7 +18,7 @@ from typing import List
 
 import pytest
 
-from ops_helpers import APPS, OpsServer, alive, http_get, poll
+from ops_helpers import APPS, OpsServer, alive, http_get, poll, stop_and_report
 
 OPS_APP = APPS / "ops_app.py"
 
@@ -34,12 +34,7 @@ def server(request):
         return srv.start(wait_ready=ready)
 
     yield start
-    for srv in started:
-        srv.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for srv in started:
-            print(f"\n----- output of {' '.join(srv.args)} -----\n{srv.output()[-20000:]}")
+    stop_and_report(request, started)
 
 
 @pytest.fixture

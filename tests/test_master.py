@@ -26,7 +26,7 @@ from typing import List
 import pytest
 
 from ops_helpers import (APPS, Load, OpsServer, Reply, alive, http_get, poll, record_figure,
-                         sd_activate_launcher)
+                         sd_activate_launcher, stop_and_report)
 
 OPS_APP = APPS / "ops_app.py"
 BROKEN_APP = APPS / "ops_broken.py"
@@ -46,12 +46,7 @@ def master(request):
         return srv.start(wait_ready=ready)
 
     yield start
-    for srv in started:
-        srv.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for srv in started:
-            print(f"\n----- output of {' '.join(srv.args)} -----\n{srv.output()[-20000:]}")
+    stop_and_report(request, started)
 
 
 @pytest.fixture
