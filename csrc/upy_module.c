@@ -145,7 +145,7 @@ upy_exec(PyObject *module)
             {"time", UPY_LV_TIME}, {"ctime", UPY_LV_CTIME},
             {"uagent", UPY_LV_UAGENT}, {"referer", UPY_LV_REFERER},
             {"host", UPY_LV_HOST}, {"pid", UPY_LV_PID}, {"wid", UPY_LV_WID},
-            {"user", UPY_LV_USER}, {"ltime", UPY_LV_LTIME},
+            {"ltime", UPY_LV_LTIME},
             {"epoch", UPY_LV_EPOCH}, {"secs", UPY_LV_SECS}, {"cl", UPY_LV_CL},
         };
         PyObject *d = PyDict_New();

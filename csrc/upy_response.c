@@ -1257,18 +1257,6 @@ access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
             case UPY_LV_WID:
                 line_fmt(&l, "%d", srv->worker_id);
                 break;
-            case UPY_LV_USER: {
-                /* REMOTE_USER (an auth middleware or nginx sets it); empty
-                   when none, as uWSGI */
-                PyObject *v = PyDict_GetItemString(environ, "REMOTE_USER");
-                if (v != NULL && PyUnicode_Check(v)) {
-                    t = PyUnicode_AsUTF8AndSize(v, &n);
-                    if (t != NULL)
-                        line_put(&l, t, (size_t)n);
-                }
-                PyErr_Clear();
-                break;
-            }
             case UPY_LV_LTIME: {
                 /* uWSGI's ltime: the request's start, local time, in the
                    Apache/nginx log form 01/Dec/2026:23:20:00 +0000 */

@@ -571,19 +571,21 @@ current_rss(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* max-requests and reload-on-rss: checked after each request, never for
-   a worker younger than min-worker-lifetime (uWSGI's core/utils.c). */
+/* max-requests and reload-on-rss: checked after each request (now: its
+   end), never acted on for a worker younger than min-worker-lifetime
+   (uWSGI's core/utils.c). */
 static void
-check_limits(upy_server *srv)
+check_limits(upy_server *srv, double now)
 {
-    if (srv->min_lifetime > 0 && upy_now() - srv->created < srv->min_lifetime) {
-        return;
-    }
+    const char *why = NULL;
     if (srv->max_requests && srv->requests >= srv->max_requests) {
-        self_stop(srv, "max-requests reached");
+        why = "max-requests reached";
     }
     else if (srv->reload_on_rss && current_rss() > srv->reload_on_rss) {
-        self_stop(srv, "reload-on-rss exceeded");
+        why = "reload-on-rss exceeded";
+    }
+    if (why != NULL && now - srv->created >= srv->min_lifetime) {
+        self_stop(srv, why);
     }
 }
 
@@ -642,7 +644,7 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
         sl->running_us += (uint64_t)us;
         sl->request_started = 0;
     }
-    check_limits(srv);
+    check_limits(srv, now);
     if (rc != UPY_RESP_KEEP || !c->keep_alive || srv->stopping) {
         conn_close(loop, c);
         return -1;

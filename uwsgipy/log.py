@@ -674,6 +674,8 @@ def _write_route_log(text: str) -> None:
 
 
 _LOG_VAR = re.compile(r"%\(([a-z0-9_]+|var\.[A-Za-z0-9_.-]+)\)")
+# Variables that are environ values, filled like %(var.NAME) (empty when absent, as uWSGI)
+_ENVIRON_LOG_VARS = {"user": "REMOTE_USER"}
 
 
 def compile_log_format(fmt: str) -> Tuple[Union[str, int, Tuple[str]], ...]:
@@ -690,14 +692,14 @@ def compile_log_format(fmt: str) -> Tuple[Union[str, int, Tuple[str]], ...]:
         if m.start() > pos:
             parts.append(fmt[pos:m.start()])
         name = m.group(1)
-        if name.startswith("var."):
-            parts.append((name[4:],))  # the environ's value, as uWSGI's %(var.NAME)
-            pos = m.end()
-            continue
-        if name not in _core.LOG_VARS:
+        key = name[4:] if name.startswith("var.") else _ENVIRON_LOG_VARS.get(name)
+        if key is not None:
+            parts.append((key,))  # the environ's value, as uWSGI's %(var.NAME)
+        elif name in _core.LOG_VARS:
+            parts.append(_core.LOG_VARS[name])
+        else:
             raise ValueError(f"log-format: unknown variable %({name}); known: "
-                             + ", ".join(sorted(_core.LOG_VARS)))
-        parts.append(_core.LOG_VARS[name])
+                             + ", ".join(sorted({*_core.LOG_VARS, *_ENVIRON_LOG_VARS})))
         pos = m.end()
     if pos < len(fmt):
         parts.append(fmt[pos:])
