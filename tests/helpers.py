@@ -6,6 +6,7 @@ only pids started here are signalled.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -971,3 +972,41 @@ class NginxPool:
                 problems.append(f"nginx exited {rc}:\n{ngx.logs()}")
         self.procs = []
         return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# the real uWSGI, for differential tests
+# ----------------------------------------------------------------------------------------------
+
+def uwsgi_binary() -> Optional[str]:
+    """The real uWSGI's binary: the one installed beside this Python first (scripts/test.sh puts
+    it in .venv), then PATH; None when there is none."""
+    return shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
+
+
+@contextlib.contextmanager
+def real_uwsgi(args: Sequence[str], cwd: Optional[Union[str, Path]] = None):
+    """Real uWSGI running ``args`` (which include an ``--http-socket 127.0.0.1:PORT``), polled
+    until PORT accepts; yields (address, pid), kills it at the end.  Skips the test when uWSGI is
+    not installed."""
+    import pytest
+    exe = uwsgi_binary()
+    if exe is None:
+        pytest.skip("real uWSGI is not installed")
+    args = [str(a) for a in args]
+    port = int(args[args.index("--http-socket") + 1].rsplit(":", 1)[1])
+    proc = subprocess.Popen([exe, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return proc.poll() is not None
+        wait_until(up, 15, what="uwsgi listening")
+        assert proc.poll() is None, f"uwsgi exited with {proc.returncode}"
+        yield ("127.0.0.1", port), proc.pid
+    finally:
+        proc.kill()
+        proc.wait(10)

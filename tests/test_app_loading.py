@@ -7,17 +7,12 @@ are also served by it and must give the same body.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ServerProcess, free_port, http_request, wait_until
+from helpers import ServerProcess, free_port, http_request, real_uwsgi
 
 MODAPP = '''\
 import sys
@@ -69,27 +64,9 @@ def _serve(args, cwd) -> tuple:
 
 def _real_uwsgi(args, cwd) -> str:
     """The body real uWSGI serves for the same options."""
-    exe = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
-    if exe is None:
-        pytest.skip("real uWSGI is not installed")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--http-socket", f"127.0.0.1:{port}", "--chdir", str(cwd),
-                             *map(str, args)], cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return proc.poll() is not None
-        wait_until(up, 15, what="uwsgi listening")
-        assert proc.poll() is None
-        resp = http_request(("127.0.0.1", port), "GET", "/")
-        return resp.body.decode()
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with real_uwsgi(["--http-socket", f"127.0.0.1:{free_port()}", "--chdir", cwd, *args],
+                    cwd=cwd) as (addr, _):
+        return http_request(addr, "GET", "/").body.decode()
 
 
 def test_wsgi_file_without_suffix_and_dot_wsgi(appdir):

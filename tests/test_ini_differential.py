@@ -18,9 +18,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,10 +26,11 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import pytest
 
+from helpers import uwsgi_binary
 from uwsgipy import __version__, config, ini
 
 # The uwsgi installed beside this Python (scripts/test.sh's virtualenv), else on PATH.
-UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
+UWSGI = uwsgi_binary()
 pytestmark = pytest.mark.skipif(UWSGI is None, reason="the uwsgi binary is not installed "
                                 "(pip install uwsgi)")
 

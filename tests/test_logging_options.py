@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_RE, ServerProcess, http_request, short_tmpdir, wait_until
+from helpers import ACCESS_RE, ServerProcess, http_request, short_tmpdir, uwsgi_binary, wait_until
 
-UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
+UWSGI = uwsgi_binary()
 
 APP = '''
 import sys, time

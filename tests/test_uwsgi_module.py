@@ -9,16 +9,13 @@ reload. Outside a serving uwsgipy `import uwsgi` fails, as it does outside uWSGI
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, ServerProcess, free_port, http_request, wait_until
+from helpers import REPO, ServerProcess, free_port, http_request, real_uwsgi, wait_until
 
 PROBE = '''\
 import json, os
@@ -128,26 +125,11 @@ def test_values_in_master_mode_are_real(probe, tmp_path):
 
 
 def test_opt_and_ids_same_as_real_uwsgi(probe):
-    exe = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
-    if exe is None:
-        pytest.skip("real uWSGI is not installed")
     port = free_port()
     args = ["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", str(probe), "--master",
             "--processes", "2", "--env", "A=1", "--env", "B=2"]
-    proc = subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return proc.poll() is not None
-        wait_until(up, 15, what="uwsgi listening")
-        theirs = _all_workers(("127.0.0.1", port), 2)
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with real_uwsgi(args) as (addr, their_master):
+        theirs = _all_workers(addr, 2)
     srv = ServerProcess(args).start()
     try:
         ours = _all_workers(srv.http_addr, 2)
@@ -159,7 +141,7 @@ def test_opt_and_ids_same_as_real_uwsgi(probe):
         assert ours[wid]["numproc"] == theirs[wid]["numproc"] == 2
         assert (["only-two", 2] in ours[wid]["ran"]) == (["only-two", 2] in theirs[wid]["ran"])
         assert len(ours[wid]["ran"]) == len(theirs[wid]["ran"])
-    assert theirs[1]["masterpid"] == proc.pid and ours[1]["masterpid"] == srv.pid
+    assert theirs[1]["masterpid"] == their_master and ours[1]["masterpid"] == srv.pid
 
 
 def test_single_process(probe):
