@@ -21,48 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define REGION (64 * 1024)
-
-static char *region;
-static int passed, failed;
-
-static void
-guard_init(void)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    char *base = mmap(NULL, REGION + (size_t)page, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED ||
-        mprotect(base + REGION, (size_t)page, PROT_NONE)) {
-        perror("mmap/mprotect");
-        exit(2);
-    }
-    region = base;
-}
-
-static char *
-place(const char *in, size_t len)
-{
-    char *dst = region + REGION - len;
-    memmove(dst, in, len);
-    return dst;
-}
-
-static void
-check(int ok, const char *name, const char *mode, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    fprintf(stderr, "FAIL %s [%s]: ", name, mode);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
+#include "table.h"   /* guard_init, place, check, passed, failed */
 
 #define OK 1     /* a header: rc == its length */
 #define NONE 0   /* not a header */
