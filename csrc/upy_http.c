@@ -209,24 +209,39 @@ void upy_request_reset(upy_request *req, upy_proto proto)
     req->error_reason = NULL;
 }
 
+/* The next element of a #list (RFC 9110 §5.6.1) in [*p, end): empty
+   elements and OWS around elements are skipped.  Returns 1 with the element
+   at [*s, *e), or 0 when the list is done. */
+static int list_next(const char **p, const char *end, const char **s,
+                     const char **e)
+{
+    const char *q = *p, *t;
+    while (q != end && (IS_OWS(*q) || *q == ','))
+        q++;
+    if (q == end) {
+        *p = q;
+        return 0;
+    }
+    *s = q;
+    while (q != end && *q != ',')
+        q++;
+    t = q;
+    while (t != *s && IS_OWS(t[-1]))
+        t--;
+    *e = t;
+    *p = q;
+    return 1;
+}
+
 /*
  * Connection: a comma list of tokens (RFC 9110 §7.6.1); empty list
  * elements are allowed (§5.6.1).  Sets *close / *keep when seen.
  */
 static void scan_connection(const char *v, size_t n, int *close, int *keep)
 {
-    const char *p = v, *end = v + n;
+    const char *p = v, *end = v + n, *s, *e;
 
-    while (p != end) {
-        const char *s, *e;
-        while (p != end && (IS_OWS(*p) || *p == ','))
-            p++;
-        s = p;
-        while (p != end && *p != ',')
-            p++;
-        e = p;
-        while (e != s && IS_OWS(e[-1]))
-            e--;
+    while (list_next(&p, end, &s, &e)) {
         if (LOWER_EQ(s, (size_t)(e - s), "close"))
             *close = 1;
         else if (LOWER_EQ(s, (size_t)(e - s), "keep-alive"))
@@ -242,21 +257,10 @@ static void scan_connection(const char *v, size_t n, int *close, int *keep)
  */
 static int te_is_chunked(const char *v, size_t n)
 {
-    const char *p = v, *end = v + n;
+    const char *p = v, *end = v + n, *s, *e;
     int elements = 0, chunked = 0;
 
-    while (p != end) {
-        const char *s, *e;
-        while (p != end && (IS_OWS(*p) || *p == ','))
-            p++;
-        if (p == end)
-            break;
-        s = p;
-        while (p != end && *p != ',')
-            p++;
-        e = p;
-        while (e != s && IS_OWS(e[-1]))
-            e--;
+    while (list_next(&p, end, &s, &e)) {
         elements++;
         chunked = LOWER_EQ(s, (size_t)(e - s), "chunked");
     }
