@@ -204,9 +204,16 @@ def _load_file(path: str) -> ModuleType:
         # The file's siblings are importable, as in `python file.py`.
         sys.path.insert(0, directory)
     name = "uwsgi_file_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_").replace(".", "_")
+    return _exec_file(name, full, "wsgi-file", path)
+
+
+def _exec_file(name: str, full: str, option: str, shown: str) -> ModuleType:
+    """Run the Python source file ``full`` as the module ``name`` (in
+    sys.modules while it runs, removed if it fails).  Raises AppLoadError
+    naming ``option`` and ``shown`` (the module's exception as __cause__)."""
     spec = importlib.util.spec_from_file_location(name, full, loader=_SourceLoader(name, full))
     if spec is None or spec.loader is None:
-        raise AppLoadError(f"wsgi-file: {path!r} is not a Python file")
+        raise AppLoadError(f"{option}: {shown!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -216,9 +223,9 @@ def _load_file(path: str) -> ModuleType:
         if isinstance(exc, KeyboardInterrupt):
             raise
         if _from_the_loader(exc):
-            raise AppLoadError(f"wsgi-file: cannot read {exc.filename!r}: "  # type: ignore[attr-defined]
+            raise AppLoadError(f"{option}: cannot read {exc.filename!r}: "  # type: ignore[attr-defined]
                                f"{exc.strerror}{_running_as()}") from None  # type: ignore[attr-defined]
-        raise AppLoadError(f"wsgi-file: {path!r} raised {type(exc).__name__} while loading") from exc
+        raise AppLoadError(f"{option}: {shown!r} raised {type(exc).__name__} while loading") from exc
     return module
 
 
@@ -242,18 +249,7 @@ def pyimport(name: str) -> ModuleType:
         full = _check_readable(path)
     except AppLoadError as exc:
         raise AppLoadError(str(exc).replace("wsgi-file: ", "pyimport: ", 1)) from None
-    spec = importlib.util.spec_from_file_location(modname, full, loader=_SourceLoader(modname, full))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException as exc:
-        sys.modules.pop(modname, None)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise AppLoadError(f"pyimport: {name!r} raised {type(exc).__name__} while loading") from exc
-    return module
+    return _exec_file(modname, full, "pyimport", name)
 
 
 def _import_module(name: str) -> ModuleType:
