@@ -15,8 +15,7 @@ import threading
 from typing import Any, Callable, List, Optional, Sequence
 
 from . import _core
-from .log import access_log_options as _log_access_log_options
-from .log import compile_log_format  # noqa: F401 - kept for importers
+from .log import access_log_options
 from .sockets import Listener
 
 __all__ = ["make_server", "serve", "core_logger"]
@@ -30,14 +29,6 @@ def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
         log.log(level, message, exc_info=(type(exc), exc, exc.__traceback__))
     else:
         log.log(level, message)
-
-
-def access_log_options(cfg: Any) -> dict:
-    """The access log's _core.Server keywords: uwsgipy.log.access_log_options
-    (disable-logging, log-4xx/5xx/zero/slow/micros, log-format,
-    log-x-forwarded-for, req-logger, route/route-uri).  Raises ValueError
-    for a bad log-format."""
-    return _log_access_log_options(cfg)
 
 
 def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
