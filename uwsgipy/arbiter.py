@@ -375,7 +375,7 @@ class Arbiter:
         # replacement each have their own.
         self.scoreboard = Scoreboard(2 * self._worker_cap, cfg.threads)
         # One shared byte, set when the master orders a final stop: lets a
-        # worker tell the master's SIGTERM from anyone else's (_route_stop_signals).
+        # worker tell the master's SIGTERM from anyone else's (_final_stop_ordered).
         self._final_flag = mmap.mmap(-1, 1, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         self._install_signals()
         if cfg.master_fifo:
@@ -789,48 +789,20 @@ class Arbiter:
         serve(server, cfg.threads, mercy=float(cfg.worker_reload_mercy),
               quick_signals=(signal.SIGINT, signal.SIGQUIT),
               retire_signals=(self._stop_signals["retire"],),
-              on_ready=lambda: (self._route_stop_signals(),
-                                signal.pthread_sigmask(signal.SIG_SETMASK, mask)))
+              final_stop=self._final_stop_ordered,
+              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask))
         if server.stop_reason:
             log.info("worker %d (pid %d): %s after %d requests: recycling", wid, os.getpid(),
                      server.stop_reason, server.requests)
         return EXIT_OK
 
-    def _route_stop_signals(self) -> None:
-        """In a worker, once serve() has installed its handlers: SIGTERM is
-        a final stop (shut the listeners) only when the master asked for one
-        (its flag in shared memory, set before it signals) or is gone
-        (PR_SET_PDEATHSIG).  A SIGTERM from anyone else (``kill PID`` of one
-        worker) retires the worker instead: the listeners it shares with the
-        other workers stay open and the master forks a replacement.  A stop
-        signal after the first changes nothing (the master escalates with
-        SIGKILL after the mercy)."""
-        final = signal.getsignal(signal.SIGTERM)
-        retire_sig = self._stop_signals["retire"]
-        retire = signal.getsignal(retire_sig)
-        if not callable(final) or not callable(retire):
-            return
-        master, flag = self.pid, self._final_flag
-        stopping: List[str] = []
-
-        def on_retire(signum: int, frame: Any) -> None:
-            if not stopping:
-                stopping.append("retire")
-                retire(signum, frame)
-
-        def on_term(signum: int, frame: Any) -> None:
-            if stopping:
-                return
-            if (flag is not None and flag[0]) or os.getppid() != master:
-                stopping.append("final")
-                final(signum, frame)
-            else:
-                log.info("SIGTERM from outside the master: retiring this worker (the "
-                         "listeners stay open; the master forks a replacement)")
-                on_retire(signum, frame)
-
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(retire_sig, on_retire)
+    def _final_stop_ordered(self) -> bool:
+        """In a worker, on SIGTERM: is it a final stop (shut the listeners)?
+        Only when the master asked for one (its flag in shared memory, set
+        before it signals) or is gone (PR_SET_PDEATHSIG); a SIGTERM from
+        anyone else retires the worker (worker.serve's final_stop)."""
+        flag = self._final_flag
+        return bool(flag is not None and flag[0]) or os.getppid() != self.pid
 
     def _stop_worker(self, w: WorkerInfo, how: str, mercy: Optional[float] = None) -> None:
         """Tell a worker to stop.  how: "retire" (finish in-flight requests

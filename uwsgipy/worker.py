@@ -72,6 +72,7 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
           install_signals: bool = True,
           quick_signals: Sequence[int] = (),
           retire_signals: Sequence[int] = (),
+          final_stop: Optional[Callable[[], bool]] = None,
           on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run the server's loop in this thread and ``threads - 1`` more until
     a stop completes.  The handlers installed only call server.stop (and
@@ -84,6 +85,11 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
     - ``retire_signals`` (a forked worker's SIGHUP, sent when the worker is
       replaced while others keep serving): graceful stop that leaves the
       listeners open for them.
+    - ``final_stop`` (a forked worker's): called on SIGTERM; False means the
+      signal did not come from the master's final stop (``kill`` of one
+      worker), and the worker retires instead, leaving the listeners the
+      other workers serve open.  With it, only the first stop signal counts
+      (the master escalates with SIGKILL after the mercy).
     - SIGHUP, unless it is a retire signal: the same as SIGTERM (a single
       process has no master to reload it; uWSGI without one does the same).
     - SIGINT, SIGQUIT: quick stop, as in uWSGI and gunicorn.  In a forked
@@ -117,7 +123,19 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
                      "SIGTERM is the graceful stop)", name)
             server.stop(graceful=False)
 
+        decided: List[str] = []  # with final_stop: the first stop signal decides
+
         def graceful(signum: int, frame: Any) -> None:
+            if final_stop is not None:
+                if decided:
+                    return
+                if not final_stop():
+                    log.info("%s from outside the master: retiring this worker (the "
+                             "listeners stay open; the master forks a replacement)",
+                             signal.Signals(signum).name)
+                    retire(signum, frame)
+                    return
+                decided.append("final")
             if server.stopping:
                 log.info("%s again: stopping now", signal.Signals(signum).name)
                 server.stop(graceful=False)
@@ -127,6 +145,10 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
                 server.stop(graceful=True, timeout=mercy, close_listeners=True)
 
         def retire(signum: int, frame: Any) -> None:
+            if final_stop is not None:
+                if decided:
+                    return
+                decided.append("retire")
             if not server.stopping:
                 server.stop(graceful=True, timeout=mercy)
 
