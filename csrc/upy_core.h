@@ -3,8 +3,9 @@
  *
  * Layers (one file each):
  *   upy_module.c    module definition, module state, interned strings
- *   upy_server.c    Server type: listeners, the I/O loop, connections,
- *                   reading request heads and bodies
+ *   upy_server.c    Server type: the worker's one I/O loop (listeners,
+ *                   connections, reading request heads and bodies) and
+ *                   the app runners it hands complete requests to
  *   upy_environ.c   the WSGI environ (PEP 3333 §"environ Variables") built
  *                   from a upy_request, in one place for both protocols
  *   upy_response.c  start_response, write(), response iteration and
@@ -21,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -48,6 +50,7 @@ typedef struct {
     PyTypeObject *StartResponse_Type;
     PyTypeObject *FileWrapper_Type;
     PyTypeObject *EmptyInput_Type;
+    PyTypeObject *Request_Type;
     PyObject *empty_input;   /* the one EmptyInput instance */
 #define UPY_DECL_KEY(name) PyObject *k_##name;
     UPY_INTERNED(UPY_DECL_KEY)
@@ -67,7 +70,10 @@ typedef struct {
 /* Server, listeners, connections, loops                               */
 /* ------------------------------------------------------------------ */
 
-typedef enum { UPY_EV_LISTENER = 1, UPY_EV_CONN, UPY_EV_WAKE } upy_ev_kind;
+typedef enum {
+    UPY_EV_LISTENER = 1, UPY_EV_CONN, UPY_EV_WAKE,
+    UPY_EV_DONE              /* an app runner handed connections back */
+} upy_ev_kind;
 
 typedef struct {
     upy_ev_kind ev;          /* first: poller user data is a tagged pointer */
@@ -91,12 +97,16 @@ typedef struct {
 
 struct upy_loop;
 struct upy_server;
+struct upy_core;
 
 typedef enum {
     UPY_CONN_HEAD = 0,       /* reading a request head */
     UPY_CONN_BODY,           /* reading a request body */
     UPY_CONN_WRITE,          /* response blocked on a full socket */
-    UPY_CONN_LINGER          /* response sent, write side shut: draining */
+    UPY_CONN_LINGER,         /* response sent, write side shut: draining */
+    UPY_CONN_APP             /* handed to an app runner (queued or running):
+                                the loop does not touch it until it comes
+                                back on the done queue */
 } upy_conn_state;
 
 /* ------------------------------------------------------------------ */
@@ -128,7 +138,7 @@ typedef enum {
 struct upy_conn;
 
 typedef struct {
-    struct upy_loop *loop;   /* borrowed */
+    struct upy_core *core;   /* borrowed: the core running it now */
     struct upy_conn *conn;   /* borrowed */
     int active;              /* a response is in progress */
     upy_phase phase;
@@ -177,6 +187,10 @@ typedef struct upy_conn {
     double body_started;     /* body-timeout counts from it */
     unsigned requests;       /* served on this connection */
     int registered;          /* known to the poller */
+    uint32_t events;         /* UPY_POLL_* registered for */
+    struct upy_conn *qnext;  /* the job or done queue it is on */
+    int job_rc;              /* UPY_RESP_* of the runner's last turn */
+    unsigned orphan : 1;     /* its loop ended while a runner had it */
 
     /* body reception */
     int64_t content_length;  /* -1 unknown (chunked) */
@@ -192,9 +206,9 @@ typedef struct upy_conn {
     upy_response resp;       /* the response in progress */
     upy_pending pend;        /* its output the socket has not taken */
 
-    PyObject *remote_addr;   /* str, created once per connection */
-    PyObject *remote_port;   /* str */
-    char addr_text[64];      /* for logs */
+    uint8_t host_off, host_len, port_off, port_len; /* REMOTE_ADDR and
+                                REMOTE_PORT within addr_text (HTTP) */
+    char addr_text[64];      /* "host:port" or "unix socket", for logs */
 } upy_conn;
 
 /*
@@ -216,20 +230,49 @@ typedef struct {
     char uri[96];
 } upy_slot;
 
-typedef struct upy_loop {
-    struct upy_server *srv;  /* borrowed: the server outlives its loops */
+/*
+ * A core runs one request at a time: the loop thread itself (runner
+ * "inline"), one app thread of the pool ("threads"), or one greenlet of
+ * an external loop ("external", gevent).  Its buffers are its own, so
+ * cores never share per-request scratch space.
+ */
+typedef struct upy_core {
+    struct upy_server *srv;  /* borrowed */
     upy_state *st;           /* borrowed */
-    upy_poller poller;
-    upy_conn *conns;         /* all open connections */
-    size_t nconns;
-    upy_field *fields;       /* parser output, fields_cap entries */
+    int index;
+    upy_slot *slot;          /* its scoreboard slot, or NULL */
+    upy_field *fields;       /* the request head parsed again, fields_cap */
     size_t fields_cap;
     char *scratch;           /* percent-decoding etc., scratch_cap bytes */
     size_t scratch_cap;
     char *out;               /* response head being built */
     size_t out_cap;
+    int busy;                /* running a request (external: checked) */
+    int attached;            /* threads: an app thread serves this core */
+} upy_core;
+
+typedef enum {
+    UPY_RUN_INLINE = 0,      /* the loop thread calls the app */
+    UPY_RUN_THREADS,         /* a pool of app threads fed by a queue */
+    UPY_RUN_EXTERNAL         /* another event loop drives the loop (gevent) */
+} upy_runner;
+
+typedef struct upy_loop {
+    struct upy_server *srv;  /* borrowed: the server outlives its loop */
+    upy_state *st;           /* borrowed */
+    upy_poller poller;
+    int open;                /* set up (listeners registered) */
+    int wakeup_fd;           /* signal.set_wakeup_fd's read end, or -1 */
+    double last_sweep;
+    PyThreadState *tstate;   /* threads runner: the loop thread's state
+                                while it runs without the GIL */
+    upy_ev_kind wake_tag;    /* poller user data of the wake fds */
+    upy_ev_kind done_tag;    /* ... and of done_rfd */
+    upy_conn *conns;         /* all open connections */
+    size_t nconns;
+    upy_field *fields;       /* parser output, fields_cap entries */
+    size_t fields_cap;
     int listening;           /* listeners registered in the poller */
-    upy_slot *slot;          /* this loop's scoreboard slot, or NULL */
     upy_conn *free_conns;    /* closed connections kept for reuse */
     size_t nfree;
     void *spare_bufs;        /* read buffers of idle and closed connections,
@@ -245,6 +288,24 @@ typedef struct upy_loop {
     double accept_backoff;   /* seconds, doubles while it keeps failing */
     uint64_t accept_failures; /* since the last log line */
     double accept_logged_at;
+
+    /* The hand-off (runners "threads" and "external"): the loop appends
+       complete requests to the job queue; a runner takes one, runs it,
+       and appends the connection to the done queue, signalling done_fd
+       (registered in the poller) once per batch.  mu guards both queues,
+       nidle, done_signalled and ended.  Lock order: the GIL, then mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;       /* app threads wait here for jobs */
+    upy_conn *jobs, *jobs_tail;
+    upy_conn *done, *done_tail;
+    int nidle;               /* app threads waiting on cv */
+    int done_signalled;      /* done_fd written since the loop last read it */
+    int done_rfd, done_wfd;
+    int ended;               /* the loop has ended: runners close what they
+                                hold and app threads return */
+    int sync_ok;             /* mu and cv are initialised */
+    PyObject *ready;         /* external: list of Request objects for
+                                run_once() to return */
 } upy_loop;
 
 /* A small cache from raw names (uwsgi var names, header field names) to
@@ -317,12 +378,30 @@ typedef struct upy_server {
     double stop_mercy;       /* seconds for a self-initiated graceful stop */
     const char *stop_reason; /* static: why the server stopped itself */
     Py_buffer scoreboard;    /* .buf NULL when there is none */
+    upy_runner runner;
+    int ncores;
+    upy_core *cores;         /* ncores, PyMem */
+    upy_loop *loop;          /* the one loop, PyMem; lives as long as the
+                                server (app threads and Requests point at
+                                it) */
+    int serving;             /* serve_forever() or run_once() is running */
+    PyObject *wait_write;    /* external: callable(fd, timeout) -> bool,
+                                or NULL */
+    char *tmpdir_c;          /* tmpdir in the filesystem encoding, PyMem,
+                                or NULL */
 } upy_server;
 
 typedef struct {
     PyObject_HEAD
     upy_response *resp;      /* borrowed, NULL after the request */
 } upy_start_response;
+
+/* A complete request handed to an external runner (run_once()). */
+typedef struct {
+    PyObject_HEAD
+    upy_server *srv;         /* strong reference */
+    upy_conn *conn;          /* borrowed; NULL once run (or given back) */
+} upy_request_obj;
 
 typedef struct {
     PyObject_HEAD
@@ -342,9 +421,7 @@ extern PyType_Spec upy_server_spec;
 void upy_log(upy_server *srv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void upy_log_exception(upy_server *srv, const char *what);
-/* Send all of iov, waiting (GIL released) up to socket-timeout when the
-   socket is full.  Returns 0, or -1 when the client is gone or stalled. */
-int upy_send_all(upy_server *srv, int fd, struct iovec *iov, int iovcnt);
+extern PyType_Spec upy_request_spec;
 
 /* upy_environ.c */
 void upy_key_cache_free(upy_key_entry *cache);
@@ -352,8 +429,9 @@ PyObject *upy_build_base_environ(upy_state *st, upy_listener *lst,
                                  const char *server_name,
                                  const char *server_port, int multithread,
                                  int multiprocess, PyObject *errors);
-/* New reference: the environ dict for req arriving on conn. */
-PyObject *upy_build_environ(upy_loop *loop, upy_conn *conn,
+/* New reference: the environ dict for req arriving on conn, built with
+   core's scratch space. */
+PyObject *upy_build_environ(upy_core *core, upy_conn *conn,
                             const upy_request *req, PyObject *input);
 
 /* upy_response.c */
@@ -361,17 +439,25 @@ extern PyType_Spec upy_start_response_spec;
 /* Start the response to req: call the app and send what the socket takes.
    Steals nothing; keeps its own references to environ and input.
    Returns UPY_RESP_KEEP, UPY_RESP_CLOSE or UPY_RESP_BLOCKED. */
-int upy_response_start(upy_loop *loop, upy_conn *conn, const upy_request *req,
+int upy_response_start(upy_core *core, upy_conn *conn, const upy_request *req,
                        PyObject *environ, PyObject *input, double started);
-/* Go on once the socket is writable; same results. */
-int upy_response_resume(upy_loop *loop, upy_conn *conn);
+/* Go on once the socket is writable (on any core); same results. */
+int upy_response_resume(upy_core *core, upy_conn *conn);
 /* The connection is going away: close the app's result, log, release. */
-void upy_response_abort(upy_loop *loop, upy_conn *conn);
+void upy_response_abort(upy_core *core, upy_conn *conn);
+/* Without Python (the loop, GIL not held): send what is pending and go on
+   with a sendfile(2) in progress.  Returns UPY_RESP_BLOCKED while the
+   socket is full, 0 when the rest needs a runner (Python: iterating the
+   result, ending the response, or a broken connection: resp.failed). */
+int upy_response_flush(upy_conn *conn);
 /* Release what the pending-output buffer holds (connection freed). */
 void upy_pending_free(upy_pending *p);
 extern PyType_Spec upy_file_wrapper_spec;
 extern PyType_Spec upy_empty_input_spec;
-/* Send a canned error response (status 400...505) with Connection: close. */
+/* Send a canned error response (status 400...505) with Connection: close,
+   without blocking (a small response into an empty socket buffer; what
+   the socket does not take is dropped: the connection closes anyway).
+   No Python: callable without the GIL. */
 void upy_send_error(upy_server *srv, upy_conn *conn, int status,
                     const char *reason);
 const char *upy_status_text(int status);

@@ -262,16 +262,16 @@ origin_path(upy_str path)
    PATH_INFO is what urlsplit leaves of "host:port" ("443"), uWSGI's the
    authority itself: neither is a path. */
 static int
-build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
+build_http(upy_core *core, upy_conn *conn, const upy_request *req,
            PyObject *env)
 {
-    upy_state *st = loop->st;
+    upy_state *st = core->st;
     upy_str path = origin_path(req->path);
     if (upy_dict_set_steal(env, st->k_REQUEST_METHOD,
                            method_str(st, &req->method)) < 0 ||
         upy_dict_set_steal(env, st->k_PATH_INFO,
                            percent_decode(path.p, path.len,
-                                          loop->scratch)) < 0 ||
+                                          core->scratch)) < 0 ||
         upy_dict_set_steal(env, st->k_REQUEST_URI,
                            PyUnicode_DecodeLatin1(req->target.p,
                                                   (Py_ssize_t)req->target.len,
@@ -287,12 +287,18 @@ build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
                                                   NULL)) < 0) {
         return -1;
     }
-    if (PyDict_SetItem(env, st->k_REMOTE_ADDR, conn->remote_addr) < 0 ||
-        PyDict_SetItem(env, st->k_REMOTE_PORT, conn->remote_port) < 0) {
+    if (upy_dict_set_steal(env, st->k_REMOTE_ADDR,
+                           PyUnicode_DecodeLatin1(
+                               conn->addr_text + conn->host_off,
+                               conn->host_len, NULL)) < 0 ||
+        upy_dict_set_steal(env, st->k_REMOTE_PORT,
+                           PyUnicode_DecodeLatin1(
+                               conn->addr_text + conn->port_off,
+                               conn->port_len, NULL)) < 0) {
         return -1;
     }
     for (size_t i = 0; i < req->num_fields; i++) {
-        if (add_header(st, loop->srv->hdr_keys, env, &req->fields[i]) < 0) {
+        if (add_header(st, core->srv->hdr_keys, env, &req->fields[i]) < 0) {
             return -1;
         }
     }
@@ -302,14 +308,14 @@ build_http(upy_loop *loop, upy_conn *conn, const upy_request *req,
 /* uwsgi: every var becomes an environ item as it was sent (nginx's
    uwsgi_params); required PEP 3333 keys the client left out get defaults. */
 static int
-build_uwsgi(upy_loop *loop, upy_conn *conn, const upy_request *req,
+build_uwsgi(upy_core *core, upy_conn *conn, const upy_request *req,
             PyObject *env)
 {
-    upy_state *st = loop->st;
+    upy_state *st = core->st;
     int r;
     for (size_t i = 0; i < req->num_fields; i++) {
         const upy_field *f = &req->fields[i];
-        PyObject *k = cached_key(st, loop->srv->var_keys, &f->name, var_key);
+        PyObject *k = cached_key(st, core->srv->var_keys, &f->name, var_key);
         if (k == NULL) {
             return -1;
         }
@@ -338,7 +344,7 @@ build_uwsgi(upy_loop *loop, upy_conn *conn, const upy_request *req,
         }
         if (upy_dict_set_steal(env, st->k_PATH_INFO,
                                percent_decode(path.p ? path.p : "", path.len,
-                                              loop->scratch)) < 0) {
+                                              core->scratch)) < 0) {
             return -1;
         }
     }
@@ -352,16 +358,16 @@ build_uwsgi(upy_loop *loop, upy_conn *conn, const upy_request *req,
 }
 
 PyObject *
-upy_build_environ(upy_loop *loop, upy_conn *conn, const upy_request *req,
+upy_build_environ(upy_core *core, upy_conn *conn, const upy_request *req,
                   PyObject *input)
 {
     PyObject *env = PyDict_Copy(conn->lst->base_environ);
     if (env == NULL) {
         return NULL;
     }
-    if ((req->proto == UPY_PROTO_HTTP ? build_http(loop, conn, req, env)
-                                      : build_uwsgi(loop, conn, req, env)) < 0 ||
-        PyDict_SetItem(env, loop->st->k_wsgi_input, input) < 0) {
+    if ((req->proto == UPY_PROTO_HTTP ? build_http(core, conn, req, env)
+                                      : build_uwsgi(core, conn, req, env)) < 0 ||
+        PyDict_SetItem(env, core->st->k_wsgi_input, input) < 0) {
         Py_DECREF(env);
         return NULL;
     }

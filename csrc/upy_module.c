@@ -118,6 +118,12 @@ upy_exec(PyObject *module)
         PyModule_AddType(module, st->FileWrapper_Type) < 0) {
         goto error;
     }
+    st->Request_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_request_spec, NULL);
+    if (st->Request_Type == NULL ||
+        PyModule_AddType(module, st->Request_Type) < 0) {
+        goto error;
+    }
     st->EmptyInput_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &upy_empty_input_spec, NULL);
     if (st->EmptyInput_Type == NULL) {
@@ -181,6 +187,7 @@ upy_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->StartResponse_Type);
     Py_VISIT(st->FileWrapper_Type);
     Py_VISIT(st->EmptyInput_Type);
+    Py_VISIT(st->Request_Type);
     Py_VISIT(st->empty_input);
     Py_VISIT(st->io_BytesIO);
     Py_VISIT(st->io_open);
@@ -196,6 +203,7 @@ upy_clear(PyObject *module)
     Py_CLEAR(st->FileWrapper_Type);
     Py_CLEAR(st->empty_input);
     Py_CLEAR(st->EmptyInput_Type);
+    Py_CLEAR(st->Request_Type);
 #define UPY_CLEAR_KEY(name) Py_CLEAR(st->k_##name);
     UPY_INTERNED(UPY_CLEAR_KEY)
 #undef UPY_CLEAR_KEY

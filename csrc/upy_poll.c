@@ -118,6 +118,13 @@ upy_wake_signal(int wfd)
 }
 
 void
+upy_wake_drain(int rfd)
+{
+    uint64_t v;
+    (void)!read(rfd, &v, sizeof v);
+}
+
+void
 upy_wake_close(int rfd, int wfd)
 {
     (void)wfd;
@@ -279,6 +286,14 @@ upy_wake_signal(int wfd)
 {
     char one = 1;
     (void)!write(wfd, &one, 1);
+}
+
+void
+upy_wake_drain(int rfd)
+{
+    char buf[64];
+    while (read(rfd, buf, sizeof buf) > 0) {
+    }
 }
 
 void

@@ -63,6 +63,8 @@ int upy_poller_wait(upy_poller *p, upy_event *out, int max, int timeout_ms);
    thread (eventfd on Linux, a pipe elsewhere).  rfd == wfd for eventfd. */
 int upy_wake_open(int *rfd, int *wfd);
 void upy_wake_signal(int wfd);
+/* Reset a wake fd after it was readable (non-blocking). */
+void upy_wake_drain(int rfd);
 void upy_wake_close(int rfd, int wfd);
 
 /* accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) or its emulation. */

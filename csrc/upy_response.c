@@ -205,7 +205,7 @@ check_response(upy_response *r, PyObject *status, PyObject *headers)
 /* start_response and write()                                          */
 /* ------------------------------------------------------------------ */
 
-static int send_body(upy_loop *loop, upy_response *r, PyObject *data);
+static int send_body(upy_core *core, upy_response *r, PyObject *data);
 
 static PyObject *
 sr_call(upy_start_response *self, PyObject *args, PyObject *kwds)
@@ -264,7 +264,7 @@ sr_call(upy_start_response *self, PyObject *args, PyObject *kwds)
     }
     Py_XSETREF(r->status, Py_NewRef(status));
     Py_XSETREF(r->headers, copy); /* steals copy */
-    return PyObject_GetAttr((PyObject *)self, r->loop->st->s_write);
+    return PyObject_GetAttr((PyObject *)self, r->core->st->s_write);
 }
 
 static PyObject *
@@ -283,8 +283,8 @@ sr_write(upy_start_response *self, PyObject *data)
                      Py_TYPE(data)->tp_name);
         return NULL;
     }
-    rc = send_body(r->loop, r, data);
-    if (rc < 0 && !PyErr_Occurred() && !r->loop->srv->write_exception) {
+    rc = send_body(r->core, r, data);
+    if (rc < 0 && !PyErr_Occurred() && !r->core->srv->write_exception) {
         Py_RETURN_NONE; /* disable-write-exception */
     }
     if (rc < 0) {
@@ -526,30 +526,30 @@ date_header(void)
 }
 
 static int
-out_append(upy_loop *loop, size_t *len, const char *p, size_t n)
+out_append(upy_core *core, size_t *len, const char *p, size_t n)
 {
-    if (loop->out_cap - *len < n) {
-        size_t cap = loop->out_cap * 2;
+    if (core->out_cap - *len < n) {
+        size_t cap = core->out_cap * 2;
         char *nb;
         while (cap - *len < n)
             cap *= 2;
-        nb = realloc(loop->out, cap);
+        nb = realloc(core->out, cap);
         if (nb == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        loop->out = nb;
-        loop->out_cap = cap;
+        core->out = nb;
+        core->out_cap = cap;
     }
-    memcpy(loop->out + *len, p, n);
+    memcpy(core->out + *len, p, n);
     *len += n;
     return 0;
 }
 
-/* Build the response head in loop->out, choosing the framing.
+/* Build the response head in core->out, choosing the framing.
    `known_length` >= 0 is a body length the server worked out itself. */
 static ssize_t
-build_head(upy_loop *loop, upy_response *r, int64_t known_length)
+build_head(upy_core *core, upy_response *r, int64_t known_length)
 {
     size_t len = 0;
     Py_ssize_t n = PyList_GET_SIZE(r->headers), slen;
@@ -584,9 +584,9 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
             r->keep_alive = 0; /* close-delimited (HTTP/1.0, uwsgi) */
         }
     }
-    if (out_append(loop, &len, "HTTP/1.1 ", 9) < 0 ||
-        out_append(loop, &len, s, (size_t)slen) < 0 ||
-        out_append(loop, &len, "\r\n", 2) < 0) {
+    if (out_append(core, &len, "HTTP/1.1 ", 9) < 0 ||
+        out_append(core, &len, s, (size_t)slen) < 0 ||
+        out_append(core, &len, "\r\n", 2) < 0) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -598,42 +598,42 @@ build_head(upy_loop *loop, upy_response *r, int64_t known_length)
             return -1;
         if (IEQ(name, nlen, "connection"))
             continue; /* ours to send, below */
-        if (out_append(loop, &len, name, (size_t)nlen) < 0 ||
-            out_append(loop, &len, ": ", 2) < 0 ||
-            out_append(loop, &len, value, (size_t)vlen) < 0 ||
-            out_append(loop, &len, "\r\n", 2) < 0) {
+        if (out_append(core, &len, name, (size_t)nlen) < 0 ||
+            out_append(core, &len, ": ", 2) < 0 ||
+            out_append(core, &len, value, (size_t)vlen) < 0 ||
+            out_append(core, &len, "\r\n", 2) < 0) {
             return -1;
         }
     }
-    if (out_append(loop, &len, line, strlen(line)) < 0) {
+    if (out_append(core, &len, line, strlen(line)) < 0) {
         return -1;
     }
-    if (loop->srv->add_headers != NULL &&
-        out_append(loop, &len, PyBytes_AS_STRING(loop->srv->add_headers),
-                   (size_t)PyBytes_GET_SIZE(loop->srv->add_headers)) < 0) {
+    if (core->srv->add_headers != NULL &&
+        out_append(core, &len, PyBytes_AS_STRING(core->srv->add_headers),
+                   (size_t)PyBytes_GET_SIZE(core->srv->add_headers)) < 0) {
         return -1;
     }
     if (r->chunked &&
-        out_append(loop, &len, "Transfer-Encoding: chunked\r\n", 28) < 0) {
+        out_append(core, &len, "Transfer-Encoding: chunked\r\n", 28) < 0) {
         return -1;
     }
     if (!r->has_date) {
         const char *d = date_header();
-        if (out_append(loop, &len, d, strlen(d)) < 0)
+        if (out_append(core, &len, d, strlen(d)) < 0)
             return -1;
     }
     if (r->proto == UPY_PROTO_HTTP) {
-        if (!r->keep_alive || loop->srv->stopping) {
+        if (!r->keep_alive || core->srv->stopping) {
             r->keep_alive = 0;
-            if (out_append(loop, &len, "Connection: close\r\n", 19) < 0)
+            if (out_append(core, &len, "Connection: close\r\n", 19) < 0)
                 return -1;
         }
         else if (r->minor_version == 0 &&
-                 out_append(loop, &len, "Connection: keep-alive\r\n", 24) < 0) {
+                 out_append(core, &len, "Connection: keep-alive\r\n", 24) < 0) {
             return -1;
         }
     }
-    if (out_append(loop, &len, "\r\n", 2) < 0) {
+    if (out_append(core, &len, "\r\n", 2) < 0) {
         return -1;
     }
     return (ssize_t)len;
@@ -774,6 +774,22 @@ flush_blocking(upy_server *srv, upy_conn *c)
         if (f != 0) {
             return f > 0 ? 0 : -1;
         }
+        if (srv->wait_write != NULL) {
+            /* an external loop (gevent): wait in it, not in poll(2),
+               which would stop every other greenlet */
+            PyObject *ok = PyObject_CallFunction(
+                srv->wait_write, "id", c->fd, c->lst->socket_timeout);
+            int t;
+            if (ok == NULL) {
+                return -1;
+            }
+            t = PyObject_IsTrue(ok);
+            Py_DECREF(ok);
+            if (t <= 0) {
+                return -1;
+            }
+            continue;
+        }
         Py_BEGIN_ALLOW_THREADS
         pr = poll(&pfd, 1, (int)(c->lst->socket_timeout * 1000.0));
         Py_END_ALLOW_THREADS
@@ -788,7 +804,7 @@ flush_blocking(upy_server *srv, upy_conn *c)
    with the chosen framing.  Returns 0, or -1 (broken, or an exception is
    set). */
 static int
-send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
+send_chunk(upy_core *core, upy_response *r, const char *p, size_t n,
            PyObject *hold)
 {
     struct iovec iov[4];
@@ -799,12 +815,12 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
         return -1;
     }
     if (!r->headers_sent) {
-        ssize_t hlen = build_head(loop, r, r->known_length);
+        ssize_t hlen = build_head(core, r, r->known_length);
         if (hlen < 0) {
             r->failed = 1; /* or pump() would retry it forever */
             return -1;
         }
-        iov[cnt].iov_base = loop->out;
+        iov[cnt].iov_base = core->out;
         iov[cnt++].iov_len = (size_t)hlen;
         r->headers_sent = 1;
     }
@@ -813,7 +829,7 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
     }
     if (r->content_length >= 0 &&
         (uint64_t)r->content_length - r->sent < n) {
-        upy_log(loop->srv, 30,
+        upy_log(core->srv, 30,
                 "the app sent more than its Content-Length %lld; "
                 "the excess was not sent", (long long)r->content_length);
         n = (size_t)((uint64_t)r->content_length - r->sent);
@@ -846,15 +862,15 @@ send_chunk(upy_loop *loop, upy_response *r, const char *p, size_t n,
    is what a stalled send leaves queued by reference: c->pend holds it, as
    the caller may drop it once write() returned or raised. */
 static int
-send_body(upy_loop *loop, upy_response *r, PyObject *data)
+send_body(upy_core *core, upy_response *r, PyObject *data)
 {
     size_t n = (size_t)PyBytes_GET_SIZE(data);
     if (n == 0 && r->headers_sent) {
         return 0;
     }
-    if (flush_blocking(loop->srv, r->conn) < 0 ||
-        send_chunk(loop, r, PyBytes_AS_STRING(data), n, data) < 0 ||
-        flush_blocking(loop->srv, r->conn) < 0) {
+    if (flush_blocking(core->srv, r->conn) < 0 ||
+        send_chunk(core, r, PyBytes_AS_STRING(data), n, data) < 0 ||
+        flush_blocking(core->srv, r->conn) < 0) {
         r->failed = 1;
         return -1;
     }
@@ -866,7 +882,7 @@ send_body(upy_loop *loop, upy_response *r, PyObject *data)
    a regular file with a usable fileno() (the caller iterates it instead),
    -1 on failure. */
 static int
-setup_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
+setup_sendfile(upy_core *core, upy_response *r, upy_file_wrapper *fw)
 {
 #ifdef __linux__
     PyObject *o;
@@ -874,7 +890,7 @@ setup_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
     struct stat sb;
     off_t offset;
     uint64_t remaining;
-    upy_state *st = loop->st;
+    upy_state *st = core->st;
 
     if (r->chunked || r->headers_sent) {
         return 0; /* write() went first: iterate */
@@ -925,7 +941,7 @@ setup_sendfile(upy_loop *loop, upy_response *r, upy_file_wrapper *fw)
     }
     /* The file's size is the body length when the app gave none. */
     r->known_length = (int64_t)remaining;
-    if (send_chunk(loop, r, NULL, 0, NULL) < 0) {
+    if (send_chunk(core, r, NULL, 0, NULL) < 0) {
         return -1;
     }
     r->sf_fd = fd;
@@ -1110,11 +1126,11 @@ log_route(upy_server *srv, PyObject *matcher, PyObject *environ)
 }
 
 static void
-access_log(upy_loop *loop, upy_conn *c, upy_response *r, PyObject *environ,
+access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
            double started)
 {
-    upy_server *srv = loop->srv;
-    upy_state *st = loop->st;
+    upy_server *srv = core->srv;
+    upy_state *st = core->st;
     char buf[4096];
     upy_line l = {buf, 0, sizeof buf - 1};
     double secs;
@@ -1317,7 +1333,7 @@ close_result(upy_server *srv, PyObject *result)
 
 /* Queue a 500 after the app failed before sending anything. */
 static void
-send_500(upy_loop *loop, upy_response *r)
+send_500(upy_core *core, upy_response *r)
 {
     static const char body[] = "500 Internal Server Error\n";
     char head[256];
@@ -1326,7 +1342,7 @@ send_500(upy_loop *loop, upy_response *r)
                         "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
                         "%s\r\n",
                         sizeof body - 1,
-                        r->keep_alive && !loop->srv->stopping &&
+                        r->keep_alive && !core->srv->stopping &&
                                 r->proto == UPY_PROTO_HTTP
                             ? ""
                             : "Connection: close\r\n");
@@ -1345,14 +1361,14 @@ send_500(upy_loop *loop, upy_response *r)
 /* The app failed (exception set, already logged): answer 500 when nothing
    was sent yet, else only closing the connection tells the client. */
 static void
-app_failed(upy_loop *loop, upy_response *r)
+app_failed(upy_core *core, upy_response *r)
 {
     PyErr_Clear();
     r->app_failed = 1;
-    if (loop->slot != NULL)
-        loop->slot->exceptions++;
+    if (core->slot != NULL)
+        core->slot->exceptions++;
     if (!r->headers_sent) {
-        send_500(loop, r);
+        send_500(core, r);
     }
     else {
         r->failed = 1;
@@ -1363,10 +1379,10 @@ app_failed(upy_loop *loop, upy_response *r)
 
 /* Everything after the last byte: close(), the access log, releasing. */
 static int
-finish(upy_loop *loop, upy_conn *c)
+finish(upy_core *core, upy_conn *c)
 {
     upy_response *r = &c->resp;
-    upy_server *srv = loop->srv;
+    upy_server *srv = core->srv;
     int ok = !r->failed;
 
     if (ok && !r->app_failed && !r->no_body && r->content_length >= 0 &&
@@ -1391,9 +1407,9 @@ finish(upy_loop *loop, upy_conn *c)
         close_result(srv, r->result);
         Py_CLEAR(r->result);
     }
-    if (loop->slot != NULL)
-        loop->slot->tx += r->sent;
-    access_log(loop, c, r, r->environ, r->started);
+    if (core->slot != NULL)
+        core->slot->tx += r->sent;
+    access_log(core, c, r, r->environ, r->started);
     Py_CLEAR(r->status);
     Py_CLEAR(r->headers);
     Py_CLEAR(r->environ);
@@ -1407,21 +1423,21 @@ finish(upy_loop *loop, upy_conn *c)
 
 /* Drive the response as far as the socket allows. */
 static int
-pump(upy_loop *loop, upy_conn *c)
+pump(upy_core *core, upy_conn *c)
 {
     upy_response *r = &c->resp;
-    upy_server *srv = loop->srv;
-    upy_state *st = loop->st;
+    upy_server *srv = core->srv;
+    upy_state *st = core->st;
 
     for (;;) {
         if (r->failed) {
-            return finish(loop, c);
+            return finish(core, c);
         }
         if (c->pend.cnt > 0) {
             int f = flush_pending(c);
             if (f < 0) {
                 r->failed = 1;
-                return finish(loop, c);
+                return finish(core, c);
             }
             if (f == 0) {
                 return UPY_RESP_BLOCKED;
@@ -1432,7 +1448,7 @@ pump(upy_loop *loop, upy_conn *c)
             int f = pump_sendfile(r);
             if (f < 0) {
                 r->failed = 1;
-                return finish(loop, c);
+                return finish(core, c);
             }
             if (f == 0) {
                 return UPY_RESP_BLOCKED;
@@ -1446,7 +1462,7 @@ pump(upy_loop *loop, upy_conn *c)
                 if (PyErr_Occurred()) {
                     upy_log_exception(srv, "exception while iterating the "
                                       "response");
-                    app_failed(loop, r);
+                    app_failed(core, r);
                 }
                 else {
                     r->phase = UPY_PHASE_END;
@@ -1459,7 +1475,7 @@ pump(upy_loop *loop, upy_conn *c)
                              "(PEP 3333)", Py_TYPE(item)->tp_name);
                 Py_DECREF(item);
                 upy_log_exception(srv, "bad response body");
-                app_failed(loop, r);
+                app_failed(core, r);
                 break;
             }
             if (r->status == NULL) {
@@ -1468,11 +1484,11 @@ pump(upy_loop *loop, upy_conn *c)
                                 "the WSGI app returned a body before "
                                 "calling start_response");
                 upy_log_exception(srv, "bad response");
-                app_failed(loop, r);
+                app_failed(core, r);
                 break;
             }
             if (PyBytes_GET_SIZE(item) > 0 &&
-                send_chunk(loop, r, PyBytes_AS_STRING(item),
+                send_chunk(core, r, PyBytes_AS_STRING(item),
                            (size_t)PyBytes_GET_SIZE(item), item) < 0) {
                 if (PyErr_Occurred())
                     upy_log_exception(srv, "error sending the response");
@@ -1485,13 +1501,13 @@ pump(upy_loop *loop, upy_conn *c)
                 PyErr_SetString(PyExc_RuntimeError,
                                 "the WSGI app never called start_response");
                 upy_log_exception(srv, "bad response");
-                app_failed(loop, r);
+                app_failed(core, r);
                 break;
             }
             if (!r->headers_sent) {
                 /* Nothing was sent: the length is known to be 0. */
                 r->known_length = 0;
-                if (send_chunk(loop, r, NULL, 0, NULL) < 0) {
+                if (send_chunk(core, r, NULL, 0, NULL) < 0) {
                     if (PyErr_Occurred())
                         upy_log_exception(srv, "error sending the response");
                     break;
@@ -1505,24 +1521,24 @@ pump(upy_loop *loop, upy_conn *c)
             r->phase = UPY_PHASE_FINISH;
             break;
         case UPY_PHASE_FINISH:
-            return finish(loop, c);
+            return finish(core, c);
         }
         (void)st;
     }
 }
 
 int
-upy_response_start(upy_loop *loop, upy_conn *c, const upy_request *req,
+upy_response_start(upy_core *core, upy_conn *c, const upy_request *req,
                    PyObject *environ, PyObject *input, double started)
 {
-    upy_server *srv = loop->srv;
-    upy_state *st = loop->st;
+    upy_server *srv = core->srv;
+    upy_state *st = core->st;
     upy_response *r = &c->resp;
     upy_start_response *sr;
     PyObject *result;
 
     memset(r, 0, sizeof *r);
-    r->loop = loop;
+    r->core = core;
     r->conn = c;
     r->active = 1;
     r->phase = UPY_PHASE_ITER;
@@ -1539,8 +1555,8 @@ upy_response_start(upy_loop *loop, upy_conn *c, const upy_request *req,
     sr = PyObject_New(upy_start_response, st->StartResponse_Type);
     if (sr == NULL) {
         upy_log_exception(srv, "cannot create start_response");
-        app_failed(loop, r);
-        return pump(loop, c);
+        app_failed(core, r);
+        return pump(core, c);
     }
     sr->resp = r;
     r->sr = (PyObject *)sr;
@@ -1549,42 +1565,82 @@ upy_response_start(upy_loop *loop, upy_conn *c, const upy_request *req,
                                           NULL);
     if (result == NULL) {
         upy_log_exception(srv, "exception in the WSGI app");
-        app_failed(loop, r);
-        return pump(loop, c);
+        app_failed(core, r);
+        return pump(core, c);
     }
     r->result = result;
     if (r->failed) {
-        return pump(loop, c); /* write() found the client gone */
+        return pump(core, c); /* write() found the client gone */
     }
     if (PyObject_TypeCheck(result, st->FileWrapper_Type) && r->status != NULL) {
-        int sf = setup_sendfile(loop, r, (upy_file_wrapper *)result);
+        int sf = setup_sendfile(core, r, (upy_file_wrapper *)result);
         if (sf != 0) {
             if (sf < 0 && PyErr_Occurred())
                 upy_log_exception(srv, "error sending a file");
-            return pump(loop, c);
+            return pump(core, c);
         }
     }
     r->known_length = sequence_length(result);
     r->iter = PyObject_GetIter(result);
     if (r->iter == NULL) {
         upy_log_exception(srv, "the WSGI app returned a non-iterable");
-        app_failed(loop, r);
+        app_failed(core, r);
     }
-    return pump(loop, c);
+    return pump(core, c);
 }
 
 int
-upy_response_resume(upy_loop *loop, upy_conn *c)
+upy_response_resume(upy_core *core, upy_conn *c)
 {
-    return pump(loop, c);
+    c->resp.core = core;
+    return pump(core, c);
+}
+
+int
+upy_response_flush(upy_conn *c)
+{
+    upy_response *r = &c->resp;
+    upy_pending *p = &c->pend;
+    if (r->failed) {
+        return 0;
+    }
+    while (p->cnt > 0) {
+        /* as flush_pending(), but p->hold stays for the runner to drop */
+        ssize_t n = send_nb(c->fd, p->iov, p->cnt);
+        int cnt = p->cnt;
+        struct iovec *iov;
+        if (n < 0) {
+            r->failed = 1;
+            return 0;
+        }
+        iov = iov_advance(p->iov, &cnt, (size_t)n);
+        if (cnt > 0) {
+            memmove(p->iov, iov, (size_t)cnt * sizeof *iov);
+            p->cnt = cnt;
+            return UPY_RESP_BLOCKED;
+        }
+        p->cnt = 0;
+    }
+    if (r->phase == UPY_PHASE_SENDFILE) {
+        int f = pump_sendfile(r);
+        if (f < 0) {
+            r->failed = 1;
+            return 0;
+        }
+        if (f == 0) {
+            return UPY_RESP_BLOCKED;
+        }
+        r->phase = UPY_PHASE_END;
+    }
+    return 0;
 }
 
 void
-upy_response_abort(upy_loop *loop, upy_conn *c)
+upy_response_abort(upy_core *core, upy_conn *c)
 {
     if (c->resp.active) {
         c->resp.failed = 1;
         c->resp.keep_alive = 0;
-        (void)finish(loop, c);
+        (void)finish(core, c);
     }
 }

@@ -1,17 +1,30 @@
 /*
- * upy_server.c - the Server type and its I/O loop.
+ * upy_server.c - the Server type: one I/O loop per worker and the app
+ * runners it hands complete requests to.
  *
- * Python binds the listening sockets and hands their fds to Server(); each
- * call of Server.serve_forever() runs one loop (its own poller and
- * connections) in the calling thread, so a worker may run several loops on
- * the same listeners, one per thread.  The GIL is held while parsing and
- * while the app runs, and released while waiting for readiness
- * (upy_poll.c: epoll on Linux, poll(2) elsewhere).
+ * Python binds the listening sockets and hands their fds to Server().  The
+ * loop (upy_loop, one per Server) owns the listeners and every connection:
+ * it accepts, reads request heads (HTTP or uwsgi packet) and bodies (into
+ * memory or, past post-buffering, an unlinked temporary file), keeps
+ * connections alive, enforces the timeouts and writes output a response
+ * parked on a full socket.  A request whose head and body are complete goes
+ * to an app runner, so a slow client never holds an app and a slow app
+ * never holds another connection:
  *
- * A connection reads its request head (HTTP or uwsgi packet), then its body
- * into memory or, past post-buffering, into an unlinked temporary file; only
- * then is the app called, so a slow client never holds the loop and
- * wsgi.input never blocks.
+ *   inline    the loop thread calls the app itself (threads = 1): no
+ *             hand-off at all.  The GIL is held except while waiting.
+ *   threads   a job queue feeds a pool of app threads (threads = N), each
+ *             calling app_thread(core).  The loop thread runs without the
+ *             GIL; it takes it only to log, and to run signal handlers.
+ *   external  another event loop (gevent) drives the loop: fileno() is
+ *             pollable, run_once() is one non-blocking step returning the
+ *             Request objects to run, each in its own greenlet.
+ *
+ * A runner calls the app and sends what the socket takes (upy_response.c),
+ * then gives the connection back on the done queue (signalling done_fd):
+ * the loop then parks the rest of the output, or goes on to the next
+ * request.  The poller (upy_poll.c: epoll on Linux, poll(2) elsewhere) is
+ * only ever touched by the loop thread.
  */
 #include "upy_core.h"
 
@@ -59,9 +72,13 @@ upy_log(upy_server *srv, int level, const char *fmt, ...)
     va_list ap;
     PyObject *exc_type, *exc_value, *exc_tb, *r;
 
+    PyGILState_STATE gil;
+
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* The loop of the threads runner logs without holding the GIL. */
+    gil = PyGILState_Ensure();
     /* Logging must not clobber an exception being handled. */
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     r = PyObject_CallFunction(srv->logger, "isO", level, msg, Py_None);
@@ -70,6 +87,7 @@ upy_log(upy_server *srv, int level, const char *fmt, ...)
     }
     Py_XDECREF(r);
     PyErr_Restore(exc_type, exc_value, exc_tb);
+    PyGILState_Release(gil);
 }
 
 void
@@ -96,56 +114,32 @@ upy_log_exception(upy_server *srv, const char *what)
 /* Writing                                                             */
 /* ------------------------------------------------------------------ */
 
-int
-upy_send_all(upy_server *srv, int fd, struct iovec *iov, int iovcnt)
+/* Send iov without blocking, as much as the socket takes: the loop's own
+   small responses (errors, 100 Continue) into an empty socket buffer.
+   Returns 0, or -1 when the connection is broken or the socket was full. */
+static int
+send_small(int fd, struct iovec *iov, int iovcnt)
 {
     struct msghdr msg;
-    while (iovcnt > 0) {
-        ssize_t n;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)iovcnt;
-        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                struct pollfd pfd = {fd, POLLOUT, 0};
-                int pr;
-                int timeout_ms = (int)(srv->socket_timeout * 1000.0);
-                Py_BEGIN_ALLOW_THREADS
-                pr = poll(&pfd, 1, timeout_ms);
-                Py_END_ALLOW_THREADS
-                if (pr < 0 && errno == EINTR) {
-                    continue;
-                }
-                if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
-                    return -1;  /* stalled past socket-timeout, or gone */
-                }
-                continue;
-            }
-            return -1;
-        }
-        /* Advance past what was written. */
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
+    size_t want = 0;
+    ssize_t n;
+    for (int i = 0; i < iovcnt; i++) {
+        want += iov[i].iov_len;
     }
-    return 0;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    do {
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n >= 0 && (size_t)n == want ? 0 : -1;
 }
 
 static int
-send_text(upy_server *srv, int fd, const char *text)
+send_text(int fd, const char *text)
 {
     struct iovec iov = {(void *)text, strlen(text)};
-    return upy_send_all(srv, fd, &iov, 1);
+    return send_small(fd, &iov, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,16 +190,22 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     loop->nconns--;
-    if (c->resp.active) {
-        upy_response_abort(loop, c);
+    if (c->resp.active || c->pend.hold != NULL) {
+        /* Only at the loop's end, or with the inline runner: otherwise a
+           runner finishes a response (upy_response_abort() runs the app's
+           close() and the access log). */
+        PyGILState_STATE gil = PyGILState_Ensure();
+        if (c->resp.active) {
+            upy_response_abort(&loop->srv->cores[0], c);
+        }
+        upy_pending_free(&c->pend);
+        PyGILState_Release(gil);
     }
     if (c->registered) {
         upy_poller_forget(&loop->poller, c->fd);
     }
     close(c->fd);
     body_reset(c);
-    Py_CLEAR(c->remote_addr);
-    Py_CLEAR(c->remote_port);
     upy_pending_free(&c->pend);
     c->len = 0;
     buf_release(loop, c);
@@ -292,7 +292,8 @@ upy_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
     iov[0].iov_len = (size_t)hlen;
     iov[1].iov_base = body;
     iov[1].iov_len = (size_t)blen;
-    (void)upy_send_all(srv, c->fd, iov, 2);
+    (void)srv;
+    (void)send_small(c->fd, iov, 2);
 }
 
 /* Reject the request on c with status and reason, log it, and linger. */
@@ -339,13 +340,9 @@ buf_reserve(upy_loop *loop, upy_conn *c, size_t need)
 static int
 open_spill_file(upy_server *srv)
 {
-    const char *dir = NULL;
+    const char *dir = srv->tmpdir_c;
     int fd;
-    if (srv->tmpdir != Py_None) {
-        dir = PyUnicode_AsUTF8(srv->tmpdir);
-    }
     if (dir == NULL) {
-        PyErr_Clear();
         dir = getenv("TMPDIR");
         if (dir == NULL || *dir == '\0')
             dir = "/tmp";
@@ -436,9 +433,8 @@ body_sink(upy_loop *loop, upy_conn *c, const char *p, size_t n)
 
 /* New reference: the wsgi.input object for the body received on c. */
 static PyObject *
-make_input(upy_loop *loop, upy_conn *c)
+make_input(upy_state *st, upy_conn *c)
 {
-    upy_state *st = loop->st;
     if (c->body_fd >= 0) {
         PyObject *f;
         if (lseek(c->body_fd, 0, SEEK_SET) < 0) {
@@ -626,25 +622,287 @@ conn_read_deadline(upy_loop *loop, upy_conn *c)
     c->deadline = whole > 0 && whole < d ? whole : d;
 }
 
-/* After a response: account for it, then keep the connection for the
-   next request or close it.  Returns 0, or -1 when c was closed. */
+/* Watch c for events (UPY_POLL_IN or UPY_POLL_OUT), registering it if
+   needed.  Returns 0, or -1 (the caller closes c). */
 static int
-request_done(upy_loop *loop, upy_conn *c, int rc, double started)
+conn_watch(upy_loop *loop, upy_conn *c, uint32_t events)
 {
-    upy_server *srv = loop->srv;
+    if (!c->registered) {
+        if (upy_poller_add(&loop->poller, c->fd, events, c, 0) < 0) {
+            return -1;
+        }
+        c->registered = 1;
+        c->events = events;
+        return 0;
+    }
+    if (c->events == events) {
+        return 0;
+    }
+    if (upy_poller_mod(&loop->poller, c->fd, events, c) < 0) {
+        return -1;
+    }
+    c->events = events;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* App runners: the part of a request that runs Python (GIL held)       */
+/* ------------------------------------------------------------------ */
+
+/* The scoreboard: core co starts the request req (uWSGI's per-core
+   request info: harakiri and the stats server read it). */
+static void
+slot_begin(upy_core *co, const upy_request *req, double started)
+{
+    upy_slot *sl = co->slot;
+    size_t ml, ul;
+    if (sl == NULL) {
+        return;
+    }
+    ml = req->method.len < sizeof sl->method - 1 ? req->method.len
+                                                 : sizeof sl->method - 1;
+    ul = req->target.len < sizeof sl->uri - 1 ? req->target.len
+                                              : sizeof sl->uri - 1;
+    memcpy(sl->method, req->method.p, ml);
+    sl->method[ml] = '\0';
+    memcpy(sl->uri, req->target.p, ul);
+    sl->uri[ul] = '\0';
+    sl->request_started = started;
+}
+
+/* The response on c is finished (rc is not UPY_RESP_BLOCKED): count it on
+   core co and the server, then check max-requests and reload-on-rss. */
+static void
+run_end(upy_core *co, upy_conn *c, double started)
+{
+    upy_server *srv = co->srv;
     double now = upy_now();
-    body_reset(c);
     srv->requests++;
     c->requests++;
-    if (loop->slot != NULL) {
+    if (co->slot != NULL) {
         double us = (now - started) * 1e6;
-        upy_slot *sl = loop->slot;
+        upy_slot *sl = co->slot;
         sl->requests++;
         sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
         sl->running_us += (uint64_t)us;
         sl->request_started = 0;
     }
     check_limits(srv, now);
+}
+
+/* Parse the head at c->buf[0..head_len) again into core co's fields: the
+   loop's are reused by the next request it reads.  It was valid when the
+   loop parsed it.  Returns 0, or -1. */
+static int
+reparse(upy_core *co, upy_conn *c, upy_request *req)
+{
+    upy_server *srv = co->srv;
+    memset(req, 0, sizeof *req);
+    req->fields = co->fields;
+    req->fields_cap = co->fields_cap;
+    if (c->lst->proto == UPY_PROTO_HTTP) {
+        return upy_http_parse_request(c->buf, c->head_len, 0, req,
+                                      &srv->limits) == (ssize_t)c->head_len
+                   ? 0 : -1;
+    }
+    if (c->head_len < UPY_UWSGI_HEADER_SIZE) {
+        return -1;
+    }
+    return upy_uwsgi_parse_vars(c->buf + UPY_UWSGI_HEADER_SIZE,
+                                c->head_len - UPY_UWSGI_HEADER_SIZE, req,
+                                &srv->uwsgi_limits);
+}
+
+/* Call the app for the request on c, on core co (GIL held).  req: the head
+   as the loop parsed it (inline runner), or NULL to parse it again.
+   Returns UPY_RESP_KEEP, UPY_RESP_CLOSE or UPY_RESP_BLOCKED (the rest of
+   the response waits for the socket). */
+static int
+run_start(upy_core *co, upy_conn *c, const upy_request *req)
+{
+    upy_server *srv = co->srv;
+    upy_request again;
+    PyObject *input = NULL, *environ = NULL;
+    double started = upy_now();
+    int rc = UPY_RESP_CLOSE;
+
+    if (req == NULL) {
+        if (reparse(co, c, &again) < 0) {
+            upy_log(srv, 40, "the request head from %s changed after it "
+                    "was parsed (a bug)", c->addr_text);
+            upy_send_error(srv, c, 500, "internal error");
+            return UPY_RESP_CLOSE;
+        }
+        req = &again;
+    }
+    slot_begin(co, req, started);
+    input = make_input(co->st, c);
+    if (input == NULL) {
+        upy_log_exception(srv, "cannot create wsgi.input");
+        upy_send_error(srv, c, 500, "internal error");
+        goto done;
+    }
+    environ = upy_build_environ(co, c, req, input);
+    if (environ == NULL) {
+        upy_log_exception(srv, "cannot build the environ");
+        upy_send_error(srv, c, 500, "internal error");
+        goto done;
+    }
+    rc = upy_response_start(co, c, req, environ, input, started);
+done:
+    Py_XDECREF(environ);
+    Py_XDECREF(input);
+    if (rc == UPY_RESP_BLOCKED) {
+        /* parked: the core is free until the socket takes more */
+        if (co->slot != NULL)
+            co->slot->request_started = 0;
+    }
+    else {
+        run_end(co, c, started);
+    }
+    return rc;
+}
+
+/* Go on with the response parked on c, on core co (GIL held). */
+static int
+run_resume(upy_core *co, upy_conn *c)
+{
+    double started = c->resp.started;
+    int rc;
+    if (co->slot != NULL) {
+        co->slot->method[0] = co->slot->uri[0] = '\0';
+        co->slot->request_started = upy_now();
+    }
+    rc = upy_response_resume(co, c);
+    if (rc == UPY_RESP_BLOCKED) {
+        if (co->slot != NULL)
+            co->slot->request_started = 0;
+    }
+    else {
+        run_end(co, c, started);
+    }
+    return rc;
+}
+
+/* A runner's turn with c: start its request, or go on with its response. */
+static void
+run_job(upy_core *co, upy_conn *c)
+{
+    co->busy = 1;
+    c->job_rc = c->resp.active ? run_resume(co, c) : run_start(co, c, NULL);
+    co->busy = 0;
+}
+
+/* A connection whose loop ended while a runner had it: the runner closes
+   it (GIL held). */
+static void
+orphan_free(upy_core *co, upy_conn *c)
+{
+    if (c->resp.active) {
+        upy_response_abort(co, c);
+    }
+    upy_pending_free(&c->pend);
+    close(c->fd);
+    body_reset(c);
+    free(c->buf);
+    free(c);
+}
+
+/* A runner is done with c (GIL held): back to the loop on the done queue,
+   signalling done_fd once per batch the loop has not taken yet. */
+static void
+give_back(upy_loop *loop, upy_core *co, upy_conn *c)
+{
+    int wake = 0, orphan;
+    pthread_mutex_lock(&loop->mu);
+    orphan = loop->ended;
+    if (!orphan) {
+        c->qnext = NULL;
+        if (loop->done_tail != NULL)
+            loop->done_tail->qnext = c;
+        else
+            loop->done = c;
+        loop->done_tail = c;
+        if (!loop->done_signalled) {
+            loop->done_signalled = 1;
+            wake = 1;
+        }
+    }
+    pthread_mutex_unlock(&loop->mu);
+    if (wake) {
+        upy_wake_signal(loop->done_wfd);
+    }
+    if (orphan) {
+        orphan_free(co, c);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The hand-off, loop side                                             */
+/* ------------------------------------------------------------------ */
+
+static PyObject *request_obj_new(upy_server *srv, upy_conn *c);
+
+/* Give c (state APP from now on) to the runner.  Returns 0, or -1 when
+   it could not be queued (c was closed). */
+static int
+submit(upy_loop *loop, upy_conn *c)
+{
+    upy_server *srv = loop->srv;
+    c->state = UPY_CONN_APP;
+    if (srv->runner == UPY_RUN_THREADS) {
+        pthread_mutex_lock(&loop->mu);
+        c->qnext = NULL;
+        if (loop->jobs_tail != NULL)
+            loop->jobs_tail->qnext = c;
+        else
+            loop->jobs = c;
+        loop->jobs_tail = c;
+        if (loop->nidle > 0) {
+            pthread_cond_signal(&loop->cv);
+        }
+        pthread_mutex_unlock(&loop->mu);
+        return 0;
+    }
+    else {
+        /* external: run_once() returns it (the GIL is held) */
+        PyObject *r = request_obj_new(srv, c);
+        if (r == NULL || (loop->ready == NULL &&
+                          (loop->ready = PyList_New(0)) == NULL) ||
+            PyList_Append(loop->ready, r) < 0) {
+            upy_log_exception(srv, "cannot hand a request over");
+            if (r != NULL) {
+                ((upy_request_obj *)r)->conn = NULL;
+                Py_DECREF(r);
+            }
+            c->state = UPY_CONN_HEAD;
+            conn_close(loop, c);
+            return -1;
+        }
+        Py_DECREF(r);
+        return 0;
+    }
+}
+
+/* A runner's turn with c ended with rc: park the response until the socket
+   is writable, or end the request and keep the connection for the next
+   one (pipelined bytes are parsed by the caller: conn_process()) or close
+   it.  Returns 0, or -1 when c was closed. */
+static int
+conn_returned(upy_loop *loop, upy_conn *c, int rc)
+{
+    upy_server *srv = loop->srv;
+    double now = upy_now();
+    if (rc == UPY_RESP_BLOCKED) {
+        c->state = UPY_CONN_WRITE;
+        c->deadline = now + c->lst->socket_timeout;
+        if (conn_watch(loop, c, UPY_POLL_OUT) < 0) {
+            conn_close(loop, c);
+            return -1;
+        }
+        return 0;
+    }
+    body_reset(c);
     if (rc != UPY_RESP_KEEP || !c->keep_alive || srv->stopping) {
         conn_close(loop, c);
         return -1;
@@ -665,89 +923,77 @@ request_done(upy_loop *loop, upy_conn *c, int rc, double started)
         c->deadline = now + c->lst->keepalive_timeout;
         buf_release(loop, c);
     }
+    if (conn_watch(loop, c, UPY_POLL_IN) < 0) {
+        conn_close(loop, c);
+        return -1;
+    }
     return 0;
 }
 
-static int
-set_events(upy_loop *loop, upy_conn *c, uint32_t events)
-{
-    if (!c->registered) {
-        /* still in accept_ready's first read: it registers with the state
-           this leaves */
-        return 0;
-    }
-    return upy_poller_mod(&loop->poller, c->fd, events, c);
-}
-
-/* Call the app for the request on c.  Returns 0 to keep the connection
-   (also while its response waits for the socket: state WRITE), -1 when it
-   was closed (c is freed). */
+/* The request on c is complete: the inline runner calls the app now, the
+   others get c queued.  Returns 0 (c is kept: state HEAD for the next
+   request, WRITE, or APP), -1 when c was closed. */
 static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
 {
     upy_server *srv = loop->srv;
-    PyObject *input = NULL, *environ = NULL;
-    double started = upy_now();
-    int rc = UPY_RESP_CLOSE;
-
-    if (loop->slot != NULL) {
-        upy_slot *sl = loop->slot;
-        size_t ml = req->method.len < sizeof sl->method - 1
-                        ? req->method.len : sizeof sl->method - 1;
-        size_t ul = req->target.len < sizeof sl->uri - 1
-                        ? req->target.len : sizeof sl->uri - 1;
-        memcpy(sl->method, req->method.p, ml);
-        sl->method[ml] = '\0';
-        memcpy(sl->uri, req->target.p, ul);
-        sl->uri[ul] = '\0';
-        sl->request_started = started;
+    if (srv->runner == UPY_RUN_INLINE) {
+        int rc = run_start(&srv->cores[0], c, req);
+        return conn_returned(loop, c, rc);
     }
-    input = make_input(loop, c);
-    if (input == NULL) {
-        upy_log_exception(srv, "cannot create wsgi.input");
-        upy_send_error(srv, c, 500, "internal error");
-        goto done;
-    }
-    environ = upy_build_environ(loop, c, req, input);
-    if (environ == NULL) {
-        upy_log_exception(srv, "cannot build the environ");
-        upy_send_error(srv, c, 500, "internal error");
-        goto done;
-    }
-    rc = upy_response_start(loop, c, req, environ, input, started);
-done:
-    Py_XDECREF(environ);
-    Py_XDECREF(input);
-    if (rc == UPY_RESP_BLOCKED) {
-        /* Wait for room in the socket; no reading meanwhile. */
-        if (set_events(loop, c, UPY_POLL_OUT) < 0) {
-            conn_close(loop, c);
-            return -1;
-        }
-        c->state = UPY_CONN_WRITE;
-        c->deadline = upy_now() + c->lst->socket_timeout;
-        return 0;
-    }
-    return request_done(loop, c, rc, started);
+    return submit(loop, c);
 }
 
-/* Writable: a connection whose response was blocked. */
+/* Writable: a connection whose response was parked.  The inline runner
+   goes on at once; otherwise the loop sends what is pending (and a
+   sendfile) without Python, and a runner gets c for the rest. */
 static void
 conn_writable(upy_loop *loop, upy_conn *c)
 {
-    int rc = upy_response_resume(loop, c);
+    upy_server *srv = loop->srv;
+    int rc;
+    if (srv->runner != UPY_RUN_INLINE) {
+        if (upy_response_flush(c) == UPY_RESP_BLOCKED) {
+            c->deadline = upy_now() + c->lst->socket_timeout;
+            return;
+        }
+        /* Not watched while a runner has it (level-triggered: it would
+           wake the loop until then). */
+        upy_poller_forget(&loop->poller, c->fd);
+        c->registered = 0;
+        (void)submit(loop, c);
+        return;
+    }
+    rc = run_resume(&srv->cores[0], c);
     if (rc == UPY_RESP_BLOCKED) {
         c->deadline = upy_now() + c->lst->socket_timeout;
         return;
     }
-    if (request_done(loop, c, rc, c->resp.started) < 0) {
-        return;
-    }
-    if (set_events(loop, c, UPY_POLL_IN) < 0) {
-        conn_close(loop, c);
+    if (conn_returned(loop, c, rc) < 0) {
         return;
     }
     (void)conn_process(loop, c); /* pipelined requests already read */
+}
+
+/* done_fd is readable: take the connections the runners gave back. */
+static void
+loop_take_done(upy_loop *loop)
+{
+    upy_conn *c, *next;
+    upy_wake_drain(loop->done_rfd);
+    pthread_mutex_lock(&loop->mu);
+    c = loop->done;
+    loop->done = loop->done_tail = NULL;
+    loop->done_signalled = 0;
+    pthread_mutex_unlock(&loop->mu);
+    for (; c != NULL; c = next) {
+        next = c->qnext;
+        c->qnext = NULL;
+        if (conn_returned(loop, c, c->job_rc) == 0 &&
+            c->state == UPY_CONN_HEAD) {
+            (void)conn_process(loop, c); /* pipelined requests */
+        }
+    }
 }
 
 /* Consume body bytes sitting after the head.  Returns 1 when the body is
@@ -795,6 +1041,24 @@ consume_body(upy_loop *loop, upy_conn *c)
     }
 }
 
+/* c's address for logs and REMOTE_ADDR/REMOTE_PORT: "host:port", an IPv6
+   host in brackets when bracket is set. */
+static void
+conn_set_addr(upy_conn *c, const char *host, unsigned port, int bracket)
+{
+    size_t hl = strlen(host);
+    int n = snprintf(c->addr_text, sizeof c->addr_text,
+                     bracket ? "[%s]:%u" : "%s:%u", host, port);
+    if (n < 0 || (size_t)n >= sizeof c->addr_text || hl > 200) {
+        c->host_off = c->host_len = c->port_off = c->port_len = 0;
+        return;
+    }
+    c->host_off = (uint8_t)(bracket ? 1 : 0);
+    c->host_len = (uint8_t)hl;
+    c->port_off = (uint8_t)(hl + (bracket ? 3 : 1));
+    c->port_len = (uint8_t)((size_t)n - c->port_off);
+}
+
 /* The PROXY header on a listener with proxy protocol: the client's real
    address replaces the connection's.  Returns 1 when it is dealt with (or
    there is none), 0 when more bytes are needed, -1 when c was closed (a
@@ -820,21 +1084,8 @@ conn_proxy_header(upy_loop *loop, upy_conn *c)
         return 1;
     }
     if (info.family != 0) {
-        PyObject *addr = PyUnicode_FromString(info.src_addr);
-        PyObject *port = addr ? PyUnicode_FromFormat("%u",
-                                                     (unsigned)info.src_port)
-                              : NULL;
-        if (port == NULL) {
-            Py_XDECREF(addr);
-            upy_log_exception(srv, "cannot store the PROXY header's address");
-            conn_close(loop, c);
-            return -1;
-        }
-        Py_XSETREF(c->remote_addr, addr);
-        Py_XSETREF(c->remote_port, port);
-        snprintf(c->addr_text, sizeof c->addr_text,
-                 info.family == 6 ? "[%s]:%u" : "%s:%u", info.src_addr,
-                 (unsigned)info.src_port);
+        conn_set_addr(c, info.src_addr, (unsigned)info.src_port,
+                      info.family == 6);
     }
     memmove(c->buf, c->buf + rc, c->len - (size_t)rc);
     c->len -= (size_t)rc;
@@ -890,7 +1141,7 @@ conn_process(upy_loop *loop, upy_conn *c)
                 upy_chunked_init(&c->chunk);
             }
             if (req.expect_continue && c->len == c->head_len &&
-                send_text(srv, c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
+                send_text(c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
                 conn_close(loop, c);
                 return -1;
             }
@@ -902,6 +1153,9 @@ conn_process(upy_loop *loop, upy_conn *c)
             ssize_t rc;
             if (done <= 0) {
                 return 0;
+            }
+            if (srv->runner != UPY_RUN_INLINE) {
+                return submit(loop, c); /* the runner parses the head again */
             }
             /* The head is still intact at buf[0..head_len): parse it again
                for the field slices. */
@@ -1099,27 +1353,11 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
                 inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
                 port = ntohs(a->sin6_port);
             }
-            snprintf(c->addr_text, sizeof c->addr_text, "%s:%u", host, port);
-            if (lst->proto == UPY_PROTO_HTTP) {
-                c->remote_addr = PyUnicode_FromString(host);
-                c->remote_port = PyUnicode_FromFormat("%u", port);
-            }
+            conn_set_addr(c, host, port, 0);
         }
         else {
+            /* REMOTE_ADDR and REMOTE_PORT "" (host_len, port_len 0) */
             snprintf(c->addr_text, sizeof c->addr_text, "unix socket");
-            if (lst->proto == UPY_PROTO_HTTP) {
-                c->remote_addr = Py_NewRef(loop->st->s_empty);
-                c->remote_port = Py_NewRef(loop->st->s_empty);
-            }
-        }
-        if (lst->proto == UPY_PROTO_HTTP &&
-            (c->remote_addr == NULL || c->remote_port == NULL)) {
-            PyErr_Clear();
-            Py_XDECREF(c->remote_addr);
-            Py_XDECREF(c->remote_port);
-            close(fd);
-            free(c);
-            continue;
         }
         c->next = loop->conns;
         if (loop->conns)
@@ -1135,15 +1373,15 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
                 continue;
             }
         }
-        if (!c->registered &&
-            upy_poller_add(&loop->poller, fd,
-                           c->state == UPY_CONN_WRITE ? UPY_POLL_OUT
-                                                      : UPY_POLL_IN,
-                           c, 0) < 0) {
+        /* conn_returned() registered it if it was answered at once and
+           kept; a runner has it now (state APP): it registers it when
+           it comes back */
+        if (!c->registered && c->state != UPY_CONN_APP &&
+            conn_watch(loop, c, c->state == UPY_CONN_WRITE ? UPY_POLL_OUT
+                                                           : UPY_POLL_IN) < 0) {
             conn_close(loop, c);
             continue;
         }
-        c->registered = 1;
     }
     return 0;
 }
@@ -1203,13 +1441,23 @@ sweep_timeouts(upy_loop *loop, double now)
     upy_conn *c = loop->conns, *next;
     for (; c != NULL; c = next) {
         next = c->next;
-        if (c->deadline <= 0 || now < c->deadline) {
+        if (c->state == UPY_CONN_APP || c->deadline <= 0 ||
+            now < c->deadline) {
             continue;
         }
         if (c->state == UPY_CONN_WRITE) {
             upy_log(loop->srv, 30, "client %s stopped reading the response "
                     "for socket-timeout %.0fs: closing", c->addr_text,
                     c->lst->socket_timeout);
+            if (loop->srv->runner != UPY_RUN_INLINE) {
+                /* a runner ends the response (the app's close(), the
+                   access log), then the loop closes c */
+                c->resp.failed = 1;
+                upy_poller_forget(&loop->poller, c->fd);
+                c->registered = 0;
+                (void)submit(loop, c);
+                continue;
+            }
             conn_close(loop, c);
             continue;
         }
@@ -1276,26 +1524,246 @@ loop_stop_listening(upy_loop *loop)
     }
 }
 
+/* The threads runner's loop thread takes the GIL back (a signal handler
+   to run, an error to raise, the end). */
 static void
-loop_free(upy_loop *loop)
+loop_gil(upy_loop *loop)
 {
-    while (loop->conns != NULL) {
-        conn_close(loop, loop->conns);
+    if (loop->tstate != NULL) {
+        PyEval_RestoreThread(loop->tstate);
+        loop->tstate = NULL;
     }
+}
+
+/* Set the loop up to serve (GIL held): the poller, the listeners, the wake
+   fds.  Returns 0, or -1 with an exception set. */
+static int
+loop_open(upy_server *srv, int wakeup_fd)
+{
+    upy_loop *loop = srv->loop;
+    if (srv->serving) {
+        PyErr_SetString(PyExc_RuntimeError, "the Server's loop is running");
+        return -1;
+    }
+    if (loop->ended) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the Server's loop has ended (one loop per Server)");
+        return -1;
+    }
+    if (upy_poller_init(&loop->poller) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
+        if (upy_poller_add(&loop->poller, srv->listeners[i].fd, UPY_POLL_IN,
+                           &srv->listeners[i], 1) < 0) {
+            goto error;
+        }
+    }
+    loop->listening = 1;
+    loop->wake_watched = 1;
+    if (upy_poller_add(&loop->poller, srv->wake_rfd, UPY_POLL_IN,
+                       &loop->wake_tag, 0) < 0 ||
+        (loop->done_rfd >= 0 &&
+         upy_poller_add(&loop->poller, loop->done_rfd, UPY_POLL_IN,
+                        &loop->done_tag, 0) < 0) ||
+        (wakeup_fd >= 0 &&
+         upy_poller_add(&loop->poller, wakeup_fd, UPY_POLL_IN,
+                        &loop->wake_tag, 0) < 0)) {
+        goto error;
+    }
+    loop->wakeup_fd = wakeup_fd;
+    for (int i = 0; i < srv->ncores; i++) {
+        if (srv->cores[i].slot != NULL)
+            srv->cores[i].slot->pid = (uint64_t)getpid();
+    }
+    loop->last_sweep = upy_now();
+    loop->open = 1;
+    srv->serving = 1;
+    srv->active_loops++;
+    return 0;
+error:
+    PyErr_SetFromErrno(PyExc_OSError);
+    upy_poller_free(&loop->poller);
+    return -1;
+}
+
+/* One turn of the loop: wait up to timeout_ms (less while stopping or
+   paused) and act on what is ready; sweep the deadlines once a second.
+   Returns 1 to go on, 0 when the loop has finished (a stop completed),
+   -1 with an exception set and the GIL held (the threads runner's loop
+   runs without it otherwise). */
+static int
+loop_step(upy_loop *loop, int timeout_ms)
+{
+    upy_server *srv = loop->srv;
+    upy_event events[UPY_MAX_EVENTS];
+    int n, nogil = loop->tstate != NULL;
+    double now;
+
+    if (srv->stopping) {
+        loop_stop_listening(loop);
+        if (loop->nconns == 0 || srv->stopping > 1 ||
+            upy_now() > srv->stop_deadline) {
+            return 0;
+        }
+        if (timeout_ms > 100)
+            timeout_ms = 100;
+    }
+    else if (loop->accept_paused) {
+        double wait = loop->accept_resume_at - upy_now();
+        if (wait <= 0) {
+            loop->accept_paused = 0;
+            loop_listen(loop, 1);
+        }
+        else if (wait * 1000 < timeout_ms) {
+            timeout_ms = (int)(wait * 1000) + 1;
+        }
+    }
+    if (nogil) {
+        n = upy_poller_wait(&loop->poller, events, UPY_MAX_EVENTS,
+                            timeout_ms);
+    }
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        n = upy_poller_wait(&loop->poller, events, UPY_MAX_EVENTS,
+                            timeout_ms);
+        Py_END_ALLOW_THREADS
+    }
+    if (n < 0) {
+        int err = errno;
+        loop_gil(loop);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        upy_ev_kind kind = *(upy_ev_kind *)events[i].ptr;
+        if (kind == UPY_EV_CONN) {
+            upy_conn *c = (upy_conn *)events[i].ptr;
+            if (c->state == UPY_CONN_APP) {
+                /* pipelined bytes or a hang-up while a runner has it:
+                   watched again when it comes back */
+                upy_poller_forget(&loop->poller, c->fd);
+                c->registered = 0;
+            }
+            else if (c->state == UPY_CONN_WRITE)
+                conn_writable(loop, c);
+            else
+                (void)conn_readable(loop, c);
+        }
+        else if (kind == UPY_EV_LISTENER) {
+            upy_listener *l = (upy_listener *)events[i].ptr;
+            if (events[i].events & UPY_POLL_ERR) {
+                /* a listener hangs up only once shut (POLLNVAL: closed) */
+                l->shut = 1;
+                (void)upy_poller_del(&loop->poller, l->fd);
+            }
+            else if (!srv->stopping && loop->listening)
+                listener_ready(loop, l);
+        }
+        else if (kind == UPY_EV_DONE) {
+            loop_take_done(loop);
+        }
+        else {
+            if (loop->wakeup_fd >= 0) {
+                /* a signal arrived: run its Python handler now */
+                upy_wake_drain(loop->wakeup_fd);
+                loop_gil(loop);
+                if (PyErr_CheckSignals() < 0) {
+                    return -1;
+                }
+                if (nogil)
+                    loop->tstate = PyEval_SaveThread();
+            }
+            /* the stop wake fd stays readable while stopping */
+        }
+        if (!nogil && PyErr_Occurred()) {
+            /* A bug in the glue: never swallow it. */
+            return -1;
+        }
+    }
+    if (!nogil && PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    now = upy_now();
+    if (now - loop->last_sweep >= 1.0) {
+        sweep_timeouts(loop, now);
+        loop->last_sweep = now;
+    }
+    return 1;
+}
+
+/* The loop has finished (GIL held): requests still queued are closed, the
+   runners close what they hold (orphans) when they are done with it, and
+   app threads return. */
+static void
+loop_close(upy_loop *loop)
+{
+    upy_server *srv = loop->srv;
+    upy_conn *c, *next;
+    PyObject *et, *ev, *etb;
+    /* Closing runs Python (responses' close(), the logger): keep the
+       exception the caller raises. */
+    PyErr_Fetch(&et, &ev, &etb);
+    pthread_mutex_lock(&loop->mu);
+    loop->ended = 1;
+    /* A runner has the connections in state APP, except those queued and
+       never started or given back: those are the loop's to close. */
+    for (c = loop->conns; c != NULL; c = c->next) {
+        c->orphan = c->state == UPY_CONN_APP;
+    }
+    for (c = loop->jobs; c != NULL; c = c->qnext) {
+        c->orphan = 0;
+    }
+    for (c = loop->done; c != NULL; c = c->qnext) {
+        c->orphan = 0;
+    }
+    loop->jobs = loop->jobs_tail = loop->done = loop->done_tail = NULL;
+    for (c = loop->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->orphan) {
+            /* a runner has it: unlinked, freed by that runner */
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                loop->conns = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
+            loop->nconns--;
+            if (c->registered)
+                upy_poller_forget(&loop->poller, c->fd);
+            c->registered = 0;
+        }
+    }
+    pthread_cond_broadcast(&loop->cv);
+    pthread_mutex_unlock(&loop->mu);
+    while (loop->conns != NULL) {
+        c = loop->conns;
+        if (c->state == UPY_CONN_APP)
+            c->state = UPY_CONN_HEAD;
+        conn_close(loop, c);
+    }
+    /* Requests an external runner never took: their connections are
+       orphans now, freed as the objects go. */
+    Py_CLEAR(loop->ready);
     while (loop->free_conns != NULL) {
-        upy_conn *c = loop->free_conns;
+        c = loop->free_conns;
         loop->free_conns = c->next;
         free(c);
     }
+    loop->nfree = 0;
     while (loop->spare_bufs != NULL) {
         void *b = loop->spare_bufs;
         loop->spare_bufs = *(void **)b;
         free(b);
     }
+    loop->nspare = 0;
     upy_poller_free(&loop->poller);
-    free(loop->fields);
-    free(loop->scratch);
-    free(loop->out);
+    loop->open = 0;
+    srv->serving = 0;
+    srv->active_loops--;
+    PyErr_Restore(et, ev, etb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1312,10 +1780,21 @@ PyDoc_STRVAR(server_doc,
 "       write_exception=True, limit_request_line=8190,\n"
 "       limit_request_field_size=8190, header_timeout=30.0,\n"
 "       body_timeout=30.0, body_min_rate=1024.0, add_headers=b'',\n"
-"       min_lifetime=0.0)\n"
+"       min_lifetime=0.0, runner='inline', cores=1, wait_write=None)\n"
 "--\n\n"
-"The request path of one worker.\n\n"
+"The request path of one worker: one I/O loop owning the listeners and\n"
+"every connection, and an app runner it hands complete requests to.\n\n"
 "app: the WSGI callable (PEP 3333).\n"
+"runner: 'inline' (serve_forever() calls the app in its own thread;\n"
+"  cores must be 1), 'threads' (serve_forever() runs only the loop; cores\n"
+"  threads each call app_thread(i) to run apps: uWSGI's threads), or\n"
+"  'external' (another event loop drives the loop through fileno() and\n"
+"  run_once(); Request.run(core) runs each app: uWSGI's gevent).\n"
+"cores: requests run at once (app threads, greenlets); one scoreboard\n"
+"  slot each.\n"
+"wait_write: external runner: callable(fd: int, timeout: float) -> bool,\n"
+"  waiting in that loop for a full socket to take the imperative write()'s\n"
+"  data (True: writable, False: timed out).\n"
 "listeners: sequence of (fd, proto, server_name, server_port, name[,\n"
 "  close_on_stop[, proxy_protocol[, socket_timeout, keepalive_timeout]]]):\n"
 "  an already bound and listening\n"
@@ -1346,14 +1825,104 @@ PyDoc_STRVAR(server_doc,
 "max_requests / reload_on_rss (bytes): stop gracefully (within stop_mercy\n"
 "  seconds) after that many requests / above that RSS; stop_reason says;\n"
 "  not before min_lifetime seconds (min-worker-lifetime).\n"
-"scoreboard: a writable buffer of SLOT_SIZE-byte slots (shared memory);\n"
-"  serve_forever(core=i) writes slot i.\n"
+"scoreboard: a writable buffer of at least cores SLOT_SIZE-byte slots\n"
+"  (shared memory); core i writes slot i.\n"
 "log_format: uwsgipy.log.compile_log_format()'s tuple (uWSGI log-format);\n"
 "log_filter: LOG_4XX | LOG_5XX to log only those (log-4xx, log-5xx).\n"
 "add_headers: bytes of 'Name: value\\r\\n' lines added to every response\n"
 "  head the app makes (uWSGI add-header; validated by the caller).\n"
 "write_exception: write() raises OSError once the client is gone (False:\n"
 "  uWSGI's disable-write-exception).");
+
+/* The loop and the cores, with their buffers.  Returns 0, or -1 with an
+   exception set (server_dealloc() frees what was made). */
+static int
+server_alloc_loop(upy_server *self, int ncores)
+{
+    upy_loop *loop;
+    size_t fields_cap = self->uwsgi_limits.max_fields > self->limits.max_fields
+                            ? self->uwsgi_limits.max_fields
+                            : self->limits.max_fields;
+    self->cores = PyMem_Calloc((size_t)ncores, sizeof(upy_core));
+    self->loop = loop = PyMem_Calloc(1, sizeof(upy_loop));
+    if (self->cores == NULL || loop == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->ncores = ncores;
+    for (int i = 0; i < ncores; i++) {
+        upy_core *co = &self->cores[i];
+        co->srv = self;
+        co->st = self->st;
+        co->index = i;
+        co->slot = self->scoreboard.buf != NULL
+                       ? (upy_slot *)self->scoreboard.buf + i : NULL;
+        co->fields_cap = fields_cap;
+        co->fields = calloc(fields_cap, sizeof(upy_field));
+        co->scratch_cap = self->limits.max_head + 16;
+        co->scratch = malloc(co->scratch_cap);
+        co->out_cap = 4096;
+        co->out = malloc(co->out_cap);
+        if (co->fields == NULL || co->scratch == NULL || co->out == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    loop->srv = self;
+    loop->st = self->st;
+    loop->wake_tag = UPY_EV_WAKE;
+    loop->done_tag = UPY_EV_DONE;
+    loop->wakeup_fd = -1;
+    loop->done_rfd = loop->done_wfd = -1;
+    loop->fields_cap = fields_cap;
+    loop->fields = calloc(fields_cap, sizeof(upy_field));
+    if (loop->fields == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (pthread_mutex_init(&loop->mu, NULL) != 0 ||
+        pthread_cond_init(&loop->cv, NULL) != 0) {
+        PyErr_SetString(PyExc_OSError, "cannot create the loop's lock");
+        return -1;
+    }
+    loop->sync_ok = 1;
+    if (self->runner != UPY_RUN_INLINE &&
+        upy_wake_open(&loop->done_rfd, &loop->done_wfd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+server_free_loop(upy_server *self)
+{
+    upy_loop *loop = self->loop;
+    if (self->cores != NULL) {
+        for (int i = 0; i < self->ncores; i++) {
+            free(self->cores[i].fields);
+            free(self->cores[i].scratch);
+            free(self->cores[i].out);
+        }
+        PyMem_Free(self->cores);
+        self->cores = NULL;
+    }
+    if (loop != NULL) {
+        if (loop->open) {
+            loop_close(loop);
+        }
+        free(loop->fields);
+        if (loop->done_rfd >= 0) {
+            upy_wake_close(loop->done_rfd, loop->done_wfd);
+        }
+        if (loop->sync_ok) {
+            pthread_mutex_destroy(&loop->mu);
+            pthread_cond_destroy(&loop->cv);
+        }
+        PyMem_Free(loop);
+        self->loop = NULL;
+    }
+}
 
 static int
 server_init(upy_server *self, PyObject *args, PyObject *kwds)
@@ -1369,10 +1938,12 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "limit_request_line", "limit_request_field_size",
                              "header_timeout", "body_timeout",
                              "body_min_rate", "add_headers", "min_lifetime",
-                             NULL};
+                             "runner", "cores", "wait_write", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
-    PyObject *add_headers = NULL;
+    PyObject *add_headers = NULL, *wait_write = Py_None;
+    const char *runner = "inline";
+    int cores = 1;
     int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
     unsigned long long max_requests = 0, reload_on_rss = 0;
     double stop_mercy = 60.0;
@@ -1389,7 +1960,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSd",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSdsiO",
                                      kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
@@ -1403,8 +1974,36 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &limit_request_field_size,
                                      &header_timeout, &body_timeout,
                                      &body_min_rate, &add_headers,
-                                     &min_lifetime)) {
+                                     &min_lifetime, &runner, &cores,
+                                     &wait_write)) {
         return -1;
+    }
+    if (strcmp(runner, "inline") == 0) {
+        self->runner = UPY_RUN_INLINE;
+    }
+    else if (strcmp(runner, "threads") == 0) {
+        self->runner = UPY_RUN_THREADS;
+    }
+    else if (strcmp(runner, "external") == 0) {
+        self->runner = UPY_RUN_EXTERNAL;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "runner must be 'inline', 'threads' "
+                     "or 'external', not '%s'", runner);
+        return -1;
+    }
+    if (cores < 1 || cores > 65536 ||
+        (self->runner == UPY_RUN_INLINE && cores != 1)) {
+        PyErr_SetString(PyExc_ValueError, "cores must be 1 for the inline "
+                        "runner, 1..65536 otherwise");
+        return -1;
+    }
+    if (wait_write != Py_None) {
+        if (!PyCallable_Check(wait_write)) {
+            PyErr_SetString(PyExc_TypeError, "wait_write must be callable");
+            return -1;
+        }
+        self->wait_write = Py_NewRef(wait_write);
     }
     if (!PyCallable_Check(app) || logger == NULL || !PyCallable_Check(logger)) {
         PyErr_SetString(PyExc_TypeError, "app and logger must be callable");
@@ -1454,7 +2053,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->socket_timeout = socket_timeout;
     self->keepalive_timeout = keepalive_timeout;
     self->access_log_fd = access_log_fd;
-    self->shared_listeners = multithread || multiprocess;
+    /* one loop per process: other processes' loops share the listeners */
+    self->shared_listeners = multiprocess;
     self->max_requests = max_requests;
     self->log_filter = log_filter;
     self->log_xff = log_xff;
@@ -1472,6 +2072,31 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     self->stop_mercy = stop_mercy;
     if (scoreboard != Py_None &&
         PyObject_GetBuffer(scoreboard, &self->scoreboard, PyBUF_WRITABLE) < 0) {
+        return -1;
+    }
+    if (self->scoreboard.buf != NULL &&
+        (size_t)cores * sizeof(upy_slot) > (size_t)self->scoreboard.len) {
+        PyErr_Format(PyExc_ValueError, "the scoreboard has room for %zd "
+                     "cores, not %d", self->scoreboard.len /
+                     (Py_ssize_t)sizeof(upy_slot), cores);
+        return -1;
+    }
+    if (tmpdir != Py_None) {
+        PyObject *b;
+        if (!PyUnicode_FSConverter(tmpdir, &b)) {
+            return -1;
+        }
+        self->tmpdir_c = PyMem_Malloc((size_t)PyBytes_GET_SIZE(b) + 1);
+        if (self->tmpdir_c == NULL) {
+            Py_DECREF(b);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(self->tmpdir_c, PyBytes_AS_STRING(b),
+               (size_t)PyBytes_GET_SIZE(b) + 1);
+        Py_DECREF(b);
+    }
+    if (server_alloc_loop(self, cores) < 0) {
         return -1;
     }
     self->var_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
@@ -1545,162 +2170,304 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
 
 PyDoc_STRVAR(serve_forever_doc,
 "serve_forever(wakeup_fd=-1)\n--\n\n"
-"Run one I/O loop in the calling thread until stop() is called (or a\n"
-"signal handler raises).  wakeup_fd: the read end of the pipe given to\n"
-"signal.set_wakeup_fd(), so signals interrupt the wait at once.\n"
-"Returns None after a graceful stop, once in-flight requests are done.");
+"Run the loop in the calling thread until a stop completes (or a signal\n"
+"handler raises): runners 'inline' (calling the app here too) and\n"
+"'threads' (app threads call app_thread()).  wakeup_fd: the read end of\n"
+"the pipe given to signal.set_wakeup_fd(), so signals interrupt the wait\n"
+"at once.  Returns None after a graceful stop, once in-flight requests\n"
+"are done.  A Server's loop runs once.");
 
 static PyObject *
 server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"wakeup_fd", "core", NULL};
-    int wakeup_fd = -1, core = 0;
-    upy_loop loop;
-    upy_ev_kind wake_tag = UPY_EV_WAKE;
-    upy_event events[UPY_MAX_EVENTS];
-    double last_sweep;
-    PyObject *result = NULL;
+    static char *kwlist[] = {"wakeup_fd", NULL};
+    int wakeup_fd = -1, rc;
+    upy_loop *loop = self->loop;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ii", kwlist, &wakeup_fd,
-                                     &core)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", kwlist, &wakeup_fd)) {
         return NULL;
     }
     if (self->listeners == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server not initialised");
         return NULL;
     }
-    memset(&loop, 0, sizeof loop);
-    if (self->scoreboard.buf != NULL) {
-        if (core < 0 || (size_t)(core + 1) * sizeof(upy_slot) >
-                            (size_t)self->scoreboard.len) {
-            PyErr_Format(PyExc_ValueError,
-                         "core %d is outside the scoreboard", core);
-            return NULL;
-        }
-        loop.slot = (upy_slot *)self->scoreboard.buf + core;
-        loop.slot->pid = (uint64_t)getpid();
-    }
-    loop.srv = self;
-    loop.st = self->st;
-    if (upy_poller_init(&loop.poller) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (self->runner == UPY_RUN_EXTERNAL) {
+        PyErr_SetString(PyExc_RuntimeError, "the external runner's loop is "
+                        "driven with run_once(), not serve_forever()");
         return NULL;
     }
-    loop.fields_cap = self->uwsgi_limits.max_fields > self->limits.max_fields
-                          ? self->uwsgi_limits.max_fields
-                          : self->limits.max_fields;
-    loop.fields = calloc(loop.fields_cap, sizeof(upy_field));
-    loop.scratch_cap = self->limits.max_head + 16;
-    loop.scratch = malloc(loop.scratch_cap);
-    loop.out_cap = 4096;
-    loop.out = malloc(loop.out_cap);
-    if (loop.fields == NULL || loop.scratch == NULL || loop.out == NULL) {
-        PyErr_NoMemory();
-        goto error;
+    if (loop_open(self, wakeup_fd) < 0) {
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
-        if (upy_poller_add(&loop.poller, self->listeners[i].fd, UPY_POLL_IN,
-                           &self->listeners[i], 1) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto error;
-        }
+    if (self->runner == UPY_RUN_THREADS) {
+        /* the loop runs no app code: the app threads get the GIL */
+        loop->tstate = PyEval_SaveThread();
     }
-    loop.listening = 1;
-    loop.wake_watched = 1;
-    if (upy_poller_add(&loop.poller, self->wake_rfd, UPY_POLL_IN, &wake_tag,
-                       0) < 0 ||
-        (wakeup_fd >= 0 &&
-         upy_poller_add(&loop.poller, wakeup_fd, UPY_POLL_IN, &wake_tag,
-                        0) < 0)) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto error;
+    do {
+        rc = loop_step(loop, 1000);
+    } while (rc > 0);
+    loop_gil(loop);
+    loop_close(loop);
+    if (rc < 0) {
+        return NULL;
     }
-    self->active_loops++;
-    last_sweep = upy_now();
+    Py_RETURN_NONE;
+}
 
+PyDoc_STRVAR(app_thread_doc,
+"app_thread(core)\n--\n\n"
+"Runner 'threads': run the apps of the requests the loop hands over, in\n"
+"the calling thread, as core `core` (0 <= core < cores; its scoreboard\n"
+"slot), until the loop has ended.  One thread per core.  Returns None.");
+
+static PyObject *
+server_app_thread(upy_server *self, PyObject *args)
+{
+    int core;
+    upy_loop *loop = self->loop;
+    upy_core *co;
+    upy_conn *c;
+    PyThreadState *ts;
+
+    if (!PyArg_ParseTuple(args, "i:app_thread", &core)) {
+        return NULL;
+    }
+    if (self->runner != UPY_RUN_THREADS || loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "app_thread() is for the threads runner");
+        return NULL;
+    }
+    if (core < 0 || core >= self->ncores) {
+        PyErr_Format(PyExc_ValueError, "core %d is not in 0..%d", core,
+                     self->ncores - 1);
+        return NULL;
+    }
+    co = &self->cores[core];
+    if (co->attached) {
+        PyErr_Format(PyExc_RuntimeError, "core %d has a thread already",
+                     core);
+        return NULL;
+    }
+    co->attached = 1;
+    ts = PyEval_SaveThread();
+    pthread_mutex_lock(&loop->mu);
     for (;;) {
-        int n, timeout_ms = 1000;
-        double now;
-        if (self->stopping) {
-            loop_stop_listening(&loop);
-            if (loop.nconns == 0 || self->stopping > 1 ||
-                upy_now() > self->stop_deadline) {
+        while (loop->jobs == NULL && !loop->ended) {
+            loop->nidle++;
+            pthread_cond_wait(&loop->cv, &loop->mu);
+            loop->nidle--;
+        }
+        if (loop->jobs == NULL) {
+            break; /* ended */
+        }
+        c = loop->jobs;
+        loop->jobs = c->qnext;
+        if (loop->jobs == NULL)
+            loop->jobs_tail = NULL;
+        pthread_mutex_unlock(&loop->mu);
+        PyEval_RestoreThread(ts);
+        for (;;) {
+            run_job(co, c);
+            if (PyErr_Occurred()) {
+                upy_log_exception(self, "error in an app thread (a bug)");
+            }
+            give_back(loop, co, c);
+            /* Another job waiting: take it without giving the GIL up. */
+            pthread_mutex_lock(&loop->mu);
+            c = loop->jobs;
+            if (c == NULL) {
+                pthread_mutex_unlock(&loop->mu);
                 break;
             }
-            timeout_ms = 100;
+            loop->jobs = c->qnext;
+            if (loop->jobs == NULL)
+                loop->jobs_tail = NULL;
+            pthread_mutex_unlock(&loop->mu);
         }
-        else if (loop.accept_paused) {
-            double wait = loop.accept_resume_at - upy_now();
-            if (wait <= 0) {
-                loop.accept_paused = 0;
-                loop_listen(&loop, 1);
-            }
-            else if (wait * 1000 < timeout_ms) {
-                timeout_ms = (int)(wait * 1000) + 1;
-            }
-        }
-        Py_BEGIN_ALLOW_THREADS
-        n = upy_poller_wait(&loop.poller, events, UPY_MAX_EVENTS, timeout_ms);
-        Py_END_ALLOW_THREADS
-        if (n < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto loop_error;
-        }
-        for (int i = 0; i < n; i++) {
-            upy_ev_kind kind = *(upy_ev_kind *)events[i].ptr;
-            if (kind == UPY_EV_CONN) {
-                upy_conn *c = (upy_conn *)events[i].ptr;
-                if (c->state == UPY_CONN_WRITE)
-                    conn_writable(&loop, c);
-                else
-                    (void)conn_readable(&loop, c);
-            }
-            else if (kind == UPY_EV_LISTENER) {
-                upy_listener *l = (upy_listener *)events[i].ptr;
-                if (events[i].events & UPY_POLL_ERR) {
-                    /* a listener hangs up only once shut (POLLNVAL: closed) */
-                    l->shut = 1;
-                    (void)upy_poller_del(&loop.poller, l->fd);
-                }
-                else if (!self->stopping && loop.listening)
-                    listener_ready(&loop, l);
-            }
-            else {
-                char drain[64];
-                if (wakeup_fd >= 0)
-                    while (read(wakeup_fd, drain, sizeof drain) > 0) {
-                    }
-                /* the wake fd stays readable while stopping: every
-                   loop must see it */
-            }
-            if (PyErr_Occurred()) {
-                /* A bug in the glue: never swallow it. */
-                goto loop_error;
-            }
-        }
-        if (PyErr_CheckSignals() < 0) {
-            goto loop_error;
-        }
-        now = upy_now();
-        if (now - last_sweep >= 1.0) {
-            sweep_timeouts(&loop, now);
-            last_sweep = now;
-        }
+        ts = PyEval_SaveThread();
+        pthread_mutex_lock(&loop->mu);
     }
-    result = Py_NewRef(Py_None);
-loop_error:
-    self->active_loops--;
-error:
-    {
-        /* Closing connections runs Python (the close() of responses in
-           flight, the logger): keep the exception this call raises. */
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        loop_free(&loop);
-        PyErr_Restore(et, ev, etb);
-    }
-    return result;
+    pthread_mutex_unlock(&loop->mu);
+    PyEval_RestoreThread(ts);
+    co->attached = 0;
+    Py_RETURN_NONE;
 }
+
+PyDoc_STRVAR(fileno_doc,
+"fileno()\n--\n\n"
+"Runner 'external': the loop's readiness fd (an epoll fd: readable when\n"
+"run_once() has work).  OSError where the poll(2) fallback is built.");
+
+static PyObject *
+server_fileno(upy_server *self, PyObject *Py_UNUSED(ignored))
+{
+#if UPY_HAVE_EPOLL
+    if (self->loop == NULL || !self->loop->open) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the loop is not open: call run_once() first");
+        return NULL;
+    }
+    return PyLong_FromLong(self->loop->poller.epfd);
+#else
+    PyErr_SetString(PyExc_OSError, "this build's poller (poll(2)) has no "
+                    "readiness fd: the external runner needs epoll");
+    return NULL;
+#endif
+}
+
+PyDoc_STRVAR(run_once_doc,
+"run_once(timeout=0.0, wakeup_fd=-1)\n--\n\n"
+"Runner 'external': one step of the loop: wait at most timeout seconds\n"
+"(GIL released), act on what is ready (accepts, reads, parked output,\n"
+"connections given back, signals), sweep the deadlines once a second.\n"
+"Returns a list of Request objects whose head and body are complete (run\n"
+"each with Request.run(core)), or None once the loop has ended (a stop\n"
+"completed; the loop is closed).  The first call opens the loop and\n"
+"registers wakeup_fd (see serve_forever()).  Call it whenever fileno() is\n"
+"readable and at least once a second.");
+
+static PyObject *
+server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"timeout", "wakeup_fd", NULL};
+    double timeout = 0.0;
+    int wakeup_fd = -1, rc;
+    upy_loop *loop = self->loop;
+    PyObject *out;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|di", kwlist, &timeout,
+                                     &wakeup_fd)) {
+        return NULL;
+    }
+    if (self->runner != UPY_RUN_EXTERNAL || loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "run_once() is for the external runner");
+        return NULL;
+    }
+    if (!loop->open) {
+        if (loop->ended) {
+            Py_RETURN_NONE;
+        }
+        if (loop_open(self, wakeup_fd) < 0) {
+            return NULL;
+        }
+    }
+    rc = loop_step(loop, timeout <= 0 ? 0
+                         : timeout > 3600 ? 3600000
+                         : (int)(timeout * 1000.0));
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == 0) {
+        loop_close(loop);
+        Py_RETURN_NONE;
+    }
+    out = loop->ready;
+    loop->ready = NULL;
+    return out != NULL ? out : PyList_New(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request: a complete request for an external runner                  */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+request_obj_new(upy_server *srv, upy_conn *c)
+{
+    upy_request_obj *r = PyObject_New(upy_request_obj, srv->st->Request_Type);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->srv = (upy_server *)Py_NewRef(srv);
+    r->conn = c;
+    return (PyObject *)r;
+}
+
+PyDoc_STRVAR(request_run_doc,
+"run(core)\n--\n\n"
+"Run the app for this request (or go on with its parked response) in the\n"
+"calling greenlet as core `core` (0 <= core < the Server's cores; one\n"
+"request per core at a time), then give the connection back to the loop.\n"
+"Runs once; later calls do nothing.  Returns None.");
+
+static PyObject *
+request_run(upy_request_obj *self, PyObject *arg)
+{
+    upy_server *srv = self->srv;
+    upy_conn *c = self->conn;
+    upy_core *co;
+    long core = PyLong_AsLong(arg);
+    if (core == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (core < 0 || core >= srv->ncores) {
+        PyErr_Format(PyExc_ValueError, "core %ld is not in 0..%d", core,
+                     srv->ncores - 1);
+        return NULL;
+    }
+    co = &srv->cores[core];
+    if (c == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (co->busy) {
+        PyErr_Format(PyExc_RuntimeError, "core %ld is running a request",
+                     core);
+        return NULL;
+    }
+    self->conn = NULL;
+    if (srv->loop->ended) {
+        orphan_free(co, c);
+        Py_RETURN_NONE;
+    }
+    run_job(co, c);
+    if (PyErr_Occurred()) {
+        upy_log_exception(srv, "error running a request (a bug)");
+    }
+    give_back(srv->loop, co, c);
+    Py_RETURN_NONE;
+}
+
+static void
+request_dealloc(upy_request_obj *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    upy_conn *c = self->conn;
+    if (c != NULL) {
+        /* never run: the connection closes (the client sees it close
+           without a response, as when a worker dies) */
+        self->conn = NULL;
+        c->job_rc = UPY_RESP_CLOSE;
+        c->keep_alive = 0;
+        if (c->resp.active) {
+            c->resp.failed = 1;
+            run_job(&self->srv->cores[0], c);
+        }
+        give_back(self->srv->loop, &self->srv->cores[0], c);
+    }
+    Py_CLEAR(self->srv);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef request_methods[] = {
+    {"run", (PyCFunction)request_run, METH_O, request_run_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot request_slots[] = {
+    {Py_tp_doc, (void *)"A request whose head and body are complete, "
+                        "waiting for an external runner (Server.run_once())."},
+    {Py_tp_dealloc, request_dealloc},
+    {Py_tp_methods, request_methods},
+    {0, NULL},
+};
+
+PyType_Spec upy_request_spec = {
+    .name = "uwsgipy._core.Request",
+    .basicsize = sizeof(upy_request_obj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = request_slots,
+};
 
 PyDoc_STRVAR(stop_doc,
 "stop(graceful=True, timeout=60.0, close_listeners=False)\n--\n\n"
@@ -1768,6 +2535,7 @@ server_traverse(upy_server *self, visitproc visit, void *arg)
     Py_VISIT(self->tmpdir);
     Py_VISIT(self->log_format);
     Py_VISIT(self->add_headers);
+    Py_VISIT(self->wait_write);
     if (self->listeners != NULL) {
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_VISIT(self->listeners[i].base_environ);
@@ -1789,7 +2557,10 @@ server_dealloc(upy_server *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    server_free_loop(self);
     server_clear(self);
+    Py_CLEAR(self->wait_write);
+    PyMem_Free(self->tmpdir_c);
     Py_CLEAR(self->tmpdir);
     Py_CLEAR(self->log_format);
     Py_CLEAR(self->add_headers);
@@ -1827,6 +2598,11 @@ static PyMethodDef server_methods[] = {
      METH_VARARGS | METH_KEYWORDS, serve_forever_doc},
     {"stop", (PyCFunction)(void (*)(void))server_stop,
      METH_VARARGS | METH_KEYWORDS, stop_doc},
+    {"app_thread", (PyCFunction)server_app_thread, METH_VARARGS,
+     app_thread_doc},
+    {"fileno", (PyCFunction)server_fileno, METH_NOARGS, fileno_doc},
+    {"run_once", (PyCFunction)(void (*)(void))server_run_once,
+     METH_VARARGS | METH_KEYWORDS, run_once_doc},
     {NULL, NULL, 0, NULL},
 };
 
