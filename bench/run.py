@@ -40,6 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 HELLO_APP = BENCH_DIR / "apps" / "hello.py"
 BJOERN_LAUNCHER = BENCH_DIR / "serve_bjoern.py"
+FASTWSGI_LAUNCHER = BENCH_DIR / "serve_fastwsgi.py"
 EXPECTED_BODY = b"Hello, World!"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -169,6 +170,32 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
             note="bjoern.run(app, host, port); keep-alive built in",
             available=lambda: _import_reason(py, "bjoern"),
         )
+        specs["fastwsgi"] = ServerSpec(
+            "fastwsgi",
+            lambda p: [py, str(FASTWSGI_LAUNCHER), app, "127.0.0.1", str(p)],
+            "http",
+            note="fastwsgi.run(app, host, port) (libuv, one thread)",
+            available=lambda: _import_reason(py, "fastwsgi"),
+        )
+        if args.ref_python:
+            specs["uwsgipy-ref"] = ServerSpec(
+                "uwsgipy-ref",
+                lambda p: [args.ref_python, "-m", "uwsgipy", "--http-socket",
+                           f"127.0.0.1:{p}", "--wsgi-file", app, "--processes", "1",
+                           "--threads", "1", "--disable-logging", *uwsgipy_extra],
+                "http",
+                note=f"uwsgipy as {args.ref_python} imports it (a reference build)",
+                available=lambda: _import_reason(args.ref_python, "uwsgipy._core"),
+            )
+        specs["uwsgipy-t4"] = ServerSpec(
+            "uwsgipy-t4",
+            lambda p: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
+                       "--wsgi-file", app, "--processes", "1", "--threads", "4",
+                       "--disable-logging", *uwsgipy_extra],
+            "http",
+            note="--threads 4: the loop hands requests to a pool of 4 app threads",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
     elif scenario == "nginx-uwsgi":
         specs["uwsgipy"] = ServerSpec(
             "uwsgipy",
@@ -176,6 +203,25 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
                        "--wsgi-file", app, "--processes", "1", "--threads", "1",
                        "--disable-logging", *uwsgipy_extra],
             "uwsgi",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
+        if args.ref_python:
+            specs["uwsgipy-ref"] = ServerSpec(
+                "uwsgipy-ref",
+                lambda p: [args.ref_python, "-m", "uwsgipy", "--socket", f"127.0.0.1:{p}",
+                           "--wsgi-file", app, "--processes", "1", "--threads", "1",
+                           "--disable-logging", *uwsgipy_extra],
+                "uwsgi",
+                note=f"uwsgipy as {args.ref_python} imports it (a reference build)",
+                available=lambda: _import_reason(args.ref_python, "uwsgipy._core"),
+            )
+        specs["uwsgipy-t4"] = ServerSpec(
+            "uwsgipy-t4",
+            lambda p: [py, "-m", "uwsgipy", "--socket", f"127.0.0.1:{p}",
+                       "--wsgi-file", app, "--processes", "1", "--threads", "4",
+                       "--disable-logging", *uwsgipy_extra],
+            "uwsgi",
+            note="--threads 4: the loop hands requests to a pool of 4 app threads",
             available=lambda: _import_reason(py, "uwsgipy._core"),
         )
         specs["uwsgi"] = ServerSpec(
@@ -871,6 +917,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--noisy-retries", type=int, default=2,
                    help="how many times a noisy run is measured again (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="interpreter for uwsgipy/bjoern")
+    p.add_argument("--ref-python", default=None, metavar="PY",
+                   help="adds server uwsgipy-ref: uwsgipy as PY imports it (e.g. a script "
+                        "that cds into a checkout of an older commit with its extension "
+                        "built in place), to compare builds side by side")
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--app", type=Path, default=HELLO_APP)
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
