@@ -15,7 +15,39 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import LIVE_SERVERS as _LIVE, NginxPool, ServerPool, nginx_binary, short_tmpdir  # noqa: E402
+from helpers import (LIVE_SERVERS as _LIVE, RUNNERS, NginxPool, ServerPool, nginx_binary,  # noqa: E402
+                     short_tmpdir)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runners", default=",".join(RUNNERS),
+                     help="comma-separated app runners (of %s) the modules marked all_runners "
+                          "run under; default: all" % ", ".join(RUNNERS))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "all_runners: run the module's server tests under every app runner in "
+                   "helpers.RUNNERS (threads = 1, threads = 4, gevent = 8); ids end with the runner")
+
+
+def pytest_generate_tests(metafunc):
+    """In a module marked `all_runners`, every test that starts a server through the factories
+    (or asks for `runner`) runs once per runner, with module scope: the module's shared servers
+    are built once per runner, and pytest groups the tests by it."""
+    if "runner" in metafunc.fixturenames and metafunc.definition.get_closest_marker("all_runners"):
+        names = [n.strip() for n in metafunc.config.getoption("runners").split(",") if n.strip()]
+        unknown = [n for n in names if n not in RUNNERS]
+        if unknown or not names:
+            raise pytest.UsageError(f"--runners: unknown runner(s) {unknown}; choose from {list(RUNNERS)}")
+        metafunc.parametrize("runner", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def runner(request) -> str:
+    """The app runner (a key of helpers.RUNNERS) the servers of this test run under:
+    "threads1", the default, unless the module is marked `all_runners`."""
+    return getattr(request, "param", "threads1")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -46,15 +78,15 @@ def _finish(pool) -> None:
 
 
 @pytest.fixture
-def server_factory(request):
-    pool = ServerPool()
+def server_factory(request, runner):
+    pool = ServerPool(RUNNERS[runner])
     yield pool
     _finish(pool)
 
 
 @pytest.fixture(scope="module")
-def module_server_factory():
-    pool = ServerPool()
+def module_server_factory(runner):
+    pool = ServerPool(RUNNERS[runner])
     yield pool
     _finish(pool)
 

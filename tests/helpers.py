@@ -40,6 +40,18 @@ ACCESS_RE = re.compile(
 
 Addr = Union[Tuple[str, int], str]  # (host, port) or a unix socket path
 
+# The app runners of one worker (issue 8) and the arguments that select each.  The HTTP, uwsgi,
+# nginx and framework suites run every test under each (conftest.py's `runner` fixture appends
+# these to the command line of every server those suites start); test ids end with the name.
+RUNNERS = {
+    "threads1": (),  # the default: the loop thread calls the app inline
+    "threads4": ("--threads", "4"),  # the loop hands requests to a pool of 4 app threads
+    "gevent8": ("--gevent", "8"),  # the loop driven by gevent's hub, up to 8 greenlets
+}
+# PEP 3333's wsgi.multithread under each runner (a greenlet is a thread of execution too: uWSGI
+# and gunicorn's gevent worker both say True)
+RUNNER_MULTITHREAD = {"threads1": False, "threads4": True, "gevent8": True}
+
 
 # ----------------------------------------------------------------------------------------------
 # deterministic payloads
@@ -322,12 +334,16 @@ def parse_addr(text: str) -> Addr:
 # raw sockets and HTTP responses
 # ----------------------------------------------------------------------------------------------
 
-def connect(addr: Addr, timeout: float = IO_TIMEOUT) -> socket.socket:
+def connect(addr: Addr, timeout: float = IO_TIMEOUT, rcvbuf: Optional[int] = None) -> socket.socket:
+    """A connected client socket; `rcvbuf` (bytes) sets SO_RCVBUF before connecting, so a client
+    that stops reading makes the server's writes block soon (the kernel buffers little)."""
     if isinstance(addr, str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     else:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(timeout)
     try:
         s.connect(addr)
@@ -381,9 +397,9 @@ class Response:
 class Conn:
     """A client connection with its own read buffer: send raw bytes, read responses in order."""
 
-    def __init__(self, addr: Addr, timeout: float = IO_TIMEOUT):
+    def __init__(self, addr: Addr, timeout: float = IO_TIMEOUT, rcvbuf: Optional[int] = None):
         self.addr = addr
-        self.sock = connect(addr, timeout)
+        self.sock = connect(addr, timeout, rcvbuf)
         self.buf = bytearray()
         self.eof = False
         self.reset = False
@@ -924,14 +940,16 @@ LIVE_SERVERS: List[ServerProcess] = []  # for attaching output to failed test re
 
 class ServerPool:
     """Starts servers and, at finish(), stops them (SIGTERM, wait, SIGKILL) and checks their
-    exit codes (expect_rc=None: any)."""
+    exit codes (expect_rc=None: any).  `runner_args` (one of RUNNERS' values) are appended to
+    every server's arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner_args: Sequence[str] = ()) -> None:
         self.entries: List[tuple] = []
+        self.runner_args = list(runner_args)
 
     def __call__(self, *args, expect_rc: Optional[int] = 0, ready: bool = True, cwd=REPO, env=None,
                  logto=None) -> ServerProcess:
-        srv = ServerProcess(list(args), cwd=cwd, env=env, logto=logto)
+        srv = ServerProcess([*args, *self.runner_args], cwd=cwd, env=env, logto=logto)
         self.entries.append((srv, expect_rc))
         LIVE_SERVERS.append(srv)
         srv.start(wait_ready=ready)

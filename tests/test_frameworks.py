@@ -8,11 +8,14 @@ import os
 
 import pytest
 
-from helpers import APPS, IO_TIMEOUT, NginxPool, ServerPool, multipart, pattern_sha256, sha256
+from helpers import APPS, IO_TIMEOUT, RUNNERS, NginxPool, ServerPool, multipart, pattern_sha256, sha256
 
 # not importorskip: a CI without the test dependencies must fail, not pass quietly
 import django  # noqa: E402,F401  (pip install django)
 import flask  # noqa: E402,F401  (pip install flask)
+
+# every site runs under threads = 1, threads = 4 and gevent = 8 (conftest.py)
+pytestmark = pytest.mark.all_runners
 
 DJANGO_DIR = APPS / "djangoproj"
 APP_ARGS = {
@@ -64,13 +67,13 @@ DJANGO_SITES = pytest.mark.parametrize("site", [("django", t) for t in TRANSPORT
 
 
 @pytest.fixture(scope="module")
-def site(request, unix_dir, tmp_path_factory):
+def site(request, unix_dir, tmp_path_factory, runner):
     """One (app, transport) stack; its own pools so that pytest can tear it down and build the
     next one (indirect parametrization may revisit a param after another)."""
     app, transport = request.param
     conf, listen = TRANSPORTS[transport]
     listen = [a.format(unix=os.path.join(unix_dir, f"fw-{app}-{transport}.sock")) for a in listen]
-    servers = ServerPool()
+    servers = ServerPool(RUNNERS[runner])
     nginxes = None
     try:
         srv = servers(*listen, *APP_ARGS[app])

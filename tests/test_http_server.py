@@ -15,8 +15,12 @@ import time
 
 import pytest
 
-from helpers import (ACCESS_RE, ServerProcess, APPS, IO_TIMEOUT, READY_RE, Conn, RssSampler, build_request, chunked,
-                     http_request, pattern_block, pattern_sha256, raw_exchange, sha256, tree_rss_kib, process_tree, wait_until)
+from helpers import (ACCESS_RE, RUNNER_MULTITHREAD, RUNNERS, ServerProcess, APPS, IO_TIMEOUT, READY_RE, Conn,
+                     RssSampler, build_request, chunked, http_request, pattern_block, pattern_sha256, raw_exchange,
+                     sha256, tree_rss_kib, process_tree, wait_until)
+
+# every server test runs under threads = 1, threads = 4 and gevent = 8 (conftest.py)
+pytestmark = pytest.mark.all_runners
 
 ROUTES = str(APPS / "routes_app.py")
 LIMIT_POST = 1000
@@ -65,7 +69,7 @@ def hc(addr):
 # PEP 3333 environ
 # ------------------------------------------------------------------------------------------
 
-def test_environ_all_keys_over_http(srv):
+def test_environ_all_keys_over_http(srv, runner):
     host, port = srv.http_addr
     with Conn(srv.http_addr) as c:
         client_port = c.sock.getsockname()[1]
@@ -101,8 +105,10 @@ def test_environ_all_keys_over_http(srv):
 
     assert env["wsgi.version"] == {"type": "tuple", "key_type": "str", "value": "(1, 0)"}
     assert val(env, "wsgi.url_scheme") == "http"
-    for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
-        assert env[k]["type"] == "bool" and env[k]["value"] == "False", (k, env[k])
+    expect = {"wsgi.multithread": str(RUNNER_MULTITHREAD[runner]), "wsgi.multiprocess": "False",
+              "wsgi.run_once": "False"}
+    for k, v in expect.items():
+        assert env[k]["type"] == "bool" and env[k]["value"] == v, (runner, k, env[k])
     assert env["wsgi.input_terminated"]["value"] == "True"
     for k in ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper"):
         assert k in env, k
@@ -1299,7 +1305,7 @@ def test_sigterm_with_idle_keepalive_connection(server_factory):
         assert c.wait_closed(2)
 
 
-def test_sigterm_right_after_ready():
+def test_sigterm_right_after_ready(runner):
     """SIGTERM the instant "ready" is printed must be a graceful stop (exit 0): the handlers
     must be installed before the ready line.  The signal is sent from the output reader
     thread to make the race as tight as a supervisor's would be; repeated because it is one."""
@@ -1310,7 +1316,8 @@ def test_sigterm_right_after_ready():
             if READY_RE.search(line):
                 holder["srv"].signal(signal.SIGTERM)
 
-        s = ServerProcess(["--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES], on_line=on_line)
+        s = ServerProcess(["--http-socket", "127.0.0.1:0", "--wsgi-file", ROUTES, *RUNNERS[runner]],
+                          on_line=on_line)
         holder["srv"] = s
         try:
             s.start(wait_ready=False)

@@ -13,6 +13,9 @@ from helpers import APPS, IO_TIMEOUT, Conn, build_request, chunked, pattern_sha2
 
 ROUTES = str(APPS / "routes_app.py")
 
+# every test runs under threads = 1, threads = 4 and gevent = 8 (conftest.py)
+pytestmark = pytest.mark.all_runners
+
 MODES = {
     "uwsgi-tcp": ("uwsgi-tcp.conf", ["--socket", "127.0.0.1:0"]),
     "uwsgi-unix": ("uwsgi-unix.conf", ["--socket", "{unix}"]),

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
-from helpers import (APPS, Conn, encode_packet, parse_uwsgi_response, pattern_sha256, sha256,
+from helpers import (APPS, RUNNER_MULTITHREAD, Conn, encode_packet, parse_uwsgi_response, pattern_sha256, sha256,
                      uwsgi_exchange, uwsgi_request, uwsgi_vars, wait_until)
+
+# every server test runs under threads = 1, threads = 4 and gevent = 8 (conftest.py)
+pytestmark = pytest.mark.all_runners
 
 ROUTES = str(APPS / "routes_app.py")
 SMALL_BUFFER = 4096
@@ -79,7 +82,7 @@ def closed_or_status(raw, statuses=(400,)):
 # environ from vars
 # ------------------------------------------------------------------------------------------
 
-def test_every_var_appears_as_str(uaddr):
+def test_every_var_appears_as_str(uaddr, runner):
     sent = uwsgi_vars("GET", "/env/x", "a=1&b=2", extra={
         "UWSGI_FOO": "bar",
         "HTTP_X_CUSTOM": "custom value",
@@ -97,8 +100,10 @@ def test_every_var_appears_as_str(uaddr):
     assert val(env, "SCRIPT_NAME") == ""
     assert env["wsgi.version"]["value"] == "(1, 0)" and env["wsgi.version"]["type"] == "tuple"
     assert val(env, "wsgi.url_scheme") == "http"
-    for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
-        assert env[k] == {"type": "bool", "key_type": "str", "value": "False"}, (k, env[k])
+    expect = {"wsgi.multithread": str(RUNNER_MULTITHREAD[runner]), "wsgi.multiprocess": "False",
+              "wsgi.run_once": "False"}
+    for k, v in expect.items():
+        assert env[k] == {"type": "bool", "key_type": "str", "value": v}, (runner, k, env[k])
     assert env["wsgi.input_terminated"]["value"] == "True"
     for k in ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper"):
         assert k in env
