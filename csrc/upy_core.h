@@ -72,7 +72,8 @@ typedef struct {
 
 typedef enum {
     UPY_EV_LISTENER = 1, UPY_EV_CONN, UPY_EV_WAKE,
-    UPY_EV_DONE              /* an app runner handed connections back */
+    UPY_EV_DONE,             /* an app runner handed connections back */
+    UPY_EV_SIGNAL            /* signal.set_wakeup_fd()'s pipe */
 } upy_ev_kind;
 
 typedef struct {
@@ -104,9 +105,11 @@ typedef enum {
     UPY_CONN_BODY,           /* reading a request body */
     UPY_CONN_WRITE,          /* response blocked on a full socket */
     UPY_CONN_LINGER,         /* response sent, write side shut: draining */
-    UPY_CONN_APP             /* handed to an app runner (queued or running):
+    UPY_CONN_APP,            /* handed to an app runner (queued or running):
                                 the loop does not touch it until it comes
                                 back on the done queue */
+    UPY_CONN_CLOSED          /* closed in this turn of the loop: reused at
+                                its end */
 } upy_conn_state;
 
 /* ------------------------------------------------------------------ */
@@ -267,12 +270,14 @@ typedef struct upy_loop {
     PyThreadState *tstate;   /* threads runner: the loop thread's state
                                 while it runs without the GIL */
     upy_ev_kind wake_tag;    /* poller user data of the wake fds */
-    upy_ev_kind done_tag;    /* ... and of done_rfd */
+    upy_ev_kind done_tag;    /* ... of done_rfd */
+    upy_ev_kind signal_tag;  /* ... of the signal wakeup fd */
     upy_conn *conns;         /* all open connections */
     size_t nconns;
     upy_field *fields;       /* parser output, fields_cap entries */
     size_t fields_cap;
     int listening;           /* listeners registered in the poller */
+    upy_conn *closed;        /* closed in this turn (loop_reap()) */
     upy_conn *free_conns;    /* closed connections kept for reuse */
     size_t nfree;
     void *spare_bufs;        /* read buffers of idle and closed connections,

@@ -212,14 +212,31 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (loop->accept_paused) {
         loop->accept_resume_at = 0;  /* an fd is free: accept again */
     }
-    if (loop->nfree < UPY_FREE_CONNS) {
-        /* Keep the struct for the next connection. */
-        c->next = loop->free_conns;
-        loop->free_conns = c;
-        loop->nfree++;
-        return;
+    /* Later events of this turn may still point at c (taking the done
+       queue closes connections other than the event's own): it is
+       reused or freed only at the end of the turn (loop_reap()). */
+    c->state = UPY_CONN_CLOSED;
+    c->next = loop->closed;
+    loop->closed = c;
+}
+
+/* The end of a turn: the connections closed in it become reusable. */
+static void
+loop_reap(upy_loop *loop)
+{
+    while (loop->closed != NULL) {
+        upy_conn *c = loop->closed;
+        loop->closed = c->next;
+        if (loop->nfree < UPY_FREE_CONNS) {
+            /* Keep the struct for the next connection. */
+            c->next = loop->free_conns;
+            loop->free_conns = c;
+            loop->nfree++;
+        }
+        else {
+            free(c);
+        }
     }
-    free(c);
 }
 
 /* A zeroed connection, from the free list when possible; no buffer yet. */
@@ -1569,7 +1586,7 @@ loop_open(upy_server *srv, int wakeup_fd)
                         &loop->done_tag, 0) < 0) ||
         (wakeup_fd >= 0 &&
          upy_poller_add(&loop->poller, wakeup_fd, UPY_POLL_IN,
-                        &loop->wake_tag, 0) < 0)) {
+                        &loop->signal_tag, 0) < 0)) {
         goto error;
     }
     loop->wakeup_fd = wakeup_fd;
@@ -1637,10 +1654,22 @@ loop_step(upy_loop *loop, int timeout_ms)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    /* Connections given back first: a client that read its response
+       has often sent the next request already, reported in this same
+       turn, and its connection is then ready for it. */
+    for (int i = 0; i < n; i++) {
+        if (*(upy_ev_kind *)events[i].ptr == UPY_EV_DONE) {
+            loop_take_done(loop);
+            break;
+        }
+    }
     for (int i = 0; i < n; i++) {
         upy_ev_kind kind = *(upy_ev_kind *)events[i].ptr;
         if (kind == UPY_EV_CONN) {
             upy_conn *c = (upy_conn *)events[i].ptr;
+            if (c->state == UPY_CONN_CLOSED) {
+                continue; /* closed earlier in this turn */
+            }
             if (c->state == UPY_CONN_APP) {
                 /* pipelined bytes or a hang-up while a runner has it:
                    watched again when it comes back */
@@ -1662,22 +1691,18 @@ loop_step(upy_loop *loop, int timeout_ms)
             else if (!srv->stopping && loop->listening)
                 listener_ready(loop, l);
         }
-        else if (kind == UPY_EV_DONE) {
-            loop_take_done(loop);
-        }
-        else {
-            if (loop->wakeup_fd >= 0) {
-                /* a signal arrived: run its Python handler now */
-                upy_wake_drain(loop->wakeup_fd);
-                loop_gil(loop);
-                if (PyErr_CheckSignals() < 0) {
-                    return -1;
-                }
-                if (nogil)
-                    loop->tstate = PyEval_SaveThread();
+        else if (kind == UPY_EV_SIGNAL) {
+            /* a signal arrived: run its Python handler now */
+            upy_wake_drain(loop->wakeup_fd);
+            loop_gil(loop);
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
             }
-            /* the stop wake fd stays readable while stopping */
+            if (nogil)
+                loop->tstate = PyEval_SaveThread();
         }
+        /* UPY_EV_WAKE: stop() was called; the fd stays readable while
+           stopping (loop_stop_listening() stops watching it) */
         if (!nogil && PyErr_Occurred()) {
             /* A bug in the glue: never swallow it. */
             return -1;
@@ -1691,6 +1716,7 @@ loop_step(upy_loop *loop, int timeout_ms)
         sweep_timeouts(loop, now);
         loop->last_sweep = now;
     }
+    loop_reap(loop);
     return 1;
 }
 
@@ -1747,6 +1773,7 @@ loop_close(upy_loop *loop)
     /* Requests an external runner never took: their connections are
        orphans now, freed as the objects go. */
     Py_CLEAR(loop->ready);
+    loop_reap(loop);
     while (loop->free_conns != NULL) {
         c = loop->free_conns;
         loop->free_conns = c->next;
@@ -1872,6 +1899,7 @@ server_alloc_loop(upy_server *self, int ncores)
     loop->st = self->st;
     loop->wake_tag = UPY_EV_WAKE;
     loop->done_tag = UPY_EV_DONE;
+    loop->signal_tag = UPY_EV_SIGNAL;
     loop->wakeup_fd = -1;
     loop->done_rfd = loop->done_wfd = -1;
     loop->fields_cap = fields_cap;
@@ -1898,6 +1926,9 @@ static void
 server_free_loop(upy_server *self)
 {
     upy_loop *loop = self->loop;
+    if (loop != NULL && loop->open) {
+        loop_close(loop);  /* uses the cores */
+    }
     if (self->cores != NULL) {
         for (int i = 0; i < self->ncores; i++) {
             free(self->cores[i].fields);
@@ -1908,9 +1939,6 @@ server_free_loop(upy_server *self)
         self->cores = NULL;
     }
     if (loop != NULL) {
-        if (loop->open) {
-            loop_close(loop);
-        }
         free(loop->fields);
         if (loop->done_rfd >= 0) {
             upy_wake_close(loop->done_rfd, loop->done_wfd);
