@@ -384,7 +384,9 @@ def test_stats_lists_every_core_and_what_it_runs(server_factory, kind, unix_dir)
     assert len(w["cores"]) == n, f"{kind}: {len(w['cores'])} cores in the stats, expected {n}"
     assert [c["id"] for c in w["cores"]] == list(range(n)), w["cores"]
 
-    flags = [Path(unix_dir) / f"release{i}" for i in range(2)]  # short: the scoreboard keeps 95 URI bytes
+    # short paths (the scoreboard keeps 95 bytes of a URI), one pair per test (unix_dir is the module's)
+    flags = [Path(unix_dir) / f"release-{kind}-{i}" for i in range(2)]
+    assert not any(f.exists() for f in flags)
     holders = [hold(s.http_addr, str(f)) for f in flags]
     try:
         def two_busy():
