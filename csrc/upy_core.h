@@ -265,6 +265,8 @@ typedef struct upy_loop {
     upy_state *st;           /* borrowed */
     upy_poller poller;
     int open;                /* set up (listeners registered) */
+    int stepping;            /* in run_once() (external runner) */
+    int poller_ok;           /* poller made (at init), not freed yet */
     int wakeup_fd;           /* signal.set_wakeup_fd's read end, or -1 */
     double last_sweep;
     PyThreadState *tstate;   /* threads runner: the loop thread's state

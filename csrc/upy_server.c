@@ -1567,10 +1567,6 @@ loop_open(upy_server *srv, int wakeup_fd)
                         "the Server's loop has ended (one loop per Server)");
         return -1;
     }
-    if (upy_poller_init(&loop->poller) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
     for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
         if (upy_poller_add(&loop->poller, srv->listeners[i].fd, UPY_POLL_IN,
                            &srv->listeners[i], 1) < 0) {
@@ -1601,7 +1597,6 @@ loop_open(upy_server *srv, int wakeup_fd)
     return 0;
 error:
     PyErr_SetFromErrno(PyExc_OSError);
-    upy_poller_free(&loop->poller);
     return -1;
 }
 
@@ -1787,6 +1782,7 @@ loop_close(upy_loop *loop)
     }
     loop->nspare = 0;
     upy_poller_free(&loop->poller);
+    loop->poller_ok = 0;
     loop->open = 0;
     srv->serving = 0;
     srv->active_loops--;
@@ -1914,6 +1910,11 @@ server_alloc_loop(upy_server *self, int ncores)
         return -1;
     }
     loop->sync_ok = 1;
+    if (upy_poller_init(&loop->poller) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    loop->poller_ok = 1;
     if (self->runner != UPY_RUN_INLINE &&
         upy_wake_open(&loop->done_rfd, &loop->done_wfd) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -1939,6 +1940,9 @@ server_free_loop(upy_server *self)
         self->cores = NULL;
     }
     if (loop != NULL) {
+        if (loop->poller_ok) {
+            upy_poller_free(&loop->poller);
+        }
         free(loop->fields);
         if (loop->done_rfd >= 0) {
             upy_wake_close(loop->done_rfd, loop->done_wfd);
@@ -2330,9 +2334,8 @@ static PyObject *
 server_fileno(upy_server *self, PyObject *Py_UNUSED(ignored))
 {
 #if UPY_HAVE_EPOLL
-    if (self->loop == NULL || !self->loop->open) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the loop is not open: call run_once() first");
+    if (self->loop == NULL || !self->loop->poller_ok) {
+        PyErr_SetString(PyExc_RuntimeError, "the loop has ended");
         return NULL;
     }
     return PyLong_FromLong(self->loop->poller.epfd);
@@ -2380,9 +2383,17 @@ server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
+    if (loop->stepping) {
+        /* a logger or signal handler yielding to another greenlet that
+           calls run_once() */
+        PyErr_SetString(PyExc_RuntimeError, "run_once() re-entered");
+        return NULL;
+    }
+    loop->stepping = 1;
     rc = loop_step(loop, timeout <= 0 ? 0
                          : timeout > 3600 ? 3600000
                          : (int)(timeout * 1000.0));
+    loop->stepping = 0;
     if (rc < 0) {
         return NULL;
     }
