@@ -166,7 +166,8 @@ def _build_uwsgi(cfg: Any) -> types.ModuleType:
         version_info=(major, minor, micro, 0, "uwsgipy"),
         hostname=socket.gethostname().encode(),
         buffer_size=int(cfg.buffer_size),
-        cores=int(cfg.threads),
+        # uWSGI: threads, or the async cores of --gevent N
+        cores=int(getattr(cfg, "gevent", 0) or cfg.threads),
         has_threads=True,
         SPOOL_OK=-2, SPOOL_RETRY=-1, SPOOL_IGNORE=0,
         worker_id=worker_id, masterpid=masterpid, mule_id=mule_id, reload=reload,
