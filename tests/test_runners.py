@@ -18,6 +18,7 @@ import http.client
 import http.server
 import json
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -36,9 +37,9 @@ CORES = {"threads1": 1, "threads4": 4, "gevent8": 8}
 FAST = 0.050  # seconds, per request (the issue's bound; gunicorn's gthread answers in ~1 ms)
 
 
-def start(factory, *args: str):
-    """An HTTP server with runner_app."""
-    return factory("--http-socket", "127.0.0.1:0", "--wsgi-file", APP, *args)
+def start(factory, *args: str, **kw):
+    """An HTTP server with runner_app (kw: the factory's, e.g. expect_rc)."""
+    return factory("--http-socket", "127.0.0.1:0", "--wsgi-file", APP, *args, **kw)
 
 
 def exchange(c: Conn, path: str, expect: bytes = b"hello") -> float:
@@ -457,15 +458,18 @@ def test_max_requests_recycles_a_pooled_worker_without_failures(server_factory, 
     recycled again and again, and no request fails."""
     s, _ = start_master(server_factory, kind, "--max-requests", "5", "--min-worker-lifetime", "0")
     pids: List[int] = []
+    took: List[float] = []
     errors: List[str] = []
     lock = threading.Lock()
 
     def client():
         for _ in range(15):
             try:
+                t0 = time.monotonic()
                 r = http_request(s.http_addr, "GET", "/env", timeout=10)
                 assert r.status == 200, r
                 with lock:
+                    took.append(time.monotonic() - t0)
                     pids.append(r.json()["pid"])
             except (OSError, AssertionError) as e:
                 with lock:
@@ -480,6 +484,32 @@ def test_max_requests_recycles_a_pooled_worker_without_failures(server_factory, 
     per_pid = {p: pids.count(p) for p in set(pids)}
     assert len(pids) == 60 and len(per_pid) >= 4, per_pid
     s.wait_for(r"worker 1 \(pid \d+\): max-requests reached after \d+ requests: recycling", 5)
+    # a recycle costs a fork: the retiring worker exits as soon as its last request is done
+    assert max(took) < 0.5, f"slowest request {max(took):.2f} s across {len(per_pid)} recycles"
+
+
+@pytest.mark.parametrize("kind", list(RUNNERS))
+def test_graceful_stop_exits_once_the_last_request_is_done(server_factory, kind):
+    """SIGTERM with a request in flight: the request finishes, and the process exits at once
+    after it (not at the loop's next timeout sweep); with nothing in flight it exits at once."""
+    s = start(server_factory, *RUNNERS[kind], expect_rc=None)
+    with Conn(s.http_addr) as c:
+        mark = s.mark()
+        c.send(build_request("GET", "/sleep?s=0.5&token=stop"))
+        s.wait_for("runner_app: sleep-start stop", 5, start=mark)
+        s.signal(signal.SIGTERM)
+        r = c.read_response()
+        answered = time.monotonic()
+        assert r.status == 200 and r.body == b"slept", r
+        assert s.wait_exit(10) == 0, s.output()
+    assert time.monotonic() - answered < 0.5, f"exited {time.monotonic() - answered:.2f} s after the last response"
+    idle = start(server_factory, *RUNNERS[kind], expect_rc=None)
+    with Conn(idle.http_addr) as c:
+        exchange(c, "/hello")
+    t0 = time.monotonic()
+    idle.signal(signal.SIGTERM)
+    assert idle.wait_exit(10) == 0, idle.output()
+    assert time.monotonic() - t0 < 0.5, f"idle: exited {time.monotonic() - t0:.2f} s after SIGTERM"
 
 
 # ----------------------------------------------------------------------------------------------
