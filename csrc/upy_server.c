@@ -2478,8 +2478,10 @@ request_dealloc(upy_request_obj *self)
         c->job_rc = UPY_RESP_CLOSE;
         c->keep_alive = 0;
         if (c->resp.active) {
-            c->resp.failed = 1;
-            run_job(&self->srv->cores[0], c);
+            /* a parked response nobody resumed: end it (its close(), the
+               access log) without claiming a core another greenlet may
+               be using */
+            upy_response_abort(&self->srv->cores[0], c);
         }
         give_back(self->srv->loop, &self->srv->cores[0], c);
     }
