@@ -121,6 +121,8 @@ def test_slow_request_holds_no_other_keepalive_connection(server_factory):
                 time.sleep(0.2)  # pacing: spread the rounds over the slow request's 3 s
         in_flight = time.monotonic() - t_slow
         slowest = max(latencies)
+        print(f"\nhead-of-line: {len(latencies)} requests in {rounds} rounds beside a 3 s request, "
+              f"slowest {slowest[0] * 1000:.1f} ms")
         assert slowest[0] < FAST, (
             f"connection {slowest[2]} ({slowest[1]}) waited {slowest[0] * 1000:.0f} ms while "
             f"connection 0 ran a 3 s request; over 50 ms: "
@@ -163,6 +165,7 @@ def test_slow_request_holds_no_other_connection_behind_nginx_keepalive(server_fa
         results = [result_of(t, h, 15) for t, h in clients]
         assert all(st == 200 and body == b"slept" for _, st, body in results), (results, ngx.logs())
         rounds.append(max(t for t, _, _ in results) - t0)
+    print(f"\nbehind nginx: 4 parallel 1 s requests, rounds {[round(r, 3) for r in rounds]} s")
     # nginx keeps the upstream connections of round 0 (keepalive 16) and reuses them after
     assert max(rounds) < 1.3, f"4 parallel 1 s requests on 4 threads took {[round(r, 2) for r in rounds]} s"
 
