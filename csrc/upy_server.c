@@ -1711,6 +1711,16 @@ loop_step(upy_loop *loop, int timeout_ms)
         sweep_timeouts(loop, now);
         loop->last_sweep = now;
     }
+    if (srv->stopping) {
+        /* the last request of a stop may have ended in this turn: end
+           now rather than at the next turn (an external loop may wait up
+           to a second for it) */
+        loop_stop_listening(loop);
+        if (loop->nconns == 0 || srv->stopping > 1) {
+            loop_reap(loop);
+            return 0;
+        }
+    }
     loop_reap(loop);
     return 1;
 }
