@@ -27,14 +27,12 @@
 static int
 optional_attr(PyObject *o, PyObject *name, PyObject **out)
 {
-    *out = PyObject_GetAttr(o, name);
-    if (*out != NULL)
-        return 1;
-    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
+    /* without raising (and formatting) an AttributeError when absent */
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(o, name, out);
+#else
+    return _PyObject_LookupAttr(o, name, out);
+#endif
 }
 
 /* ------------------------------------------------------------------ */
@@ -1286,9 +1284,14 @@ access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
                 line_put(&l, tb, tl);
                 break;
             }
-            case UPY_LV_EPOCH:
-                line_fmt(&l, "%lld", (long long)time(NULL));
+            case UPY_LV_EPOCH: {
+                /* CLOCK_REALTIME, not time(2): glibc's time() reads the
+                   coarse clock, a tick behind Python's time.time() */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                line_fmt(&l, "%lld", (long long)ts.tv_sec);
                 break;
+            }
             case UPY_LV_SECS:
                 line_fmt(&l, "%f", secs);
                 break;
@@ -1316,6 +1319,9 @@ static void
 close_result(upy_server *srv, PyObject *result)
 {
     PyObject *meth = NULL, *r;
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+        return; /* the common `return [body]`: no close() */
+    }
     if (optional_attr(result, srv->st->s_close, &meth) < 0) {
         upy_log_exception(srv, "error looking up the response's close()");
         return;

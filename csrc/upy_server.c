@@ -694,6 +694,7 @@ run_end(upy_core *co, upy_conn *c, double started)
 {
     upy_server *srv = co->srv;
     double now = upy_now();
+    c->last_io = now; /* conn_returned() counts the keep-alive from it */
     srv->requests++;
     c->requests++;
     if (co->slot != NULL) {
@@ -909,7 +910,8 @@ static int
 conn_returned(upy_loop *loop, upy_conn *c, int rc)
 {
     upy_server *srv = loop->srv;
-    double now = upy_now();
+    /* run_end() noted when the response ended */
+    double now = rc == UPY_RESP_BLOCKED ? upy_now() : c->last_io;
     if (rc == UPY_RESP_BLOCKED) {
         c->state = UPY_CONN_WRITE;
         c->deadline = now + c->lst->socket_timeout;
