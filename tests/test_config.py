@@ -743,3 +743,87 @@ def test_docs_cover_every_option():
                 assert var in text
         else:
             assert f"`{s.name}`" in text
+
+
+# --------------------------------------------------------------------------
+# App runners: threads, gevent (uwsgipy.worker.runner_for / check_runner).
+# --------------------------------------------------------------------------
+
+
+def test_runner_settings_from_every_source(ini):
+    cfg = load([], {})
+    assert (cfg.gevent, cfg.gevent_monkey_patch, cfg.gevent_early_monkey_patch) == (0, False, False)
+    path = ini("""
+        [uwsgi]
+        gevent = 100
+        gevent-early-monkey-patch = true
+        """)
+    cfg = load([str(path)], {"UWSGI_GEVENT_MONKEY_PATCH": "1"})
+    assert cfg.gevent == 100 and cfg.sources["gevent"] == f"{path}:2"
+    assert cfg.gevent_early_monkey_patch and cfg.gevent_monkey_patch
+    assert load(["--gevent", "8"], {}).gevent == 8
+    assert error_of(["--gevent", "-1"]) == "command line: option 'gevent': must be at least 0, got -1"
+    # uWSGI's async engines that are not gevent stay refused, pointing at gevent
+    assert "use gevent = N" in error_of(["--async", "10"])
+    assert "use gevent = N" in error_of(["--ugreen"])
+
+
+def test_runner_for_each_setting():
+    from uwsgipy.worker import runner_for
+    r = runner_for(load([], {}))
+    assert (r.name, r.cores, r.multithread, r.gevent) == ("inline", 1, False, False)
+    r = runner_for(load(["--threads", "4"], {}))
+    assert (r.name, r.cores, r.multithread, r.gevent) == ("threads", 4, True, False)
+    r = runner_for(load(["--gevent", "8", "--gevent-monkey-patch"], {}))
+    assert (r.name, r.cores, r.multithread, r.gevent, r.monkey_patch) == \
+        ("external", 8, True, True, True)
+    assert r.describe() == "gevent (8 greenlets)"
+
+
+def test_gevent_with_threads_is_one_line_naming_both(ini):
+    from uwsgipy.worker import check_runner
+    path = ini("""
+        [uwsgi]
+        threads = 4
+        """)
+    cfg = load([str(path), "--gevent", "8"], {})
+    assert check_runner(cfg) == (
+        f"command line: option 'gevent' cannot be used with threads = 4 ({path}:2): a worker "
+        "runs its app in either a pool of threads or gevent greenlets; remove one")
+    assert check_runner(load(["--gevent", "8", "--threads", "1"], {})) is None
+
+
+@pytest.mark.parametrize("option", ["gevent-monkey-patch", "gevent-early-monkey-patch"])
+def test_monkey_patch_without_gevent_is_refused(ini, option):
+    from uwsgipy.worker import check_runner
+    path = ini(f"""
+        [uwsgi]
+        threads = 2
+        {option} = true
+        """)
+    assert check_runner(load([str(path)], {})) == (
+        f"{path}:3: option '{option}' needs gevent = N: it prepares the standard library for "
+        "greenlets, and only the gevent runner runs them")
+
+
+def _uwsgipy(*args: str, pre: str = "") -> subprocess.CompletedProcess:
+    """`uwsgipy ARGS` in a fresh interpreter (pre: Python run first), as a user starts it."""
+    code = f"import sys\n{pre}\nfrom uwsgipy.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_runner_mistakes_stop_start_up_with_one_line():
+    app = str(ROOT / "tests" / "apps" / "env_app.py")
+    base = ["--http-socket", "127.0.0.1:0", "--wsgi-file", app]
+    p = _uwsgipy(*base, "--threads", "4", "--gevent", "8")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "uwsgipy: ERROR: command line: option 'gevent' cannot be used with threads = 4 (command "
+        "line): a worker runs its app in either a pool of threads or gevent greenlets; remove one"]
+    # gevent missing from this Python: the option is named, no traceback
+    p = _uwsgipy(*base, "--gevent", "8", pre="sys.modules['gevent'] = None  # as if not installed")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"uwsgipy: ERROR: command line: option 'gevent': the gevent package is not installed for "
+        f"{sys.executable} (pip install gevent)"]

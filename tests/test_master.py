@@ -414,6 +414,95 @@ def test_threads_serve_concurrently(master):
 
 
 # ----------------------------------------------------------------------------------------------
+# gevent and monkey patching (the greenlets themselves: tests/test_runners.py)
+# ----------------------------------------------------------------------------------------------
+
+# An app that says whether gevent had patched the standard library when it was imported and when
+# it serves, and whether its os.fork is patch_all()'s; /sleep?s= sleeps with time.sleep.
+PATCH_PROBE_APP = """
+import json, os, time
+import gevent.monkey, gevent.os
+AT_IMPORT = gevent.monkey.is_module_patched("time")
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"].partition("=")[2] or 1))
+    body = json.dumps({"version": "v1", "pid": os.getpid(), "at_import": AT_IMPORT,
+                       "serving": gevent.monkey.is_module_patched("time"),
+                       "gevent_fork": os.fork is gevent.os.fork}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def _parallel(port: int, path: str, n: int) -> List[Reply]:
+    replies: List[Reply] = []
+    threads = [threading.Thread(target=lambda: replies.append(http_get(port, path)), daemon=True)
+               for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    return replies
+
+
+def test_gevent_early_monkey_patch_master_still_reaps_respawns_and_reloads(master, tmp_path):
+    """gevent-early-monkey-patch patches the master before the app is imported (uWSGI's
+    preinit_apps).  gevent's patched os.fork makes libev reap every child, so the master
+    would lose the exit of workers it did not fork in this exec: after a reload's re-exec the old
+    workers' exits went unseen until worker-reload-mercy ran out (then a SIGKILL of dead pids),
+    and the final stop waited as long."""
+    app = tmp_path / "probe.py"
+    app.write_text(PATCH_PROBE_APP)
+    srv = master("--gevent", "4", "--gevent-early-monkey-patch", "--worker-reload-mercy", "30",
+                 "--reload-mercy", "30", app=app)
+    (first,) = srv.wait_workers(lambda k: len(k) == 1, 5, "1 worker")
+    doc = http_get(srv.port).doc
+    assert doc["at_import"] and doc["serving"], doc
+    assert doc["gevent_fork"], "the worker's app should see patch_all()'s os.fork"
+    # the master reaps a worker it forked (patched or not) ...
+    mark = srv.mark()
+    os.kill(first, signal.SIGKILL)
+    srv.wait_line(r"worker 1 \(pid %d\) killed by SIGKILL" % first, 3, since=mark)
+    (second,) = srv.wait_workers(lambda k: len(k) == 1 and first not in k, 5, "a new worker")
+    # ... which inherits the patched time.sleep: 4 one-second sleeps overlap in its greenlets
+    t0 = time.monotonic()
+    replies = _parallel(srv.port, "/sleep?s=1", 4)
+    took = time.monotonic() - t0
+    assert len(replies) == 4 and all(r.ok and r.pid == second for r in replies), replies
+    assert took < 1.8, f"4 x time.sleep(1) took {took:.2f}s: not patched in the worker"
+    # ... and, after a reload's re-exec, the old worker it did not fork in this exec
+    mark = srv.mark()
+    t_hup = time.monotonic()
+    srv.signal(signal.SIGHUP)
+    srv.wait_line(r"old worker \(pid %d\) exited with code 0" % second, 8, since=mark)
+    record_figure("gevent_early_patch_old_worker_reaped_s", round(time.monotonic() - t_hup, 2),
+                  "s", "SIGHUP -> the old worker's exit logged, master monkey-patched")
+    (third,) = srv.wait_workers(lambda k: len(k) == 1 and second not in k, 5, "the new worker")
+    assert http_get(srv.port).pid == third
+    assert not srv.find(r"did not finish within worker-reload-mercy", since=mark)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(8) == 0
+    assert time.monotonic() - t0 < 5, "the final stop waited for a worker already gone"
+
+
+def test_gevent_monkey_patch_is_in_each_worker_after_the_app_is_loaded(master, tmp_path):
+    """gevent-monkey-patch patches where uWSGI's gevent loop does: in each worker when it starts
+    serving, after the app was imported (by the master here)."""
+    app = tmp_path / "probe.py"
+    app.write_text(PATCH_PROBE_APP)
+    srv = master("--gevent", "4", "--gevent-monkey-patch", app=app, processes=2)
+    workers = srv.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
+    for pid in workers:
+        srv.wait_line(r"worker \d: gevent-monkey-patch: gevent.monkey.patch_all\(\) done "
+                      r"\(pid %d\)" % pid, 5)
+    docs = [r.doc for r in _parallel(srv.port, "/", 8)]
+    assert docs and all(d and not d["at_import"] and d["serving"] for d in docs), docs
+    assert not srv.find(r"master.*patch_all|gevent-monkey-patch.*\(pid %d\)" % srv.pid)
+
+
+# ----------------------------------------------------------------------------------------------
 # a broken app
 # ----------------------------------------------------------------------------------------------
 

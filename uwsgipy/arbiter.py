@@ -10,7 +10,8 @@ at once, with back-off when workers die before they are ready, in a loop),
 ``reload-on-rss``), ``touch-reload``.
 
 A worker is *ready* once its C loop serves (it writes its pid into its
-scoreboard slots).  Exit code 4 before that means the app cannot be loaded
+scoreboard slots: one per core, i.e. per app thread or gevent greenlet;
+harakiri, cheaper and the stats server read them per core).  Exit code 4 before that means the app cannot be loaded
 (the master stops with 4, or a reload fails); after it, exit code 4 is a
 crash like any other and the worker is respawned at once.
 
@@ -44,7 +45,6 @@ master is gone; a SIGTERM sent to one worker by hand retires it.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import mmap
@@ -63,6 +63,7 @@ from .log import reopen as reopen_logs, set_role
 from .scoreboard import Scoreboard
 from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
                       listener_from_fd, listener_options, same_address)
+from .worker import runner_for
 
 __all__ = ["Arbiter", "WorkerInfo"]
 
@@ -265,6 +266,7 @@ class Arbiter:
         self._bound_here: List[Listener] = []   # bound by this exec (not inherited): to chown
         self._final_flag: Optional[mmap.mmap] = None
         self.stats_server: Any = None
+        self.runner = runner_for(self.cfg)  # what runs the app in each worker; its cores
 
     # ------------------------------------------------------------------
     # start-up
@@ -343,13 +345,16 @@ class Arbiter:
             return EXIT_CONFIG
         # uwsgipy's own modules are imported before the switch: after it,
         # only the app's files need to be readable by the new user.
-        from . import worker  # noqa: F401
+        if cfg.gevent:
+            from . import gevent_runner  # noqa: F401
         if cfg.stats:
             from . import stats  # noqa: F401
         if cfg.py_autoreload:
             from . import reloader  # noqa: F401
         from . import cheaper, daemons, fifo  # noqa: F401
         privileges.drop(self.identity)
+        from .cli import early_monkey_patch
+        early_monkey_patch(cfg, master=True)  # before any app code, as uWSGI's preinit_apps
         old = os.environ.pop(ENV_OLD_WORKERS, "")
         self.old_pids = {int(p) for p in old.split(",") if p}
         if not cfg.lazy_apps:
@@ -373,7 +378,7 @@ class Arbiter:
         self._setup_cheaper()
         # Twice the blocks: a recycled worker finishing its requests and its
         # replacement each have their own.
-        self.scoreboard = Scoreboard(2 * self._worker_cap, cfg.threads)
+        self.scoreboard = Scoreboard(2 * self._worker_cap, self.runner.cores)
         # One shared byte, set when the master orders a final stop: lets a
         # worker tell the master's SIGTERM from anyone else's (_final_stop_ordered).
         self._final_flag = mmap.mmap(-1, 1, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
@@ -407,8 +412,8 @@ class Arbiter:
             # retire_old_generation logs "reload: new workers serving" once
             # they do, _reap "reload failed" if they cannot load it.
             done = "re-executed (the new workers load the app), " if cfg.lazy_apps else "reloaded, "
-            log.info("master %d: %s%d worker(s) x %d thread(s)%s", self.pid,
-                     done if reexec else "", self.num_workers, cfg.threads,
+            log.info("master %d: %s%d worker(s) x %s%s", self.pid,
+                     done if reexec else "", self.num_workers, self.runner.describe(),
                      ", lazy-apps" if cfg.lazy_apps else "")
             self.manage_workers()
         self._start_daemons()
@@ -600,6 +605,9 @@ class Arbiter:
                signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
 
     def _install_signals(self) -> None:
+        if self.cfg.gevent_early_monkey_patch:
+            from .gevent_runner import master_owns_sigchld
+            master_owns_sigchld()
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wfd, warn_on_full_buffer=False)
         for sig in self.SIGNALS:
@@ -748,6 +756,9 @@ class Arbiter:
         """The worker's life (signals blocked on entry); returns its exit
         code."""
         cfg = self.cfg
+        if cfg.gevent_early_monkey_patch:
+            from .gevent_runner import worker_forked
+            worker_forked()  # patch_all()'s os.fork, waitpid and signal.signal again
         _die_with_parent(self.pid)
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
@@ -786,7 +797,7 @@ class Arbiter:
         # SIGTERM: final stop; SIGHUP: retire (the master's reload, TTOU,
         # recycling); SIGINT/SIGQUIT: quick stop.  Blocked until serve() has
         # its handlers, so a stop sent during start-up is never lost.
-        serve(server, cfg.threads, mercy=float(cfg.worker_reload_mercy),
+        serve(server, self.runner, mercy=float(cfg.worker_reload_mercy),
               quick_signals=(signal.SIGINT, signal.SIGQUIT),
               retire_signals=(self._stop_signals["retire"],),
               final_stop=self._final_stop_ordered,
@@ -912,12 +923,16 @@ class Arbiter:
             if self.scoreboard is None:
                 continue
             self._ready(w)
-            for core in self.scoreboard.cores(w.slot):
+            cores = list(self.scoreboard.cores(w.slot))
+            for index, core in enumerate(cores):
                 started = core.request_started
                 if harakiri and started and now - started > harakiri and core.pid == w.pid:
+                    # uWSGI's harakiri kills the whole worker, whichever core is stuck: a
+                    # thread (or a greenlet that stopped yielding) cannot be killed alone.
                     log.error("harakiri: worker %d (pid %d) killed after %.1fs on %s %s "
-                              "(harakiri %ds)", w.wid, w.pid, now - started,
-                              core.method.decode("latin-1"), core.uri.decode("latin-1"), harakiri)
+                              "(harakiri %ds); core %d of %d", w.wid, w.pid, now - started,
+                              core.method.decode("latin-1"), core.uri.decode("latin-1"), harakiri,
+                              index, len(cores))
                     if self.cfg.harakiri_verbose:
                         log.error("harakiri: worker %d (pid %d): %s", w.wid, w.pid,
                                   _kernel_activity(w.pid))
@@ -1263,7 +1278,7 @@ class Arbiter:
         for w in sorted(self.workers.values(), key=lambda w: w.wid):
             cores = list(self.scoreboard.cores(w.slot)) if self.scoreboard is not None else []
             busy = sum(1 for c in cores if c.request_started and c.pid == w.pid)
-            log.info("status: worker %d (pid %d) %s, %d request(s), busy %d of %d thread(s), "
+            log.info("status: worker %d (pid %d) %s, %d request(s), busy %d of %d core(s), "
                      "up %.0fs", w.wid, w.pid, "stopping" if w.stopping else "serving"
                      if w.ready else "starting", sum(c.requests for c in cores), busy,
                      len(cores), now - w.spawned)

@@ -77,6 +77,15 @@ def load_configured_app(cfg: _config.Config):
     return app
 
 
+def early_monkey_patch(cfg: _config.Config, *, master: bool = False) -> None:
+    """``gevent-early-monkey-patch``: gevent.monkey.patch_all() before the pre-app hooks,
+    pyimport and the app, once, in the process that loads them first (the master, or the only
+    process), as uWSGI's gevent plugin does in its preinit_apps hook."""
+    if cfg.gevent_early_monkey_patch:
+        from .gevent_runner import monkey_patch
+        monkey_patch("gevent-early-monkey-patch", master=master)
+
+
 def _without_file_wrapper(app):
     """wsgi-disable-file-wrapper: the app's environ has no
     ``wsgi.file_wrapper`` (uWSGI leaves the key out)."""
@@ -213,6 +222,10 @@ def check_config(cfg: _config.Config) -> privileges.Identity:
             check_virtualenv(cfg.virtualenv)
         except AppLoadError as exc:
             raise _config.ConfigError(f"{exc} ({cfg.sources.get('virtualenv', '?')})") from None
+    from .worker import check_runner
+    problem = check_runner(cfg)  # threads with gevent; gevent installed; monkey patch options
+    if problem:
+        raise _config.ConfigError(problem)
     if cfg.log_format:
         try:
             compile_log_format(cfg.log_format)
@@ -321,9 +334,10 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
             return EXIT_CONFIG
         # imported before the uid/gid switch: after it only the app's own
         # files need to be readable by the new user
-        from .worker import make_server, serve
+        from .worker import make_server, runner_for, serve
         from .arbiter import run_pre_app_hooks  # imports subprocess before the switch
         privileges.drop(identity)
+        early_monkey_patch(cfg)
         try:
             run_pre_app_hooks(cfg)
             app = load_configured_app(cfg)
@@ -335,7 +349,7 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
         run_postfork()  # uWSGI runs the post-fork hooks in its only worker too
         # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
         # stop, as with --master, uWSGI and gunicorn (worker.serve()).
-        serve(server, cfg.threads, mercy=float(cfg.reload_mercy),
+        serve(server, runner_for(cfg), mercy=float(cfg.reload_mercy),
               on_ready=lambda: log.info("ready (pid %d)", os.getpid()))
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK

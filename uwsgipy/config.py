@@ -566,9 +566,51 @@ SETTINGS: Tuple[Setting, ...] = (
        short="-p", aliases=("workers",), metavar="N", section="Processes",
        validator=_at_least(1), uwsgi_ref="uWSGI --processes / --workers (-p)."),
     _s("threads", "int", 1,
-       "Threads per worker process.",
+       "App threads per worker process. Each worker has one event loop that accepts, "
+       "reads whole requests and writes responses; with N > 1 it hands each complete "
+       "request to a pool of N threads that run the app (a slow request holds one "
+       "thread, never another connection), with 1 the loop thread runs the app itself. "
+       "wsgi.multithread is true for N > 1. Not with gevent.",
        metavar="N", section="Processes", validator=_at_least(1),
-       uwsgi_ref="uWSGI --threads; no --enable-threads needed."),
+       uwsgi_ref="uWSGI --threads; no --enable-threads needed. uWSGI's threads each accept "
+                 "and serve their own connections; here the loop owns them all and the "
+                 "threads only run the app, as in gunicorn's gthread worker."),
+    _s("gevent", "int", 0,
+       "Run the app in gevent greenlets, up to N requests at once per worker; 0 is off. "
+       "gevent's hub drives the worker's event loop (which still accepts, reads whole "
+       "requests and writes responses), and each complete request runs in a greenlet; "
+       "requests beyond N wait for a free one. The app must not block without yielding "
+       "to gevent: use gevent-monkey-patch (or gevent-early-monkey-patch), or gevent's "
+       "own modules. Needs the gevent package (pip install gevent) and the epoll poller "
+       "(Linux); not with threads > 1. wsgi.multithread is true.",
+       metavar="N", section="Processes", validator=_at_least(0),
+       uwsgi_ref="uWSGI --gevent (its gevent loop engine with N async cores). uWSGI also "
+                 "raises socket-timeout to 30 s; uwsgipy does not, as its loop, not the "
+                 "greenlet, reads the request and writes what the socket does not take at "
+                 "once. uWSGI 2.0 crashes when threads is set too (segfault at the first "
+                 "request); uwsgipy refuses it. DEVIATION: wsgi.multithread is true (other "
+                 "greenlets run the app at the same time, as gunicorn's gevent worker says); "
+                 "uWSGI says false. uWSGI needs N >= 2; 1 works here."),
+    _s("gevent-monkey-patch", "bool", False,
+       "With gevent: call gevent.monkey.patch_all() in each worker once the app is "
+       "loaded, just before the worker starts serving, so the standard library's "
+       "blocking calls (sockets, time.sleep, threading, subprocess, ...) yield to other "
+       "greenlets. Modules the app imported before may keep unpatched references: "
+       "gevent-early-monkey-patch patches before the app is loaded.",
+       section="Processes",
+       uwsgi_ref="uWSGI --gevent-monkey-patch, at the same point (uWSGI calls patch_all() "
+                 "when its gevent loop starts in the worker, after the app is loaded). "
+                 "Refused without gevent, where uWSGI ignores it."),
+    _s("gevent-early-monkey-patch", "bool", False,
+       "With gevent: call gevent.monkey.patch_all() once at start-up, before "
+       "hook-pre-app, pyimport and the app are loaded: in the master (which the workers "
+       "inherit it from), or in the only process without one. What gevent recommends: "
+       "every module the app imports sees the patched standard library.",
+       section="Processes",
+       uwsgi_ref="uWSGI --gevent-early-monkey-patch, at the same point (its preinit_apps "
+                 "hook, in the master before the apps are loaded, also with lazy-apps). "
+                 "Refused without gevent, where uWSGI patches a process that runs no "
+                 "greenlets."),
     _s("lazy-apps", "bool", False,
        "Load the application in each worker after fork, instead of once in the "
        "master before forking.",
@@ -1001,6 +1043,13 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("enable-threads", "bool", False,
        "Accepted, no effect: threads always work.",
        short="-T", section="uWSGI compatibility", uwsgi_ref="uWSGI --enable-threads (-T)."),
+    _s("gevent-wait-for-hub", "bool", False,
+       "Accepted, no effect: a gevent worker exits once its event loop has stopped "
+       "(requests in flight finished or the mercy over), whatever other greenlets the "
+       "app left on gevent's hub.",
+       section="uWSGI compatibility",
+       uwsgi_ref="uWSGI --gevent-wait-for-hub (wait for the hub's end rather than uWSGI's "
+                 "control greenlet)."),
     _s("single-interpreter", "bool", False,
        "Accepted, no effect: uwsgipy always runs one interpreter.",
        short="-i", section="uWSGI compatibility",
@@ -1051,14 +1100,10 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("cheaper-rss-limit-hard", "not implemented; reload-on-rss bounds a worker's memory"),
     _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
-    _no("gevent", "not yet: one event loop per worker with a thread pool is the planned "
-        "replacement; until then use processes and threads"),
-    _no("gevent-monkey-patch", "not yet (see gevent)", kind="bool"),
-    _no("gevent-early-monkey-patch", "not yet (see gevent)", kind="bool"),
-    _no("async", "not yet: use processes and threads"),
+    _no("async", "uWSGI's async mode needs a suspend engine uwsgipy does not have: use gevent = N"),
     _no("asyncio", "not yet: ASGI support is planned; until then use processes and threads"),
-    _no("greenlet", "not yet: use processes and threads", kind="bool"),
-    _no("ugreen", "not yet: use processes and threads", kind="bool"),
+    _no("greenlet", "uWSGI's greenlet suspend engine for async mode: use gevent = N", kind="bool"),
+    _no("ugreen", "uWSGI's ucontext suspend engine for async mode: use gevent = N", kind="bool"),
     _s("ksm", "str", None,
        "Accepted with one warning at start-up: Linux KSM page merging is not done "
        "(serving does not depend on it).",
@@ -1191,6 +1236,9 @@ class Config:
     master: bool
     processes: int
     threads: int
+    gevent: int
+    gevent_monkey_patch: bool
+    gevent_early_monkey_patch: bool
     lazy_apps: bool
     reload_mercy: int
     worker_reload_mercy: int
@@ -1284,6 +1332,7 @@ class Config:
     # uWSGI compatibility
     plugins: List[str]
     enable_threads: bool
+    gevent_wait_for_hub: bool
     single_interpreter: bool
     need_app: bool
     ignore_sigpipe: bool

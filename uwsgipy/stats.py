@@ -106,8 +106,9 @@ def _text(raw: bytes) -> str:
 
 
 def _core(index: int, slot: Any, alive: bool, now_mono: float, now_wall: float) -> Dict[str, Any]:
-    """One uWSGI "core" (a worker thread) from its scoreboard slot."""
-    # Each field is read once: the worker thread keeps writing the slot.
+    """One uWSGI "core" (an app thread, a greenlet slot, or the loop thread
+    with threads = 1) from its scoreboard slot."""
+    # Each field is read once: the worker keeps writing the slot.
     started = slot.request_started if alive else 0.0
     doc: Dict[str, Any] = {
         "id": index,
@@ -225,7 +226,7 @@ def snapshot(arbiter: Any) -> Dict[str, Any]:
             slots = scoreboard.cores(info.slot)
         elif scoreboard is not None:
             # no process for this id: zeroed cores, as uWSGI lists them
-            slots = [Slot() for _ in range(scoreboard.threads)]
+            slots = [Slot() for _ in range(scoreboard.cores_per_worker)]
         workers.append(_worker(wid, by_wid.get(wid), slots, chdir, respawn_counts.get(wid, 0),
                                now_mono, now_wall))
     try:

@@ -1,6 +1,12 @@
-"""One worker: the C core's Server on inherited listeners, N threads.
+"""One worker: the C core's Server on inherited listeners, and its app runner.
 
-Used directly in single-process mode and by each worker the master forks.
+Used directly in single-process mode and by each worker the master forks.  A
+worker has one event loop (in C) that owns the listeners and every connection;
+the runner (:func:`runner_for`) decides what runs the app for the requests the
+loop completes: the loop thread itself (``threads = 1``), a pool of app
+threads (``threads = N``), or gevent greenlets (``gevent = N``, see
+uwsgipy.gevent_runner).
+
 Signals (see serve()): SIGTERM is the graceful stop (queued connections
 are served, then in-flight requests finish within ``reload-mercy``
 seconds); SIGINT and SIGQUIT are the quick stop.
@@ -12,15 +18,70 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
 from . import _core
 from .log import access_log_options
 from .sockets import Listener
 
-__all__ = ["make_server", "serve", "core_logger"]
+__all__ = ["Runner", "runner_for", "check_runner", "make_server", "serve", "core_logger"]
 
 log = logging.getLogger("uwsgipy")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What runs the app in a worker, from ``threads`` and ``gevent``.
+
+    name: the C core's ``runner=`` ("inline", "threads" or "external");
+    cores: requests run at once, one scoreboard slot each (uWSGI's cores);
+    multithread: PEP 3333's ``wsgi.multithread``;
+    gevent: the external runner is gevent (uwsgipy.gevent_runner);
+    monkey_patch: ``gevent-monkey-patch``: patch_all() when the worker starts serving."""
+    name: str
+    cores: int
+    multithread: bool
+    gevent: bool = False
+    monkey_patch: bool = False
+
+    def describe(self) -> str:
+        """For the start-up line: "1 thread", "4 app threads", "gevent (100 greenlets)"."""
+        if self.gevent:
+            return f"gevent ({self.cores} greenlets)"
+        return "1 thread" if self.cores == 1 else f"{self.cores} app threads"
+
+
+def runner_for(cfg: Any) -> Runner:
+    """threads = 1: the loop thread runs the app (inline, one core); threads = N > 1: a pool
+    of N app threads; gevent = N: N greenlets driven by gevent's hub (wsgi.multithread is true
+    for both: the app runs N times at once in one process).  check_runner() refuses both."""
+    if cfg.gevent:
+        return Runner("external", cfg.gevent, True, gevent=True,
+                      monkey_patch=cfg.gevent_monkey_patch)
+    if cfg.threads > 1:
+        return Runner("threads", cfg.threads, True)
+    return Runner("inline", 1, False)
+
+
+def check_runner(cfg: Any) -> Optional[str]:
+    """What the settings table cannot check alone about the runner options: one line naming
+    the option and where it was set, or None."""
+    src = cfg.sources
+    if cfg.gevent and cfg.threads > 1:
+        # uWSGI 2.0 starts with both and crashes at the first request (its gevent loop
+        # indexes async cores that threads sized): refuse instead.
+        return (f"{src.get('gevent', '?')}: option 'gevent' cannot be used with threads = "
+                f"{cfg.threads} ({src.get('threads', '?')}): a worker runs its app in either a "
+                "pool of threads or gevent greenlets; remove one")
+    for option in ("gevent-monkey-patch", "gevent-early-monkey-patch"):
+        if getattr(cfg, option.replace("-", "_")) and not cfg.gevent:
+            return (f"{src.get(option, '?')}: option '{option}' needs gevent = N: it prepares "
+                    "the standard library for greenlets, and only the gevent runner runs them")
+    if cfg.gevent:
+        from .gevent_runner import check
+        return check("gevent", src.get("gevent", "?"))
+    return None
 
 
 def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
@@ -34,9 +95,15 @@ def core_logger(level: int, message: str, exc: Optional[BaseException]) -> None:
 def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
                 multiprocess: bool, scoreboard: Optional[memoryview] = None,
                 max_requests: int = 0, worker_id: int = 0) -> "_core.Server":
-    """Build the C Server from the config's request-path options.
+    """Build the C Server from the config's request-path options and its runner
+    (runner_for(cfg)); scoreboard: at least that many cores' slots.
     max_requests and reload-on-rss make the server stop itself gracefully
     (worker recycling); the master then forks a fresh worker."""
+    runner = runner_for(cfg)
+    wait_write = None
+    if runner.gevent:
+        from .gevent_runner import make_wait_write
+        wait_write = make_wait_write()
     return _core.Server(
         app,
         [lst.core_spec(cfg) for lst in listeners],
@@ -46,8 +113,11 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         post_buffering=cfg.post_buffering,
         socket_timeout=float(cfg.socket_timeout),
         keepalive_timeout=float(cfg.http_keepalive),
-        multithread=cfg.threads > 1,
+        multithread=runner.multithread,
         multiprocess=multiprocess,
+        runner=runner.name,
+        cores=runner.cores,
+        wait_write=wait_write,
         errors=sys.stderr,
         max_requests=max_requests,
         min_lifetime=float(cfg.min_worker_lifetime) if multiprocess else 0.0,
@@ -68,15 +138,27 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
     )
 
 
-def serve(server: "_core.Server", threads: int, *, mercy: float,
+def serve(server: "_core.Server", runner: Runner, *, mercy: float,
           install_signals: bool = True,
           quick_signals: Sequence[int] = (),
           retire_signals: Sequence[int] = (),
           final_stop: Optional[Callable[[], bool]] = None,
           on_ready: Optional[Callable[[], None]] = None) -> None:
-    """Run the server's loop in this thread and ``threads - 1`` more until
-    a stop completes.  The handlers installed only call server.stop (and
-    log one line):
+    """Run the server's loop in this thread, and its runner, until a stop
+    completes:
+
+    - inline: the loop calls the app in this thread;
+    - threads: ``runner.cores`` app threads (``uwsgipy-app-{i}``, each in
+      server.app_thread(i)) run the apps, the loop runs here; they are
+      joined after it ends.  An app thread that fails (a bug: app errors
+      are the C core's to report) is logged and stops the server at once;
+      its error is raised again here;
+    - gevent: gevent's hub drives the loop from this (the main) greenlet,
+      the apps run in greenlets (gevent_runner.serve); with
+      ``runner.monkey_patch``, gevent.monkey.patch_all() first, as uWSGI's
+      gevent loop does when it starts.
+
+    The handlers installed only call server.stop (and log one line):
 
     - SIGTERM: graceful final stop: serve the connections already queued
       on the listeners, shut the listeners (later connects are refused at
@@ -95,10 +177,14 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
     - SIGINT, SIGQUIT: quick stop, as in uWSGI and gunicorn.  In a forked
       worker (the ``quick_signals``) the process exits at once, dropping
       requests in flight (the master logs it).  In a single process the
-      loops close every connection at their next turn (a request the app
-      is running in that moment finishes first: Python code cannot be
-      interrupted safely); the same signal again exits at once.
+      loop closes every connection at its next turn (a request an app
+      thread is running in that moment finishes first: Python code cannot
+      be interrupted safely; a greenlet gets GreenletExit at its next
+      switch); the same signal again exits at once.
     """
+    if runner.monkey_patch:
+        from .gevent_runner import monkey_patch
+        monkey_patch("gevent-monkey-patch")  # before the handlers: patch_all patches signal too
     rfd = wfd = -1
     if install_signals:
         def quick_exit(signum: int, frame: Any) -> None:
@@ -165,26 +251,32 @@ def serve(server: "_core.Server", threads: int, *, mercy: float,
         signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     errors: List[BaseException] = []
 
-    def run_loop(core: int) -> None:
+    def app_thread(core: int) -> None:
         try:
-            server.serve_forever(core=core)
-        except BaseException as exc:  # a bug in a loop: stop them all
+            server.app_thread(core)
+        except BaseException as exc:  # a bug in the runner: stop everything
             errors.append(exc)
-            log.exception("a server loop failed")
+            log.exception("app thread %d failed", core)
             server.stop(graceful=False)
 
-    pool = [threading.Thread(target=run_loop, args=(i,), name=f"uwsgipy-loop-{i}", daemon=True)
-            for i in range(1, threads)]
+    pool = []
+    if runner.name == "threads":
+        pool = [threading.Thread(target=app_thread, args=(i,), name=f"uwsgipy-app-{i}",
+                                 daemon=True) for i in range(runner.cores)]
     for t in pool:
         t.start()
     if on_ready is not None:
         on_ready()  # after the handlers: a supervisor may signal at once
     try:
-        server.serve_forever(wakeup_fd=rfd)
+        if runner.gevent:
+            from .gevent_runner import serve as serve_gevent
+            serve_gevent(server, runner.cores, wakeup_fd=rfd)
+        else:
+            server.serve_forever(wakeup_fd=rfd)
     finally:
         server.stop(graceful=True, timeout=mercy)
         for t in pool:
-            t.join(mercy + 5)
+            t.join(mercy + 5)  # prompt, unless an app call is still running
         if install_signals:
             signal.set_wakeup_fd(-1)
             os.close(rfd)
