@@ -184,7 +184,8 @@ def serve(server: Any, cores: int, wakeup_fd: int = -1) -> None:
         watcher.close()
         waiting.clear()
         if running:
-            log.info("gevent: stopping %d greenlet(s) still running a request", len(running))
+            log.info("gevent: the loop has stopped; interrupting the %d greenlet(s) still "
+                     "running a request (GreenletExit)", len(running))
             gevent.killall(list(running), block=True, timeout=5.0)
     if errors:
         raise errors[0]
