@@ -502,6 +502,49 @@ def test_gevent_monkey_patch_is_in_each_worker_after_the_app_is_loaded(master, t
     assert not srv.find(r"master.*patch_all|gevent-monkey-patch.*\(pid %d\)" % srv.pid)
 
 
+WRITE_APP = """
+import json, os
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/big":
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for _ in range(64):
+            write(b"x" * (1 << 20))  # PEP 3333's write(): sent before it returns
+        return []
+    body = json.dumps({"version": "v1", "pid": os.getpid()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_gevent_write_on_a_full_socket_yields_to_other_greenlets(master, tmp_path):
+    """write() to a client that does not read must wait through gevent (the Server's wait_write),
+    not block the worker: without it the hub stops and every other request of the worker waits
+    for the stalled one's socket-timeout (measured: 2.5 s with socket-timeout 3)."""
+    app = tmp_path / "writer.py"
+    app.write_text(WRITE_APP)
+    srv = master("--gevent", "2", "--socket-timeout", "3", app=app)
+    stalled = socket.create_connection(("127.0.0.1", srv.port))
+    try:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        poll(lambda: _unread(stalled) > 0, 3, "the first bytes of /big")  # write() has begun
+        t0 = time.monotonic()
+        r = http_get(srv.port)
+        took = time.monotonic() - t0
+        assert r.ok, r.error
+        assert took < 0.5, f"a request beside a write() blocked on a full socket took {took:.2f}s"
+    finally:
+        stalled.close()
+
+
+def _unread(sock: socket.socket) -> int:
+    """Bytes waiting in sock's receive queue (FIONREAD), without reading them."""
+    import fcntl
+    import termios
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
 # ----------------------------------------------------------------------------------------------
 # a broken app
 # ----------------------------------------------------------------------------------------------
