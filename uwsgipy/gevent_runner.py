@@ -167,6 +167,8 @@ def serve(server: Any, cores: int, wakeup_fd: int = -1) -> None:
             free.append(core)
 
     ready = server.run_once(0.0, wakeup_fd)  # opens the loop: fileno() exists from here
+    if ready is None:
+        return  # stopped already (a signal between the handlers and here)
     watcher = hub.loop.io(server.fileno(), 1)
     try:
         while ready is not None:
