@@ -502,6 +502,34 @@ def test_gevent_monkey_patch_is_in_each_worker_after_the_app_is_loaded(master, t
     assert not srv.find(r"master.*patch_all|gevent-monkey-patch.*\(pid %d\)" % srv.pid)
 
 
+def test_an_old_worker_whose_exit_was_taken_elsewhere_is_forgotten(caplog):
+    """After a reload the old workers are children the re-executed master did not fork; if
+    another waitpid in the master takes one's status (gevent's child watcher did, before the
+    master kept its own waitpid), the master must not wait for it forever at the final stop."""
+    import subprocess
+    from uwsgipy.arbiter import Arbiter
+    from uwsgipy.config import load
+    arbiter = Arbiter(load(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(OPS_APP)], {}))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its status is taken: not a child of this process any more
+    exited = subprocess.Popen(["true"])
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        poll(lambda: os.path.exists(f"/proc/{exited.pid}") and
+             open(f"/proc/{exited.pid}/stat").read().split(") ")[1][0] == "Z", 5, "a zombie")
+        arbiter.old_pids = {gone.pid, exited.pid, running.pid}
+        with caplog.at_level("INFO", logger="uwsgipy"):
+            arbiter._forget_lost_old_workers()
+        assert arbiter.old_pids == {running.pid}
+        text = caplog.text
+        assert f"old worker (pid {gone.pid}) is gone; its exit status was not seen" in text
+        assert f"old worker (pid {exited.pid}) exited with code 0" in text
+    finally:
+        running.kill()
+        running.wait()
+        exited.returncode = 0  # reaped above; keep Popen from waiting for it again
+
+
 WRITE_APP = """
 import json, os
 def application(environ, start_response):

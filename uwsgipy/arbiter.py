@@ -832,9 +832,9 @@ class Arbiter:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             if self.daemons and self.daemons.reaped(pid, status):
                 continue
             if pid in self.old_pids:
@@ -845,6 +845,22 @@ class Arbiter:
             if w is None:
                 continue
             self._reap(w, status)
+        self._forget_lost_old_workers()
+
+    def _forget_lost_old_workers(self) -> None:
+        """An old worker whose exit this master can no longer wait for (its status was taken
+        by another waitpid in this process, e.g. by gevent's child watcher in a monkey-patched
+        master) is gone: forget it, or a final stop would wait for it forever."""
+        for pid in list(self.old_pids):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)  # (0, 0) while it runs
+            except ChildProcessError:
+                self.old_pids.discard(pid)
+                log.warning("old worker (pid %d) is gone; its exit status was not seen", pid)
+                continue
+            if done:  # it exited since the waitpid(-1) loop
+                self.old_pids.discard(pid)
+                log.info("old worker (pid %d) %s", pid, describe_status(status))
 
     def _ready(self, w: WorkerInfo) -> bool:
         """Has the worker reported ready?  Its C loop writes its pid into its
