@@ -345,11 +345,13 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
             report_app_error(exc)
             return EXIT_APP_LOAD
         server = make_server(app, listeners, cfg, multiprocess=False)
+        runner = runner_for(cfg)
+        log.info("single process (no master): %s", runner.describe())
         from .uwsgi_api import run_postfork
         run_postfork()  # uWSGI runs the post-fork hooks in its only worker too
         # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
         # stop, as with --master, uWSGI and gunicorn (worker.serve()).
-        serve(server, runner_for(cfg), mercy=float(cfg.reload_mercy),
+        serve(server, runner, mercy=float(cfg.reload_mercy),
               on_ready=lambda: log.info("ready (pid %d)", os.getpid()))
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK
