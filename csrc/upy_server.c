@@ -114,25 +114,67 @@ upy_log_exception(upy_server *srv, const char *what)
 /* Writing                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Send iov without blocking, as much as the socket takes: the loop's own
-   small responses (errors, 100 Continue) into an empty socket buffer.
-   Returns 0, or -1 when the connection is broken or the socket was full. */
+/* Send the loop's own small responses (errors, 100 Continue).  They go
+   into an empty socket buffer but for a pipelined request right after a
+   large response: then wait for room, at most UPY_SMALL_WAIT_MS in all
+   (the loop waits with it, as a bound, not socket-timeout; the GIL is
+   released if held).  Returns 0, or -1 (broken, or no room in time). */
+#define UPY_SMALL_WAIT_MS 1000
 static int
 send_small(int fd, struct iovec *iov, int iovcnt)
 {
     struct msghdr msg;
-    size_t want = 0;
-    ssize_t n;
-    for (int i = 0; i < iovcnt; i++) {
-        want += iov[i].iov_len;
-    }
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)iovcnt;
-    do {
+    double give_up = 0;
+    while (iovcnt > 0) {
+        ssize_t n;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)iovcnt;
         n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    return n >= 0 && (size_t)n == want ? 0 : -1;
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {fd, POLLOUT, 0};
+            double now = upy_now();
+            int pr, left;
+            if (give_up == 0) {
+                give_up = now + UPY_SMALL_WAIT_MS / 1000.0;
+            }
+            left = (int)((give_up - now) * 1000.0);
+            if (left <= 0) {
+                return -1;
+            }
+            if (PyGILState_Check()) {
+                Py_BEGIN_ALLOW_THREADS
+                pr = poll(&pfd, 1, left);
+                Py_END_ALLOW_THREADS
+            }
+            else {
+                pr = poll(&pfd, 1, left);
+            }
+            if (pr < 0 && errno == EINTR) {
+                continue;
+            }
+            if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
+                return -1;
+            }
+            continue;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
 }
 
 static int
