@@ -114,67 +114,30 @@ upy_log_exception(upy_server *srv, const char *what)
 /* Writing                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Send the loop's own small responses (errors, 100 Continue).  They go
-   into an empty socket buffer but for a pipelined request right after a
-   large response: then wait for room, at most UPY_SMALL_WAIT_MS in all
-   (the loop waits with it, as a bound, not socket-timeout; the GIL is
-   released if held).  Returns 0, or -1 (broken, or no room in time). */
-#define UPY_SMALL_WAIT_MS 1000
+/* Send the loop's own small responses (errors, 100 Continue) without
+   ever waiting: the loop must not stall for one client that stopped
+   reading.  Returns 0 when all was sent, 1 when nothing was (the socket
+   is full: a pipelined request right after a large response), -1 when
+   part was, or the connection is broken. */
 static int
 send_small(int fd, struct iovec *iov, int iovcnt)
 {
     struct msghdr msg;
-    double give_up = 0;
-    while (iovcnt > 0) {
-        ssize_t n;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)iovcnt;
-        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = {fd, POLLOUT, 0};
-            double now = upy_now();
-            int pr, left;
-            if (give_up == 0) {
-                give_up = now + UPY_SMALL_WAIT_MS / 1000.0;
-            }
-            left = (int)((give_up - now) * 1000.0);
-            if (left <= 0) {
-                return -1;
-            }
-            if (PyGILState_Check()) {
-                Py_BEGIN_ALLOW_THREADS
-                pr = poll(&pfd, 1, left);
-                Py_END_ALLOW_THREADS
-            }
-            else {
-                pr = poll(&pfd, 1, left);
-            }
-            if (pr < 0 && errno == EINTR) {
-                continue;
-            }
-            if (pr <= 0 || (pfd.revents & (POLLERR | POLLHUP))) {
-                return -1;
-            }
-            continue;
-        }
-        if (n < 0) {
-            return -1;
-        }
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
+    size_t want = 0;
+    ssize_t n;
+    for (int i = 0; i < iovcnt; i++) {
+        want += iov[i].iov_len;
     }
-    return 0;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    do {
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+    }
+    return (size_t)n == want ? 0 : -1;
 }
 
 static int
@@ -1203,6 +1166,9 @@ conn_process(upy_loop *loop, upy_conn *c)
             }
             if (req.expect_continue && c->len == c->head_len &&
                 send_text(c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
+                /* part of it went out: the stream is broken.  Nothing
+                   (a full socket) is fine: RFC 9110 §10.1.1 lets the
+                   client send the content without the 100. */
                 conn_close(loop, c);
                 return -1;
             }
@@ -1754,6 +1720,14 @@ loop_step(upy_loop *loop, int timeout_ms)
     if (now - loop->last_sweep >= 1.0) {
         sweep_timeouts(loop, now);
         loop->last_sweep = now;
+        if (nogil && loop->wakeup_fd < 0) {
+            /* no wakeup fd: run pending signal handlers once a second */
+            loop_gil(loop);
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            loop->tstate = PyEval_SaveThread();
+        }
     }
     if (srv->stopping) {
         /* the last request of a stop may have ended in this turn: end
@@ -2283,6 +2257,11 @@ server_serve_forever(upy_server *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (loop_open(self, wakeup_fd) < 0) {
+        /* app threads waiting for jobs would wait forever */
+        pthread_mutex_lock(&loop->mu);
+        loop->ended = 1;
+        pthread_cond_broadcast(&loop->cv);
+        pthread_mutex_unlock(&loop->mu);
         return NULL;
     }
     if (self->runner == UPY_RUN_THREADS) {
