@@ -692,13 +692,21 @@ slot_begin(upy_core *co, const upy_request *req, double started)
     sl->request_started = started;
 }
 
-/* The response on c is finished (rc is not UPY_RESP_BLOCKED): count it on
-   core co and the server, then check max-requests and reload-on-rss. */
+/* A runner's turn with c ended with rc: parked (UPY_RESP_BLOCKED), the core
+   is free; finished, count it on core co and the server, then check
+   max-requests and reload-on-rss. */
 static void
-run_end(upy_core *co, upy_conn *c, double started)
+run_end(upy_core *co, upy_conn *c, int rc, double started)
 {
     upy_server *srv = co->srv;
-    double now = upy_now();
+    double now;
+    if (rc == UPY_RESP_BLOCKED) {
+        /* parked: the core is free until the socket takes more */
+        if (co->slot != NULL)
+            co->slot->request_started = 0;
+        return;
+    }
+    now = upy_now();
     c->last_io = now; /* conn_returned() counts the keep-alive from it */
     srv->requests++;
     c->requests++;
@@ -775,14 +783,7 @@ run_start(upy_core *co, upy_conn *c, const upy_request *req)
 done:
     Py_XDECREF(environ);
     Py_XDECREF(input);
-    if (rc == UPY_RESP_BLOCKED) {
-        /* parked: the core is free until the socket takes more */
-        if (co->slot != NULL)
-            co->slot->request_started = 0;
-    }
-    else {
-        run_end(co, c, started);
-    }
+    run_end(co, c, rc, started);
     return rc;
 }
 
@@ -797,13 +798,7 @@ run_resume(upy_core *co, upy_conn *c)
         co->slot->request_started = upy_now();
     }
     rc = upy_response_resume(co, c);
-    if (rc == UPY_RESP_BLOCKED) {
-        if (co->slot != NULL)
-            co->slot->request_started = 0;
-    }
-    else {
-        run_end(co, c, started);
-    }
+    run_end(co, c, rc, started);
     return rc;
 }
 
