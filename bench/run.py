@@ -44,8 +44,29 @@ FASTWSGI_LAUNCHER = BENCH_DIR / "serve_fastwsgi.py"
 EXPECTED_BODY = b"Hello, World!"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ("http-keepalive", "nginx-uwsgi")
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """The file a static scenario fetches, made once per run in a temp dir
+    that every server maps at STATIC_PREFIX."""
+
+    name: str
+    size: int  # bytes
+    connections: int  # default wrk -c: many small requests, or a few streams
+
+
+STATIC_PREFIX = "/static"
+# A 1 KiB file shows the per-request cost (open, fstat, headers, sendfile);
+# a 100 MiB one the bulk path (sendfile, socket buffers), where a handful of
+# streams already fill the loopback.
+STATIC_SCENARIOS = {
+    "static-1k": StaticFile("1k.bin", 1024, 50),
+    "static-100m": StaticFile("100m.bin", 100 * 1024 * 1024, 4),
+}
+SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS)
 DEFAULT_SERVERS = ("uwsgipy", "uwsgi", "bjoern", "uwsgi-router", "uwsgi-close")
+STATIC_DEFAULT_SERVERS = ("uwsgipy", "nginx", "uwsgi")
 # Extra rows that exist in one scenario only; elsewhere they are dropped
 # without a row (the three main servers always get a row, skipped or not).
 MAIN_SERVERS = ("uwsgipy", "uwsgi", "bjoern")
@@ -80,6 +101,9 @@ class ServerSpec:
     stop_signal: int = signal.SIGTERM
     note: str = ""
     available: Callable[[], Optional[str]] = lambda: None  # returns reason if not
+    # For a server that needs files written first (nginx serving static):
+    # builds the argv from the port and the measurement's temp dir instead.
+    argv_in: Optional[Callable[[int, Path], list[str]]] = None
 
 
 def _which_or_reason(exe: str) -> Optional[str]:
@@ -236,6 +260,53 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
             available=lambda: "bjoern does not speak the uwsgi protocol "
                               "(not applicable behind uwsgi_pass)",
         )
+    elif scenario in STATIC_SCENARIOS:
+        # The same directory mapped at STATIC_PREFIX by every server; the app
+        # is loaded too (a static hit must not reach it), logging off.
+        static_map = ["--static-map", f"{STATIC_PREFIX}={args.static_root}"]
+        specs["uwsgipy"] = ServerSpec(
+            "uwsgipy",
+            lambda p: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
+                       *static_map, "--wsgi-file", app, "--processes", "1",
+                       "--threads", "1", "--disable-logging", *uwsgipy_extra],
+            "http",
+            note="static-map served by the C core (sendfile), keep-alive",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
+        specs["nginx"] = ServerSpec(
+            "nginx", lambda p: [], "http", signal.SIGTERM,
+            note="1 worker, `location /static/ { alias DIR/; }`, sendfile on, "
+                 "tcp_nopush on (Debian's default), access_log off, no open_file_cache",
+            available=lambda: (None if os.path.exists(args.nginx)
+                               else f"`{args.nginx}` not found (apt-get install -y nginx)"),
+            argv_in=lambda p, tmp: nginx_static_argv(args, tmp, p),
+        )
+        # uWSGI's --http-socket closes the connection after every response,
+        # static ones included, without announcing it: wrk reconnects and
+        # counts one "read" socket error per request.  Measured as it is.
+        specs["uwsgi"] = ServerSpec(
+            "uwsgi",
+            lambda p: ["uwsgi", "--http-socket", f"127.0.0.1:{p}", *static_map,
+                       *uwsgi_common],
+            "http", signal.SIGINT,
+            note="--http-socket + static-map: closes the connection after every "
+                 "response (no keep-alive in uWSGI 2.0's http protocol; wrk counts "
+                 "a read error per request and reconnects)",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        specs["uwsgi-http11"] = ServerSpec(
+            "uwsgi-http11",
+            lambda p: ["uwsgi", "--http11-socket", f"127.0.0.1:{p}", *static_map,
+                       *uwsgi_common],
+            "http", signal.SIGINT,
+            note="--http11-socket + static-map: keep-alive, but the one worker core "
+                 "serves one connection at a time",
+            available=lambda: _which_or_reason("uwsgi"),
+        )
+        specs["bjoern"] = ServerSpec(
+            "bjoern", lambda p: [], "http",
+            available=lambda: "bjoern has no static file serving",
+        )
     else:  # pragma: no cover - argparse restricts choices
         raise ValueError(scenario)
     return specs
@@ -285,10 +356,10 @@ def _read_http_response(sock: socket.socket) -> tuple[int, bytes]:
     return int(m.group(1)), body
 
 
-def _uwsgi_packet(port: int) -> bytes:
-    """A uwsgi protocol request (modifier1 0) for GET /, as nginx sends it."""
+def _uwsgi_packet(port: int, path: str = "/") -> bytes:
+    """A uwsgi protocol request (modifier1 0) for GET `path`, as nginx sends it."""
     env = {
-        "REQUEST_METHOD": "GET", "REQUEST_URI": "/", "PATH_INFO": "/",
+        "REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path,
         "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
         "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port),
         "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "1", "HTTP_HOST": "127.0.0.1",
@@ -301,15 +372,39 @@ def _uwsgi_packet(port: int) -> bytes:
     return b"\x00" + len(body).to_bytes(2, "little") + b"\x00" + body
 
 
-def probe(port: int, protocol: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def probe(port: int, protocol: str, timeout: float = 2.0, path: str = "/") -> tuple[int, bytes]:
     """One real request; returns (status, body).  Closes the connection at
     once: uWSGI's http11 core would otherwise stay parked on it."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         if protocol == "http":
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Connection: close\r\n\r\n".encode())
         else:
-            s.sendall(_uwsgi_packet(port))
+            s.sendall(_uwsgi_packet(port, path))
         return _read_http_response(s)
+
+
+def head_content_length(port: int, path: str, timeout: float = 2.0) -> tuple[int, Optional[int]]:
+    """HEAD `path` over HTTP: (status, Content-Length or None).  Checks that
+    a static scenario's big file is what the server would send, without
+    reading 100 MiB."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    head = buf.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head[0])
+    status = int(m.group(1)) if m else 0
+    for line in head[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length" and v.strip().isdigit():
+            return status, int(v)
+    return status, None
 
 
 class Proc:
@@ -362,9 +457,12 @@ class Proc:
 
 
 def wait_ready(proc: Proc, port: int, protocol: str,
-               timeout: float = READY_TIMEOUT_S) -> Optional[str]:
-    """Poll with real requests until a 200 with the hello body; returns an
-    error string if the server died or never answered."""
+               timeout: float = READY_TIMEOUT_S, path: str = "/",
+               expect: bytes = EXPECTED_BODY) -> Optional[str]:
+    """Poll with real requests for `path` until a 200 with the body `expect`
+    (the hello body, or a static scenario's 1 KiB file: the app would answer
+    a missed static path with the hello body, so that cannot pass); returns
+    an error string if the server died or never answered."""
     deadline = time.monotonic() + timeout
     last_err = "no attempt"
     while time.monotonic() < deadline:
@@ -372,8 +470,8 @@ def wait_ready(proc: Proc, port: int, protocol: str,
             return (f"{proc.name} exited with {proc.popen.returncode} before "
                     f"answering:\n{proc.log_tail()}")
         try:
-            status, body = probe(port, protocol)
-            if status == 200 and body == EXPECTED_BODY:
+            status, body = probe(port, protocol, path=path)
+            if status == 200 and body == expect:
                 return None
             last_err = f"status {status}, body {body[:80]!r}"
         except OSError as e:
@@ -492,10 +590,14 @@ def parse_wrk(out: str) -> dict:
     res: dict = {"non2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
     m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     res["rps"] = float(m.group(1)) if m else None
-    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)", out, re.M)
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)([KMGT]?)B read",
+                  out, re.M)
     if m:
         res["requests"] = int(m.group(1))
         res["elapsed_s"] = _to_us(m.group(2) + m.group(3)) / 1e6
+        # wrk prints binary units (units.c: 1 KB = 1024 B), 3 significant digits.
+        res["bytes_read"] = float(m.group(4)) * 1024 ** ("KMGT".find(m.group(5)) + 1
+                                                          if m.group(5) else 0)
     for pct in ("50", "75", "90", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+(?:us|ms|s|m))", out, re.M)
         res[f"p{pct}_us"] = _to_us(m.group(1)) if m else None
@@ -509,10 +611,24 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
-def wrk_argv(args: argparse.Namespace, port: int, duration: str) -> list[str]:
+def scenario_connections(args: argparse.Namespace, scenario: str) -> int:
+    """wrk -c: the option, else the scenario's own default."""
+    if args.connections is not None:
+        return args.connections
+    return STATIC_SCENARIOS[scenario].connections if scenario in STATIC_SCENARIOS else 50
+
+
+def scenario_path(scenario: str) -> str:
+    """The URL path wrk fetches."""
+    if scenario in STATIC_SCENARIOS:
+        return f"{STATIC_PREFIX}/{STATIC_SCENARIOS[scenario].name}"
+    return "/"
+
+
+def wrk_argv(args: argparse.Namespace, scenario: str, port: int, duration: str) -> list[str]:
     return pinned(args.client_cpu, [
-        "wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{duration}",
-        "--latency", f"http://127.0.0.1:{port}/",
+        "wrk", f"-t{args.wrk_threads}", f"-c{scenario_connections(args, scenario)}",
+        f"-d{duration}", "--latency", f"http://127.0.0.1:{port}{scenario_path(scenario)}",
     ])
 
 
@@ -520,7 +636,7 @@ def wrk_argv(args: argparse.Namespace, port: int, duration: str) -> list[str]:
 # nginx
 # --------------------------------------------------------------------------
 
-NGINX_CONF = """\
+NGINX_CONF_HEAD = """\
 # Generated by bench/run.py for one measurement; deleted afterwards.
 daemon off;
 master_process on;
@@ -537,6 +653,24 @@ http {{
     scgi_temp_path {tmp}/scgi;
     keepalive_requests 100000000;
     keepalive_timeout 75s;
+"""
+
+# nginx as the static server of the static scenarios: the same directory as
+# the others, the file's stat for headers, sendfile for the body.
+NGINX_STATIC_CONF = NGINX_CONF_HEAD + """\
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    server {{
+        listen 127.0.0.1:{port};
+        location {prefix}/ {{
+            alias {root}/;
+        }}
+    }}
+}}
+"""
+
+NGINX_CONF = NGINX_CONF_HEAD + """\
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -560,6 +694,34 @@ http {{
     }}
 }}
 """
+
+
+def make_static_root() -> Path:
+    """A temp dir with every static scenario's file (random bytes, so no
+    layer can shortcut a run of zeros), readable by nginx's `nobody` worker.
+    The caller removes it."""
+    root = Path(tempfile.mkdtemp(prefix="bench-static-"))
+    os.chmod(root, 0o755)
+    block = os.urandom(1024 * 1024)
+    for f in STATIC_SCENARIOS.values():
+        with open(root / f.name, "wb") as out:
+            left = f.size
+            while left:
+                n = min(left, len(block))
+                out.write(block[:n])
+                left -= n
+        os.chmod(root / f.name, 0o644)
+    return root
+
+
+def nginx_static_argv(args: argparse.Namespace, tmp: Path, port: int) -> list[str]:
+    """Writes the static scenarios' nginx config into `tmp`; nginx's argv."""
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_STATIC_CONF.format(tmp=tmp, port=port, prefix=STATIC_PREFIX,
+                                             root=args.static_root))
+    # nginx running as root switches its worker to `nobody`; let it in.
+    os.chmod(tmp, 0o755)
+    return [args.nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")]
 
 
 def start_nginx(args: argparse.Namespace, tmp: Path, upstream: int) -> tuple[Proc, int, Optional[str]]:
@@ -597,6 +759,8 @@ class Measurement:
     p99_us: Optional[float] = None
     non2xx: int = 0
     socket_errors: dict = field(default_factory=dict)
+    bytes_read: Optional[float] = None  # wrk's "N read" (3 significant digits)
+    gb_per_s: Optional[float] = None  # static-100m: requests x file size / elapsed, 1e9 B/s
     server_cpu_s: Optional[float] = None
     server_cpu_us_per_req: Optional[float] = None
     server_user_us_per_req: Optional[float] = None
@@ -625,11 +789,26 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
     with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as tmpdir:
         tmp = Path(tmpdir)
         port = free_port()
-        m.server_argv = pinned(args.server_cpu, spec.argv(port))
+        m.server_argv = pinned(args.server_cpu, spec.argv_in(port, tmp) if spec.argv_in
+                               else spec.argv(port))
         server = Proc(spec.name, m.server_argv, tmp / "server.log", spec.stop_signal)
         nginx: Optional[Proc] = None
+        static = STATIC_SCENARIOS.get(scenario)
         try:
-            err = wait_ready(server, port, spec.protocol)
+            if static:
+                # Ready = the 1 KiB file comes back byte for byte (not the
+                # app's hello body); then the file wrk fetches has its size.
+                err = wait_ready(server, port, spec.protocol,
+                                 path=f"{STATIC_PREFIX}/{STATIC_SCENARIOS['static-1k'].name}",
+                                 expect=(args.static_root / STATIC_SCENARIOS["static-1k"].name)
+                                 .read_bytes())
+                if not err:
+                    status, length = head_content_length(port, scenario_path(scenario))
+                    if (status, length) != (200, static.size):
+                        err = (f"HEAD {scenario_path(scenario)}: status {status}, "
+                               f"Content-Length {length}, expected 200 and {static.size}")
+            else:
+                err = wait_ready(server, port, spec.protocol)
             if err:
                 m.error = err
                 return m
@@ -642,12 +821,12 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                     m.error = f"nginx: {err}\n{tail}"
                     return m
             if args.warmup > 0:
-                subprocess.run(wrk_argv(args, target, f"{args.warmup}s"),
+                subprocess.run(wrk_argv(args, scenario, target, f"{args.warmup}s"),
                                capture_output=True, text=True, timeout=args.warmup + WRK_GRACE_S)
                 if not server.alive():
                     m.error = f"{spec.name} died during warm-up:\n{server.log_tail()}"
                     return m
-            m.wrk_argv = wrk_argv(args, target, args.duration)
+            m.wrk_argv = wrk_argv(args, scenario, target, args.duration)
             split0 = tree_cpu_split(server.pid)
             cpu0 = sum(split0)
             ng0 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
@@ -673,6 +852,9 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                 setattr(m, k, v)
             m.server_cpu_s = cpu1 - cpu0
             m.server_cpu_util = m.server_cpu_s / wall
+            if static and m.requests and m.elapsed_s:
+                # Completed responses x file size: wrk's "read" has 3 digits only.
+                m.gb_per_s = m.requests * static.size / m.elapsed_s / 1e9
             if m.requests:
                 m.server_cpu_us_per_req = m.server_cpu_s * 1e6 / m.requests
                 m.server_user_us_per_req = (split1[0] - split0[0]) * 1e6 / m.requests
@@ -721,6 +903,7 @@ def summarise(ms: list[Measurement]) -> dict:
         "user_us_per_req": _median([m.server_user_us_per_req for m in ok]),
         "sys_us_per_req": _median([m.server_sys_us_per_req for m in ok]),
         "nginx_cpu_us_per_req": _median([m.nginx_cpu_us_per_req for m in ok]),
+        "gb_per_s": _median([m.gb_per_s for m in ok]),
         "other_cpu_util_max": max((m.other_cpu_util or 0.0 for m in ok), default=None),
         "rps_rounds": [m.rps for m in ok],
         "errors": errs,
@@ -742,9 +925,13 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
     base = summary.get(baseline, {})
     b_rps, b_cpu = base.get("rps"), base.get("cpu_us_per_req")
     nginx = scenario == "nginx-uwsgi"
+    bulk = scenario == "static-100m"
+    b_gbs = base.get("gb_per_s")
     head = ["server", "req/s", "req/s best", "p50", "p99", "CPU µs/req", "user+sys µs", "server CPU %"]
     if nginx:
         head.append("nginx CPU µs/req")
+    if bulk:
+        head += ["GB/s", f"GB/s vs {baseline}"]
     head += [f"req/s vs {baseline}", f"CPU/req vs {baseline}", "errors", "other load % (max)",
              "rounds ok"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -766,11 +953,43 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
                _fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f")]
         if nginx:
             row.append(_fmt(s["nginx_cpu_us_per_req"], ".1f"))
+        if bulk:
+            row += [_fmt(s["gb_per_s"], ".2f"),
+                    f"{s['gb_per_s'] / b_gbs:.2f}×" if s["gb_per_s"] and b_gbs else "n/a"]
         other = s.get("other_cpu_util_max")
         row += [rps_ratio, cpu_ratio, err, _fmt(None if other is None else other * 100, ".0f"),
                 f"{s['rounds_ok']}/{s['rounds']}"]
         rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows)
+
+
+# Issue 9's speed goals: (scenario, metric, numerator, denominator, goal).
+STATIC_GOALS = (
+    ("static-1k", "rps", "uwsgipy", "nginx", 0.9),
+    ("static-1k", "rps", "uwsgipy", "uwsgi", 2.0),
+    ("static-100m", "gb_per_s", "uwsgipy", "nginx", 0.95),
+)
+
+
+def goal_lines(scenario: str, summary: dict) -> list[str]:
+    """The issue's ratios (uwsgipy ÷ peer, from this run's medians) against
+    their goals, plus CPU per request side by side."""
+    out = []
+    for scen, metric, num, den, goal in STATIC_GOALS:
+        if scen != scenario:
+            continue
+        a, b = summary.get(num, {}).get(metric), summary.get(den, {}).get(metric)
+        if a and b:
+            verdict = "met" if a / b >= goal else "NOT met"
+            out.append(f"{num} ÷ {den} {metric}: {a / b:.2f}× (goal ≥ {goal}×: {verdict})")
+        else:
+            out.append(f"{num} ÷ {den} {metric}: n/a (a row is missing or failed)")
+    if scenario in STATIC_SCENARIOS:
+        cpu = [f"{n} {s['cpu_us_per_req']:.1f}" for n, s in summary.items()
+               if s.get("cpu_us_per_req")]
+        if cpu:
+            out.append("server CPU µs/request: " + ", ".join(cpu))
+    return out
 
 
 def uwsgipy_core_id(python: str) -> str:
@@ -835,7 +1054,8 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
         f"# {scenario} — {env['date']}",
         "",
         f"Command: `{cmd}`  ",
-        f"wrk: `-t{args.wrk_threads} -c{args.connections} -d{args.duration} --latency`, "
+        f"wrk: `-t{args.wrk_threads} -c{scenario_connections(args, scenario)} -d{args.duration} "
+        f"--latency http://127.0.0.1:PORT{scenario_path(scenario)}`, "
         f"warm-up {args.warmup}s, {args.rounds} rounds interleaved, medians shown.  ",
         f"Pinning: server CPU {args.server_cpu}, wrk CPU {args.client_cpu}"
         + (f", nginx CPU {args.nginx_cpu}" if scenario == "nginx-uwsgi" else "") + ".  ",
@@ -846,9 +1066,15 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
         "CPU/req: >1 means more CPU than baseline). other load: CPU used during "
         "the run by anything but the server, nginx and wrk, in % of one core "
         "(worst round); above ~10% the req/s figures are disturbed.",
+        *([f"Static: `{scenario_path(scenario)}`, a {STATIC_SCENARIOS[scenario].size:,}-byte "
+            f"file in a temp dir every server maps at `{STATIC_PREFIX}` (page cache warm). "
+            "GB/s: completed responses × file size ÷ wrk's elapsed time (10^9 B/s)."]
+          if scenario in STATIC_SCENARIOS else []),
         "",
         table,
         "",
+        *[f"- {line}" for line in goal_lines(scenario, summary)],
+        *([""] if goal_lines(scenario, summary) else []),
         "Versions: " + ", ".join(f"{k} `{env[k]}`" for k in
                                   ("python", "uwsgipy", "uwsgipy_core", "git_head", "uwsgi",
                                    "bjoern", "nginx", "wrk"))
@@ -888,13 +1114,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         description="Benchmark uwsgipy side by side with uWSGI and bjoern (127.0.0.1 only).")
     p.add_argument("--scenario", action="append", choices=SCENARIOS,
                    help="scenario to run; repeatable (default: all)")
-    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                   help="comma-separated servers (default: %(default)s; http-keepalive "
-                        "also knows uwsgi-http11, uwsgi-router, uwsgi-close)")
+    p.add_argument("--servers", default=None,
+                   help="comma-separated servers (default: " + ",".join(DEFAULT_SERVERS)
+                        + "; for the static scenarios " + ",".join(STATIC_DEFAULT_SERVERS)
+                        + "; http-keepalive also knows uwsgi-http11, uwsgi-router, "
+                          "uwsgi-close, static ones uwsgi-http11)")
     p.add_argument("--baseline", default="uwsgipy", help="server the ratios divide by")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", "-d", default="10s", help="wrk -d per measurement")
-    p.add_argument("--connections", "-c", type=int, default=50, help="wrk -c")
+    p.add_argument("--connections", "-c", type=int, default=None,
+                   help="wrk -c (default: 50; static-100m: "
+                        f"{STATIC_SCENARIOS['static-100m'].connections})")
     p.add_argument("--wrk-threads", "-t", type=int, default=1, help="wrk -t")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (0: none)")
     p.add_argument("--server-cpu", type=int, default=0)
@@ -929,7 +1159,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     a.scenario = a.scenario or list(SCENARIOS)
     if a.nginx_cpu is None:
         a.nginx_cpu = a.server_cpu
-    a.servers = [s.strip() for s in a.servers.split(",") if s.strip()]
+    a.servers = (None if a.servers is None
+                 else [s.strip() for s in a.servers.split(",") if s.strip()])
     try:
         duration_seconds(a.duration)
     except argparse.ArgumentTypeError as e:
@@ -958,12 +1189,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     env = environment(args)
     print("environment: " + json.dumps(env))
+    args.static_root = (make_static_root() if any(s in STATIC_SCENARIOS for s in args.scenario)
+                        else None)
+    try:
+        return run_scenarios(args, env)
+    finally:
+        if args.static_root:
+            shutil.rmtree(args.static_root, ignore_errors=True)
+
+
+def run_scenarios(args: argparse.Namespace, env: dict) -> int:
     exit_code = 0
     for scenario in args.scenario:
         specs = server_specs(args, scenario)
         runnable: list[ServerSpec] = []
         summary: dict[str, dict] = {}
-        for name in args.servers:
+        names = args.servers or (STATIC_DEFAULT_SERVERS if scenario in STATIC_SCENARIOS
+                                 else DEFAULT_SERVERS)
+        for name in names:
             spec = specs.get(name)
             if spec is None and name not in MAIN_SERVERS:
                 print(f"[{scenario}] {name} is not defined for this scenario; ignored")
@@ -1012,6 +1255,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             summary.setdefault("uwsgipy", {})["core_changed"] = sorted(cores)
         table = render_table(scenario, summary, args.baseline)
         print(f"\n## {scenario}\n\n{table}\n")
+        for line in goal_lines(scenario, summary):
+            print(line)
         if not args.no_write:
             path = write_results(args, scenario, env, specs, summary, measurements, table,
                                  discarded)
