@@ -170,6 +170,8 @@ typedef struct {
     uint64_t sent;           /* body bytes sent or queued */
     int minor_version;
     upy_proto proto;
+    int is_static;           /* a static-map response (upy_static.c): the
+                                loop ends it, no Python; sf_fd is owned */
 } upy_response;
 
 typedef struct upy_conn {
@@ -230,7 +232,10 @@ typedef struct {
     uint64_t running_us;     /* time spent in requests, us */
     uint64_t pid;            /* the worker process */
     char method[16];         /* of the request in progress (NUL-terminated) */
-    char uri[96];
+    char uri[88];
+    uint64_t static_requests; /* of requests, those static-map served
+                                (counted on slot 0 by the loop: atomic
+                                adds, as requests and tx there) */
 } upy_slot;
 
 /*
@@ -330,6 +335,12 @@ typedef struct {
 #define UPY_LOG_4XX 1
 #define UPY_LOG_5XX 2
 
+/* log_format codes beyond _core.LOG_VARS (uwsgipy/log.py, same values):
+   the default line, and the default line with the time in microseconds
+   (log-micros). */
+#define UPY_LV_DEFAULT 100
+#define UPY_LV_DEFAULT_MICROS 101
+
 /* log-format variables; uwsgipy/log.py compiles "%(var)" to these. */
 enum {
     UPY_LV_ADDR = 1, UPY_LV_METHOD, UPY_LV_URI, UPY_LV_PROTO, UPY_LV_STATUS,
@@ -396,7 +407,14 @@ typedef struct upy_server {
                                 or NULL */
     char *tmpdir_c;          /* tmpdir in the filesystem encoding, PyMem,
                                 or NULL */
+    struct upy_static_cfg *static_cfg; /* static-map etc. (upy_static.c),
+                                or NULL: no static serving */
+    PyObject *mounts;        /* mount: sequence of (prefix, app), or NULL */
+    int manage_script_name;  /* manage-script-name */
 } upy_server;
+
+/* The loop's own core (after the runners' ncores): static files. */
+#define UPY_LOOP_CORE(srv) (&(srv)->cores[(srv)->ncores])
 
 typedef struct {
     PyObject_HEAD
@@ -429,6 +447,29 @@ void upy_log(upy_server *srv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void upy_log_exception(upy_server *srv, const char *what);
 extern PyType_Spec upy_request_spec;
+
+/* Parse the head at c->buf[0..head_len) again into core co's fields: the
+   loop's are reused by the next request it reads.  Returns 0, or -1. */
+int upy_reparse(upy_core *co, upy_conn *c, upy_request *req);
+
+/* upy_static.c: static-map, static-map2, check-static */
+struct upy_static_cfg;
+/* The config dict from uwsgipy/static.py, converted (GIL held); NULL with
+   an exception set. */
+struct upy_static_cfg *upy_static_new(upy_server *srv, PyObject *cfg);
+void upy_static_free(struct upy_static_cfg *sc);
+/* _core.check_ere(pattern) */
+PyObject *upy_check_ere(PyObject *module, PyObject *arg);
+#define UPY_STATIC_PASS 2    /* not a static file: the app gets it */
+#define UPY_STATIC_REJECT 3  /* a NUL in the path: 400 */
+/* The loop, for a complete request (no GIL needed; lc is the loop's own
+   core): UPY_STATIC_PASS, UPY_STATIC_REJECT, or the UPY_RESP_* of the
+   static response it started. */
+int upy_static_serve(upy_core *lc, upy_conn *c, const upy_request *req);
+/* A parked static response, when the socket is writable: UPY_RESP_*. */
+int upy_static_resume(upy_core *lc, upy_conn *c);
+/* The connection is going away with a static response parked. */
+void upy_static_abort(upy_core *lc, upy_conn *c);
 
 /* upy_environ.c */
 void upy_key_cache_free(upy_key_entry *cache);
@@ -468,5 +509,17 @@ extern PyType_Spec upy_empty_input_spec;
 void upy_send_error(upy_server *srv, upy_conn *conn, int status,
                     const char *reason);
 const char *upy_status_text(int status);
+/* "Date: <IMF-fixdate>\r\n", this thread's copy, made once a second. */
+const char *upy_date_header(void);
+/* The access log line for c's response (c->resp: status_code, sent),
+   from environ (GIL held). */
+void upy_access_log(upy_core *core, upy_conn *c, PyObject *environ,
+                    double started);
+/* The default access log line from C strings (no GIL needed): static
+   responses.  micros: log-micros. */
+void upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
+                          const upy_str *method, const upy_str *uri,
+                          const upy_str *proto, int status, uint64_t sent,
+                          double started, int micros);
 
 #endif /* UPY_CORE_H */

@@ -252,10 +252,22 @@ PyDoc_STRVAR(upy_doc,
 "and HTTP/1.1 parsing, the PEP 3333 environ, start_response and sending\n"
 "the response.  Python binds the sockets and passes their fds.");
 
+PyDoc_STRVAR(check_ere_doc,
+"check_ere(pattern)\n--\n\n"
+"Raise ValueError (with regerror's reason) unless pattern (str) is a\n"
+"POSIX extended regular expression, the dialect the static-expires\n"
+"options are matched with (regcomp REG_EXTENDED).");
+
+static PyMethodDef upy_methods[] = {
+    {"check_ere", upy_check_ere, METH_O, check_ere_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef upy_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "uwsgipy._core",
     .m_doc = upy_doc,
+    .m_methods = upy_methods,
     .m_size = sizeof(upy_state),
     .m_slots = upy_slots,
     .m_traverse = upy_traverse,

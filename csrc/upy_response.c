@@ -508,8 +508,8 @@ PyType_Spec upy_empty_input_spec = {
 /* ------------------------------------------------------------------ */
 
 /* "Date: <IMF-fixdate>\r\n" (RFC 9110 §6.6.1), formatted once a second. */
-static const char *
-date_header(void)
+const char *
+upy_date_header(void)
 {
     static __thread char buf[64];
     static __thread time_t last;
@@ -616,7 +616,7 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
         return -1;
     }
     if (!r->has_date) {
-        const char *d = date_header();
+        const char *d = upy_date_header();
         if (out_append(core, &len, d, strlen(d)) < 0)
             return -1;
     }
@@ -1081,11 +1081,6 @@ log_addr(upy_server *srv, PyObject *environ, Py_ssize_t *len)
 #define UPY_LOG_ZERO 4
 #define UPY_LOG_SLOW_SHIFT 8
 
-/* log_format codes beyond _core.LOG_VARS (uwsgipy/log.py, same values):
-   the default line, and the default line with the time in microseconds
-   (log-micros). */
-#define UPY_LV_DEFAULT 100
-#define UPY_LV_DEFAULT_MICROS 101
 
 static int
 log_wanted(upy_server *srv, int status, uint64_t sent, double secs)
@@ -1314,6 +1309,47 @@ access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
     (void)!write(srv->access_log_fd, l.p, l.len);
 }
 
+void
+upy_access_log(upy_core *core, upy_conn *c, PyObject *environ, double started)
+{
+    access_log(core, c, &c->resp, environ, started);
+}
+
+void
+upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
+                     const upy_str *method, const upy_str *uri,
+                     const upy_str *proto, int status, uint64_t sent,
+                     double started, int micros)
+{
+    char buf[4096];
+    upy_line l = {buf, 0, sizeof buf - 1};
+    double secs;
+    if (srv->access_log_fd < 0)
+        return;
+    secs = upy_now() - started;
+    if (!log_wanted(srv, status, sent, secs))
+        return;
+    /* the default line, as access_log() writes it from an environ */
+    if (alen > 0)
+        line_put(&l, addr, alen);
+    else
+        line_put(&l, "-", 1);
+    line_put(&l, " \"", 2);
+    line_put(&l, method->p, method->len > 32 ? 32 : method->len);
+    line_put(&l, " ", 1);
+    line_put(&l, uri->p, uri->len > 2048 ? 2048 : uri->len);
+    line_put(&l, " ", 1);
+    line_put(&l, proto->p, proto->len > 16 ? 16 : proto->len);
+    if (micros)
+        line_fmt(&l, "\" %d %llu %lluus", status, (unsigned long long)sent,
+                 (unsigned long long)(secs * 1e6));
+    else
+        line_fmt(&l, "\" %d %llu %.3fms", status, (unsigned long long)sent,
+                 secs * 1000.0);
+    l.p[l.len++] = '\n';
+    (void)!write(srv->access_log_fd, l.p, l.len);
+}
+
 /* Call result.close() if it has one (PEP 3333: always, also on errors). */
 static void
 close_result(upy_server *srv, PyObject *result)
@@ -1413,8 +1449,8 @@ finish(upy_core *core, upy_conn *c)
         close_result(srv, r->result);
         Py_CLEAR(r->result);
     }
-    if (core->slot != NULL)
-        core->slot->tx += r->sent;
+    if (core->slot != NULL) /* atomic: the loop counts static files on slot 0 */
+        __atomic_fetch_add(&core->slot->tx, r->sent, __ATOMIC_RELAXED);
     access_log(core, c, r, r->environ, r->started);
     Py_CLEAR(r->status);
     Py_CLEAR(r->headers);

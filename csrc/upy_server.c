@@ -195,6 +195,9 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     loop->nconns--;
+    if (c->resp.is_static) {
+        upy_static_abort(UPY_LOOP_CORE(loop->srv), c); /* no Python */
+    }
     if (c->resp.active || c->pend.hold != NULL) {
         /* Only at the loop's end, or with the inline runner: otherwise a
            runner finishes a response (upy_response_abort() runs the app's
@@ -708,12 +711,13 @@ run_end(upy_core *co, upy_conn *c, int rc, double started)
     }
     now = upy_now();
     c->last_io = now; /* conn_returned() counts the keep-alive from it */
-    srv->requests++;
+    /* atomic: the loop thread counts static files without the GIL */
+    __atomic_fetch_add(&srv->requests, 1, __ATOMIC_RELAXED);
     c->requests++;
     if (co->slot != NULL) {
         double us = (now - started) * 1e6;
         upy_slot *sl = co->slot;
-        sl->requests++;
+        __atomic_fetch_add(&sl->requests, 1, __ATOMIC_RELAXED);
         sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
         sl->running_us += (uint64_t)us;
         sl->request_started = 0;
@@ -721,11 +725,9 @@ run_end(upy_core *co, upy_conn *c, int rc, double started)
     check_limits(srv, now);
 }
 
-/* Parse the head at c->buf[0..head_len) again into core co's fields: the
-   loop's are reused by the next request it reads.  It was valid when the
-   loop parsed it.  Returns 0, or -1. */
-static int
-reparse(upy_core *co, upy_conn *c, upy_request *req)
+/* upy_core.h.  It was valid when the loop parsed it. */
+int
+upy_reparse(upy_core *co, upy_conn *c, upy_request *req)
 {
     upy_server *srv = co->srv;
     memset(req, 0, sizeof *req);
@@ -758,7 +760,7 @@ run_start(upy_core *co, upy_conn *c, const upy_request *req)
     int rc = UPY_RESP_CLOSE;
 
     if (req == NULL) {
-        if (reparse(co, c, &again) < 0) {
+        if (upy_reparse(co, c, &again) < 0) {
             upy_log(srv, 40, "the request head from %s changed after it "
                     "was parsed (a bug)", c->addr_text);
             upy_send_error(srv, c, 500, "internal error");
@@ -949,6 +951,23 @@ conn_returned(upy_loop *loop, upy_conn *c, int rc)
     return 0;
 }
 
+/* A static response's turn ended with rc: count it when it is over (as
+   run_end() does for the app's). */
+static void
+static_ended(upy_loop *loop, upy_conn *c, int rc)
+{
+    upy_server *srv = loop->srv;
+    double now;
+    if (rc == UPY_RESP_BLOCKED) {
+        return;
+    }
+    now = upy_now();
+    c->last_io = now;
+    __atomic_fetch_add(&srv->requests, 1, __ATOMIC_RELAXED);
+    c->requests++;
+    check_limits(srv, now);
+}
+
 /* The request on c is complete: the inline runner calls the app now, the
    others get c queued.  Returns 0 (c is kept: state HEAD for the next
    request, WRITE, or APP), -1 when c was closed. */
@@ -956,6 +975,18 @@ static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
 {
     upy_server *srv = loop->srv;
+    if (srv->static_cfg != NULL) {
+        /* static-map: served here, on the loop thread, without Python */
+        int rc = upy_static_serve(UPY_LOOP_CORE(srv), c, req);
+        if (rc == UPY_STATIC_REJECT) {
+            conn_reject(loop, c, 400, "NUL byte in the path of a static file");
+            return -1;
+        }
+        if (rc != UPY_STATIC_PASS) {
+            static_ended(loop, c, rc);
+            return conn_returned(loop, c, rc);
+        }
+    }
     if (srv->runner == UPY_RUN_INLINE) {
         int rc = run_start(&srv->cores[0], c, req);
         return conn_returned(loop, c, rc);
@@ -971,6 +1002,19 @@ conn_writable(upy_loop *loop, upy_conn *c)
 {
     upy_server *srv = loop->srv;
     int rc;
+    if (c->resp.is_static) {
+        rc = upy_static_resume(UPY_LOOP_CORE(srv), c);
+        if (rc == UPY_RESP_BLOCKED) {
+            c->deadline = upy_now() + c->lst->socket_timeout;
+            return;
+        }
+        static_ended(loop, c, rc);
+        if (conn_returned(loop, c, rc) < 0) {
+            return;
+        }
+        (void)conn_process(loop, c);
+        return;
+    }
     if (srv->runner != UPY_RUN_INLINE) {
         if (upy_response_flush(c) == UPY_RESP_BLOCKED) {
             c->deadline = upy_now() + c->lst->socket_timeout;
@@ -1889,19 +1933,20 @@ server_alloc_loop(upy_server *self, int ncores)
     size_t fields_cap = self->uwsgi_limits.max_fields > self->limits.max_fields
                             ? self->uwsgi_limits.max_fields
                             : self->limits.max_fields;
-    self->cores = PyMem_Calloc((size_t)ncores, sizeof(upy_core));
+    /* cores[ncores] is the loop's own: static files, no scoreboard slot */
+    self->cores = PyMem_Calloc((size_t)ncores + 1, sizeof(upy_core));
     self->loop = loop = PyMem_Calloc(1, sizeof(upy_loop));
     if (self->cores == NULL || loop == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     self->ncores = ncores;
-    for (int i = 0; i < ncores; i++) {
+    for (int i = 0; i <= ncores; i++) {
         upy_core *co = &self->cores[i];
         co->srv = self;
         co->st = self->st;
         co->index = i;
-        co->slot = self->scoreboard.buf != NULL
+        co->slot = self->scoreboard.buf != NULL && i < ncores
                        ? (upy_slot *)self->scoreboard.buf + i : NULL;
         co->fields_cap = fields_cap;
         co->fields = calloc(fields_cap, sizeof(upy_field));
@@ -1954,7 +1999,7 @@ server_free_loop(upy_server *self)
         loop_close(loop);  /* uses the cores */
     }
     if (self->cores != NULL) {
-        for (int i = 0; i < self->ncores; i++) {
+        for (int i = 0; i <= self->ncores; i++) {
             free(self->cores[i].fields);
             free(self->cores[i].scratch);
             free(self->cores[i].out);
@@ -1993,10 +2038,13 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "limit_request_line", "limit_request_field_size",
                              "header_timeout", "body_timeout",
                              "body_min_rate", "add_headers", "min_lifetime",
-                             "runner", "cores", "wait_write", NULL};
+                             "runner", "cores", "wait_write", "static",
+                             "mounts", "manage_script_name", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
     PyObject *add_headers = NULL, *wait_write = Py_None;
+    PyObject *static_cfg = Py_None, *mounts = Py_None;
+    int manage_script_name = 0;
     const char *runner = "inline";
     int cores = 1;
     int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
@@ -2015,7 +2063,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSdsiO",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSdsiOOOp",
                                      kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
@@ -2030,7 +2078,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &header_timeout, &body_timeout,
                                      &body_min_rate, &add_headers,
                                      &min_lifetime, &runner, &cores,
-                                     &wait_write)) {
+                                     &wait_write, &static_cfg, &mounts,
+                                     &manage_script_name)) {
         return -1;
     }
     if (strcmp(runner, "inline") == 0) {
@@ -2154,6 +2203,16 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     if (server_alloc_loop(self, cores) < 0) {
         return -1;
     }
+    /* static-map and friends (upy_static.c) */
+    if (static_cfg != Py_None &&
+        (self->static_cfg = upy_static_new(self, static_cfg)) == NULL) {
+        return -1;
+    }
+    /* mount / manage-script-name: the app is chosen per request */
+    if (mounts != Py_None) {
+        self->mounts = Py_NewRef(mounts);
+    }
+    self->manage_script_name = manage_script_name;
     self->var_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
     self->hdr_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
     if (self->var_keys == NULL || self->hdr_keys == NULL) {
@@ -2605,6 +2664,7 @@ server_traverse(upy_server *self, visitproc visit, void *arg)
     Py_VISIT(self->log_format);
     Py_VISIT(self->add_headers);
     Py_VISIT(self->wait_write);
+    Py_VISIT(self->mounts);
     if (self->listeners != NULL) {
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_VISIT(self->listeners[i].base_environ);
@@ -2618,6 +2678,7 @@ server_clear(upy_server *self)
 {
     Py_CLEAR(self->app);
     Py_CLEAR(self->logger);
+    Py_CLEAR(self->mounts);
     return 0;
 }
 
@@ -2633,6 +2694,8 @@ server_dealloc(upy_server *self)
     Py_CLEAR(self->tmpdir);
     Py_CLEAR(self->log_format);
     Py_CLEAR(self->add_headers);
+    upy_static_free(self->static_cfg);
+    self->static_cfg = NULL;
     upy_key_cache_free(self->var_keys);
     upy_key_cache_free(self->hdr_keys);
     if (self->scoreboard.buf != NULL) {

@@ -32,7 +32,8 @@ class Slot(ctypes.Structure):
         ("running_us", ctypes.c_uint64),       # time spent in requests
         ("pid", ctypes.c_uint64),
         ("method", ctypes.c_char * 16),
-        ("uri", ctypes.c_char * 96),
+        ("uri", ctypes.c_char * 88),
+        ("static_requests", ctypes.c_uint64),  # of requests: static files
     ]
 
 

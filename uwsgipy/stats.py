@@ -113,7 +113,7 @@ def _core(index: int, slot: Any, alive: bool, now_mono: float, now_wall: float) 
     doc: Dict[str, Any] = {
         "id": index,
         "requests": int(slot.requests),
-        "static_requests": 0,
+        "static_requests": int(slot.static_requests),
         "routed_requests": 0,
         "offloaded_requests": 0,
         "write_errors": 0,
