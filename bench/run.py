@@ -766,6 +766,7 @@ class Measurement:
     server_user_us_per_req: Optional[float] = None
     server_sys_us_per_req: Optional[float] = None
     server_cpu_util: Optional[float] = None  # fraction of one core
+    client_cpu_util: Optional[float] = None  # wrk's CPU over the run, fraction of one core
     nginx_cpu_us_per_req: Optional[float] = None
     # CPU-seconds per second of wall time used on the machine by processes
     # other than the server, nginx and wrk: noise from whatever else runs.
@@ -842,6 +843,7 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
             busy1, kids1 = machine_busy_seconds(), children_cpu_seconds()
             m.steal_util = (machine_steal_seconds() - steal0) / wall
             ours = (cpu1 - cpu0) + (ng1 - ng0) + (kids1 - kids0)
+            m.client_cpu_util = (kids1 - kids0) / wall
             m.other_cpu_util = max(0.0, (busy1 - busy0) - ours) / wall
             m.wrk_output = wrk.stdout + wrk.stderr
             m.server_alive_after = server.alive()
@@ -900,6 +902,7 @@ def summarise(ms: list[Measurement]) -> dict:
         "p99_us": _median([m.p99_us for m in ok]),
         "cpu_us_per_req": _median([m.server_cpu_us_per_req for m in ok]),
         "cpu_util": _median([m.server_cpu_util for m in ok]),
+        "client_cpu_util": _median([m.client_cpu_util for m in ok]),
         "user_us_per_req": _median([m.server_user_us_per_req for m in ok]),
         "sys_us_per_req": _median([m.server_sys_us_per_req for m in ok]),
         "nginx_cpu_us_per_req": _median([m.nginx_cpu_us_per_req for m in ok]),
@@ -930,6 +933,10 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
     head = ["server", "req/s", "req/s best", "p50", "p99", "CPU µs/req", "user+sys µs", "server CPU %"]
     if nginx:
         head.append("nginx CPU µs/req")
+    static = scenario in STATIC_SCENARIOS
+    if static:
+        # Near 100: wrk (its copy of every byte, its reconnects) was the ceiling.
+        head.append("wrk CPU %")
     if bulk:
         head += ["GB/s", f"GB/s vs {baseline}"]
     head += [f"req/s vs {baseline}", f"CPU/req vs {baseline}", "errors", "other load % (max)",
@@ -953,6 +960,9 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
                _fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f")]
         if nginx:
             row.append(_fmt(s["nginx_cpu_us_per_req"], ".1f"))
+        if static:
+            row.append(_fmt(None if s.get("client_cpu_util") is None
+                            else s["client_cpu_util"] * 100, ".0f"))
         if bulk:
             row += [_fmt(s["gb_per_s"], ".2f"),
                     f"{s['gb_per_s'] / b_gbs:.2f}×" if s["gb_per_s"] and b_gbs else "n/a"]
