@@ -461,7 +461,8 @@ void upy_static_free(struct upy_static_cfg *sc);
 /* _core.check_ere(pattern) */
 PyObject *upy_check_ere(PyObject *module, PyObject *arg);
 #define UPY_STATIC_PASS 2    /* not a static file: the app gets it */
-#define UPY_STATIC_REJECT 3  /* a NUL in the path: 400 */
+#define UPY_STATIC_REJECT 3  /* a NUL, or ".." above the root, in a path
+                                a map names: 400 */
 /* The loop, for a complete request (no GIL needed; lc is the loop's own
    core): UPY_STATIC_PASS, UPY_STATIC_REJECT, or the UPY_RESP_* of the
    static response it started. */

@@ -979,7 +979,8 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
         /* static-map: served here, on the loop thread, without Python */
         int rc = upy_static_serve(UPY_LOOP_CORE(srv), c, req);
         if (rc == UPY_STATIC_REJECT) {
-            conn_reject(loop, c, 400, "NUL byte in the path of a static file");
+            conn_reject(loop, c, 400, "a NUL byte or a '..' above the root "
+                        "in the path of a static file");
             return -1;
         }
         if (rc != UPY_STATIC_PASS) {

@@ -105,6 +105,7 @@ struct upy_static_cfg {
     /* loop-thread scratch */
     char *path;              /* decoded URL path, then the file's path */
     size_t path_cap;
+    char norm[UPY_STATIC_PATH_MAX]; /* the path without dot-segments */
     char rel[UPY_STATIC_PATH_MAX];
     char full[UPY_STATIC_PATH_MAX + 8];
     char *small;             /* UPY_STATIC_SMALL bytes */
@@ -1439,8 +1440,8 @@ try_map(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
     if (m->is_file) {
         /* static-map = /favicon.ico=/srv/favicon.ico: exactly the prefix */
         (void)rem;
-        (void)rlen;
-        if (m->kind == MAP_DOCROOT || q->path_len != m->prefix.len)
+        if (m->kind == MAP_DOCROOT ||
+            (m->kind == MAP_STRIP ? rlen != 0 : rlen != m->prefix.len))
             return UPY_STATIC_PASS;
         s.fd = open(m->root.s, OPEN_FLAGS);
         if (s.fd < 0)
@@ -1556,20 +1557,46 @@ upy_static_serve(upy_core *lc, upy_conn *c, const upy_request *req)
     struct upy_static_cfg *sc = srv->static_cfg;
     sreq q;
     double now;
+    size_t norm_len;
     if (sc->nmaps == 0 || read_request(sc, req, &q) < 0 || q.path_len == 0 ||
         q.path[0] != '/') {
         return UPY_STATIC_PASS;
     }
+    /* Dot-segments go first, over the whole path (RFC 3986 §5.2.4, as
+       nginx does before it matches a location): /static/../x is /x, which
+       no /static map serves. */
+    {
+        int trailing;
+        ssize_t n = upy_static_clean(q.path, q.path_len, sc->norm + 1,
+                                     sizeof sc->norm - 1, &trailing);
+        if (n == UPY_STATIC_NUL || n == UPY_STATIC_ESCAPE) {
+            /* a NUL, or ".." above the root: 400 when a map's prefix
+               names it, else it is the app's to judge */
+            for (size_t i = 0; i < sc->nmaps; i++) {
+                const smap *m = &sc->maps[i];
+                if (m->kind == MAP_DOCROOT ||
+                    (q.path_len >= m->prefix.len &&
+                     memcmp(q.path, m->prefix.s, m->prefix.len) == 0))
+                    return UPY_STATIC_REJECT;
+            }
+            return UPY_STATIC_PASS;
+        }
+        if (n < 0) {
+            return UPY_STATIC_PASS;
+        }
+        sc->norm[0] = '/';
+        norm_len = (size_t)n + 1;
+    }
     now = upy_now();
     for (size_t i = 0; i < sc->nmaps; i++) {
         smap *m = &sc->maps[i];
-        const char *rem = q.path;
-        size_t rlen = q.path_len;
+        const char *rem = sc->norm;
+        size_t rlen = norm_len;
         int rc;
         if (m->kind != MAP_DOCROOT) {
-            if (q.path_len < m->prefix.len ||
-                memcmp(q.path, m->prefix.s, m->prefix.len) != 0 ||
-                (q.path_len > m->prefix.len && q.path[m->prefix.len] != '/'))
+            if (norm_len < m->prefix.len ||
+                memcmp(sc->norm, m->prefix.s, m->prefix.len) != 0 ||
+                (norm_len > m->prefix.len && sc->norm[m->prefix.len] != '/'))
                 continue;
             if (m->kind == MAP_STRIP) {
                 rem += m->prefix.len;

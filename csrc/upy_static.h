@@ -82,7 +82,8 @@ int upy_etag_match(const char *v, size_t n, const char *etag, size_t elen,
  * 9110 §14.1.2, §14.2): "bytes=" (unit case-insensitive) and one
  * int-range "a-b" / "a-" or suffix-range "-n".  last is clipped to
  * size - 1, a suffix longer than the file means all of it.  A range whose
- * first byte is at or past size, or a suffix of 0, is unsatisfiable.
+ * first byte is at or past size, a suffix of 0, or last < first (invalid,
+ * §14.1.1; nginx answers 416 too) is unsatisfiable.
  * Anything malformed, another unit, or more than one range gives
  * UPY_RANGE_NONE (a server may ignore Range, §14.2; multipart/byteranges
  * is not implemented).

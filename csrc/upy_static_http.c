@@ -422,8 +422,10 @@ upy_range_parse(const char *v, size_t n, uint64_t size, uint64_t *first,
             return UPY_RANGE_NONE;
         i++;
         if (i < n && v[i] >= '0' && v[i] <= '9') {
-            if (read_pos(v, n, &i, &b) < 0 || b < a)
+            if (read_pos(v, n, &i, &b) < 0)
                 return UPY_RANGE_NONE;
+            if (b < a)
+                return UPY_RANGE_UNSATISFIABLE; /* invalid (§14.1.1): nginx's 416 */
         }
         else {
             open_end = 1;

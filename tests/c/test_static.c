@@ -259,7 +259,7 @@ static void test_ranges(void)
         {"bytes=-0", 1000, RG_416, 0, 0},
         {"bytes=0-", 0, RG_416, 0, 0},
         {"bytes=-1", 0, RG_416, 0, 0},
-        {"bytes=5-1", 1000, RG_NONE, 0, 0},
+        {"bytes=5-1", 1000, RG_416, 0, 0},   /* invalid: nginx 416s too */
         {"bytes=0-1,5-6", 1000, RG_NONE, 0, 0},  /* multipart: not done */
         {"bytes=", 1000, RG_NONE, 0, 0},
         {"bytes=-", 1000, RG_NONE, 0, 0},
