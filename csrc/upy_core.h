@@ -385,6 +385,7 @@ typedef struct upy_server {
     int wake_rfd, wake_wfd;  /* stop() wakes every loop (upy_wake_*) */
     PyObject *tmpdir;        /* str or None */
     volatile int stopping;   /* 0 run, 1 graceful, 2 immediate */
+    int stop_claimed;        /* self_stop() ran (atomic: one caller wins) */
     double stop_deadline;
     uint64_t requests;       /* served, all loops */
     int active_loops;

@@ -562,11 +562,18 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
 static void
 self_stop(upy_server *srv, const char *reason)
 {
-    if (srv->stopping)
+    /* The loop thread (static files, no GIL) and app threads may both get
+       here: one wins; the deadline and reason are stored before stopping
+       is published. */
+    int expect = 0;
+    if (srv->stopping ||
+        !__atomic_compare_exchange_n(&srv->stop_claimed, &expect, 1, 0,
+                                     __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
         return;
-    srv->stopping = 1;
     srv->stop_deadline = upy_now() + srv->stop_mercy;
     srv->stop_reason = reason;
+    __atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
     upy_wake_signal(srv->wake_wfd);
 }
 
