@@ -483,6 +483,13 @@ PyObject *upy_build_base_environ(upy_state *st, upy_listener *lst,
    core's scratch space. */
 PyObject *upy_build_environ(upy_core *core, upy_conn *conn,
                             const upy_request *req, PyObject *input);
+/* Server(mounts=): store the checked (prefix, app) pairs in srv->mounts
+   (left NULL for None or an empty sequence).  -1 with an exception. */
+int upy_mounts_init(upy_server *srv, PyObject *mounts);
+/* Borrowed: the app for env (mount / manage-script-name; may rewrite
+   SCRIPT_NAME and PATH_INFO); srv->mounts must be set.  NULL with an
+   exception. */
+PyObject *upy_mount_app(upy_server *srv, upy_state *st, PyObject *env);
 
 /* upy_response.c */
 extern PyType_Spec upy_start_response_spec;

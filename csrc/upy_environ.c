@@ -373,3 +373,147 @@ upy_build_environ(upy_core *core, upy_conn *conn, const upy_request *req,
     }
     return env;
 }
+
+/* ------------------------------------------------------------------ */
+/* mount / manage-script-name: which app a request goes to             */
+/* ------------------------------------------------------------------ */
+
+/* Server(mounts=): keep a tuple of (prefix, app) pairs, checked once.
+   A prefix is a native string of latin-1 characters (the URL's bytes, as
+   PATH_INFO is), "" or starting with '/' and not ending with '/'. */
+int
+upy_mounts_init(upy_server *srv, PyObject *mounts)
+{
+    PyObject *seq, *out = NULL;
+    Py_ssize_t n;
+    if (mounts == Py_None) {
+        return 0;
+    }
+    seq = PySequence_Fast(mounts, "mounts must be a sequence of (prefix, app)");
+    if (seq == NULL) {
+        return -1;
+    }
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        return 0;
+    }
+    out = PyTuple_New(n);
+    if (out == NULL) {
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *prefix;
+        Py_ssize_t len;
+        const Py_UCS1 *d;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "mounts: each item must be a "
+                            "(prefix, app) tuple");
+            goto error;
+        }
+        prefix = PyTuple_GET_ITEM(item, 0);
+        if (!PyUnicode_Check(prefix) ||
+            PyUnicode_KIND(prefix) != PyUnicode_1BYTE_KIND) {
+            PyErr_SetString(PyExc_ValueError, "mounts: a prefix must be a str "
+                            "of latin-1 characters (PEP 3333)");
+            goto error;
+        }
+        len = PyUnicode_GET_LENGTH(prefix);
+        d = PyUnicode_1BYTE_DATA(prefix);
+        if (len > 0 && (d[0] != '/' || d[len - 1] == '/')) {
+            PyErr_Format(PyExc_ValueError, "mounts: the prefix %R must start "
+                         "with '/' and not end with '/'", prefix);
+            goto error;
+        }
+        if (!PyCallable_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_Format(PyExc_TypeError, "mounts: the app for %R is not "
+                         "callable", prefix);
+            goto error;
+        }
+        PyTuple_SET_ITEM(out, i, Py_NewRef(item));
+    }
+    Py_DECREF(seq);
+    Py_XSETREF(srv->mounts, out);
+    return 0;
+error:
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    return -1;
+}
+
+static int
+same_text(PyObject *s, const Py_UCS1 *d, Py_ssize_t len)
+{
+    return PyUnicode_Check(s) && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND &&
+           PyUnicode_GET_LENGTH(s) == len &&
+           memcmp(PyUnicode_1BYTE_DATA(s), d, (size_t)len) == 0;
+}
+
+/* The app for the request whose environ is env (GIL held; borrowed: the
+   server holds it).  uWSGI 2.0's rules (core/protocol.c, the
+   manage_script_name block; core/utils.c uwsgi_get_app_id):
+   - manage-script-name: the longest prefix of PATH_INFO that ends at a
+     segment boundary ("/a" takes "/a", "/a/", "/a/x", not "/ab") wins;
+     SCRIPT_NAME becomes the prefix and PATH_INFO the rest ("" for the
+     prefix itself), so SCRIPT_NAME + PATH_INFO is the path (PEP 3333).
+     Over uwsgi this replaces the SCRIPT_NAME nginx sent, as in uWSGI.
+   - otherwise (or no prefix matched): the mount whose prefix equals the
+     request's SCRIPT_NAME (nginx's `uwsgi_param SCRIPT_NAME /a;`; ""
+     over HTTP), environ untouched;
+   - else the default app (srv->app).
+   NULL with an exception set on failure. */
+PyObject *
+upy_mount_app(upy_server *srv, upy_state *st, PyObject *env)
+{
+    PyObject *m = srv->mounts, *sn;
+    Py_ssize_t n = PyTuple_GET_SIZE(m);
+    if (srv->manage_script_name) {
+        PyObject *pi = PyDict_GetItemWithError(env, st->k_PATH_INFO);
+        if (pi == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (pi != NULL && PyUnicode_Check(pi) &&
+            PyUnicode_KIND(pi) == PyUnicode_1BYTE_KIND) {
+            Py_ssize_t plen = PyUnicode_GET_LENGTH(pi), best = -1, best_len = 0;
+            const Py_UCS1 *p = PyUnicode_1BYTE_DATA(pi);
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *prefix = PyTuple_GET_ITEM(PyTuple_GET_ITEM(m, i), 0);
+                Py_ssize_t len = PyUnicode_GET_LENGTH(prefix);
+                if (len == 0 || len <= best_len || len > plen ||
+                    memcmp(p, PyUnicode_1BYTE_DATA(prefix), (size_t)len) != 0 ||
+                    (len < plen && p[len] != '/')) {
+                    continue;
+                }
+                best = i;
+                best_len = len;
+            }
+            if (best >= 0) {
+                PyObject *item = PyTuple_GET_ITEM(m, best);
+                /* pi is borrowed from env: take the rest before replacing it */
+                PyObject *rest = PyUnicode_Substring(pi, best_len, plen);
+                if (upy_dict_set_steal(env, st->k_PATH_INFO, rest) < 0 ||
+                    PyDict_SetItem(env, st->k_SCRIPT_NAME,
+                                   PyTuple_GET_ITEM(item, 0)) < 0) {
+                    return NULL;
+                }
+                return PyTuple_GET_ITEM(item, 1);
+            }
+        }
+    }
+    sn = PyDict_GetItemWithError(env, st->k_SCRIPT_NAME);
+    if (sn == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        sn = st->s_empty;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(m, i);
+        PyObject *prefix = PyTuple_GET_ITEM(item, 0);
+        if (same_text(sn, PyUnicode_1BYTE_DATA(prefix),
+                      PyUnicode_GET_LENGTH(prefix))) {
+            return PyTuple_GET_ITEM(item, 1);
+        }
+    }
+    return srv->app;
+}

@@ -1577,7 +1577,7 @@ upy_response_start(upy_core *core, upy_conn *c, const upy_request *req,
     upy_state *st = core->st;
     upy_response *r = &c->resp;
     upy_start_response *sr;
-    PyObject *result;
+    PyObject *result, *app = srv->app;
 
     memset(r, 0, sizeof *r);
     r->core = core;
@@ -1594,6 +1594,13 @@ upy_response_start(upy_core *core, upy_conn *c, const upy_request *req,
     r->environ = Py_NewRef(environ);
     r->input = Py_NewRef(input);
 
+    /* mount / manage-script-name (upy_environ.c) */
+    if (srv->mounts != NULL &&
+        (app = upy_mount_app(srv, st, environ)) == NULL) {
+        upy_log_exception(srv, "cannot choose the mounted app");
+        app_failed(core, r);
+        return pump(core, c);
+    }
     sr = PyObject_New(upy_start_response, st->StartResponse_Type);
     if (sr == NULL) {
         upy_log_exception(srv, "cannot create start_response");
@@ -1603,7 +1610,7 @@ upy_response_start(upy_core *core, upy_conn *c, const upy_request *req,
     sr->resp = r;
     r->sr = (PyObject *)sr;
 
-    result = PyObject_CallFunctionObjArgs(srv->app, environ, (PyObject *)sr,
+    result = PyObject_CallFunctionObjArgs(app, environ, (PyObject *)sr,
                                           NULL);
     if (result == NULL) {
         upy_log_exception(srv, "exception in the WSGI app");

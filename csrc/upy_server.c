@@ -2217,8 +2217,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     /* mount / manage-script-name: the app is chosen per request */
-    if (mounts != Py_None) {
-        self->mounts = Py_NewRef(mounts);
+    if (upy_mounts_init(self, mounts) < 0) {
+        return -1;
     }
     self->manage_script_name = manage_script_name;
     self->var_keys = PyMem_Calloc(UPY_KEY_CACHE_SIZE, sizeof(upy_key_entry));
