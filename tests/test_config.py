@@ -190,8 +190,8 @@ def test_cli_unsupported_option():
         "command line: option 'mules' is not supported by uwsgipy yet: "
         "uwsgipy has no mules: run background work as its own service (or attach-daemon)")
     assert "load balancer in front" in error_of(["--http-to", "127.0.0.1:3031"])
-    assert error_of(["--manage-script-name"]).startswith(
-        "command line: option 'manage-script-name' is not supported by uwsgipy yet")
+    assert error_of(["--check-static-docroot"]).startswith(
+        "command line: option 'check-static-docroot' is not supported by uwsgipy yet")
     assert error_of(["--emperor", "/etc/uwsgi/vassals"]).startswith(
         "command line: option 'emperor' is not supported by uwsgipy yet: run one uwsgipy")
     assert error_of(["-Q", "/spool"]).startswith("command line: option 'spooler' is not")

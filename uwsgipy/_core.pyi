@@ -12,6 +12,8 @@ LOG_VARS: Dict[str, int]
 Logger = Callable[[int, str, Optional[BaseException]], None]
 ListenerSpec = Tuple[int, int, str, str, str]  # fd, proto, SERVER_NAME, SERVER_PORT, log name
 
+def check_ere(pattern: str) -> None: ...  # ValueError when regcomp(REG_EXTENDED) refuses it
+
 class Server:
     requests: int
     stopping: bool
@@ -31,7 +33,10 @@ class Server:
                  body_timeout: float = ..., body_min_rate: float = ...,
                  add_headers: bytes = ..., min_lifetime: float = ...,
                  runner: str = ..., cores: int = ...,
-                 wait_write: Optional[Callable[[int, float], bool]] = ...) -> None: ...
+                 wait_write: Optional[Callable[[int, float], bool]] = ...,
+                 static: Optional[Dict[str, Any]] = ...,
+                 mounts: Optional[Sequence[Tuple[str, Callable[..., Any]]]] = ...,
+                 manage_script_name: bool = ...) -> None: ...
     def serve_forever(self, wakeup_fd: int = ...) -> None: ...
     def app_thread(self, core: int) -> None: ...
     def fileno(self) -> int: ...

@@ -20,7 +20,8 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
 
-__all__ = ["AppLoadError", "prepare_path", "load_app", "check_virtualenv", "activate_virtualenv"]
+__all__ = ["AppLoadError", "prepare_path", "load_app", "check_virtualenv", "activate_virtualenv",
+           "parse_mount", "load_mount", "Mounts"]
 
 WSGIApp = Callable[..., Any]
 
@@ -336,3 +337,159 @@ def load_app(*, wsgi_file: Optional[str] = None, module: Optional[str] = None,
     if not callable(app):
         raise AppLoadError(f"callable: {where}.{callable_name} is a {type(app).__name__}, not callable")
     return app
+
+
+# --------------------------------------------------------------------------
+# mount = PREFIX=APP (uWSGI's --mount)
+# --------------------------------------------------------------------------
+
+_MODULE_TARGET = None  # compiled lazily (re is not imported at module level here)
+
+
+def parse_mount(value: str) -> "tuple[str, str, str]":
+    """uWSGI's ``mount = PREFIX=APP`` (split at the first '='): returns (prefix, kind, app)
+    with kind "file" (a path: ends with .py or .wsgi, or has a '/') or "module"
+    (``pkg.mod:callable``, ``pkg.mod:make_app()`` or ``pkg.mod``).  The prefix starts with
+    '/', its trailing '/' is dropped ("/" becomes ""), as uWSGI ignores it when matching.
+    Raises ValueError."""
+    import re
+    prefix, sep, target = value.partition("=")
+    prefix, target = prefix.strip(), target.strip()
+    if not sep:
+        raise ValueError(f"expected PREFIX=APP (e.g. /blog=blog/wsgi.py or "
+                         f"/api=api.wsgi:application), got {value!r}")
+    if not prefix.startswith("/"):
+        raise ValueError(f"the mount point {prefix!r} must start with '/'")
+    if any(c in prefix for c in "\0\r\n ?#"):
+        raise ValueError(f"the mount point {prefix!r} cannot hold spaces, '?', '#' or control "
+                         "characters")
+    if "//" in prefix or "/./" in prefix + "/" or "/../" in prefix + "/":
+        raise ValueError(f"the mount point {prefix!r} must be a clean path (no '//', '.' or "
+                         "'..' segments)")
+    if not target:
+        raise ValueError(f"no application after '=' in {value!r}")
+    prefix = prefix.rstrip("/")
+    if target.endswith(".ini"):
+        raise ValueError(f"{target!r}: paste .ini applications are not supported; mount the "
+                         "WSGI app as a file or pkg.mod:callable")
+    if target.endswith((".py", ".wsgi")) or "/" in target:
+        return prefix, "file", target
+    module, colon, attr = target.partition(":")
+    dotted = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+    if not dotted.match(module) or (colon and not dotted.match(attr[:-2] if attr.endswith("()")
+                                                                else attr)):
+        raise ValueError(f"{target!r} is neither a Python file (.py, .wsgi) nor "
+                         "'pkg.module[:callable]'")
+    return prefix, "module", target
+
+
+def load_mount(value: str, callable_name: str = "application") -> "tuple[str, WSGIApp]":
+    """Load the app of one ``mount`` value like the main app (a file as wsgi-file does,
+    a module as module does; ``callable_name`` is the ``callable`` option).  Returns
+    (prefix, app).  Raises AppLoadError naming the mount (the app's own exception as
+    ``__cause__``)."""
+    try:
+        prefix, kind, target = parse_mount(value)
+    except ValueError as exc:
+        raise AppLoadError(f"mount {value}: {exc}") from None
+    where = f"mount {prefix or '/'}={target}"
+    try:
+        if kind == "file":
+            full = _check_readable(target)
+            directory = os.path.dirname(full)
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+            # uWSGI's name for a file app (uwsgi_pythonize): the path as given, '.' and '/'
+            # as '_'; unique per file, so two mounted app.py files do not share a module
+            name = "uwsgi_file_" + target.replace(".", "_").replace("/", "_").replace("-", "_")
+            for suffix in ("_py", "_wsgi"):
+                if name.endswith(suffix):
+                    name = name[:-len(suffix)]
+            mod = _exec_file(name, full, "wsgi-file", target)
+            if callable_name.endswith("()"):
+                raise AppLoadError(f"callable: {callable_name!r} (a call) works with module "
+                                   "only, as in uWSGI; with a file give the name of the callable")
+            try:
+                app = getattr(mod, callable_name)
+            except AttributeError:
+                found = sorted(n for n in ("application", "app", "wsgi_app") if hasattr(mod, n))
+                hint = f" (it has {', '.join(found)}: mount {prefix or '/'}=MODULE:NAME, or set " \
+                       "callable)" if found else ""
+                raise AppLoadError(f"callable: {target!r} has no attribute "
+                                   f"{callable_name!r}{hint}") from None
+            if not callable(app):
+                raise AppLoadError(f"callable: {target}:{callable_name} is a "
+                                   f"{type(app).__name__}, not callable")
+        else:
+            app = load_app(module=target, callable_name=callable_name)
+    except AppLoadError as exc:
+        message = str(exc).replace(": set callable)",
+                                   f": mount {prefix or '/'}={target.partition(':')[0]}:NAME)")
+        for option in ("wsgi-file: ", "module: ", "callable: "):
+            if message.startswith(option):
+                message = message[len(option):]
+                break
+        raise AppLoadError(f"{where}: {message}") from exc.__cause__
+    return prefix, app
+
+
+class Mounts:
+    """The apps of one server: ``default`` answers what no mount takes (None: 404), and
+    ``mounts`` is ((prefix, app), ...) in config order, prefixes as in parse_mount (a
+    prefix "" is taken by a request whose SCRIPT_NAME is empty: the main app under
+    no-default-app)."""
+
+    def __init__(self, default: Optional[WSGIApp], mounts: Sequence["tuple[str, WSGIApp]"]) -> None:
+        self.default = default
+        self.mounts = tuple(mounts)
+
+    def map(self, wrap: Callable[[WSGIApp], WSGIApp]) -> "Mounts":
+        """The same apps, each passed through ``wrap`` (route and file-wrapper wrappers)."""
+        return Mounts(None if self.default is None else wrap(self.default),
+                      [(p, wrap(a)) for p, a in self.mounts])
+
+    def __repr__(self) -> str:
+        return f"Mounts(default={self.default!r}, mounts={self.mounts!r})"
+
+
+def not_found(environ: dict, start_response: Callable) -> Any:
+    """The app for requests no app is mounted for (no default app): 404."""
+    body = b"404 Not Found: no application is mounted at this path\n"
+    start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                     ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def load_mounts(values: Sequence[str], main: Optional[WSGIApp], *,
+                callable_name: str = "application", no_default_app: bool = False) -> Mounts:
+    """Load every ``mount`` (in order, after the main app) and choose the default app as
+    uWSGI 2.0 does: the main app (wsgi-file / module), else the first mount (uWSGI makes the
+    first app it loads the "default app"), else none; ``no-default-app`` turns the fallback
+    off (the main app then serves only requests with an empty SCRIPT_NAME).  ``mount =
+    /=APP`` is the default app.  Raises AppLoadError."""
+    mounts: "list[tuple[str, WSGIApp]]" = []
+    seen: "dict[str, str]" = {}
+    default_from_mount: Optional[WSGIApp] = None
+    for value in values:
+        prefix, app = load_mount(value, callable_name)
+        if prefix in seen:
+            raise AppLoadError(f"mount {value}: the mount point {prefix or '/'} is already "
+                               f"taken by mount {seen[prefix]}")
+        seen[prefix] = value
+        if prefix == "":
+            if main is not None:
+                raise AppLoadError(f"mount {value}: '/' is the main app's (wsgi-file or "
+                                   "module); mount the other app under a prefix")
+            default_from_mount = app
+            continue
+        mounts.append((prefix, app))
+    if main is None:
+        main = default_from_mount
+        if main is None and mounts and not no_default_app:
+            main = mounts[0][1]  # uWSGI's first app is the default app
+            return Mounts(main, mounts)
+    if no_default_app:
+        if main is not None:
+            mounts.append(("", main))
+        return Mounts(None, mounts)
+    return Mounts(main, mounts)

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 from . import config as _config
 from . import privileges
-from .app import (AppLoadError, activate_virtualenv, check_virtualenv, load_app, prepare_path,
+from .app import (AppLoadError, Mounts, activate_virtualenv, check_virtualenv, load_app, prepare_path,
                   pyimport)
 from .log import compile_log_format, setup_logging
 from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
@@ -68,13 +68,58 @@ def load_configured_app(cfg: _config.Config):
             pyimport(name)
         except AppLoadError as exc:
             report_app_error(exc, what="pyimport failed, going on as uWSGI does")
-    app = load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
+    app = None
+    if cfg.wsgi_file or cfg.module or not cfg.mount:
+        app = load_app(wsgi_file=cfg.wsgi_file, module=cfg.module, callable_name=cfg.callable)
+    if cfg.mount:
+        from .app import load_mounts
+        app = load_mounts(cfg.mount, app, callable_name=cfg.callable,
+                          no_default_app=cfg.no_default_app)
+        for prefix, _ in app.mounts:
+            if prefix:
+                log.info("mounted %s on %s", _mount_target(cfg, prefix), prefix)
+    if isinstance(app, Mounts):
+        app = app.map(lambda a: _wrap(cfg, a))
+    else:
+        app = _wrap(cfg, app)
+    static_config(cfg)  # after chdir: relative targets are the workers' (uWSGI's rule)
+    return app
+
+
+def _mount_target(cfg: _config.Config, prefix: str) -> str:
+    for value in cfg.mount:
+        p, _, target = value.partition("=")
+        if p.strip().rstrip("/") == prefix:
+            return target.strip()
+    return "?"
+
+
+def _wrap(cfg: _config.Config, app):
+    """The per-app wrappers: wsgi-disable-file-wrapper, then route break actions."""
     if cfg.wsgi_disable_file_wrapper:
         app = _without_file_wrapper(app)
     if cfg.route or cfg.route_uri:
         from .routes import wrap_app
         app = wrap_app(app, cfg.route, cfg.route_uri)  # break: answers before the app
     return app
+
+
+def static_config(cfg: _config.Config):
+    """The ``static`` dict for the C core (uwsgipy.static.build_static), built once per
+    process from the current directory (chdir applied) and kept on cfg; its warnings (a
+    missing target, an unreadable mimefile) are logged when it is built.  None without
+    static-map, static-map2 or check-static."""
+    if getattr(cfg, "_static_built", False):
+        return cfg._static  # type: ignore[attr-defined]
+    from .static import build_static, describe
+    notes: List[str] = []
+    static = build_static(cfg, notes=notes)
+    cfg._static, cfg._static_built = static, True  # type: ignore[attr-defined]
+    for line in describe(static):
+        log.info("%s", line)
+    for line in notes:
+        log.warning("%s", line)
+    return static
 
 
 def early_monkey_patch(cfg: _config.Config, *, master: bool = False) -> None:
@@ -214,9 +259,9 @@ def check_config(cfg: _config.Config) -> privileges.Identity:
     if not configured_addresses(cfg):
         raise _config.ConfigError("no listener configured: give --http-socket ADDR (HTTP) or "
                                   "--socket ADDR (uwsgi protocol, for nginx uwsgi_pass)")
-    if not cfg.wsgi_file and not cfg.module:
+    if not cfg.wsgi_file and not cfg.module and not cfg.mount:
         raise _config.ConfigError("no application configured: give --wsgi-file FILE or "
-                                  "--module pkg.mod:callable")
+                                  "--module pkg.mod:callable (or mount = /PREFIX=APP)")
     if cfg.virtualenv:
         try:
             check_virtualenv(cfg.virtualenv)

@@ -196,6 +196,41 @@ def _octal_mode(value: str) -> None:
         raise ValueError(f"expected an octal mode such as 660, got {value!r}")
 
 
+def _static_map(value: str) -> None:
+    from .static import parse_map
+    parse_map(value)
+
+
+def _static_expires(value: str) -> None:
+    from .static import parse_expires
+    parse_expires(value)
+
+
+def _static_expires_type(value: str) -> None:
+    from .static import parse_expires_type
+    parse_expires_type(value)
+
+
+def _static_gzip(value: str) -> None:
+    from .static import gzip_regex_suffixes
+    gzip_regex_suffixes(value)
+
+
+def _not_empty(value: str) -> None:
+    if not value.strip():
+        raise ValueError("empty value")
+
+
+def _file_name(value: str) -> None:
+    if not value.strip() or "/" in value or value.strip() in (".", ".."):
+        raise ValueError(f"expected a file name such as index.html, got {value!r}")
+
+
+def _mount(value: str) -> None:
+    from .app import parse_mount
+    parse_mount(value)
+
+
 # The python plugin is built in; uWSGI ini files from distributions load it
 # explicitly (``plugins = python3``), so those names are accepted silently.
 _PYTHON_PLUGIN = re.compile(r"(?:\d+:)?python[0-9.]*\Z")
@@ -219,6 +254,7 @@ SECTIONS: Tuple[str, ...] = (
     "Sockets",
     "Application",
     "Requests and timeouts",
+    "Static files",
     "Processes",
     "Adaptive workers (cheaper)",
     "Attached daemons",
@@ -390,10 +426,12 @@ SETTINGS: Tuple[Setting, ...] = (
        section="Sockets", uwsgi_ref="uWSGI --thunder-lock."),
     _s("offload-threads", "int", 0,
        "Accepted, no effect: responses a client is slow to take are parked and resumed "
-       "by the worker's event loop, and file_wrapper bodies go out with sendfile from "
-       "it, which is what uWSGI's offload threads do.",
-       metavar="N", section="Sockets", validator=_at_least(0),
-       uwsgi_ref="uWSGI --offload-threads."),
+       "by the worker's event loop, and static files (static-map) and file_wrapper bodies "
+       "go out with sendfile from it without blocking, which is what uWSGI's offload "
+       "threads are for.",
+       aliases=("offload-thread",), metavar="N", section="Sockets", validator=_at_least(0),
+       uwsgi_ref="uWSGI --offload-threads / --offload-thread (uWSGI's static-map needs them "
+                 "not to block a worker on a slow client; uwsgipy's loop never blocks)."),
     _s("chmod-socket", "str", None,
        "Permissions of unix sockets, in octal (e.g. 660). Given without a value it "
        "means 666.",
@@ -473,6 +511,43 @@ SETTINGS: Tuple[Setting, ...] = (
        "Repeatable.",
        metavar="KEY=VALUE", section="Application", validator=_key_value,
        uwsgi_ref="uWSGI --env."),
+    _s("mount", "list", (),
+       "Serve another application under the URL prefix PREFIX: `mount = /blog=blog/wsgi.py` "
+       "(a Python file, its callable named by callable), `mount = /api=api.wsgi:app` (a "
+       "module and callable; `:make_app()` calls a factory) or `mount = /api=api.wsgi` (the "
+       "module's callable). Mounted apps are loaded after the main app, in order, the same "
+       "way (in the master, or in each worker with lazy-apps); one that fails to load stops "
+       "start-up with its traceback. With manage-script-name the app is chosen by the longest "
+       "prefix of the path at a '/' boundary (/a serves /a, /a/ and /a/x, not /ab) and gets "
+       "SCRIPT_NAME = PREFIX and PATH_INFO = the rest (PEP 3333); without it, by the "
+       "SCRIPT_NAME the request carries (nginx's `uwsgi_param SCRIPT_NAME /api;`), which "
+       "must equal PREFIX. Other requests go to the default app: the main app (wsgi-file or "
+       "module), or, with none, the first mount, as in uWSGI; 404 when there is none "
+       "(no-default-app). A trailing '/' of PREFIX is ignored; `mount = /=FILE` is the "
+       "default app.",
+       metavar="PREFIX=APP", section="Application", validator=_mount,
+       uwsgi_ref="uWSGI --mount, same forms, also the segment-boundary match (uWSGI 2.0.31 "
+                 "checks it too). Differences: `PREFIX=pkg.mod` (no ':') is mounted (uWSGI "
+                 "logs 'mounting' and mounts nothing); a module that fails to import stops "
+                 "start-up (uWSGI goes on without it; it stops for a file); paste .ini apps "
+                 "are not supported; ASGI apps are not supported yet (called as WSGI)."),
+    _s("manage-script-name", "bool", False,
+       "Choose the mounted app by the longest mount prefix of PATH_INFO and split it: "
+       "SCRIPT_NAME = the prefix, PATH_INFO = the rest (`/a/x` under `mount = /a=...` is "
+       "SCRIPT_NAME /a, PATH_INFO /x; `/a` itself is PATH_INFO ''), so frameworks build "
+       "prefixed URLs (Flask's url_for, Django's reverse). Over the uwsgi protocol this "
+       "replaces the SCRIPT_NAME nginx sent. A path under no prefix keeps SCRIPT_NAME as it "
+       "came ('' over HTTP).",
+       section="Application",
+       uwsgi_ref="uWSGI --manage-script-name, same split. uWSGI leaves SCRIPT_NAME out of "
+                 "the environ for '/'; uwsgipy always sets it ('' there)."),
+    _s("no-default-app", "bool", False,
+       "Do not fall back to a default app: a request no mount takes (see mount) gets 404, "
+       "and without wsgi-file or module the first mount is not the default app. A request "
+       "with an empty SCRIPT_NAME still reaches the main app.",
+       section="Application",
+       uwsgi_ref="uWSGI --no-default-app; uWSGI answers 500 ('no python application "
+                 "found') where uwsgipy answers 404."),
     # -- Requests and timeouts ----------------------------------------------
     _s("buffer-size", "int", 65535,
        "Largest request head accepted, in bytes: the uwsgi vars block behind nginx, "
@@ -557,6 +632,136 @@ SETTINGS: Tuple[Setting, ...] = (
        "system call and wait channel (/proc/PID/syscall and /proc/PID/wchan, Linux).",
        section="Requests and timeouts",
        uwsgi_ref="uWSGI --harakiri-verbose (same two /proc files)."),
+    # -- Static files -------------------------------------------------------
+    _s("static-map", "list", (),
+       "Serve files for URLs under PREFIX from DIR: `static-map = /static=/srv/app/static` "
+       "serves /static/css/a.css from /srv/app/static/css/a.css (the prefix is removed). "
+       "TARGET may be a file (`static-map = /favicon.ico=/srv/app/favicon.ico`). A relative "
+       "target is relative to chdir (the directory the workers run in). A missing file, a "
+       "directory without static-index, a FIFO or device fall through to the next map, then "
+       "the app. Files are served by the C core without entering Python, on every listener "
+       "(http-socket, http, socket behind nginx): GET and HEAD (other methods 405), ETag, "
+       "Last-Modified, conditional requests (304, 412), a single Range (206, 416), "
+       "Content-Type from the mime table, precompressed siblings (static-gzip-*), "
+       "sendfile(2). Never a file outside DIR: '..' above it is refused (400), and a symlink "
+       "out of it 403 unless static-safe names the target's directory. Repeatable; maps are "
+       "tried in order.",
+       metavar="PREFIX=DIR", section="Static files", validator=_static_map,
+       uwsgi_ref="uWSGI --static-map, served without Python; deliberate differences: the "
+                 "prefix matches at a '/' boundary "
+                 "(uWSGI's /static also takes /staticx); a symlink or '..' out of DIR is "
+                 "403/400 (uWSGI logs a security error and calls the app); other methods on "
+                 "an existing file are 405 (uWSGI calls the app); uWSGI has no ETag, "
+                 "If-None-Match or If-Range, and honours Range only with honour-range."),
+    _s("static-map2", "list", (),
+       "As static-map, but the whole URL path is appended to DIR: `static-map2 = "
+       "/static=/srv/app` serves /static/a.css from /srv/app/static/a.css.",
+       metavar="PREFIX=DIR", section="Static files", validator=_static_map,
+       uwsgi_ref="uWSGI --static-map2 (same differences as static-map)."),
+    _s("check-static", "list", (),
+       "Serve a file for any URL whose path names a file under DIR (`check-static = "
+       "/srv/app/public` serves /robots.txt from /srv/app/public/robots.txt); other requests "
+       "go to the app. Tried before static-map and static-map2, as in uWSGI. Repeatable.",
+       aliases=("static-check",), metavar="DIR", section="Static files",
+       validator=_not_empty,
+       uwsgi_ref="uWSGI --check-static / --static-check (same differences as static-map)."),
+    _s("static-index", "list", (),
+       "For a URL that names a directory, serve the first of these files it holds "
+       "(`static-index = index.html`); a directory without one goes to the app. Repeatable.",
+       metavar="NAME", section="Static files", validator=_file_name,
+       uwsgi_ref="uWSGI --static-index (also without a trailing '/': no redirect)."),
+    _s("static-skip-ext", "list", (),
+       "Never serve a file whose name ends with SUFFIX (`static-skip-ext = .php`): the "
+       "request goes to the app. Repeatable.",
+       metavar="SUFFIX", section="Static files", validator=_not_empty,
+       uwsgi_ref="uWSGI --static-skip-ext (a plain suffix of the name, as uWSGI)."),
+    _s("static-safe", "list", (),
+       "Allow files whose real path is under DIR even when a symlink in a mapped directory "
+       "leads there (otherwise 403). Repeatable.",
+       metavar="DIR", section="Static files", validator=_not_empty,
+       uwsgi_ref="uWSGI --static-safe (DIR is made absolute and symlink-free first)."),
+    _s("static-expires", "list", (),
+       "Send `Expires: now + SECONDS` and `Cache-Control: max-age=SECONDS` for static files "
+       "whose resolved file name matches REGEX: `static-expires = /srv/app/static/.*\\.css$ "
+       "86400`. REGEX is uWSGI's PCRE; uwsgipy runs it as a POSIX extended regular "
+       "expression (\\d \\w \\s and (?:...) are converted; lookarounds, lazy quantifiers and "
+       "backreferences are refused at start-up). The first matching expires rule wins, "
+       "checked in uWSGI's order: static-expires, static-expires-path-info, "
+       "static-expires-uri, static-expires-type, each before its -mtime form. Repeatable.",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires (PCRE builds only), as ERE; uWSGI sends one Expires per "
+                 "matching option and no Cache-Control; uwsgipy one Expires (the first match) "
+                 "and Cache-Control: max-age."),
+    _s("static-expires-mtime", "list", (),
+       "As static-expires, with `Expires: file mtime + SECONDS` (max-age counts from now to "
+       "then, at least 0).",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires-mtime."),
+    _s("static-expires-uri", "list", (),
+       "As static-expires, the REGEX matched against REQUEST_URI (the query string "
+       "included): `static-expires-uri = \\.[0-9a-f]{12}\\.(css|js)$ 31536000`.",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires-uri."),
+    _s("static-expires-uri-mtime", "list", (),
+       "As static-expires-uri, counting from the file's mtime.",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires-uri-mtime."),
+    _s("static-expires-path-info", "list", (),
+       "As static-expires, the REGEX matched against PATH_INFO (the whole decoded path, the "
+       "map's prefix included).",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires-path-info."),
+    _s("static-expires-path-info-mtime", "list", (),
+       "As static-expires-path-info, counting from the file's mtime.",
+       metavar="'REGEX SECONDS'", section="Static files", validator=_static_expires,
+       uwsgi_ref="uWSGI --static-expires-path-info-mtime."),
+    _s("static-expires-type", "list", (),
+       "Expires and Cache-Control for static files of Content-Type TYPE (without "
+       "parameters): `static-expires-type = text/css=86400`.",
+       metavar="TYPE=SECONDS", section="Static files", validator=_static_expires_type,
+       uwsgi_ref="uWSGI --static-expires-type, same TYPE=SECONDS syntax."),
+    _s("static-expires-type-mtime", "list", (),
+       "As static-expires-type, counting from the file's mtime.",
+       metavar="TYPE=SECONDS", section="Static files", validator=_static_expires_type,
+       uwsgi_ref="uWSGI --static-expires-type-mtime."),
+    _s("static-gzip-all", "bool", False,
+       "For every static file, serve FILE.br (Content-Encoding: br) or FILE.gz "
+       "(Content-Encoding: gzip) when it exists and the client's Accept-Encoding allows it "
+       "(br first); such responses carry Vary: Accept-Encoding.",
+       section="Static files",
+       uwsgi_ref="uWSGI --static-gzip-all. uWSGI tests Accept-Encoding for the substrings "
+                 "'br' and 'gzip', so 'gzip;q=0' still gets gzip; uwsgipy honours q=0. uWSGI "
+                 "sends no Vary."),
+    _s("static-gzip-dir", "list", (),
+       "As static-gzip-all, for files whose resolved path starts with DIR. Repeatable.",
+       aliases=("static-gzip-prefix",), metavar="DIR", section="Static files",
+       validator=_not_empty,
+       uwsgi_ref="uWSGI --static-gzip-dir / --static-gzip-prefix (DIR is made absolute)."),
+    _s("static-gzip-ext", "list", (),
+       "As static-gzip-all, for files whose name ends with SUFFIX (`static-gzip-ext = .css`). "
+       "Repeatable.",
+       aliases=("static-gzip-suffix",), metavar="SUFFIX", section="Static files",
+       validator=_not_empty,
+       uwsgi_ref="uWSGI --static-gzip-ext / --static-gzip-suffix."),
+    _s("static-gzip", "list", (),
+       "As static-gzip-ext, given as uWSGI's regex on the file name; only the "
+       "file-extension forms are supported (`\\.css$`, `.*\\.(css|js)$`), anything else is "
+       "refused at start-up (use static-gzip-ext or static-gzip-dir).",
+       metavar="REGEX", section="Static files", validator=_static_gzip,
+       uwsgi_ref="uWSGI --static-gzip (PCRE builds), its extension-suffix forms only."),
+    _s("mimefile", "list", (),
+       "Read Content-Types for static files from FILE (mime.types format: `type ext ext`). "
+       "Repeatable; the first entry for an extension wins. Default: /etc/mime.types. "
+       "Extensions no file lists get Python's built-in mimetypes table, then "
+       "application/octet-stream. Text types are sent with `; charset=utf-8`.",
+       aliases=("mime-file",), metavar="FILE", section="Static files", validator=_not_empty,
+       uwsgi_ref="uWSGI --mimefile / --mime-file, same default. uWSGI's given files replace "
+                 "the table and unknown types get no Content-Type at all; uWSGI sends no "
+                 "charset."),
+    _s("honour-range", "bool", False,
+       "Accepted, no effect: single Range requests on static files are always honoured "
+       "(206, 416).",
+       section="Static files", uwsgi_ref="uWSGI --honour-range (off by default there)."),
     # -- Processes ---------------------------------------------------------
     _s("master", "bool", False,
        "Run a master process that spawns, supervises and respawns the workers.",
@@ -1087,12 +1292,10 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("shared-socket", "uWSGI's pre-bound sockets for jails and the emperor; bind with socket or http-socket", kind="list"),
     _no("abstract-socket", "give the address as @name (the Linux abstract namespace) instead", kind="bool"),
     _no("py-tracebacker", "not implemented; py-spy dump --pid PID shows every thread's stack"),
-    _no("mount", "mount the application at a prefix in the proxy, or wrap it", kind="list"),
-    _no("manage-script-name", "let the proxy set SCRIPT_NAME, or wrap the application",
-        kind="bool"),
-    _no("static-map", "serve static files from nginx", kind="list"),
-    _no("static-map2", "serve static files from nginx", kind="list"),
-    _no("check-static", "serve static files from nginx", kind="list"),
+    _no("check-static-docroot", "name the directory with check-static DIR", kind="bool"),
+    _no("static-cache-paths", "not needed: the C core resolves paths with openat2 per request, "
+        "without the uWSGI cache"),
+    _no("static-cache-paths-name", "uwsgipy has no uWSGI cache; static paths are not cached"),
     _no("post-buffering-bufsize", "not a knob here: bodies are read in 64 KiB pieces; set post-buffering only"),
     _no("route-host", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
     _no("route-run", "only route and route-uri (donotlog, log, last, break, continue) are implemented", kind="list"),
@@ -1205,6 +1408,30 @@ class Config:
     wsgi_disable_file_wrapper: bool
     py_call_osafterfork: bool
     env: List[str]
+    mount: List[str]
+    manage_script_name: bool
+    no_default_app: bool
+    # Static files
+    static_map: List[str]
+    static_map2: List[str]
+    check_static: List[str]
+    static_index: List[str]
+    static_skip_ext: List[str]
+    static_safe: List[str]
+    static_expires: List[str]
+    static_expires_mtime: List[str]
+    static_expires_uri: List[str]
+    static_expires_uri_mtime: List[str]
+    static_expires_path_info: List[str]
+    static_expires_path_info_mtime: List[str]
+    static_expires_type: List[str]
+    static_expires_type_mtime: List[str]
+    static_gzip_all: bool
+    static_gzip_dir: List[str]
+    static_gzip_ext: List[str]
+    static_gzip: List[str]
+    mimefile: List[str]
+    honour_range: bool
     # Requests and timeouts
     buffer_size: int
     post_buffering: int

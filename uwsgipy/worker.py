@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import _core
 from .log import access_log_options
@@ -104,8 +104,9 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
     if runner.gevent:
         from .gevent_runner import make_wait_write
         wait_write = make_wait_write()
+    apps = app_options(app, cfg)
     return _core.Server(
-        app,
+        apps.pop("app"),
         [lst.core_spec(cfg) for lst in listeners],
         logger=core_logger,
         buffer_size=cfg.buffer_size,
@@ -135,7 +136,27 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         add_headers=b"".join(f"{h.partition(':')[0]}: {h.partition(':')[2].strip()}\r\n"
                              .encode("latin-1") for h in cfg.add_header),
         **access_log_options(cfg),
+        **apps,
     )
+
+
+def app_options(app: Any, cfg: Any) -> Dict[str, Any]:
+    """The Server's app keywords: ``app`` (the default app, or a 404 app when a Mounts has
+    none), ``mounts`` ((prefix, app), prefixes as PEP 3333 native strings: UTF-8 bytes read
+    as latin-1, as PATH_INFO is) with ``manage_script_name``, and ``static`` (the
+    static-map dict, or None; uwsgipy.cli.static_config)."""
+    from .app import Mounts, not_found
+    from .cli import static_config
+    out: Dict[str, Any] = {"app": app}
+    if isinstance(app, Mounts):
+        out["app"] = app.default if app.default is not None else not_found
+        out["mounts"] = tuple((prefix.encode("utf-8").decode("latin-1"), a)
+                              for prefix, a in app.mounts)
+        out["manage_script_name"] = bool(cfg.manage_script_name)
+    static = static_config(cfg) if hasattr(cfg, "static_map") else None
+    if static is not None:
+        out["static"] = static
+    return out
 
 
 def serve(server: "_core.Server", runner: Runner, *, mercy: float,
