@@ -272,7 +272,7 @@ def test_static_dict(tmp_path):
     cfg = _cfg(["--static-map2", "/m=/srv/m/", "--static-map", "/static=static",
                 "--static-map", "/l=link/", "--check-static", "static",
                 "--static-index", "index.html", "--static-skip-ext", ".php",
-                "--static-safe", "link", "--static-gzip-dir", "static",
+                "--static-safe", "link", "--static-gzip-dir", "static", "--static-gzip-dir", "link/",
                 "--static-gzip-ext", ".css", "--static-gzip", r"\.(svg|js)$",
                 "--static-expires-type-mtime", "image/png=7", "--static-expires-type", "text/css=6",
                 "--static-expires-uri-mtime", r"u2 5", "--static-expires-uri", r"u1 4",
@@ -286,7 +286,7 @@ def test_static_dict(tmp_path):
     assert d["maps"] == [(2, b"", root + b"/static"), (0, b"/static", root + b"/static"),
                          (0, b"/l", root + b"/real"), (1, b"/m", b"/srv/m")]
     assert d["index"] == [b"index.html"] and d["skip_ext"] == [b".php"]
-    assert d["safe"] == [root + b"/real"] and d["gzip_dirs"] == [root + b"/static"]
+    assert d["safe"] == [root + b"/real"] and d["gzip_dirs"] == [root + b"/static", root + b"/real/"]
     assert d["gzip_exts"] == [b".css", b".svg", b".js"] and d["gzip_all"] is False
     # file name, PATH_INFO, REQUEST_URI, type (uWSGI's check order), plain before -mtime
     assert d["expires"] == [(0, b"f1", 1, False), (0, b"f2", 2, True), (2, b"[0-9]", 3, False),

@@ -733,7 +733,8 @@ SETTINGS: Tuple[Setting, ...] = (
                  "'br' and 'gzip', so 'gzip;q=0' still gets gzip; uwsgipy honours q=0. uWSGI "
                  "sends no Vary."),
     _s("static-gzip-dir", "list", (),
-       "As static-gzip-all, for files whose resolved path starts with DIR. Repeatable.",
+       "As static-gzip-all, for files whose resolved path starts with DIR (a plain prefix, as "
+       "in uWSGI: write DIR/ for the directory only). Repeatable.",
        aliases=("static-gzip-prefix",), metavar="DIR", section="Static files",
        validator=_not_empty,
        uwsgi_ref="uWSGI --static-gzip-dir / --static-gzip-prefix (DIR is made absolute)."),

@@ -391,7 +391,9 @@ def build_static(cfg: Any, cwd: Optional[str] = None,
         "safe": [_fs(_real(v, base)) for v in cfg.static_safe],
         "expires": expires,
         "gzip_all": bool(cfg.static_gzip_all),
-        "gzip_dirs": [_fs(_real(v, base)) for v in cfg.static_gzip_dir],
+        # a prefix of the resolved file name (uWSGI's plain starts-with): "DIR/" keeps its '/'
+        "gzip_dirs": [_fs(_real(v, base) + ("/" if v.strip().endswith("/") else ""))
+                      for v in cfg.static_gzip_dir],
         "gzip_exts": gzip_exts,
         "mime": sorted((ext.encode("latin-1", "replace"), ctype.encode("latin-1", "replace"))
                        for ext, ctype in mime.items()),
