@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import APPS, READY_RE, ServerProcess
+from helpers import APPS, READY_RE, ServerProcess, uwsgi_request, uwsgi_vars
 
 import django  # noqa: E402,F401  (a test extra: pip install django)
 import flask  # noqa: E402,F401
@@ -49,9 +49,15 @@ mount = /dj=djsite.wsgi:application
     return ini
 
 
+ASSET = b"/* an asset under a mounted app's prefix */\n"
+
+
 @pytest.fixture(scope="module")
 def msrv(module_server_factory, tmp_path_factory):
-    ini = mount_ini(tmp_path_factory.mktemp("mount"))
+    tmp = tmp_path_factory.mktemp("mount")
+    (tmp / "assets").mkdir()
+    (tmp / "assets" / "app.css").write_bytes(ASSET)
+    ini = mount_ini(tmp, extra=f"static-map = /a/assets={tmp / 'assets'}\n")
     return module_server_factory(str(ini), env={"DJSITE_STATIC_ROOT": "/nonexistent"})
 
 
@@ -159,12 +165,61 @@ def test_no_default_app_unmatched_is_404(server_factory, tmp_path):
 
 
 def test_uwsgi_listener_with_manage_script_name(msrv):
-    """The same split for requests arriving over the uwsgi protocol (PATH_INFO sent whole)."""
-    from helpers import uwsgi_request, uwsgi_vars
+    """The same split for requests arriving over the uwsgi protocol (PATH_INFO sent whole);
+    manage-script-name replaces a SCRIPT_NAME nginx sent, as uWSGI (WIRING9.md's table)."""
     r = uwsgi_request(msrv.uwsgi_addr, uwsgi_vars("GET", "/b/where", query="k=v"))
     assert r.status == 200 and r.header("X-Flask-App") == "b"
     doc = json.loads(r.body)
     assert (doc["script_name"], doc["path_info"], doc["url_for"]) == ("/b", "/where", "/b/where")
+    # nginx split it already: SN=/a PI=/where -> PI matches no mount, the exact SN chooses /a
+    r = uwsgi_request(msrv.uwsgi_addr, uwsgi_vars("GET", "/where", extra={"SCRIPT_NAME": "/a"}))
+    doc = json.loads(r.body)
+    assert (r.header("X-Flask-App"), doc["script_name"], doc["path_info"]) == ("a", "/a", "/where")
+    # nginx sent SN=/a with the whole path: manage-script-name splits the path again
+    r = uwsgi_request(msrv.uwsgi_addr, uwsgi_vars("GET", "/a/where", extra={"SCRIPT_NAME": "/a"}))
+    doc = json.loads(r.body)
+    assert (r.header("X-Flask-App"), doc["script_name"], doc["path_info"]) == ("a", "/a", "/where")
+    # longest prefix over uwsgi too
+    r = uwsgi_request(msrv.uwsgi_addr, uwsgi_vars("GET", "/a/deep/z"))
+    env = json.loads(r.body)
+    assert (env["SCRIPT_NAME"]["value"], env["PATH_INFO"]["value"]) == ("/a/deep", "/z")
+
+
+def test_static_map_under_a_mount_prefix(msrv):
+    """A static-map inside a mounted app's prefix serves files before the app is chosen."""
+    r = fetch(msrv, "/a/assets/app.css")
+    assert r.status_code == 200 and r.content == ASSET and r.headers.get("X-Flask-App") is None
+    assert r.headers["Content-Type"].startswith("text/css")
+    r = fetch(msrv, "/a/assets/missing.css")  # falls through to the mounted app, split as usual
+    assert r.headers.get("X-Flask-App") == "a" and r.status_code == 404
+
+
+def test_mounts_with_master_and_lazy_apps(server_factory, tmp_path):
+    """Two workers that each load every app themselves (lazy-apps)."""
+    ini = mount_ini(tmp_path, extra="master = true\nprocesses = 2\nlazy-apps = true\n")
+    srv = server_factory(str(ini), env={"DJSITE_STATIC_ROOT": "/nonexistent"})
+    for _ in range(4):
+        assert fetch(srv, "/a/where").json()["url_for"] == "/a/where"
+        assert fetch(srv, "/dj/where/").json()["reverse"] == "/dj/where/"
+        assert fetch(srv, "/zz").headers.get("X-App") == "fallback"
+
+
+@pytest.mark.parametrize("lines, needle", [
+    (["mount = /a"], "mount"),  # no '='
+    (["mount = a=x.py"], "mount"),  # a prefix starts with '/'
+    ([f"mount = /a={FLASK_A}", f"mount = /a={ENV_APP}"], "/a"),  # the same prefix twice
+], ids=["no-equals", "relative-prefix", "duplicate-prefix"])
+def test_bad_mount_values_are_one_line(tmp_path, lines, needle):
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nmanage-script-name = true\n" + "\n".join(lines) + "\n")
+    srv = ServerProcess([str(ini)]).start(wait_ready=False)
+    try:
+        rc = srv.wait_exit(15)
+    finally:
+        srv.stop()
+    out = srv.output()
+    assert rc not in (0, None), out
+    assert "Traceback" not in out and needle in out and str(ini) in out, out
 
 
 @pytest.mark.parametrize("target, needles", [

@@ -600,6 +600,10 @@ TRAVERSAL: List[Tuple[bytes, str, Optional[str]]] = [
     (b"/static/%2541.txt", FILE, "root/%41.txt"),
     (b"/static/caf%C3%A9.txt", FILE, "root/caf\u00e9.txt"),
     (b"/static/a.txt?../../secret.txt", FILE, "root/a.txt"),
+    (b"/static%2Fa.txt", FILE, "root/a.txt"),  # the decoded path is "/static/a.txt"
+    (b"/static/%zz", ANY_SAFE, None),  # not a percent-encoding: 400 or the app
+    (b"/static/a.txt%", ANY_SAFE, None),
+    (b"/static/a.txt%2", ANY_SAFE, None),
     (b"/static/" + b"x" * 300, APP, None),  # a component over NAME_MAX
     (b"/static/" + b"d/" * 2100 + b"x", ANY_SAFE, None),  # over PATH_MAX: the app, or 414
     (b"/staticx/a.txt", APP, None),  # a prefix matches at a segment boundary only
@@ -810,6 +814,10 @@ def test_get_and_head(srv, tree):
     assert h.status == 200 and h.body == b""
     for name in ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Accept-Ranges"):
         assert h.header(name) == r.header(name), name
+    # an absolute-form target (RFC 9112 §3.2.2) names the same file
+    with Conn(srv.http_addr) as c:
+        c.send(b"GET http://127.0.0.1/static/a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert c.read_response().body == TEXT
     # Content-Type by the lowercased extension (brief item 6)
     assert get(srv.http_addr, "/static/UPPER.TXT").header("Content-Type") == "text/plain; charset=utf-8"
     assert get(srv.http_addr, "/static/app.js").header("Content-Type").split(";")[0] in (
@@ -1034,6 +1042,27 @@ def test_big_file_to_a_slow_reader_while_others_are_served(srv, tree):
         r = c.read_response()
         assert r.status == 200 and r.body == TEXT
     assert got == BIG_SIZE and h.hexdigest() == want
+
+
+def test_clients_that_stop_reading(srv, tree):
+    """Twenty clients ask for the big file and never read: their responses park on full
+    sockets, and the loop goes on answering everybody else at once."""
+    stalled = []
+    try:
+        for _ in range(20):
+            c = Conn(srv.http_addr, timeout=5, rcvbuf=8192)
+            c.send(build_request("GET", "/static/big.bin"))
+            stalled.append(c)
+        for i in range(5):
+            t0 = time.monotonic()
+            r = get(srv.http_addr, f"/static/a.txt?while-stalled={i}", timeout=3)
+            assert r.status == 200 and r.body == TEXT
+            assert is_app(get(srv.http_addr, "/app-while-stalled", timeout=3))
+            assert time.monotonic() - t0 < 1.5
+    finally:
+        for c in stalled:
+            c.close()
+    assert get(srv.http_addr, "/static/a.txt").body == TEXT
 
 
 def test_big_file_with_requests(srv, tree):
@@ -1287,6 +1316,17 @@ def test_stats_count_static_requests(server_factory, tree):
     w = doc["workers"][0]
     assert sum(c["static_requests"] for c in w["cores"]) == 4, w
     assert w["tx"] >= 3 * len(TEXT) + 5000, w
+
+
+def test_max_requests_counts_static_requests(server_factory, tree):
+    """Static requests count towards max-requests (they are requests): the worker recycles
+    after 5 of them, and no request fails across the recycling."""
+    srv = server_factory("--master", "--processes", "1", "--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP,
+                         "--static-map", f"/static={tree.root}", "--max-requests", "5", "--min-worker-lifetime", "0")
+    for i in range(16):
+        r = get(srv.http_addr, f"/static/a.txt?i={i}")
+        assert r.status == 200 and r.body == TEXT, (i, r)
+    srv.wait_for(r"worker 1 \(pid \d+\): max-requests reached after 5 requests", 5)
 
 
 # ----------------------------------------------------------------------------------------------
