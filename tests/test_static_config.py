@@ -127,6 +127,24 @@ def test_options_still_refused_say_what_to_do():
     assert "not supported" in error_of(["--static-cache-paths", "60"])
 
 
+def test_a_mount_point_twice_names_both_lines(tmp_path):
+    from uwsgipy.cli import check_config
+    ini = write(tmp_path / "m.ini", """
+        [uwsgi]
+        http-socket = 127.0.0.1:0
+        mount = /a=x.py
+        mount = /b=y.py
+        mount = /a/=z.py
+        """)
+    with pytest.raises(ConfigError) as info:
+        check_config(load([str(ini)], {}))
+    assert str(info.value) == (f"{ini}:5: option 'mount': the mount point /a is already taken by "
+                               f"mount = /a=x.py ({ini}:3)")
+    ini.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = x.py\nmount = /=y.py\n")
+    with pytest.raises(ConfigError, match=r"m.ini:4: option 'mount': '/' is the main app's"):
+        check_config(load([str(ini)], {}))
+
+
 def test_mount_alone_is_an_application():
     from uwsgipy.cli import check_config
     cfg = load(["--http-socket", "127.0.0.1:0", "--mount", "/a=a.py"], {})

@@ -262,6 +262,9 @@ def check_config(cfg: _config.Config) -> privileges.Identity:
     if not cfg.wsgi_file and not cfg.module and not cfg.mount:
         raise _config.ConfigError("no application configured: give --wsgi-file FILE or "
                                   "--module pkg.mod:callable (or mount = /PREFIX=APP)")
+    problem = _check_mounts(cfg)
+    if problem:
+        raise _config.ConfigError(problem)
     if cfg.virtualenv:
         try:
             check_virtualenv(cfg.virtualenv)
@@ -280,6 +283,26 @@ def check_config(cfg: _config.Config) -> privileges.Identity:
         return privileges.resolve(cfg)
     except privileges.PrivilegeError as exc:
         raise _config.ConfigError(str(exc)) from None
+
+
+def _check_mounts(cfg: _config.Config) -> Optional[str]:
+    """A mount point given twice, or `mount = /=APP` beside wsgi-file / module: one line
+    naming the ini line (uWSGI skips the second app: 'mountpoint already configured')."""
+    from .app import parse_mount
+    source = cfg.sources.get("mount", "?")
+    origins = source.split(", ")
+    seen: dict = {}
+    for i, value in enumerate(cfg.mount):
+        where = origins[i] if len(origins) == len(cfg.mount) else source
+        prefix = parse_mount(value)[0]
+        if prefix in seen:
+            return (f"{where}: option 'mount': the mount point {prefix or '/'} is already taken "
+                    f"by mount = {seen[prefix][0]} ({seen[prefix][1]})")
+        seen[prefix] = (value, where)
+        if prefix == "" and (cfg.wsgi_file or cfg.module):
+            return (f"{where}: option 'mount': '/' is the main app's (wsgi-file or module); "
+                    "mount the other app under a prefix")
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -326,7 +326,7 @@ def _fs(path: str) -> bytes:
 def _real(path: str, base: str) -> str:
     """A directory option's absolute, symlink-free form (relative to ``base``: the cwd after
     chdir, where uWSGI's workers resolve it)."""
-    full = os.path.realpath(os.path.join(base, os.path.expanduser(path)))
+    full = os.path.realpath(os.path.join(base, path))
     return full.rstrip("/") or "/"
 
 
