@@ -130,8 +130,23 @@ def test_longest_prefix_wins_at_segment_boundaries(msrv):
         assert (doc["script_name"], doc["path_info"]) == ("", path), path
 
 
+def test_non_ascii_mount_point(server_factory, tmp_path):
+    """A mount point with non-ASCII characters (UTF-8 in the ini) matches the percent-decoded
+    path, and SCRIPT_NAME carries the same bytes as PATH_INFO would: UTF-8 decoded as latin-1
+    (PEP 3333's native strings)."""
+    ini = tmp_path / "u.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:0\nmanage-script-name = true\nwsgi-file = {DEFAULT_APP}\n"
+                   f"mount = /caf\u00e9={ENV_APP}\n", encoding="utf-8")
+    srv = server_factory(str(ini))
+    r = fetch(srv, "/caf%C3%A9/x")
+    assert r.headers.get("X-App") is None, (r.status_code, r.text[:200])
+    env = r.json()
+    assert (env["SCRIPT_NAME"]["value"], env["PATH_INFO"]["value"]) == ("/caf\xc3\xa9", "/x")
+    assert fetch(srv, "/cafe/x").headers.get("X-App") == "fallback"
+
+
 def test_unmatched_paths_go_to_the_default_app(msrv):
-    for path in ("/", "/other", "/static/x"):
+    for path in ("/", "/other", "/static/x", "/A/where", "/B/where"):  # case-sensitive
         r = fetch(msrv, path)
         assert r.headers.get("X-App") == "fallback", (path, r.status_code)
         assert (r.json()["script_name"], r.json()["path_info"]) == ("", path)

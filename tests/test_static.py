@@ -115,6 +115,10 @@ class Tree:
         self.put("root/sub/inner.txt", b"inner file\n")
         self.put("root/sub/index.html", b"<html>sub index</html>\n")
         self.put("root/noindex/x.txt", b"x in a dir without index\n")
+        self.put("root/both/default.html", b"<p>default.html comes first</p>\n")
+        self.put("root/both/index.html", b"<p>index.html</p>\n")
+        self.put("root/types/x.cust", b"custom type\n")
+        self.put("root/types/y.webmanifest", b"{}\n")
         self.put("root/back\\slash.txt", b"a backslash is a file name byte\n")
         self.put("root/%41.txt", b"a literal percent in the name\n")
         self.put("root/caf\u00e9.txt", "caf\u00e9 file\n".encode())
@@ -188,6 +192,7 @@ static-map = /static={b}/root2
 static-map2 = /m2={b}/m2root
 static-map = /favicon.ico={b}/fav.ico
 check-static = {b}/docroot
+static-index = default.html
 static-index = index.html
 static-skip-ext = .php
 static-safe = {b}/safe
@@ -877,6 +882,22 @@ def test_static_index(srv, tree):
         assert r.status == 200 and r.body == tree.data("root/sub/index.html"), (target, r)
         assert r.header("Content-Type") == "text/html; charset=utf-8"
     assert is_app(get(srv.http_addr, "/static/noindex/"))
+    # several static-index names: the first that exists, in order
+    r = get(srv.http_addr, "/static/both/")
+    assert r.body == tree.data("root/both/default.html")
+
+
+def test_mimefile(server_factory, tree, tmp_path):
+    """mimefile replaces the default table file (/etc/mime.types); extensions it does not name
+    come from Python's mimetypes table (WIRING9.md); an unknown extension gets default_type."""
+    types = tmp_path / "my.types"
+    types.write_text("# a comment\napplication/x-uwsgipy-custom   cust\ntext/x-plain-override  txt\n")
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP, "--static-map", f"/static={tree.root}",
+                       "--mimefile", str(types))
+    assert get(s.http_addr, "/static/types/x.cust").header("Content-Type") == "application/x-uwsgipy-custom"
+    assert get(s.http_addr, "/static/a.txt").header("Content-Type") == "text/x-plain-override; charset=utf-8"
+    assert get(s.http_addr, "/static/style.css").header("Content-Type") == "text/css; charset=utf-8"
+    assert get(s.http_addr, "/static/noext").header("Content-Type") == "application/octet-stream"
 
 
 def test_static_skip_ext(srv):
