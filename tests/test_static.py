@@ -1091,9 +1091,11 @@ def test_big_file_with_requests(srv, tree):
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == \
         hashlib.sha256(tree.data("root/big.bin")).hexdigest()
     # a range in the middle of the big file
-    r = requests.get(f"http://{srv.http_addr[0]}:{srv.http_addr[1]}/static/big.bin",
-                     headers={"Range": "bytes=5000000-5999999"}, timeout=30)
-    assert r.status_code == 206 and r.content == tree.data("root/big.bin")[5000000:6000000]
+    for rng, sl in (("bytes=5000000-5999999", slice(5000000, 6000000)), ("bytes=-1", slice(BIG_SIZE - 1, None)),
+                    (f"bytes={BIG_SIZE - 70000}-", slice(BIG_SIZE - 70000, None))):
+        r = requests.get(f"http://{srv.http_addr[0]}:{srv.http_addr[1]}/static/big.bin",
+                         headers={"Range": rng}, timeout=30)
+        assert r.status_code == 206 and r.content == tree.data("root/big.bin")[sl], rng
 
 
 def test_keepalive_across_static_requests(srv, tree):
@@ -1177,6 +1179,45 @@ def test_pipelined_request_after_a_big_file(srv, tree):
         r = c.read_response()
         assert (r.status, r.body) == (206, TEXT[:5])
         assert is_app(c.read_response())
+        # HEAD of the big file then a GET, pipelined: the HEAD sends no body
+        c.send(build_request("HEAD", "/static/big.bin") + build_request("GET", "/static/a.txt"))
+        r = c.read_response("HEAD")
+        assert r.status == 200 and r.header("Content-Length") == str(BIG_SIZE)
+        assert c.read_response().body == TEXT
+
+
+def test_files_changing_between_requests(server_factory, tmp_path):
+    """Nothing is cached across requests: a file replaced (rename over it), rewritten in place
+    with another size, deleted, or created after start-up is served as it is now."""
+    root = tmp_path / "live"
+    root.mkdir()
+    f = root / "f.txt"
+    f.write_bytes(b"version one\n")
+    os.utime(f, (MTIME, MTIME))
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP, "--static-map", f"/l={root}")
+    with Conn(s.http_addr) as c:
+        c.send(build_request("GET", "/l/f.txt"))
+        r1 = c.read_response()
+        assert r1.body == b"version one\n"
+        tmp = root / ".f.txt.new"
+        tmp.write_bytes(b"version two, longer\n")
+        os.utime(tmp, (MTIME + 10, MTIME + 10))
+        os.rename(tmp, f)
+        c.send(build_request("GET", "/l/f.txt", [("If-None-Match", r1.header("ETag"))]))
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == b"version two, longer\n", r2
+        assert r2.header("ETag") != r1.header("ETag") and r2.header("Content-Length") == "20"
+        with open(f, "wb") as fh:  # in place, shorter
+            fh.write(b"3\n")
+        c.send(build_request("GET", "/l/f.txt"))
+        assert c.read_response().body == b"3\n"
+        f.unlink()
+        c.send(build_request("GET", "/l/f.txt"))
+        assert is_app(c.read_response())
+        (root / "newdir").mkdir()
+        (root / "newdir" / "n.txt").write_bytes(b"new\n")
+        c.send(build_request("GET", "/l/newdir/n.txt"))
+        assert c.read_response().body == b"new\n"
 
 
 def test_client_gone_mid_transfer(srv):
