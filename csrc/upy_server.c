@@ -1228,7 +1228,7 @@ conn_process(upy_loop *loop, upy_conn *c)
             if (done <= 0) {
                 return 0;
             }
-            if (srv->runner != UPY_RUN_INLINE) {
+            if (srv->runner != UPY_RUN_INLINE && srv->static_cfg == NULL) {
                 return submit(loop, c); /* the runner parses the head again */
             }
             /* The head is still intact at buf[0..head_len): parse it again
@@ -1523,9 +1523,10 @@ sweep_timeouts(upy_loop *loop, double now)
             upy_log(loop->srv, 30, "client %s stopped reading the response "
                     "for socket-timeout %.0fs: closing", c->addr_text,
                     c->lst->socket_timeout);
-            if (loop->srv->runner != UPY_RUN_INLINE) {
+            if (loop->srv->runner != UPY_RUN_INLINE && !c->resp.is_static) {
                 /* a runner ends the response (the app's close(), the
-                   access log), then the loop closes c */
+                   access log), then the loop closes c; a static one
+                   ends in conn_close(), without Python */
                 c->resp.failed = 1;
                 upy_poller_forget(&loop->poller, c->fd);
                 c->registered = 0;

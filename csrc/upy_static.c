@@ -526,6 +526,7 @@ typedef struct {
     upy_str inm, im, ims, ius, range, if_range, ae;
     upy_str remote_addr, xff, protocol; /* uwsgi vars, for the log */
     int is_get, is_head;
+    int trailing;            /* the path names a directory ("/", "/.") */
 } sreq;
 
 static int
@@ -1429,6 +1430,7 @@ try_map(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
     ssize_t len;
     const char *name;
     size_t flen = 0;
+    int found_index = 0;     /* a directory's index: "/dir/" names it */
 
     if (map_root(m, now) < 0) {
         return UPY_STATIC_PASS;
@@ -1473,6 +1475,7 @@ try_map(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
         /* static-index, in order; none: the app */
         size_t base = strlen(sc->rel);
         int found = 0;
+        found_index = 1;
         for (size_t i = 0; i < sc->nindex && !found; i++) {
             int fd;
             struct stat st;
@@ -1500,7 +1503,8 @@ try_map(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
             return UPY_STATIC_PASS;
         }
     }
-    if (!S_ISREG(s.st.st_mode) || skipped(sc, name)) {
+    if (!S_ISREG(s.st.st_mode) || skipped(sc, name) ||
+        (q->trailing && !S_ISDIR(s.st.st_mode) && !found_index)) {
         /* a FIFO, socket or device (opened O_NONBLOCK: never waited on),
            or static-skip-ext: the app */
         close(s.fd);
@@ -1566,9 +1570,8 @@ upy_static_serve(upy_core *lc, upy_conn *c, const upy_request *req)
        nginx does before it matches a location): /static/../x is /x, which
        no /static map serves. */
     {
-        int trailing;
         ssize_t n = upy_static_clean(q.path, q.path_len, sc->norm + 1,
-                                     sizeof sc->norm - 1, &trailing);
+                                     sizeof sc->norm - 1, &q.trailing);
         if (n == UPY_STATIC_NUL || n == UPY_STATIC_ESCAPE) {
             /* a NUL, or ".." above the root: 400 when a map's prefix
                names it, else it is the app's to judge */

@@ -37,7 +37,8 @@ size_t upy_percent_decode(const char *p, size_t n, char *out);
  * one '/', and is NUL-terminated (cap must leave room for the NUL); len 0
  * is the root itself.  '\\' is an ordinary byte (POSIX file names), never
  * a separator.  Returns the length, or UPY_STATIC_NUL, UPY_STATIC_ESCAPE,
- * UPY_STATIC_TOOLONG.  *trailing_slash is set when p ends in '/'.
+ * UPY_STATIC_TOOLONG.  *trailing_slash is set when p ends in '/', "/."
+ * or "/.." (it names a directory).
  */
 ssize_t upy_static_clean(const char *p, size_t n, char *out, size_t cap,
                          int *trailing_slash);

@@ -59,7 +59,14 @@ upy_static_clean(const char *p, size_t n, char *out, size_t cap,
                  int *trailing_slash)
 {
     size_t o = 0, i = 0;
-    *trailing_slash = n > 0 && p[n - 1] == '/';
+    /* "a/." and "a/.." end in a directory too (RFC 3986 §5.2.4 leaves a
+       trailing '/') */
+    *trailing_slash = (n > 0 && p[n - 1] == '/') ||
+                      (n >= 2 && p[n - 1] == '.' && p[n - 2] == '/') ||
+                      (n == 1 && p[0] == '.') ||
+                      (n >= 3 && p[n - 1] == '.' && p[n - 2] == '.' &&
+                       p[n - 3] == '/') ||
+                      (n == 2 && p[0] == '.' && p[1] == '.');
     if (cap == 0) {
         return UPY_STATIC_TOOLONG;
     }
@@ -374,7 +381,8 @@ upy_etag_match(const char *v, size_t n, const char *etag, size_t elen,
 /* Range (RFC 9110 §14.1.2)                                            */
 /* ------------------------------------------------------------------ */
 
-/* 1*DIGIT at v[*i..n) into *out; 0 digits or overflow: -1. */
+/* 1*DIGIT at v[*i..n) into *out, saturating at UINT64_MAX (any such
+   position is past the end of any file); 0 digits: -1. */
 static int
 read_pos(const char *v, size_t n, size_t *i, uint64_t *out)
 {
@@ -382,9 +390,7 @@ read_pos(const char *v, size_t n, size_t *i, uint64_t *out)
     size_t start = *i;
     while (*i < n && v[*i] >= '0' && v[*i] <= '9') {
         unsigned dgt = (unsigned)(v[*i] - '0');
-        if (x > (UINT64_MAX - dgt) / 10)
-            return -1;
-        x = x * 10 + dgt;
+        x = x > (UINT64_MAX - dgt) / 10 ? UINT64_MAX : x * 10 + dgt;
         (*i)++;
     }
     if (*i == start)
