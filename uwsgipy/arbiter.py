@@ -351,7 +351,7 @@ class Arbiter:
             from . import stats  # noqa: F401
         if cfg.py_autoreload:
             from . import reloader  # noqa: F401
-        from . import cheaper, daemons, fifo  # noqa: F401
+        from . import cheaper, daemons, fifo, static  # noqa: F401 (static: mimetypes too)
         privileges.drop(self.identity)
         from .cli import early_monkey_patch
         early_monkey_patch(cfg, master=True)  # before any app code, as uWSGI's preinit_apps

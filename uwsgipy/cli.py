@@ -404,6 +404,7 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
         # files need to be readable by the new user
         from .worker import make_server, runner_for, serve
         from .arbiter import run_pre_app_hooks  # imports subprocess before the switch
+        from . import static  # noqa: F401 (and mimetypes: static-map is set up after chdir)
         privileges.drop(identity)
         early_monkey_patch(cfg)
         try:
