@@ -1086,6 +1086,24 @@ def test_clients_that_stop_reading(srv, tree):
     assert get(srv.http_addr, "/static/a.txt").body == TEXT
 
 
+def test_stalled_static_client_is_dropped_after_socket_timeout(server_factory, tree):
+    """A client that stops reading a parked static response is dropped once socket-timeout
+    passes without progress (as for app responses), and the server serves on."""
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP, "--static-map", f"/static={tree.root}",
+                       "--socket-timeout", "1")
+    with Conn(s.http_addr, timeout=10, rcvbuf=8192) as c:
+        c.send(build_request("GET", "/static/big.bin"))
+        c.read_until(b"\r\n\r\n")
+        t0 = time.monotonic()
+        # stall: read nothing for 2.5 s (over the 1 s timeout), polling the server meanwhile
+        while time.monotonic() - t0 < 2.5:
+            assert get(s.http_addr, "/static/a.txt", timeout=3).body == TEXT
+            time.sleep(0.25)
+        got = len(c.buf) + len(c.read_to_eof())
+        assert got < BIG_SIZE, "the stalled client got the whole file: it was not dropped"
+    assert get(s.http_addr, "/static/a.txt").body == TEXT
+
+
 def test_big_file_with_requests(srv, tree):
     r = requests.get(f"http://{srv.http_addr[0]}:{srv.http_addr[1]}/static/big.bin", timeout=30)
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == \
