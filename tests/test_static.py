@@ -1186,6 +1186,28 @@ def test_405_with_a_large_body(srv):
     assert get(srv.http_addr, "/static/a.txt").body == TEXT
 
 
+def test_expect_100_continue_on_a_file(srv):
+    """POST with `Expect: 100-continue` to a file: either 100 then (body sent) 405, or 405 at
+    once; RFC 9110 §10.1.1: the body a client may still send must not be read as a request."""
+    body = b"GET /static/b.bin HTTP/1.1\r\nHost: x\r\n\r\n" + b"z" * 2000  # a request in disguise
+    with Conn(srv.http_addr) as c:
+        c.send(build_request("POST", "/static/a.txt", [("Expect", "100-continue"),
+                                                       ("Content-Length", str(len(body)))]))
+        r = c.read_response()
+        if r.status == 100:
+            c.send(body)
+            r = c.read_response()
+            assert r.status == 405, r
+        else:
+            assert r.status == 405, r
+            if (r.header("Connection") or "").lower() == "close":
+                return
+            c.send(body)
+        c.send(build_request("GET", "/static/style.css"))
+        r = c.read_response()
+        assert r.body == b"body { color: #123456; }\n", f"the body was parsed as a request: {r!r}"
+
+
 def test_pipelined_request_after_a_big_file(srv, tree):
     """The big file's sendfile is parked on a full socket; the pipelined request behind it is
     answered after it, in order, on the same connection."""
