@@ -222,8 +222,12 @@ def _not_empty(value: str) -> None:
 
 
 def _file_name(value: str) -> None:
-    if not value.strip() or "/" in value or value.strip() in (".", ".."):
-        raise ValueError(f"expected a file name such as index.html, got {value!r}")
+    """static-index: a name relative to the directory (index.html, or sub/index.html as
+    uWSGI appends it), never absolute or climbing out."""
+    name = value.strip()
+    if not name or name.startswith("/") or ".." in name.split("/") or "\0" in name:
+        raise ValueError(f"expected a file name such as index.html (relative, no '..'), "
+                         f"got {value!r}")
 
 
 def _mount(value: str) -> None:
