@@ -243,9 +243,13 @@ def test_bad_mount_values_are_one_line(tmp_path, lines, needle):
     ("/x=no_such_module_qq:app", ["no_such_module_qq"]),
     ("/x=tests/apps/does_not_exist_qq.py", ["does_not_exist_qq.py"]),
 ], ids=["raises", "missing-dependency", "missing-module", "missing-file"])
-def test_mounted_app_that_fails_to_import_stops_the_server(target, needles):
-    """Not per runner: loading happens before any runner starts."""
-    srv = ServerProcess(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(DEFAULT_APP),
+@pytest.mark.parametrize("master", [False, True], ids=["single", "master"])
+def test_mounted_app_that_fails_to_import_stops_the_server(target, needles, master):
+    """Exit status 4, as a main app that fails to load (the master's named code for "the app
+    cannot load": no respawn loop), with the app's own traceback.  Not per runner: loading
+    happens before any runner starts."""
+    srv = ServerProcess([*(["--master", "--processes", "2"] if master else []),
+                         "--http-socket", "127.0.0.1:0", "--wsgi-file", str(DEFAULT_APP),
                          "--manage-script-name", "--mount", f"/ok={ENV_APP}", "--mount", target])
     srv.start(wait_ready=False)
     try:
@@ -254,7 +258,7 @@ def test_mounted_app_that_fails_to_import_stops_the_server(target, needles):
         srv.stop()
     out = srv.output()
     assert rc is not None, f"server still running 20 s after a mount failed to load:\n{out}"
-    assert rc != 0, out
+    assert rc == 4, out
     for n in needles:
         assert n in out, f"{n!r} not in the output:\n{out}"
     assert not srv.find(READY_RE), "a server whose mounted app failed to load must not report ready"
