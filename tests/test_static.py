@@ -965,6 +965,7 @@ GZ_CASES = [
     ("page.css", "br;q=0.001", ".br", "br"),
     ("page.css", "xgzip, brotli", "", None),  # tokens, not substrings
     ("page.css", "deflate", "", None),
+    ("page.css.gz", "gzip, br", "", None),  # the sibling asked for by name: itself, no coding
 ]
 
 
@@ -979,7 +980,8 @@ def test_static_gzip_all_precompressed_siblings(srv_gz, tree, name, ae, suffix, 
     assert r.header("Content-Encoding") == coding
     assert r.header("Content-Length") == str(len(tree.data(rel)))
     assert "accept-encoding" in (r.header("Vary") or "").lower(), r
-    base_ct = {"page.css": "text/css", "onlygz.js": None, "plain.txt": "text/plain"}[name]
+    base_ct = {"page.css": "text/css", "onlygz.js": None, "plain.txt": "text/plain",
+               "page.css.gz": "application/gzip"}[name]
     ct = r.header("Content-Type").split(";")[0]
     assert ct == base_ct if base_ct else ct in ("text/javascript", "application/javascript")
     st = os.stat(tree.base / rel)
@@ -987,6 +989,17 @@ def test_static_gzip_all_precompressed_siblings(srv_gz, tree, name, ae, suffix, 
     # a 304 for the sibling's validator keeps Vary
     r2 = get(srv_gz.http_addr, f"/static/gz/{name}", headers + [("If-None-Match", etag_of(st))])
     assert r2.status == 304 and "accept-encoding" in (r2.header("Vary") or "").lower(), r2
+
+
+def test_range_on_a_precompressed_sibling(srv_gz, tree):
+    """Range applies to the bytes sent, the sibling's (as nginx's gzip_static); its length
+    and validators are the sibling's."""
+    gz = tree.data("root/gz/page.css.gz")
+    r = get(srv_gz.http_addr, "/static/gz/page.css", [("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")])
+    assert r.status == 206 and r.body == gz[:10] and r.header("Content-Encoding") == "gzip"
+    assert r.header("Content-Range") == f"bytes 0-9/{len(gz)}"
+    r = get(srv_gz.http_addr, "/static/gz/page.css", [("Range", "bytes=0-9")])  # identity
+    assert r.status == 206 and r.body == tree.data("root/gz/page.css")[:10] and r.header("Content-Encoding") is None
 
 
 def test_static_gzip_ext_and_dir(server_factory, tree):
