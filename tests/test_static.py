@@ -1408,6 +1408,33 @@ def test_access_log_line_for_static(srv):
     assert ACCESS_RE.search(line).group("bytes") == "10"
 
 
+def test_log_format_routes_and_disable_logging_for_static(server_factory, tree, tmp_path):
+    """log-format variables, route donotlog:, and disable-logging + log-4xx apply to static
+    responses as to the app's."""
+    fmt = "SLF method=%(method) uri=%(uri) status=%(status) size=%(size) ua=%(uagent) rid=[%(var.HTTP_X_REQUEST_ID)]"
+    ini = tmp_path / "log.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {STATIC_APP}\nstatic-map = /static={tree.root}\n"
+                   f"log-format = {fmt}\nroute = ^/static/style\\.css donotlog:\n")
+    s = server_factory(str(ini))
+    get(s.http_addr, "/static/a.txt?lf=1", [("User-Agent", "probe/2"), ("X-Request-Id", "r-42")])
+    line = s.wait_for(lambda l: l.startswith("SLF ") and "lf=1" in l, 5)
+    assert line == "SLF method=GET uri=/static/a.txt?lf=1 status=200 size=950 ua=probe/2 rid=[r-42]", line
+    get(s.http_addr, "/static/style.css?quiet=1")
+    get(s.http_addr, "/static/a.txt?lf=2", [("Range", "bytes=0-1")])
+    line = s.wait_for(lambda l: l.startswith("SLF ") and "lf=2" in l, 5)
+    assert "status=206 size=2" in line, line
+    assert not s.find(lambda l: "quiet=1" in l), "route donotlog: was not applied to a static request"
+
+    s2 = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP, "--static-map", f"/static={tree.root}",
+                        "--disable-logging", "--log-4xx")
+    m = s2.mark()
+    get(s2.http_addr, "/static/a.txt?dl=200")
+    get(s2.http_addr, "/static/a.txt?dl=405", method="DELETE")
+    line = s2.wait_for(lambda l: "dl=405" in l, 5, start=m)
+    assert ACCESS_RE.search(line).group("status") == "405"
+    assert not s2.find(lambda l: "dl=200" in l, start=m), "disable-logging did not apply to a static 200"
+
+
 STATS_RE = re.compile(r"uwsgipy: stats server on (\S+)")
 
 
