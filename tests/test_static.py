@@ -728,6 +728,50 @@ def test_traversal_through_nginx_uwsgi(srv, nginx_uwsgi, tree):
     assert not failures, "\n".join(failures)
 
 
+# Pieces of hostile paths, combined at random (seeded: the same 150 paths every run).
+_PIECES = ["..", ".", "%2e%2e", "%2E%2E", ".%2e", "%2e", "%2f", "%2F", "", "sub", "a.txt", "link_out", "linkdir_out",
+           "link_safe", "outside", "secret.txt", "safe", "%5c", "\\", "%c0%ae", "%00", "fifo", "noindex", "m2",
+           "static", "root", "%25", "x" * 40]
+
+
+def _random_targets(n: int, seed: int = 9) -> List[bytes]:
+    import random
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        head = rnd.choice(["/static/", "/m2/", "/", "/favicon.ico/", "/static/sub/"])
+        parts = [rnd.choice(_PIECES) for _ in range(rnd.randint(1, 7))]
+        out.append((head + "/".join(parts)).encode("latin-1"))
+    return out
+
+
+def test_random_hostile_paths(srv, tree):
+    """150 random combinations over HTTP and raw uwsgi: whatever the answer, no byte from
+    outside the roots (every 200 that is not the app's is one of the files under a root or
+    static-safe), never a 5xx, and the server lives on."""
+    allowed = {data for rel, data in tree.files.items()
+               if rel.split("/")[0] in ("root", "root2", "m2root", "docroot", "safe") or rel == "fav.ico"}
+    failures = []
+    for target in _random_targets(150):
+        for via in ("http", "uwsgi"):
+            if via == "http":
+                resp, raw = raw_get(srv.http_addr, target)
+            else:
+                pinfo = unquote_to_bytes(target)
+                resp, raw = uwsgi_exchange(srv.uwsgi_addr, encode_packet(_uwsgi_vars(pinfo, target)), timeout=5)
+            what = f"{via} {target!r}"
+            if SECRET in raw or PASSWD_MARK in raw:
+                failures.append(f"{what}: LEAK {raw[:200]!r}")
+            elif resp is None:
+                failures.append(f"{what}: no response {raw[:100]!r}")
+            elif resp.status >= 500:
+                failures.append(f"{what}: {resp.status}")
+            elif resp.status == 200 and not is_app(resp) and resp.body not in allowed:
+                failures.append(f"{what}: 200 with bytes that are no file under a root: {resp.body[:80]!r}")
+    assert not failures, "\n".join(failures[:40])
+    assert get(srv.http_addr, "/static/a.txt").body == TEXT
+
+
 def test_static_through_nginx_uwsgi(srv, nginx_uwsgi, tree):
     """Files served over the uwsgi protocol behind nginx: the big file intact, a Range, a 304,
     HEAD, and 405 (nginx passes them all through)."""
