@@ -793,6 +793,20 @@ def test_static_through_nginx_uwsgi(srv, nginx_uwsgi, tree):
         assert r.status_code == 200 and r.headers.get("X-App") == "fallback"
 
 
+def test_stop_is_prompt_after_a_static_400_over_uwsgi(server_factory, tree):
+    """A 400 for a static path (a NUL, a '..' above '/') closes the connection; once the client
+    has closed too, nothing is left to wait for: SIGTERM ends the server at once (a lingering
+    close must end when the peer closes, not only on its 2 s timer)."""
+    s = server_factory("--socket", "127.0.0.1:0", "--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP,
+                       "--static-map", f"/static={tree.root}")
+    for pinfo in (b"/static/a.txt\x00", b"/static/../../secret.txt"):
+        resp, raw = uwsgi_exchange(s.uwsgi_addr, encode_packet(_uwsgi_vars(pinfo, pinfo)), timeout=5)
+        assert resp is not None and resp.status == 400, raw[:200]
+    t0 = time.monotonic()
+    assert s.stop() == 0
+    assert time.monotonic() - t0 < 1.0, f"the stop took {time.monotonic() - t0:.2f} s"
+
+
 def test_fifo_does_not_block_the_loop(srv):
     """A FIFO in the root is opened O_NONBLOCK and refused: the app answers at once, and the
     server keeps serving (a blocking open would hang the loop until a writer appears)."""
