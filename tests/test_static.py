@@ -938,6 +938,9 @@ def test_mapping_rules(srv, tree):
         "image/vnd.microsoft.icon", "image/x-icon")
     assert is_app(get(srv.http_addr, "/favicon.icox"))
     assert is_app(get(srv.http_addr, "/favicon.ico/x"))
+    assert is_app(get(srv.http_addr, "/favicon.ico/"))
+    r = get(srv.http_addr, "/favicon.ico?v=3", [("If-None-Match", etag_of(os.stat(tree.base / "fav.ico")))])
+    assert r.status == 304
     # a prefix matches at a segment boundary: "/static" is not "/staticx"
     assert is_app(get(srv.http_addr, "/staticx/a.txt"))
 
