@@ -159,6 +159,7 @@ class Tree:
         os.symlink("../safe/ok.txt", r / "link_safe")
         os.symlink("../safe", r / "linkdir_safe")
         os.symlink("/etc/passwd", r / "link_passwd")
+        os.symlink("../root/a.txt", r / "link_roundtrip")  # leaves the root and comes back in
         os.symlink("loop_b", r / "loop_a")  # ELOOP
         os.symlink("loop_a", r / "loop_b")
         os.mkfifo(r / "fifo")
@@ -622,6 +623,7 @@ TRAVERSAL: List[Tuple[bytes, str, Optional[str]]] = [
     (b"/static/link_abs_out", REFUSED, None),
     (b"/static/linkdir_out/secret2.txt", REFUSED, None),
     (b"/static/link_passwd", REFUSED, None),
+    (b"/static/link_roundtrip", FILE, "root/a.txt"),  # resolves inside: served (as uWSGI's realpath check)
     (b"/static/link_safe", FILE, "safe/ok.txt"),  # outside, but under static-safe
     (b"/static/linkdir_safe/ok.txt", FILE, "safe/ok.txt"),
     (b"/static/fifo", APP, None),  # only regular files; never a blocking open
