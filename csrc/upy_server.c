@@ -988,7 +988,7 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
         if (rc == UPY_STATIC_REJECT) {
             conn_reject(loop, c, 400, "a NUL byte or a '..' above the root "
                         "in the path of a static file");
-            return -1;
+            return 0;  /* lingering: kept until the client closes */
         }
         if (rc != UPY_STATIC_PASS) {
             static_ended(loop, c, rc);
