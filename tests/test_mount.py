@@ -243,12 +243,15 @@ def test_bad_mount_values_are_one_line(tmp_path, lines, needle):
     ("/x=no_such_module_qq:app", ["no_such_module_qq"]),
     ("/x=tests/apps/does_not_exist_qq.py", ["does_not_exist_qq.py"]),
 ], ids=["raises", "missing-dependency", "missing-module", "missing-file"])
-@pytest.mark.parametrize("master", [False, True], ids=["single", "master"])
-def test_mounted_app_that_fails_to_import_stops_the_server(target, needles, master):
+@pytest.mark.parametrize("mode", [(), ("--master", "--processes", "2"),
+                                  ("--master", "--processes", "2", "--lazy-apps")],
+                         ids=["single", "master", "lazy-apps"])
+def test_mounted_app_that_fails_to_import_stops_the_server(target, needles, mode):
     """Exit status 4, as a main app that fails to load (the master's named code for "the app
-    cannot load": no respawn loop), with the app's own traceback.  Not per runner: loading
-    happens before any runner starts."""
-    srv = ServerProcess([*(["--master", "--processes", "2"] if master else []),
+    cannot load": no respawn loop, also when each worker loads the apps itself with
+    lazy-apps), with the app's own traceback.  Not per runner: loading happens before any
+    runner starts."""
+    srv = ServerProcess([*mode,
                          "--http-socket", "127.0.0.1:0", "--wsgi-file", str(DEFAULT_APP),
                          "--manage-script-name", "--mount", f"/ok={ENV_APP}", "--mount", target])
     srv.start(wait_ready=False)
@@ -261,7 +264,10 @@ def test_mounted_app_that_fails_to_import_stops_the_server(target, needles, mast
     assert rc == 4, out
     for n in needles:
         assert n in out, f"{n!r} not in the output:\n{out}"
-    assert not srv.find(READY_RE), "a server whose mounted app failed to load must not report ready"
+    if "--lazy-apps" not in mode:
+        # with lazy-apps the master is ready before any worker loads an app (as the main app)
+        assert not srv.find(READY_RE), "a server whose mounted app failed to load must not report ready"
+    assert out.count("cannot load the application") <= 2, f"a respawn loop:\n{out}"
     assert "/x" in out, f"the error should name the mount point:\n{out}"
 
 
