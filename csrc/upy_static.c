@@ -47,8 +47,10 @@
    larger ones go by sendfile(2) (nginx sends small files either way: one
    syscall each, but one packet instead of two). */
 #define UPY_STATIC_SMALL 32768
-/* How often a map's cached root directory fd is checked against the path
-   (a deploy that swaps a "current" symlink is seen within this). */
+/* How often a map's cached root directory fd is checked against its path
+   (a root deleted and made again, as collectstatic --clear does, is seen
+   within this; a "current" symlink above it is not followed anew: targets
+   are resolved once, at start-up). */
 #define UPY_STATIC_ROOT_RECHECK 1.0
 #define UPY_STATIC_PATH_MAX 4096
 
@@ -717,8 +719,10 @@ open_beneath(struct upy_static_cfg *sc, smap *m, const char *rel, int *err)
         if (errno == ENOSYS || errno == E2BIG) {
             no_openat2 = 1; /* older kernel: the realpath check below */
         }
-        else if ((errno == EXDEV || errno == ELOOP) && sc->nsafe > 0) {
-            /* leaves the root: allowed only into a static-safe dir */
+        else if (errno == EXDEV || errno == ELOOP) {
+            /* RESOLVE_BENEATH refuses every absolute symlink, also one
+               that names a file inside the root, and one that leaves it
+               for a static-safe dir: realpath decides (as uWSGI does) */
         }
         else {
             *err = errno == ELOOP ? EXDEV : errno;
@@ -1578,8 +1582,7 @@ upy_static_serve(upy_core *lc, upy_conn *c, const upy_request *req)
             for (size_t i = 0; i < sc->nmaps; i++) {
                 const smap *m = &sc->maps[i];
                 if (m->kind == MAP_DOCROOT ||
-                    (q.path_len >= m->prefix.len &&
-                     memcmp(q.path, m->prefix.s, m->prefix.len) == 0))
+                    under(q.path, q.path_len, m->prefix.s, m->prefix.len))
                     return UPY_STATIC_REJECT;
             }
             return UPY_STATIC_PASS;

@@ -25,7 +25,7 @@ size_t upy_percent_decode(const char *p, size_t n, char *out);
 
 /* Results of upy_static_clean() besides a length. */
 #define UPY_STATIC_NUL (-1)      /* a NUL byte: 400 */
-#define UPY_STATIC_ESCAPE (-2)   /* ".." climbs above the root: 403 */
+#define UPY_STATIC_ESCAPE (-2)   /* ".." climbs above the root: 400 */
 #define UPY_STATIC_TOOLONG (-3)  /* the clean path does not fit in cap */
 
 /*

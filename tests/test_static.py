@@ -809,6 +809,30 @@ def test_stop_is_prompt_after_a_static_400_over_uwsgi(server_factory, tree):
     assert time.monotonic() - t0 < 1.0, f"the stop took {time.monotonic() - t0:.2f} s"
 
 
+def test_symlinks_and_the_400_scope_without_static_safe(server_factory, tree):
+    """Without static-safe (the main fixture has one, which sends every symlink through the
+    realpath check): an absolute symlink to a file inside the root is served (openat2's
+    RESOLVE_BENEATH refuses every absolute link, so realpath must decide, as in uWSGI); one
+    that leaves the root, or points into what would be a static-safe dir, is 403.  The 400 for
+    '..' above '/' applies under a map's prefix at a segment boundary: /staticx/... is the app's."""
+    s = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", STATIC_APP,
+                       "--static-map", f"/static={tree.root}")
+    for target, status, body in ((b"/static/link_abs_in", 200, TEXT), (b"/static/link_in", 200, TEXT),
+                                 (b"/static/link_roundtrip", 200, TEXT),
+                                 (b"/static/link_abs_out", 403, None), (b"/static/link_out", 403, None),
+                                 (b"/static/link_safe", 403, None), (b"/static/link_passwd", 403, None)):
+        resp, raw = raw_get(s.http_addr, target)
+        assert resp is not None and resp.status == status and not is_app(resp), (target, raw[:300])
+        assert_no_leak(raw, target)
+        if body is not None:
+            assert resp.body == body, target
+    for target in (b"/staticx/%2e%2e/%2e%2e/secret.txt", b"/other/%2e%2e/%2e%2e/secret.txt"):
+        resp, raw = raw_get(s.http_addr, target)
+        assert resp is not None and resp.status == 200 and is_app(resp), (target, raw[:300])
+    resp, raw = raw_get(s.http_addr, b"/static/%2e%2e/%2e%2e/secret.txt")
+    assert resp is not None and resp.status == 400, raw[:300]
+
+
 def test_fifo_does_not_block_the_loop(srv):
     """A FIFO in the root is opened O_NONBLOCK and refused: the app answers at once, and the
     server keeps serving (a blocking open would hang the loop until a writer appears)."""

@@ -648,8 +648,8 @@ SETTINGS: Tuple[Setting, ...] = (
        "Last-Modified, conditional requests (304, 412), a single Range (206, 416), "
        "Content-Type from the mime table, precompressed siblings (static-gzip-*), "
        "sendfile(2). Never a file outside DIR: '..' above it is refused (400), and a symlink "
-       "out of it 403 unless static-safe names the target's directory. Repeatable; maps are "
-       "tried in order.",
+       "out of it 403 unless static-safe names the target's directory. Repeatable; check-static roots are "
+       "tried first, then the static-map lines in order, then static-map2 (uWSGI's order).",
        metavar="PREFIX=DIR", section="Static files", validator=_static_map,
        uwsgi_ref="uWSGI --static-map, served without Python; deliberate differences: the "
                  "prefix matches at a '/' boundary "
@@ -731,7 +731,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("static-gzip-all", "bool", False,
        "For every static file, serve FILE.br (Content-Encoding: br) or FILE.gz "
        "(Content-Encoding: gzip) when it exists and the client's Accept-Encoding allows it "
-       "(br first); such responses carry Vary: Accept-Encoding.",
+       "(br first); its 200, 206 and 304 responses, compressed or not, carry Vary: Accept-Encoding.",
        section="Static files",
        uwsgi_ref="uWSGI --static-gzip-all. uWSGI tests Accept-Encoding for the substrings "
                  "'br' and 'gzip', so 'gzip;q=0' still gets gzip; uwsgipy honours q=0. uWSGI "
