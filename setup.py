@@ -21,6 +21,10 @@ if os.environ.get("UWSGIPY_FORCE_POLL"):
     # The portable poll(2) loop instead of epoll: how the tests cover the
     # fallback that non-Linux platforms use.
     CFLAGS.append("-DUPY_FORCE_POLL")
+if os.environ.get("UWSGIPY_PORTABLE"):
+    # All of what non-Linux platforms run, built here for the tests: poll(2),
+    # file bodies by pread(2)+send(2) instead of sendfile(2), no openat2(2).
+    CFLAGS.append("-DUPY_PORTABLE")
 
 sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
 

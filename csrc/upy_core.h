@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -32,6 +33,20 @@
 #include "upy_proxy.h"
 
 #define UPY_VISIBLE __attribute__((visibility("default")))
+
+/* sendfile(2) as Linux has it; elsewhere (and in the UPY_PORTABLE build)
+   a file body is pread(2) and sent in pieces from the same phase. */
+#if defined(__linux__) && !defined(UPY_PORTABLE)
+#define UPY_HAVE_SENDFILE 1
+#else
+#define UPY_HAVE_SENDFILE 0
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0  /* Python ignores SIGPIPE: EPIPE is returned anyway */
+#endif
+#ifndef MSG_MORE
+#define MSG_MORE 0      /* no corking: the head may go in its own packet */
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Module state                                                        */
@@ -415,6 +430,10 @@ typedef struct upy_server {
 } upy_server;
 
 /* The loop's own core (after the runners' ncores): static files. */
+/* 1 when static files are opened with openat2(2) RESOLVE_BENEATH (this
+   build has it; the kernel may still lack it: then the realpath check). */
+int upy_static_have_openat2(void);
+
 #define UPY_LOOP_CORE(srv) (&(srv)->cores[(srv)->ncores])
 
 typedef struct {

@@ -4,6 +4,25 @@
  */
 #include "upy_core.h"
 
+#define UPY_STR_(x) #x
+#define UPY_STR(x) UPY_STR_(x)
+#if defined(__clang__)
+#define UPY_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define UPY_COMPILER "gcc " __VERSION__
+#else
+#define UPY_COMPILER "unknown"
+#endif
+#if defined(__GLIBC__)
+#define UPY_LIBC "glibc " UPY_STR(__GLIBC__) "." UPY_STR(__GLIBC_MINOR__)
+#elif defined(__APPLE__)
+#define UPY_LIBC "darwin"
+#elif defined(__linux__)
+#define UPY_LIBC "musl"
+#else
+#define UPY_LIBC "system"
+#endif
+
 #include <time.h>
 
 upy_state *
@@ -141,6 +160,23 @@ upy_exec(PyObject *module)
         PyModule_AddStringConstant(module, "POLLER",
                                    UPY_HAVE_EPOLL ? "epoll" : "poll") < 0) {
         goto error;
+    }
+    {
+        /* How this build was made, for `uwsgipy --version` and the tests
+           of the portable build.  BUILD: a new dict, owned by the module. */
+        PyObject *b = Py_BuildValue(
+            "{s:s,s:O,s:O,s:s,s:s,s:s}",
+            "poller", UPY_HAVE_EPOLL ? "epoll" : "poll",
+            "sendfile", UPY_HAVE_SENDFILE ? Py_True : Py_False,
+            "openat2", upy_static_have_openat2() ? Py_True : Py_False,
+            "compiler", UPY_COMPILER,
+            "python", PY_VERSION,
+            "libc", UPY_LIBC);
+        if (b == NULL || PyModule_AddObjectRef(module, "BUILD", b) < 0) {
+            Py_XDECREF(b);
+            goto error;
+        }
+        Py_DECREF(b);
     }
     {
         static const struct { const char *name; int value; } vars[] = {

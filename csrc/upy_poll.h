@@ -16,7 +16,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#if defined(__linux__) && !defined(UPY_FORCE_POLL)
+/* UPY_PORTABLE (setup.py: UWSGIPY_PORTABLE=1) builds the code other
+   platforms run, on Linux, so the tests cover it: poll(2), no sendfile(2),
+   no openat2(2).  UPY_FORCE_POLL swaps the poller only. */
+#if defined(__linux__) && !defined(UPY_FORCE_POLL) && !defined(UPY_PORTABLE)
 #define UPY_HAVE_EPOLL 1
 #else
 #define UPY_HAVE_EPOLL 0

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
+#if UPY_HAVE_SENDFILE
 #include <sys/sendfile.h>
 #endif
 
@@ -882,7 +882,6 @@ send_body(upy_core *core, upy_response *r, PyObject *data)
 static int
 setup_sendfile(upy_core *core, upy_response *r, upy_file_wrapper *fw)
 {
-#ifdef __linux__
     PyObject *o;
     int fd;
     struct stat sb;
@@ -947,16 +946,16 @@ setup_sendfile(upy_core *core, upy_response *r, upy_file_wrapper *fw)
     r->sf_remaining = r->no_body ? 0 : remaining;
     r->phase = UPY_PHASE_SENDFILE;
     return 1;
-#else
-    return 0;
-#endif
 }
 
-/* sendfile until done (1), the socket is full (0) or failure (-1). */
+/* Send the file part r->sf_fd [sf_offset, +sf_remaining) until done (1),
+   the socket is full (0) or failure (-1): sendfile(2) on Linux, else
+   pread(2) and send(2) in pieces (what is not taken is read again next
+   time: no buffer outlives the call). */
 static int
 pump_sendfile(upy_response *r)
 {
-#ifdef __linux__
+#if UPY_HAVE_SENDFILE
     while (r->sf_remaining > 0) {
         ssize_t n = sendfile(r->conn->fd, r->sf_fd, &r->sf_offset,
                              r->sf_remaining > (1u << 30)
@@ -976,7 +975,32 @@ pump_sendfile(upy_response *r)
     }
     return 1;
 #else
-    return -1;
+    char piece[16384];
+    while (r->sf_remaining > 0) {
+        size_t want = r->sf_remaining < sizeof piece ? (size_t)r->sf_remaining
+                                                     : sizeof piece;
+        ssize_t got = pread(r->sf_fd, piece, want, r->sf_offset);
+        ssize_t n;
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (got == 0) {
+            break; /* the file shrank: Content-Length will not be met */
+        }
+        do {
+            n = send(r->conn->fd, piece, (size_t)got,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+        }
+        r->sf_offset += (off_t)n;
+        r->sf_remaining -= (uint64_t)n;
+        r->sent += (uint64_t)n;
+    }
+    return 1;
 #endif
 }
 

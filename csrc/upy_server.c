@@ -44,10 +44,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0  /* Python ignores SIGPIPE: EPIPE is returned anyway */
-#endif
-
 #define UPY_INITIAL_BUF 8192
 #define UPY_BODY_READ 65536     /* read size while receiving a body */
 #define UPY_MAX_EVENTS 64

@@ -34,8 +34,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/sendfile.h>
+#if defined(__linux__) && !defined(UPY_PORTABLE)
 #include <sys/syscall.h>
 #if defined(SYS_openat2) && __has_include(<linux/openat2.h>)
 #include <linux/openat2.h>
@@ -667,7 +666,11 @@ map_root(smap *m, double now)
     if (m->dirfd >= 0)
         close(m->dirfd);
     m->dirfd = -1;
+#ifdef O_PATH
     fd = open(m->root.s, O_PATH | O_CLOEXEC);
+#else
+    fd = open(m->root.s, O_RDONLY | O_CLOEXEC); /* a file map's root too */
+#endif
     if (fd < 0 || fstat(fd, &st) < 0) {
         if (fd >= 0)
             close(fd);
@@ -1556,6 +1559,16 @@ refused:
         return respond(lc, c, req, q, &s, "");
     }
     return UPY_STATIC_PASS;
+}
+
+int
+upy_static_have_openat2(void)
+{
+#ifdef UPY_HAVE_OPENAT2
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 int
