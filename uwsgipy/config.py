@@ -1738,6 +1738,34 @@ def _describe_default(setting: Setting) -> str:
     return str(d)
 
 
+
+def version_text() -> str:
+    """What ``uwsgipy --version`` prints: the version (one source: ``uwsgipy.__version__``,
+    which the package metadata reads too), how the C core was built (poller, sendfile,
+    openat2, compiler, the CPython and libc it was built for) and the Python running it.
+    A core that does not import is reported, not raised: --version must work to diagnose it."""
+    import platform
+    lines = [f"uwsgipy {__version__}"]
+    try:
+        from uwsgipy import _core
+        b = _core.BUILD
+        features = ", ".join(f for f in ("sendfile", "openat2") if b.get(f)) or "no sendfile, no openat2"
+        lines.append(f"C core: {b['poller']} poller, {features}; built with {b['compiler']} "
+                     f"for CPython {b['python']} ({b['libc']})")
+    except Exception as exc:  # ImportError, or an older core without BUILD
+        lines.append(f"C core: cannot be imported: {exc}")
+    lines.append(f"running on {platform.python_implementation()} {platform.python_version()} "
+                 f"({sys.executable}), {platform.system()} {platform.machine()}")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """--version: version_text() on stdout, exit 0 (argparse's own action takes a fixed string)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit(0)
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser, generated from SETTINGS and grouped by section."""
     parser = _Parser(
@@ -1753,7 +1781,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         allow_abbrev=False,  # uWSGI has no abbreviations; they would break on new options
     )
-    parser.add_argument("--version", action="version", version=f"uwsgipy {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="show the version, how the C core was built, and exit")
     parser.set_defaults(**{_SPILL: [], _UNSUPPORTED: []})
     groups = {name: parser.add_argument_group(name) for name in SECTIONS}
     for s in SETTINGS:
