@@ -7,9 +7,11 @@ only pids started here are signalled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
 APPS = TESTS / "apps"
 NGINX_CONF_DIR = REPO / "nginx-conf"
+
+# UWSGIPY_TEST_INSTALLED=1: test the uwsgipy installed in this Python (a wheel in a virtualenv,
+# issue 13), never ./uwsgipy.  conftest.py checks at session start that the import agrees.
+INSTALLED = os.environ.get("UWSGIPY_TEST_INSTALLED", "") not in ("", "0")
 
 READY_TIMEOUT = 10.0  # seconds for "uwsgipy: ready" to appear
 IO_TIMEOUT = 10.0  # per-socket-operation timeout of the test clients
@@ -98,6 +104,84 @@ def short_tmpdir(prefix: str = "upy") -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# the environment of a child that imports uwsgipy
+# ----------------------------------------------------------------------------------------------
+
+def _is_repo(entry: str) -> bool:
+    try:
+        return Path(entry).resolve() == REPO
+    except OSError:
+        return False
+
+
+def child_env(env: Optional[dict] = None) -> dict:
+    """The environment for every child that runs uwsgipy or a Python importing it: os.environ,
+    updated with `env`, then PYTHONPATH made to say which uwsgipy the child gets.
+
+    Source mode (the default): the repository first on PYTHONPATH (before what the caller or
+    os.environ put there), so the source tree is imported even when the child's cwd or --chdir is
+    elsewhere.  Installed mode (UWSGIPY_TEST_INSTALLED=1): the repository is taken off
+    PYTHONPATH, and PYTHONSAFEPATH=1 keeps `python -m uwsgipy` and `python -c` from putting the
+    cwd (often the repository) first on sys.path (Python >= 3.11); uwsgipy itself adds the cwd for
+    the app once it has been imported (uwsgipy/app.py prepare_path), so `--module tests.apps.x`
+    still loads."""
+    out = dict(os.environ)
+    if env:
+        out.update(env)
+    path = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and not _is_repo(p)]
+    if INSTALLED:
+        out["PYTHONSAFEPATH"] = "1"
+    else:
+        path.insert(0, str(REPO))
+    if path:
+        out["PYTHONPATH"] = os.pathsep.join(path)
+    else:
+        out.pop("PYTHONPATH", None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# C compilers, for the tests that build C (they skip, with the reason, where there is none)
+# ----------------------------------------------------------------------------------------------
+
+_CC_PROBE = "int upy_probe(int x) { return x + 1; }\n"
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_problem(cc: str) -> str:
+    """Why the C compiler command `cc` (a name such as "gcc", or a command line such as
+    sysconfig's "gcc -pthread" or a $CC of "false") cannot compile here, or "" when it can: it
+    must be found and must actually compile a small file (a $CC that names a failing program is
+    found, and compiles nothing)."""
+    words = shlex.split(cc)
+    if not words:
+        return "no C compiler configured (CC is empty)"
+    if shutil.which(words[0]) is None:
+        return f"C compiler {words[0]!r} not found on PATH"
+    with tempfile.TemporaryDirectory(prefix="upycc") as d:
+        src = os.path.join(d, "probe.c")
+        with open(src, "w") as f:
+            f.write(_CC_PROBE)
+        try:
+            res = subprocess.run([*words, "-c", src, "-o", os.path.join(d, "probe.o")],
+                                 capture_output=True, text=True, timeout=60)
+        except OSError as exc:
+            return f"C compiler {cc!r} cannot be run: {exc.strerror}"
+        if res.returncode != 0 or not os.path.exists(os.path.join(d, "probe.o")):
+            last = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+            return f"C compiler {cc!r} does not compile: {last}"
+    return ""
+
+
+def extension_compiler_problem() -> str:
+    """Why `setup.py build_ext` cannot compile the C core here, or "": the compiler it would use
+    is $CC, else the one this Python was built with (sysconfig's CC)."""
+    import sysconfig
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return compiler_problem(cc)
+
+
+# ----------------------------------------------------------------------------------------------
 # the server process
 # ----------------------------------------------------------------------------------------------
 
@@ -111,13 +195,9 @@ class ServerProcess:
         self.on_line = on_line  # called from the reader thread for each line, before it is stored
         self.cmd = [sys.executable, "-m", "uwsgipy", *self.args]
         self.cwd = str(cwd)
-        self.env = dict(os.environ)
-        self.env["PYTHONUNBUFFERED"] = "1"
-        # the server must find the uwsgipy package even when --chdir moves it elsewhere
-        pp = self.env.get("PYTHONPATH", "")
-        self.env["PYTHONPATH"] = str(REPO) + (os.pathsep + pp if pp else "")
-        if env:
-            self.env.update(env)
+        # the server finds the uwsgipy under test (the source tree, or the installed package)
+        # wherever cwd or --chdir puts it
+        self.env = child_env({"PYTHONUNBUFFERED": "1", **(env or {})})
         self.logto = str(logto) if logto else None
         self.lines: List[str] = []
         self.cond = threading.Condition()

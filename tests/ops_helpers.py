@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from helpers import child_env
+
 __all__ = [
     "REPO", "APPS", "OpsServer", "Reply", "Load", "children_of", "http_get", "poll",
     "record_figure", "FIGURES_PATH", "sd_activate_launcher", "alive",
@@ -116,12 +118,8 @@ class OpsServer:
         self.cmd = [*(launcher or [sys.executable, "-m", "uwsgipy"]), *self.args]
         self.pass_fds = tuple(pass_fds)
         self.cwd = str(cwd or REPO)
-        self.env = dict(os.environ)
-        self.env["PYTHONUNBUFFERED"] = "1"
-        pp = self.env.get("PYTHONPATH", "")
-        self.env["PYTHONPATH"] = str(REPO) + (os.pathsep + pp if pp else "")
-        if env:
-            self.env.update(env)
+        # the uwsgipy under test: the source tree, or the installed package (helpers.child_env)
+        self.env = child_env({"PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: List[Tuple[float, str]] = []
         self.cond = threading.Condition()
         self.proc: Optional[subprocess.Popen] = None
