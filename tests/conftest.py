@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import (LIVE_SERVERS as _LIVE, RUNNERS, NginxPool, ServerPool, nginx_binary,  # noqa: E402
-                     short_tmpdir)
+from helpers import (INSTALLED, LIVE_SERVERS as _LIVE, REPO, RUNNERS, NginxPool, ServerPool,  # noqa: E402
+                     nginx_binary, short_tmpdir)
 
 
 def pytest_addoption(parser):
@@ -29,6 +29,31 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "all_runners: run the module's server tests under every app runner in "
                    "helpers.RUNNERS (threads = 1, threads = 4, gevent = 8); ids end with the runner")
+    if INSTALLED:
+        problem = installed_mode_problem()
+        if problem:
+            raise pytest.UsageError(f"UWSGIPY_TEST_INSTALLED=1: {problem}")
+
+
+def installed_mode_problem() -> str:
+    """Why this run cannot test the installed package, or "" when it can: uwsgipy and its C core
+    must be imported from outside the repository, and the children must be able to keep the cwd
+    off sys.path (PYTHONSAFEPATH, Python >= 3.11; helpers.child_env sets it)."""
+    if sys.version_info < (3, 11):
+        return (f"Python {sys.version.split()[0]} has no PYTHONSAFEPATH (3.11+): `python -m uwsgipy` "
+                "in the repository would import ./uwsgipy")
+    try:
+        import uwsgipy
+        import uwsgipy._core
+    except ImportError as exc:
+        return f"uwsgipy is not importable in {sys.executable}: {exc} (install the wheel first)"
+    for mod in (uwsgipy, uwsgipy._core):
+        where = Path(mod.__file__).resolve()
+        if where == REPO or REPO in where.parents:
+            return (f"{mod.__name__} is imported from the source tree ({where}), not from the installed "
+                    f"package: run `PYTHONSAFEPATH=1 {sys.executable} -m pytest` (without it, `-m` puts "
+                    "the cwd first on sys.path) and do not install uwsgipy editable (pip install -e)")
+    return ""
 
 
 def pytest_generate_tests(metafunc):
