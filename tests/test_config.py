@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import typing
 import pytest
 
 import uwsgipy
+from helpers import child_env
 from uwsgipy import config
 from uwsgipy.config import SETTINGS, Config, ConfigError, Setting, build_parser, load, render_docs
 
@@ -233,7 +233,7 @@ def test_version(capsys):
 def test_importing_package_is_light():
     code = "import sys, uwsgipy; print('uwsgipy.config' in sys.modules, 'argparse' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True, env=child_env()).stdout.split()
     assert out == ["False", "False"]
 
 
@@ -810,7 +810,7 @@ def _uwsgipy(*args: str, pre: str = "") -> subprocess.CompletedProcess:
     """`uwsgipy ARGS` in a fresh interpreter (pre: Python run first), as a user starts it."""
     code = f"import sys\n{pre}\nfrom uwsgipy.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=30, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=30, cwd=ROOT, env=child_env())
 
 
 def test_runner_mistakes_stop_start_up_with_one_line():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import child_env
 from ops_helpers import REPO, OpsServer, http_get, poll
 from test_master import OPS_APP, app_copy, master, set_version  # noqa: F401  (fixtures)
 
@@ -29,9 +30,8 @@ README = REPO / "README.md"
 
 
 def uwsgipy(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "uwsgipy", *args], capture_output=True,
-                          text=True, timeout=30, env=env, cwd=str(REPO))
+                          text=True, timeout=30, env=child_env(), cwd=str(REPO))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from typing import Dict, List
 
 import pytest
 
-from ops_helpers import REPO, Load, OpsServer, alive, http_get, poll
+from helpers import child_env
+from ops_helpers import Load, OpsServer, alive, http_get, poll
 from test_master import BROKEN_APP, OPS_APP, master  # noqa: F401  (fixture)
 
 # An app whose /exit?code=N calls os._exit(N) in the middle of a request, and whose / answers
@@ -379,8 +380,7 @@ def _python_usable_by(user: dict) -> bool:
              "import subprocess; raise SystemExit(subprocess.run([%r, '-c', "
              "'import json, http.server, uwsgipy']).returncode)"
              % (user["gid"], user["uid"], sys.executable))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", probe], env=env, cwd="/",
+    return subprocess.run([sys.executable, "-c", probe], env=child_env(), cwd="/",
                           capture_output=True).returncode == 0
 
 

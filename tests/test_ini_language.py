@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from helpers import child_env
 from uwsgipy import __version__, config, ini
 from uwsgipy.config import ConfigError, load
 
@@ -701,7 +702,7 @@ def test_print_goes_to_stdout_by_default(here, capsys):
 def test_errors_are_one_line_without_traceback(here):
     write(here / "bad.ini", "[uwsgi]\nhttp-socket = 127.0.0.1:0\nif-env = HOME\nfor = a\n")
     proc = subprocess.run([sys.executable, "-m", "uwsgipy", "bad.ini"], cwd=here,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/root"},
+                          env=child_env({"HOME": "/root"}),
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr == ("uwsgipy: bad.ini:4: 'for' inside the 'if-env' block opened at "
@@ -712,7 +713,7 @@ def test_errors_are_one_line_without_traceback(here):
 def test_warnings_are_logged_at_start_up(here):
     write(here / "w.ini", "[uwsgi]\nhtp-socket = 127.0.0.1:0\n")
     proc = subprocess.run([sys.executable, "-m", "uwsgipy", "w.ini"], cwd=here,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          env=child_env(),
                           capture_output=True, text=True, timeout=30)
     lines = proc.stderr.splitlines()
     assert lines[0] == ("uwsgipy: WARNING: w.ini:2: unknown option 'htp-socket' ignored "

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_RE, ServerProcess, http_request, short_tmpdir, uwsgi_binary, wait_until
+from helpers import (ACCESS_RE, ServerProcess, child_env, http_request, short_tmpdir, uwsgi_binary,
+                     wait_until)
 
 UWSGI = uwsgi_binary()
 
@@ -192,7 +193,7 @@ def test_unknown_logger_and_route_action_are_one_line_errors(tmp_path, app):
                        ("route = nospace", "invalid route syntax")):
         ini = _ini(tmp_path, app, line + "\n")
         r = subprocess.run([sys.executable, "-m", "uwsgipy", str(ini)], capture_output=True,
-                           text=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                           text=True, timeout=30, env=child_env())
         assert r.returncode == 2, r.stderr
         assert word in r.stderr and f"{ini}:" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -371,7 +372,7 @@ def test_loggers_with_daemonize_warn_and_log_to_the_daemonize_file(tmp_path, app
     r = subprocess.run([sys.executable, "-m", "uwsgipy", "--http-socket", "127.0.0.1:0",
                         "--wsgi-file", str(app), "--daemonize", str(dlog), "--pidfile", str(pidfile),
                         "--logger", f"file:{named}"], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+                       env=child_env())
     assert r.returncode == 0 and "with daemonize: not used" in r.stderr, r.stderr
     try:
         text = _wait_file(dlog, "uwsgipy: ready")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, ServerProcess, free_port, http_request, real_uwsgi, wait_until
+from helpers import REPO, ServerProcess, child_env, free_port, http_request, real_uwsgi, wait_until
 
 PROBE = '''\
 import json, os
@@ -191,5 +191,5 @@ def test_import_uwsgi_fails_outside_a_serving_process():
             "try:\n    import uwsgi\nexcept ImportError:\n    print('no uwsgi')\n"
             "try:\n    import uwsgidecorators\nexcept ImportError:\n    print('no decorators')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, timeout=60)
+                         cwd=REPO, timeout=60, env=child_env())
     assert out.stdout.split() == ["no", "uwsgi", "no", "decorators"], out.stderr
