@@ -10,8 +10,25 @@
 #     and its test dependencies go into it (pip install -e ".[test]", which also rebuilds
 #     the C extension after a change in csrc/).
 #  3. pytest, from the virtualenv; extra arguments are passed on.
+#
+# ./scripts/test.sh --installed [PYTEST ARGS] tests what a user installs instead, as CI does:
+#  2'. scripts/build-wheel.sh builds the sdist and the manylinux_2_28 wheels (dist/); a fresh
+#      virtualenv .venv-installed gets the test dependencies, then, with no C compiler reachable
+#      (scripts/nocc-path.sh; CC=false), the wheel (--no-index --only-binary).  A build from the
+#      sdist is tried in that state and must fail: proof that no compiler was reachable.
+#  3'. the whole suite against the installed package (UWSGIPY_TEST_INSTALLED=1, PYTHONSAFEPATH=1:
+#      nothing imports ./uwsgipy), still without a compiler; then, with the compiler back, the
+#      tests that skipped for want of one (the C tables, fuzz smoke, the portable build).
+#  4'. the sdist installed (compiled) into .venv-sdist, and each other CPython's wheel into its
+#      own virtualenv: scripts/smoke_installed.py (tests/test_installed.py) against each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+INSTALLED=0
+if [ "${1:-}" = "--installed" ]; then
+    INSTALLED=1
+    shift
+fi
 
 PYTHON="${PYTHON:-python3}"
 VENV="${UWSGIPY_VENV:-.venv}"
@@ -60,6 +77,10 @@ if command -v clang >/dev/null 2>&1 && ! echo 'int LLVMFuzzerTestOneInput(const 
         || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
              $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$RT" >/dev/null; } \
         || echo "test.sh: no $RT: the libFuzzer smoke test will be skipped" >&2
+fi
+
+if [ "$INSTALLED" = 1 ]; then
+    exec ./scripts/test-installed.sh "$@"
 fi
 
 # -- 2. the virtualenv -------------------------------------------------------------------

@@ -1750,7 +1750,7 @@ def version_text() -> str:
         from uwsgipy import _core
         b = _core.BUILD
         features = ", ".join(f for f in ("sendfile", "openat2") if b.get(f)) or "no sendfile, no openat2"
-        lines.append(f"C core: {b['poller']} poller, {features}; built with {b['compiler']} "
+        lines.append(f"C core: {b['poller']} poller, {features}; built with {b['compiler'].strip()} "
                      f"for CPython {b['python']} ({b['libc']})")
     except Exception as exc:  # ImportError, or an older core without BUILD
         lines.append(f"C core: cannot be imported: {exc}")

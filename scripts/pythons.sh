@@ -1,0 +1,16 @@
+# Sourced by build-wheel.sh and test.sh: find_python V prints a CPython V (e.g. 3.12) that runs,
+# looking for pythonV on PATH, in /usr/bin and /usr/local/bin, then in pyenv's versions; prints
+# nothing (status 1) when there is none.
+find_python() {
+    local v="$1" cand root
+    root="$(pyenv root 2>/dev/null || echo /nonexistent)"
+    for cand in "python$v" "/usr/bin/python$v" "/usr/local/bin/python$v" "$root"/versions/"$v".*/bin/"python$v"; do
+        if "$cand" -c 'import sys' >/dev/null 2>&1; then
+            echo "$cand"
+            return 0
+        fi
+    done
+    return 1
+}
+# The CPython versions wheels are built and tested for (pyproject.toml [tool.cibuildwheel] build).
+WHEEL_PYTHON_VERSIONS="3.10 3.11 3.12 3.13"
