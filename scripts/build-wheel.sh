@@ -2,7 +2,7 @@
 # Build uwsgipy's release files here, without containers:
 #
 #   dist/uwsgipy-VERSION.tar.gz                                   the sdist (python -m build --sdist)
-#   dist/uwsgipy-VERSION-cpXY-cpXY-manylinux_2_28_x86_64.whl      one wheel per CPython 3.10-3.13 found
+#   dist/uwsgipy-VERSION-cpXY-cpXY-manylinux_2_28_x86_64.whl      one wheel per CPython 3.10-3.14 found
 #
 # The wheels are built from the sdist (which proves the sdist is complete) with zig's C compiler
 # (PyPI package ziglang) targeting glibc 2.28, the oldest glibc of manylinux_2_28: a plain gcc
@@ -15,7 +15,7 @@
 #
 # Environment: PYTHON (default python3) runs the tools, kept in UWSGIPY_BUILD_VENV (default
 # .venv-build); UWSGIPY_DIST (default dist) receives the files; UWSGIPY_WHEEL_PYTHONS (default:
-# every python3.10 .. python3.13 that runs, pyenv's included) are the CPythons to build for.
+# every python3.10 .. python3.14 that runs, pyenv's included) are the CPythons to build for.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +62,7 @@ else
         fi
     done
 fi
-[ "${#PYTHONS[@]}" -gt 0 ] || { say "no CPython 3.10-3.13 found"; exit 1; }
+[ "${#PYTHONS[@]}" -gt 0 ] || { say "no CPython 3.10-3.14 found"; exit 1; }
 
 # -- the sdist -------------------------------------------------------------------------------
 VERSION="$("$TOOLS/bin/python" -c 'import ast, sys

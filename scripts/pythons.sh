@@ -13,4 +13,4 @@ find_python() {
     return 1
 }
 # The CPython versions wheels are built and tested for (pyproject.toml [tool.cibuildwheel] build).
-WHEEL_PYTHON_VERSIONS="3.10 3.11 3.12 3.13"
+WHEEL_PYTHON_VERSIONS="3.10 3.11 3.12 3.13 3.14"
