@@ -226,8 +226,15 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         load(["--version"], {})
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"uwsgipy {uwsgipy.__version__}"
-    assert uwsgipy.__version__ == "0.1.0"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"uwsgipy {uwsgipy.__version__}"
+    # how the core was built, from _core.BUILD, and what runs it
+    from uwsgipy import _core
+    b = _core.BUILD
+    assert lines[1].startswith(f"C core: {b['poller']} poller") and b["compiler"].strip() in lines[1], lines
+    assert f"for CPython {b['python']} ({b['libc']})" in lines[1], lines
+    assert lines[2].startswith(f"running on CPython {sys.version.split()[0]} ({sys.executable})"), lines
+    assert b["poller"] in ("epoll", "poll") and isinstance(b["sendfile"], bool)
 
 
 def test_importing_package_is_light():

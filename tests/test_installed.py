@@ -201,7 +201,12 @@ def _mapped_core(pid: int) -> set:
                 if len(line.split(None, 5)) == 6 and "/_core" in line and line.rstrip().endswith(".so")}
 
 
+HAVE_PROC = os.path.isdir("/proc/self")  # Linux; the smoke run on macOS (cibuildwheel) has none
+
+
 def _check_core(pid: int) -> None:
+    if not HAVE_PROC:
+        return  # test_the_imported_package_is_the_one_under_test still holds for this process
     assert _mapped_core(pid) == {Path(uwsgipy._core.__file__).resolve()}, \
         f"server {pid} maps {_mapped_core(pid)}, the package under test is {_package_dir()}"
 
@@ -231,6 +236,8 @@ def test_console_script_serves_hello_with_a_master(tmp_path):
         for _ in range(10):
             r = http_request(srv.http_addr, "GET", "/", headers=[("Connection", "close")])
             assert r.status == 200 and r.body == HELLO_BODY, r
+        if not HAVE_PROC:
+            return
         workers = wait_until(lambda: (w := set(process_tree(srv.pid)) - {srv.pid}) and len(w) == 2 and w,
                              10, what="2 workers")
         for pid in workers | {srv.pid}:

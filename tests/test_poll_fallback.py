@@ -58,16 +58,25 @@ def fallback_tree(tmp_path_factory):
     (tree / "files" / "big.bin").write_bytes(BIG)
     (tree / "files" / "small.txt").write_bytes(b"small file\n" * 10)
     out = subprocess.run([sys.executable, "-c", "import uwsgipy._core as c; print(c.POLLER, c.BUILD)"],
-                         cwd=tree, capture_output=True, text=True, check=True)
+                         cwd=tree, env=_copy_env(tree), capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "poll"
     assert "'sendfile': False" in out.stdout and "'openat2': False" in out.stdout, out.stdout
     return tree
 
 
+def _copy_env(tree: Path) -> dict:
+    """The children import the portable copy in tree, never the package under test (the source
+    tree, or with UWSGIPY_TEST_INSTALLED the installed one, whose PYTHONSAFEPATH would hide the
+    copy in the cwd)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    env.pop("PYTHONSAFEPATH", None)
+    return env
+
+
 def _start(tree: Path, *args: str):
     proc = subprocess.Popen([sys.executable, "-m", "uwsgipy", "--http-socket", "127.0.0.1:0",
                              "--wsgi-file", "app.py", "--disable-logging", *args],
-                            cwd=tree, stderr=subprocess.PIPE, text=True)
+                            cwd=tree, env=_copy_env(tree), stderr=subprocess.PIPE, text=True)
     port = None
     deadline = time.monotonic() + 20
     for line in proc.stderr:
