@@ -50,7 +50,7 @@ def installed_mode_problem() -> str:
         return f"uwsgipy is not importable in {sys.executable}: {exc} (install the wheel first)"
     for mod in (uwsgipy, uwsgipy._core):
         where = Path(mod.__file__).resolve()
-        if where == REPO or REPO in where.parents:
+        if where.parent == REPO / "uwsgipy":  # (a virtualenv inside the repository is fine)
             return (f"{mod.__name__} is imported from the source tree ({where}), not from the installed "
                     f"package: run `PYTHONSAFEPATH=1 {sys.executable} -m pytest` (without it, `-m` puts "
                     "the cwd first on sys.path) and do not install uwsgipy editable (pip install -e)")
