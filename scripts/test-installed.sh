@@ -76,7 +76,7 @@ fi
 # -- 6. the sdist, and the other CPythons' wheels ----------------------------------------------
 smoke() {  # smoke VENV: the smoke subset against what VENV has installed
     "$1/bin/python" "${PIP[@]}" "pytest>=7" "requests>=2.28"
-    "$1/bin/python" scripts/smoke_installed.py . -q
+    "$1/bin/python" scripts/smoke_installed.py .
 }
 say "the sdist: compiled and installed into .venv-sdist"
 rm -rf .venv-sdist
