@@ -391,9 +391,25 @@ typedef struct upy_server {
     int log_filter;          /* 0 all, else UPY_LOG_4XX | UPY_LOG_5XX */
     int log_xff;             /* log-x-forwarded-for */
     int worker_id;           /* for %(wid) */
+    /* probes (upy_probe.c): paths answered by the loop, "" none */
+    char probe_live[128];
+    size_t probe_live_len;
+    char probe_ready[128];
+    size_t probe_ready_len;
+    unsigned ready_max_queue; /* readiness fails at this accept queue; 0 off */
+    int draining;            /* readiness fails (a graceful stop's drain) */
     PyObject *log_format;    /* tuple of str (literal), int (UPY_LV_*) and
                                 1-tuples (an environ key: %(var.NAME)),
                                 or NULL */
+    int log_json;            /* log-req-encoder = json: one JSON object a
+                                line; log_format's str items are then the
+                                field names of the items after them */
+    PyObject *log_json_extra; /* bytes: '"key":"value",' extra fields
+                                (log-json-field), or NULL */
+    PyObject *rid_key;       /* request-id: the environ key of the incoming
+                                header (HTTP_X_REQUEST_ID), NULL when off */
+    PyObject *rid_env;       /* "uwsgipy.request_id" */
+    PyObject *rid_header;    /* bytes "X-Request-ID: " for the response */
     PyObject *add_headers;   /* bytes: "Name: value\r\n" lines, or NULL */
     upy_key_entry *var_keys; /* uwsgi var name -> environ key */
     upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */
@@ -433,6 +449,20 @@ typedef struct upy_server {
 /* 1 when static files are opened with openat2(2) RESOLVE_BENEATH (this
    build has it; the kernel may still lack it: then the realpath check). */
 int upy_static_have_openat2(void);
+
+/* A probe's answer (upy_probe.c): text[0..len) is the whole response,
+   text[0..head_len) its head (for HEAD). */
+typedef struct {
+    const char *text;
+    size_t len, head_len;
+} upy_probe_reply;
+
+/* 1 and *out when req is a liveness or readiness probe of srv, else 0.
+   Reads srv only: any loop thread may call it. */
+int upy_probe_answer(const struct upy_server *srv, const upy_request *req,
+                     upy_probe_reply *out);
+/* _core.set_probes(server, *, liveness, readiness, max_queue, draining) */
+PyObject *upy_set_probes(PyObject *module, PyObject *args, PyObject *kwds);
 
 #define UPY_LOOP_CORE(srv) (&(srv)->cores[(srv)->ncores])
 

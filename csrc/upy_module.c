@@ -294,8 +294,19 @@ PyDoc_STRVAR(check_ere_doc,
 "POSIX extended regular expression, the dialect the static-expires\n"
 "options are matched with (regcomp REG_EXTENDED).");
 
+PyDoc_STRVAR(set_probes_doc,
+"set_probes(server, *, liveness=None, readiness=None, max_queue=-1, draining=None)\n--\n\n"
+"Configure the probes the C core answers without the app (options\n"
+"liveness-path, readiness-path, readiness-max-queue): liveness and readiness\n"
+"are paths (str starting with '/', no '?', < 128 bytes) or None (off);\n"
+"max_queue >= 0 sets the accept-queue length at which readiness fails (0\n"
+"off); draining True makes readiness answer 503 (a graceful stop's drain).\n"
+"Arguments left out are unchanged.  ValueError for a bad path.");
+
 static PyMethodDef upy_methods[] = {
     {"check_ere", upy_check_ere, METH_O, check_ere_doc},
+    {"set_probes", (PyCFunction)(void (*)(void))upy_set_probes,
+     METH_VARARGS | METH_KEYWORDS, set_probes_doc},
     {NULL, NULL, 0, NULL},
 };
 

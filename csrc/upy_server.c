@@ -978,6 +978,19 @@ static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
 {
     upy_server *srv = loop->srv;
+    if (srv->probe_live_len > 0 || srv->probe_ready_len > 0) {
+        /* liveness / readiness probes: answered here, not logged or counted */
+        upy_probe_reply pr;
+        if (upy_probe_answer(srv, req, &pr)) {
+            struct iovec iov = {(void *)pr.text, req->is_head ? pr.head_len : pr.len};
+            c->last_io = upy_now();
+            if (send_small(c->fd, &iov, 1) != 0) {
+                conn_close(loop, c);
+                return -1;
+            }
+            return conn_returned(loop, c, UPY_RESP_KEEP);
+        }
+    }
     if (srv->static_cfg != NULL) {
         /* static-map: served here, on the loop thread, without Python */
         int rc = upy_static_serve(UPY_LOOP_CORE(srv), c, req);

@@ -801,7 +801,8 @@ class Arbiter:
               quick_signals=(signal.SIGINT, signal.SIGQUIT),
               retire_signals=(self._stop_signals["retire"],),
               final_stop=self._final_stop_ordered,
-              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask))
+              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask),
+              drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0)
         if server.stop_reason:
             log.info("worker %d (pid %d): %s after %d requests: recycling", wid, os.getpid(),
                      server.stop_reason, server.requests)

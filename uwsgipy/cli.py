@@ -421,7 +421,8 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
         # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
         # stop, as with --master, uWSGI and gunicorn (worker.serve()).
         serve(server, runner, mercy=float(cfg.reload_mercy),
-              on_ready=lambda: log.info("ready (pid %d)", os.getpid()))
+              on_ready=lambda: log.info("ready (pid %d)", os.getpid()),
+              drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0)
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK
     finally:

@@ -126,6 +126,14 @@ def _between(low: int, high: int) -> Callable[[Any], None]:
     return check
 
 
+def _probe_path(value: str) -> None:
+    """liveness-path / readiness-path: what the C core compares requests with."""
+    if not value.startswith("/") or "?" in value or len(value.encode("utf-8")) > 127 \
+            or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError(f"expected a path starting with '/', without '?' or spaces, at most "
+                         f"127 bytes (e.g. /healthz), got {value!r}")
+
+
 def _address(value: str) -> None:
     """HOST:PORT, :PORT, [IPv6]:PORT, or a unix socket path.
 
@@ -1228,6 +1236,34 @@ SETTINGS: Tuple[Setting, ...] = (
        "Accepted with one warning at start-up: the per-request memory line of uWSGI "
        "is not written (the stats server shows each worker's requests).",
        short="-m", section="Logging", uwsgi_ref="uWSGI --memory-report (-m)."),
+    _s("liveness-path", "str", None,
+       "Answer GET/HEAD of exactly PATH (e.g. /healthz) with 200 \"ok\" from the C core, "
+       "without calling the app, on every listener: a liveness probe that succeeds while the "
+       "worker's loop runs, even when every app thread is busy (with threads = 2 or more; "
+       "with one thread the app runs on the loop's thread, and a probe waits for the "
+       "request in progress). Not logged, not counted in "
+       "the request stats. The path is compared as sent (no query, no percent-decoding).",
+       metavar="PATH", section="Stats", validator=_probe_path,
+       uwsgi_ref="uwsgipy only (uWSGI has no built-in probe; it is usually routed to the app)."),
+    _s("readiness-path", "str", None,
+       "Answer GET/HEAD of exactly PATH (e.g. /readyz) from the C core: 200 \"ok\" when the "
+       "app is loaded and the worker is not stopping, else 503 (\"draining\", or \"listen "
+       "queue full\" with readiness-max-queue). A graceful stop (SIGTERM) turns it to 503 "
+       "first; with readiness-drain the listeners stay open meanwhile, so a load balancer "
+       "takes the server out before connections are refused. Not logged, not counted.",
+       metavar="PATH", section="Stats", validator=_probe_path,
+       uwsgi_ref="uwsgipy only."),
+    _s("readiness-max-queue", "int", 0,
+       "readiness-path answers 503 while a TCP listener has N or more connections waiting "
+       "in its accept queue (every worker busy); 0: no such check. Linux (TCP_INFO).",
+       metavar="N", section="Stats", validator=_at_least(0), uwsgi_ref="uwsgipy only."),
+    _s("readiness-drain", "int", 0,
+       "On a graceful stop (SIGTERM), answer readiness-path with 503 for SECONDS while still "
+       "serving and accepting, then stop as usual: the time a load balancer needs to see "
+       "the probe fail (Kubernetes: periodSeconds x failureThreshold). The drain counts "
+       "toward the master's mercy (worker-reload-mercy, reload-mercy). A second SIGTERM "
+       "ends it at once. 0: no drain.",
+       metavar="SECONDS", section="Stats", validator=_at_least(0), uwsgi_ref="uwsgipy only."),
     # -- Stats -------------------------------------------------------------
     _s("stats", "str", None,
        "Serve a JSON document of server and worker statistics on ADDR (HOST:PORT or "
@@ -1559,6 +1595,10 @@ class Config:
     cron: List[str]
     unique_cron: List[str]
     # Stats
+    liveness_path: Optional[str]
+    readiness_path: Optional[str]
+    readiness_max_queue: int
+    readiness_drain: int
     stats: Optional[str]
     stats_http: bool
     # uWSGI compatibility

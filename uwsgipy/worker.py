@@ -105,7 +105,7 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         from .gevent_runner import make_wait_write
         wait_write = make_wait_write()
     apps = app_options(app, cfg)
-    return _core.Server(
+    server = _core.Server(
         apps.pop("app"),
         [lst.core_spec(cfg) for lst in listeners],
         logger=core_logger,
@@ -138,6 +138,11 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         **access_log_options(cfg),
         **apps,
     )
+    if getattr(cfg, "liveness_path", None) or getattr(cfg, "readiness_path", None):
+        # answered by the C core, before static files and the app (csrc/upy_probe.c)
+        _core.set_probes(server, liveness=cfg.liveness_path, readiness=cfg.readiness_path,
+                         max_queue=cfg.readiness_max_queue)
+    return server
 
 
 def app_options(app: Any, cfg: Any) -> Dict[str, Any]:
@@ -164,7 +169,8 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
           quick_signals: Sequence[int] = (),
           retire_signals: Sequence[int] = (),
           final_stop: Optional[Callable[[], bool]] = None,
-          on_ready: Optional[Callable[[], None]] = None) -> None:
+          on_ready: Optional[Callable[[], None]] = None,
+          drain: float = 0.0) -> None:
     """Run the server's loop in this thread, and its runner, until a stop
     completes:
 
@@ -231,6 +237,7 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
             server.stop(graceful=False)
 
         decided: List[str] = []  # with final_stop: the first stop signal decides
+        draining: List[int] = []  # readiness-drain under way (the signal that began it)
 
         def graceful(signum: int, frame: Any) -> None:
             if final_stop is not None:
@@ -246,7 +253,22 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
             if server.stopping:
                 log.info("%s again: stopping now", signal.Signals(signum).name)
                 server.stop(graceful=False)
+            elif drain > 0 and not draining:
+                # readiness-drain: the probe fails first, the listeners stay open; SIGALRM
+                # (or another SIGTERM) starts the stop itself
+                draining.append(signum)
+                _core.set_probes(server, draining=True)
+                log.info("%s: readiness-path now answers 503; graceful stop in %gs "
+                         "(readiness-drain)", signal.Signals(signum).name, drain)
+                signal.signal(signal.SIGALRM, lambda s, f: begin_stop(signum))
+                signal.setitimer(signal.ITIMER_REAL, drain)
             else:
+                if draining:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                begin_stop(signum)
+
+        def begin_stop(signum: int) -> None:
+            if not server.stopping:
                 log.info("%s: graceful stop (serving queued connections, then finishing "
                          "requests in flight, at most %ss)", signal.Signals(signum).name, mercy)
                 server.stop(graceful=True, timeout=mercy, close_listeners=True)
