@@ -457,10 +457,13 @@ typedef struct {
     size_t len, head_len;
 } upy_probe_reply;
 
-/* 1 and *out when req is a liveness or readiness probe of srv, else 0.
+/* 1 and *out when req is a liveness or readiness probe of srv, else 0;
+   waiting: requests of this worker waiting for an app thread (counted only
+   for a readiness probe with readiness-max-queue: upy_probe_is_readiness).
    Reads srv only: any loop thread may call it. */
 int upy_probe_answer(const struct upy_server *srv, const upy_request *req,
-                     upy_probe_reply *out);
+                     size_t waiting, upy_probe_reply *out);
+int upy_probe_is_readiness(const struct upy_server *srv, const upy_request *req);
 /* _core.set_probes(server, *, liveness, readiness, max_queue, draining) */
 PyObject *upy_set_probes(PyObject *module, PyObject *args, PyObject *kwds);
 

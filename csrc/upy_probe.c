@@ -10,9 +10,11 @@
  *   readiness: 200 "ok" when the app is loaded (a Server exists only after
  *              that), the worker is not draining (a graceful stop with
  *              readiness-drain turns it off first: uwsgipy.worker.serve),
- *              and, with readiness-max-queue N > 0, no TCP listener has N
- *              or more connections waiting in its accept queue (TCP_INFO,
- *              Linux); else 503 with the reason as the body.
+ *              and, with readiness-max-queue N > 0, fewer than N requests
+ *              wait: neither for an app thread in this worker (the loop
+ *              accepts while the app threads are busy, so this is where a
+ *              backlog builds) nor in any TCP listener's accept queue
+ *              (TCP_INFO, Linux); else 503 with the reason as the body.
  *
  * The responses are constant strings; the path is compared as sent
  * (HTTP: the request-target up to '?'; uwsgi: PATH_INFO, else REQUEST_URI
@@ -35,7 +37,12 @@ static const char ok_text[] = PROBE_HEAD("200 OK", "3") "ok\n";
 static const char draining_text[] =
     PROBE_HEAD("503 Service Unavailable", "9") "draining\n";
 static const char queue_text[] =
-    PROBE_HEAD("503 Service Unavailable", "18") "listen queue full\n";
+    PROBE_HEAD("503 Service Unavailable", "11") "overloaded\n";
+
+/* Content-Length must match the body: checked when the file compiles. */
+_Static_assert(sizeof "ok\n" - 1 == 3, "ok body");
+_Static_assert(sizeof "draining\n" - 1 == 9, "draining body");
+_Static_assert(sizeof "overloaded\n" - 1 == 11, "overloaded body");
 
 static void
 reply(upy_probe_reply *out, const char *text, size_t len, const char *body)
@@ -89,8 +96,14 @@ queue_full(const upy_server *srv, unsigned max)
 }
 
 int
+upy_probe_is_readiness(const upy_server *srv, const upy_request *req)
+{
+    return path_is(request_path(req), srv->probe_ready, srv->probe_ready_len);
+}
+
+int
 upy_probe_answer(const upy_server *srv, const upy_request *req,
-                 upy_probe_reply *out)
+                 size_t waiting, upy_probe_reply *out)
 {
     upy_str p;
     int get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
@@ -105,8 +118,9 @@ upy_probe_answer(const upy_server *srv, const upy_request *req,
         return 0;
     if (__atomic_load_n(&srv->draining, __ATOMIC_ACQUIRE) || srv->stopping)
         reply(out, draining_text, sizeof draining_text - 1, "draining\n");
-    else if (srv->ready_max_queue > 0 && queue_full(srv, srv->ready_max_queue))
-        reply(out, queue_text, sizeof queue_text - 1, "listen queue full\n");
+    else if (srv->ready_max_queue > 0 && (waiting >= srv->ready_max_queue ||
+                                          queue_full(srv, srv->ready_max_queue)))
+        reply(out, queue_text, sizeof queue_text - 1, "overloaded\n");
     else
         reply(out, ok_text, sizeof ok_text - 1, "ok\n");
     return 1;

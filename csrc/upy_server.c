@@ -981,7 +981,17 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
     if (srv->probe_live_len > 0 || srv->probe_ready_len > 0) {
         /* liveness / readiness probes: answered here, not logged or counted */
         upy_probe_reply pr;
-        if (upy_probe_answer(srv, req, &pr)) {
+        size_t waiting = 0;
+        if (srv->ready_max_queue > 0 && srv->runner == UPY_RUN_THREADS &&
+            upy_probe_is_readiness(srv, req)) {
+            /* the requests queued for the app threads, up to the limit */
+            pthread_mutex_lock(&loop->mu);
+            for (upy_conn *q = loop->jobs; q != NULL && waiting < srv->ready_max_queue;
+                 q = q->qnext)
+                waiting++;
+            pthread_mutex_unlock(&loop->mu);
+        }
+        if (upy_probe_answer(srv, req, waiting, &pr)) {
             struct iovec iov = {(void *)pr.text, req->is_head ? pr.head_len : pr.len};
             c->last_io = upy_now();
             if (send_small(c->fd, &iov, 1) != 0) {

@@ -99,6 +99,35 @@ def test_probes_answer_while_the_app_is_busy(server_factory, tmp_path):
             s.close()
 
 
+def test_readiness_fails_while_requests_wait_for_the_app(server_factory, tmp_path):
+    """readiness-max-queue 3, two app threads blocked, five more requests waiting for them: 503
+    "overloaded"; liveness stays 200; once released and served, readiness is 200 again."""
+    app = tmp_path / "block.py"
+    app.write_text(BLOCKING_APP)
+    flag = tmp_path / "release"
+    srv = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", str(app), "--threads", "2",
+                         *_probe_args("--readiness-max-queue", "3"), env={"UPY_PROBE_FLAG": str(flag)})
+    assert http_request(srv.http_addr, "GET", "/readyz").body == b"ok\n"
+    blocked = []
+    try:
+        for _ in range(7):
+            s = socket.create_connection(srv.http_addr, timeout=15)
+            s.sendall(b"GET /block HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            blocked.append(s)
+        wait_until(lambda: http_request(srv.http_addr, "GET", "/readyz").status == 503, 5,
+                   what="readiness 503 with 5 requests waiting")
+        r = http_request(srv.http_addr, "GET", "/readyz")
+        assert r.status == 503 and r.body == b"overloaded\n", r
+        assert http_request(srv.http_addr, "GET", "/healthz").status == 200
+    finally:
+        flag.write_text("go")
+        for s in blocked:
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.close()
+    r = http_request(srv.http_addr, "GET", "/readyz")
+    assert r.status == 200 and r.body == b"ok\n", r
+
+
 def _drain_check(srv: ServerProcess, signal_pid: int, drain: float) -> None:
     assert http_request(srv.http_addr, "GET", "/readyz").body == b"ok\n"
     t0 = time.monotonic()

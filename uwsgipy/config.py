@@ -1247,15 +1247,17 @@ SETTINGS: Tuple[Setting, ...] = (
        uwsgi_ref="uwsgipy only (uWSGI has no built-in probe; it is usually routed to the app)."),
     _s("readiness-path", "str", None,
        "Answer GET/HEAD of exactly PATH (e.g. /readyz) from the C core: 200 \"ok\" when the "
-       "app is loaded and the worker is not stopping, else 503 (\"draining\", or \"listen "
-       "queue full\" with readiness-max-queue). A graceful stop (SIGTERM) turns it to 503 "
+       "app is loaded and the worker is not stopping, else 503 (\"draining\", or "
+       "\"overloaded\" with readiness-max-queue). A graceful stop (SIGTERM) turns it to 503 "
        "first; with readiness-drain the listeners stay open meanwhile, so a load balancer "
        "takes the server out before connections are refused. Not logged, not counted.",
        metavar="PATH", section="Stats", validator=_probe_path,
        uwsgi_ref="uwsgipy only."),
     _s("readiness-max-queue", "int", 0,
-       "readiness-path answers 503 while a TCP listener has N or more connections waiting "
-       "in its accept queue (every worker busy); 0: no such check. Linux (TCP_INFO).",
+       "readiness-path answers 503 \"overloaded\" while N or more requests wait: for an app "
+       "thread of the worker answering (threads = 2 or more: its loop accepts while the "
+       "threads are busy), or in a TCP listener's accept queue (Linux, TCP_INFO); 0: no "
+       "such check.",
        metavar="N", section="Stats", validator=_at_least(0), uwsgi_ref="uwsgipy only."),
     _s("readiness-drain", "int", 0,
        "On a graceful stop (SIGTERM), answer readiness-path with 503 for SECONDS while still "
