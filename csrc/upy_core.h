@@ -251,7 +251,34 @@ typedef struct {
     uint64_t static_requests; /* of requests, those static-map served
                                 (counted on slot 0 by the loop: atomic
                                 adds, as requests and tx there) */
+    /* For /metrics (uwsgipy/metrics.py): finished requests by status
+       class (1xx..5xx; anything else counts as 5xx) and by duration, one
+       counter per bucket of UPY_DURATION_BOUNDS_US, the last one past 10 s
+       (not cumulative: the master sums them).  Atomic adds, as requests. */
+    uint64_t status_class[5];
+    uint64_t duration[12];
 } upy_slot;
+
+/* Upper bounds (us) of the request duration buckets, Prometheus' default
+   buckets narrowed to 5 ms .. 10 s; mirrored by uwsgipy/metrics.py. */
+#define UPY_DURATION_BOUNDS_US \
+    {5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, \
+     5000000, 10000000}
+
+/* Count a finished request's status class and duration on slot sl. */
+static inline void
+upy_slot_count(upy_slot *sl, int status, double us)
+{
+    static const double bounds[] = UPY_DURATION_BOUNDS_US;
+    size_t b = 0;
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 5;
+    while (b < sizeof bounds / sizeof bounds[0] && us > bounds[b])
+        b++;
+    __atomic_fetch_add(&sl->status_class[cls - 1], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&sl->duration[b], 1, __ATOMIC_RELAXED);
+}
 
 /*
  * A core runs one request at a time: the loop thread itself (runner

@@ -723,6 +723,7 @@ run_end(upy_core *co, upy_conn *c, int rc, double started)
         __atomic_fetch_add(&sl->requests, 1, __ATOMIC_RELAXED);
         sl->avg_rt = sl->requests == 1 ? us : sl->avg_rt * 0.9 + us * 0.1;
         sl->running_us += (uint64_t)us;
+        upy_slot_count(sl, c->resp.status_code, us);
         sl->request_started = 0;
     }
     check_limits(srv, now);

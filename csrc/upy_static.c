@@ -1175,6 +1175,7 @@ static_finish(upy_core *lc, upy_conn *c, const upy_request *req)
         __atomic_fetch_add(&sl->requests, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&sl->static_requests, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&sl->tx, r->sent, __ATOMIC_RELAXED);
+        upy_slot_count(sl, r->status_code, (upy_now() - r->started) * 1e6);
     }
     r->active = 0;
     r->is_static = 0;

@@ -60,6 +60,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from . import privileges, systemd
 from .app import AppLoadError
 from .log import reopen as reopen_logs, set_role
+from .metrics import Tally
 from .scoreboard import Scoreboard
 from .sockets import (Listener, bind_listener, close_listeners, configured_addresses,
                       listener_from_fd, listener_options, same_address)
@@ -222,6 +223,7 @@ class WorkerInfo:
     kill_at: float = 0.0      # monotonic deadline for SIGKILL, 0 none
     ready: bool = False       # its loop is serving (scoreboard pid set)
     slot: int = 0             # its scoreboard block
+    cause: str = ""           # why the master stops it, for /metrics (metrics.RESPAWN_CAUSES)
 
 
 @dataclass
@@ -266,6 +268,9 @@ class Arbiter:
         self._bound_here: List[Listener] = []   # bound by this exec (not inherited): to chown
         self._final_flag: Optional[mmap.mmap] = None
         self.stats_server: Any = None
+        self.metrics_server: Any = None  # metrics-socket (uwsgipy/metrics.py)
+        self.queue_sampler: Any = None   # listen_queue_errors (stats.QueueSampler)
+        self.tally = Tally()             # harakiri, respawn causes, ended workers' counts
         self.runner = runner_for(self.cfg)  # what runs the app in each worker; its cores
 
     # ------------------------------------------------------------------
@@ -347,8 +352,8 @@ class Arbiter:
         # only the app's files need to be readable by the new user.
         if cfg.gevent:
             from . import gevent_runner  # noqa: F401
-        if cfg.stats:
-            from . import stats  # noqa: F401
+        if cfg.stats or cfg.metrics_socket:
+            from . import metrics, stats  # noqa: F401
         if cfg.py_autoreload:
             from . import reloader  # noqa: F401
         from . import cheaper, daemons, fifo, static  # noqa: F401 (static: mimetypes too)
@@ -398,6 +403,13 @@ class Arbiter:
             except OSError as exc:
                 log.error("stats %s: %s", cfg.stats, exc)
                 return EXIT_BIND
+        if cfg.metrics_socket:
+            from .stats import start_metrics_server
+            try:
+                self.metrics_server = start_metrics_server(cfg.metrics_socket, self)
+            except OSError as exc:
+                log.error("metrics-socket %s: %s", cfg.metrics_socket, exc)
+                return EXIT_BIND
         for path in cfg.touch_reload:
             self._touch_mtimes[path] = self._mtime(path)
         for path in cfg.touch_workers_reload:
@@ -429,10 +441,16 @@ class Arbiter:
                 self.daemons.stop_all(float(cfg.reload_mercy))
             if self.fifo is not None and not self._reexecuting:
                 self.fifo.close(unlink=cfg.vacuum)
-            if self.stats_server is not None:
-                self.stats_server.shutdown()
-                self.stats_server.server_close()
+            self._stop_stats_servers()
         return self._exit_code
+
+    def _stop_stats_servers(self) -> None:
+        for server in (self.stats_server, self.metrics_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        if self.queue_sampler is not None:
+            self.queue_sampler.stop()
 
     daemons: Any = None
     _cheaper_count = 0         # cheaper, read with atoi as uWSGI
@@ -770,8 +788,9 @@ class Arbiter:
         os.close(self._wfd)
         if self.fifo is not None:
             self.fifo.close_fds()
-        if self.stats_server is not None:
-            self.stats_server.socket.close()
+        for server in (self.stats_server, self.metrics_server):
+            if server is not None:
+                server.socket.close()
         set_proctitle(process_title(cfg, "worker", wid))
         set_role(f"worker {wid}")
         from . import uwsgi_api
@@ -882,6 +901,7 @@ class Arbiter:
         the service without a worker."""
         lived = time.monotonic() - w.spawned
         ready = self._ready(w)
+        self.tally.worker_ended(self, w, status, w.cause)
         how = describe_status(status, ready)
         expected = w.stopping or self.stopping
         clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
@@ -955,6 +975,8 @@ class Arbiter:
                                   _kernel_activity(w.pid))
                     core.request_started = 0.0
                     w.stopping = True  # replaced at once; reaped later
+                    w.cause = "harakiri"
+                    self.tally.harakiri_kill(w.wid)
                     self._kill(w.pid, signal.SIGKILL)
                     break
 
@@ -971,6 +993,7 @@ class Arbiter:
             if now - w.spawned > allowed:
                 log.info("worker %d (pid %d): max-worker-lifetime %ds reached: recycling",
                          w.wid, w.pid, allowed)
+                w.cause = "max-worker-lifetime"
                 self._stop_worker(w, "retire")
 
     _memory_checked = 0.0
@@ -992,11 +1015,13 @@ class Arbiter:
                 log.error("worker %d (pid %d): resident memory %d MB >= evil-reload-on-rss %d "
                           "MB: SIGKILL", w.wid, w.pid, rss >> 20, cfg.evil_reload_on_rss)
                 w.stopping = True  # replaced at once; reaped later
+                w.cause = "evil-reload-on-rss"
                 self._kill(w.pid, signal.SIGKILL)
             elif cfg.reload_on_as and vsz >= cfg.reload_on_as << 20 \
                     and now - w.spawned >= cfg.min_worker_lifetime:
                 log.info("worker %d (pid %d): address space %d MB >= reload-on-as %d MB: "
                          "recycling", w.wid, w.pid, vsz >> 20, cfg.reload_on_as)
+                w.cause = "reload-on-as"
                 self._stop_worker(w, "retire")
 
     def retire_old_generation(self) -> None:
@@ -1148,9 +1173,7 @@ class Arbiter:
         os.environ[ENV_REEXEC] = "1"
         for lst in self.listeners:
             lst.sock.set_inheritable(True)
-        if self.stats_server is not None:
-            self.stats_server.shutdown()
-            self.stats_server.server_close()
+        self._stop_stats_servers()
         if self.daemons:
             self.daemons.stop_all(float(self.cfg.reload_mercy), reloading=True)
         signal.set_wakeup_fd(-1)

@@ -363,7 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # UWSGI_OPT_MASTER flag in core/uwsgi.c); the ones uwsgipy implements.
 IMPLIES_MASTER = (
     "touch-reload", "touch-workers-reload", "touch-chain-reload", "evil-reload-on-rss",
-    "stats", "stats-http", "master-fifo", "logger", "log-master", "log-maxsize",
+    "stats", "stats-http", "metrics-socket", "master-fifo", "logger", "log-master", "log-maxsize",
     "log-encoder", "log-req-encoder", "log-route", "cheaper", "cheaper-initial",
     "cheaper-algo", "cheaper-step", "cheaper-overload", "idle", "cron", "unique-cron",
     "attach-daemon", "attach-control-daemon", "smart-attach-daemon", "smart-attach-daemon2",

@@ -1275,6 +1275,16 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("stats-http", "bool", False,
        "Wrap the stats document in an HTTP response, so it can be fetched with curl.",
        section="Stats", uwsgi_ref="uWSGI --stats-http."),
+    _s("metrics-socket", "str", None,
+       "Serve Prometheus metrics over HTTP on ADDR (HOST:PORT or a unix socket path), "
+       "answered by the master from the scoreboard, on every path: the text format "
+       "0.0.4, or OpenMetrics 1.0.0 when the scraper's Accept asks for it. With "
+       "`stats-http` the stats server also answers GET /metrics. Request durations "
+       "are a histogram with buckets 5 ms, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5 "
+       "and 10 s; the metric list is in uwsgipy/metrics.py.",
+       metavar="ADDR", section="Stats", validator=_address,
+       uwsgi_ref="uwsgipy's own (uWSGI has none: its stats are JSON, which "
+                 "uwsgi_exporter converts)."),
     # -- uWSGI compatibility -------------------------------------------------
     _s("plugins", "list", (),
        "Accepted so uWSGI ini files keep working: the python plugin (python, "
@@ -1603,6 +1613,7 @@ class Config:
     readiness_drain: int
     stats: Optional[str]
     stats_http: bool
+    metrics_socket: Optional[str]
     # uWSGI compatibility
     plugins: List[str]
     enable_threads: bool

@@ -34,6 +34,10 @@ class Slot(ctypes.Structure):
         ("method", ctypes.c_char * 16),
         ("uri", ctypes.c_char * 88),
         ("static_requests", ctypes.c_uint64),  # of requests: static files
+        # for /metrics: requests by status class 1xx..5xx, and by duration
+        # bucket (metrics.DURATION_BOUNDS, then one past the last bound)
+        ("status_class", ctypes.c_uint64 * 5),
+        ("duration", ctypes.c_uint64 * 12),
     ]
 
 
