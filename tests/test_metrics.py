@@ -291,3 +291,37 @@ def test_listen_queue_errors_when_the_backlog_is_full(server_factory, app_file, 
         t.join(15)
         for c in clients:
             c.close()
+
+
+def test_max_requests_respawn_keeps_the_totals(server_factory, app_file):
+    srv, stats, metrics = start(server_factory, app_file, "--max-requests", "3",
+                                "--min-worker-lifetime", "0", processes=1)
+    for _ in range(3):
+        assert http_request(srv.http_addr, "GET", "/").status == 200
+    s = wait_until(lambda: (lambda s: value(s, "uwsgipy_worker_respawns_total",
+                                            cause="max-requests") == 1 and s)(metrics_of(metrics)),
+                   10, what="a max-requests respawn in /metrics")
+    assert value(s, "uwsgipy_requests_total", status="2xx") == 3
+    assert value(s, "uwsgipy_request_duration_seconds_count") == 3
+    assert value(s, "uwsgipy_worker_respawns_total", cause="exit") == 0
+
+
+def _ended(**cfg):
+    """Tally._cause for a worker that ended with no slots written."""
+    from types import SimpleNamespace
+    from uwsgipy.metrics import Tally
+    config = SimpleNamespace(max_requests=0, max_requests_delta=0, reload_on_rss=0)
+    config.__dict__.update(cfg)
+    arb = SimpleNamespace(cfg=config, scoreboard=None, stopping=False)
+    return lambda w, status: Tally()._cause(arb, w, status)
+
+
+def test_respawn_causes_from_the_exit_status():
+    from types import SimpleNamespace
+    w = SimpleNamespace(wid=1, slot=0, pid=1, stopping=False)
+    cause = _ended()
+    assert cause(w, 9) == "signal"            # WIFSIGNALED: SIGKILL
+    assert cause(w, 1 << 8) == "exit"         # exit code 1
+    assert cause(w, 0) == "exit"              # a clean exit nobody asked for
+    assert _ended(reload_on_rss=100)(w, 0) == "reload-on-rss"
+    assert cause(SimpleNamespace(wid=1, slot=0, pid=1, stopping=True), 0) == "reload"

@@ -214,6 +214,11 @@ def _host_listen_overflows(path: str = "/proc/net/netstat") -> Optional[int]:
         return None
 
 
+def _own_slots(slots: Any, pid: int) -> List[Any]:
+    """The slots a process has written (its pid in them, or not yet set)."""
+    return [c for c in slots if not c.pid or c.pid == pid]
+
+
 def render(arbiter: Any, openmetrics: bool = False) -> bytes:
     """The exposition of ``arbiter``'s state (read-only, from any thread)."""
     from .stats import _memory, listen_queue, worker_blocks
@@ -222,44 +227,41 @@ def render(arbiter: Any, openmetrics: bool = False) -> bytes:
     duration = list(tally.duration)
     exceptions, static, tx, running_us = (tally.exceptions, tally.static_requests, tally.tx,
                                           tally.running_us)
+    # Totals: every worker process, those being recycled included (a
+    # retiring worker's counts must not drop out while it finishes).
     busy = idle = workers = rss_total = 0
+    sb = arbiter.scoreboard
+    for w in list(arbiter.workers.values()):
+        if sb is None or not getattr(w, "slot", 0):
+            continue
+        workers += 1
+        rss_total += _memory(w.pid)[0]
+        for slot in _own_slots(sb.cores(w.slot), w.pid):
+            for i in range(5):
+                requests[i] += int(slot.status_class[i])
+            for i in range(len(duration)):
+                duration[i] += int(slot.duration[i])
+            exceptions += int(slot.exceptions)
+            tx += int(slot.tx)
+            static += int(slot.static_requests)
+            running_us += int(slot.running_us)
+            if slot.request_started:
+                busy += 1
+            else:
+                idle += 1
+    # Per worker id: its serving process (stats.worker_blocks).
     w_requests, w_exc, w_tx, w_busy, w_rss, w_hara = [], [], [], [], [], []
     for wid, info, slots in worker_blocks(arbiter):
         label = (("worker", str(wid)),)
-        alive = info is not None
-        counts = [0] * 5
-        n_exc = n_tx = n_busy = 0
-        for slot in slots:
-            if alive and slot.pid and slot.pid != info.pid:
-                continue
-            for i in range(5):
-                counts[i] += int(slot.status_class[i])
-            for i in range(len(duration)):
-                duration[i] += int(slot.duration[i])
-            n_exc += int(slot.exceptions)
-            n_tx += int(slot.tx)
-            static += int(slot.static_requests)
-            running_us += int(slot.running_us)
-            if alive:
-                if slot.request_started:
-                    n_busy += 1
-                else:
-                    idle += 1
-        busy += n_busy
-        exceptions += n_exc
-        tx += n_tx
+        own = _own_slots(slots, info.pid) if info is not None else []
         for i in range(5):
-            requests[i] += counts[i]
-            w_requests.append((label + (("status", STATUS_CLASSES[i]),), counts[i]))
-        w_exc.append((label, n_exc))
-        w_tx.append((label, n_tx))
-        w_busy.append((label, n_busy))
+            w_requests.append((label + (("status", STATUS_CLASSES[i]),),
+                               sum(int(c.status_class[i]) for c in own)))
+        w_exc.append((label, sum(int(c.exceptions) for c in own)))
+        w_tx.append((label, sum(int(c.tx) for c in own)))
+        w_busy.append((label, sum(1 for c in own if c.request_started)))
         w_hara.append((label, tally.harakiri.get(wid, 0)))
-        rss = _memory(info.pid)[0] if alive else 0
-        w_rss.append((label, rss))
-        if alive:
-            workers += 1
-            rss_total += rss
+        w_rss.append((label, _memory(info.pid)[0] if info is not None else 0))
 
     out = _Writer(openmetrics)
     out.family("uwsgipy_requests_total", "counter",
