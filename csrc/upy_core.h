@@ -388,7 +388,7 @@ enum {
     UPY_LV_ADDR = 1, UPY_LV_METHOD, UPY_LV_URI, UPY_LV_PROTO, UPY_LV_STATUS,
     UPY_LV_SIZE, UPY_LV_MSECS, UPY_LV_MICROS, UPY_LV_TIME, UPY_LV_CTIME,
     UPY_LV_UAGENT, UPY_LV_REFERER, UPY_LV_HOST, UPY_LV_PID, UPY_LV_WID,
-    UPY_LV_LTIME, UPY_LV_EPOCH, UPY_LV_SECS, UPY_LV_CL
+    UPY_LV_LTIME, UPY_LV_EPOCH, UPY_LV_SECS, UPY_LV_CL, UPY_LV_REQUEST_ID
 };
 
 typedef struct upy_server {
@@ -604,10 +604,18 @@ const char *upy_date_header(void);
 void upy_access_log(upy_core *core, upy_conn *c, PyObject *environ,
                     double started);
 /* The default access log line from C strings (no GIL needed): static
-   responses.  micros: log-micros. */
+   responses.  micros: log-micros.  req (may be NULL): its fields give the
+   JSON line's uagent, referer, host and request_id. */
 void upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
                           const upy_str *method, const upy_str *uri,
                           const upy_str *proto, int status, uint64_t sent,
-                          double started, int micros);
+                          double started, int micros,
+                          const upy_request *req);
+/* request-id: environ["uwsgipy.request_id"] from the incoming header when
+   it is sane (upy_request_id_ok), else a new id.  0 or -1 (exception). */
+int upy_environ_request_id(upy_server *srv, PyObject *env);
+/* _core.set_access_log(server, *, json, json_extra, request_id) */
+PyObject *upy_set_access_log(PyObject *module, PyObject *args,
+                             PyObject *kwds);
 
 #endif /* UPY_CORE_H */

@@ -7,6 +7,7 @@
  * values are native strings decoded as latin-1 (PEP 3333 "Unicode Issues").
  */
 #include "upy_core.h"
+#include "upy_log.h"
 
 #include <string.h>
 
@@ -367,11 +368,43 @@ upy_build_environ(upy_core *core, upy_conn *conn, const upy_request *req,
     }
     if ((req->proto == UPY_PROTO_HTTP ? build_http(core, conn, req, env)
                                       : build_uwsgi(core, conn, req, env)) < 0 ||
-        PyDict_SetItem(env, core->st->k_wsgi_input, input) < 0) {
+        PyDict_SetItem(env, core->st->k_wsgi_input, input) < 0 ||
+        (core->srv->rid_key != NULL &&
+         upy_environ_request_id(core->srv, env) < 0)) {
         Py_DECREF(env);
         return NULL;
     }
     return env;
+}
+
+/* request-id: the incoming header (HTTP_X_REQUEST_ID, from an HTTP
+   header or nginx's uwsgi var) stays in the environ as received; the id
+   the server uses, uwsgipy.request_id, is that value when it is sane, else
+   a new one. */
+int
+upy_environ_request_id(upy_server *srv, PyObject *env)
+{
+    PyObject *v = PyDict_GetItemWithError(env, srv->rid_key); /* borrowed */
+    PyObject *id;
+    int rc;
+    if (v == NULL && PyErr_Occurred())
+        return -1;
+    if (v != NULL && PyUnicode_Check(v) &&
+        PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND &&
+        upy_request_id_ok((const char *)PyUnicode_1BYTE_DATA(v),
+                          (size_t)PyUnicode_GET_LENGTH(v))) {
+        id = Py_NewRef(v);
+    }
+    else {
+        char buf[UPY_REQUEST_ID_LEN];
+        upy_request_id_new(buf);
+        id = PyUnicode_DecodeLatin1(buf, UPY_REQUEST_ID_LEN, NULL);
+        if (id == NULL)
+            return -1;
+    }
+    rc = PyDict_SetItem(env, srv->rid_env, id);
+    Py_DECREF(id);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */

@@ -189,6 +189,7 @@ upy_exec(PyObject *module)
             {"host", UPY_LV_HOST}, {"pid", UPY_LV_PID}, {"wid", UPY_LV_WID},
             {"ltime", UPY_LV_LTIME},
             {"epoch", UPY_LV_EPOCH}, {"secs", UPY_LV_SECS}, {"cl", UPY_LV_CL},
+            {"request_id", UPY_LV_REQUEST_ID},
         };
         PyObject *d = PyDict_New();
         if (d == NULL)
@@ -303,7 +304,17 @@ PyDoc_STRVAR(set_probes_doc,
 "off); draining True makes readiness answer 503 (a graceful stop's drain).\n"
 "Arguments left out are unchanged.  ValueError for a bad path.");
 
+PyDoc_STRVAR(set_access_log_doc,
+"set_access_log(server, *, json=False, json_extra=None, request_id=None)\n--\n\n"
+"Configure the access log's JSON encoding and request ids (options\n"
+"log-req-encoder = json, log-json-field, request-id, request-id-header):\n"
+"json True writes one JSON object a line; json_extra is bytes of\n"
+"'\"key\":\"value\",' fields added to each; request_id is the header\n"
+"name (str, e.g. 'X-Request-ID') or None (off).");
+
 static PyMethodDef upy_methods[] = {
+    {"set_access_log", (PyCFunction)(void (*)(void))upy_set_access_log,
+     METH_VARARGS | METH_KEYWORDS, set_access_log_doc},
     {"check_ere", upy_check_ere, METH_O, check_ere_doc},
     {"set_probes", (PyCFunction)(void (*)(void))upy_set_probes,
      METH_VARARGS | METH_KEYWORDS, set_probes_doc},

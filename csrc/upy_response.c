@@ -4,6 +4,7 @@
  * close-delimited), wsgi.file_wrapper with sendfile(2), and the access log.
  */
 #include "upy_core.h"
+#include "upy_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -587,6 +589,7 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
         out_append(core, &len, "\r\n", 2) < 0) {
         return -1;
     }
+    PyObject *rid = core->srv->rid_header;   /* "X-Request-ID: " or NULL */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(r->headers, i);
         Py_ssize_t nlen, vlen;
@@ -596,6 +599,9 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
             return -1;
         if (IEQ(name, nlen, "connection"))
             continue; /* ours to send, below */
+        if (rid != NULL && nlen == PyBytes_GET_SIZE(rid) - 2 &&
+            strncasecmp(name, PyBytes_AS_STRING(rid), (size_t)nlen) == 0)
+            rid = NULL; /* the app set it: its value is sent */
         if (out_append(core, &len, name, (size_t)nlen) < 0 ||
             out_append(core, &len, ": ", 2) < 0 ||
             out_append(core, &len, value, (size_t)vlen) < 0 ||
@@ -610,6 +616,22 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
         out_append(core, &len, PyBytes_AS_STRING(core->srv->add_headers),
                    (size_t)PyBytes_GET_SIZE(core->srv->add_headers)) < 0) {
         return -1;
+    }
+    if (rid != NULL && r->environ != NULL) {
+        /* request-id: the id the environ carries (upy_environ.c) */
+        PyObject *v = PyDict_GetItemWithError(r->environ, core->srv->rid_env);
+        if (v != NULL && PyUnicode_Check(v) &&
+            PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND &&
+            upy_request_id_ok((const char *)PyUnicode_1BYTE_DATA(v),
+                              (size_t)PyUnicode_GET_LENGTH(v))) {
+            if (out_append(core, &len, PyBytes_AS_STRING(rid),
+                           (size_t)PyBytes_GET_SIZE(rid)) < 0 ||
+                out_append(core, &len, (const char *)PyUnicode_1BYTE_DATA(v),
+                           (size_t)PyUnicode_GET_LENGTH(v)) < 0 ||
+                out_append(core, &len, "\r\n", 2) < 0)
+                return -1;
+        }
+        PyErr_Clear();
     }
     if (r->chunked &&
         out_append(core, &len, "Transfer-Encoding: chunked\r\n", 28) < 0) {
@@ -1142,6 +1164,369 @@ log_route(upy_server *srv, PyObject *matcher, PyObject *environ)
     return yes;
 }
 
+/* ------------------------------------------------------------------ */
+/* The JSON access line (log-req-encoder = json)                       */
+/* ------------------------------------------------------------------ */
+
+/* A string field's value is cut at this many bytes (before escaping), so
+   a line stays bounded whatever the client sends; 64 KiB is more than any
+   header a parser here accepts (buffer-size). */
+#define UPY_JSON_FIELD_MAX 65536
+
+/* A growing line: a stack buffer first, then PyMem_Raw (no GIL needed).
+   After an allocation failure the line is dropped (failed set). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int heap, failed, fields;
+} upy_jline;
+
+static int
+jl_reserve(upy_jline *l, size_t n)
+{
+    size_t cap;
+    char *np;
+    if (l->failed)
+        return -1;
+    if (n <= l->cap - l->len)
+        return 0;
+    if (n > ((size_t)1 << 26) - l->len) {
+        l->failed = 1;   /* 64 MiB: never, with the field cap */
+        return -1;
+    }
+    cap = l->cap * 2 > l->len + n ? l->cap * 2 : l->len + n + 4096;
+    np = l->heap ? PyMem_RawRealloc(l->p, cap) : PyMem_RawMalloc(cap);
+    if (np == NULL) {
+        l->failed = 1;
+        return -1;
+    }
+    if (!l->heap)
+        memcpy(np, l->p, l->len);
+    l->p = np;
+    l->cap = cap;
+    l->heap = 1;
+    return 0;
+}
+
+static void
+jl_raw(upy_jline *l, const char *s, size_t n)
+{
+    if (jl_reserve(l, n) < 0)
+        return;
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+/* ,"name": (name is a known-safe field name, or escaped) */
+static void
+jl_key(upy_jline *l, const char *name, size_t n)
+{
+    if (l->fields++)
+        jl_raw(l, ",", 1);
+    jl_raw(l, "\"", 1);
+    if (jl_reserve(l, UPY_JSON_ESCAPE_MAX(n)) == 0)
+        l->len += upy_json_escape(l->p + l->len, name, n);
+    jl_raw(l, "\":", 2);
+}
+
+static void
+jl_str(upy_jline *l, const char *name, const char *s, size_t n)
+{
+    if (n > UPY_JSON_FIELD_MAX)
+        n = UPY_JSON_FIELD_MAX;
+    jl_key(l, name, strlen(name));
+    jl_raw(l, "\"", 1);
+    if (jl_reserve(l, UPY_JSON_ESCAPE_MAX(n)) == 0)
+        l->len += upy_json_escape(l->p + l->len, s, n);
+    jl_raw(l, "\"", 1);
+}
+
+static void
+jl_fmt(upy_jline *l, const char *name, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n <= 0 || (size_t)n >= sizeof tmp)
+        return;
+    jl_key(l, name, strlen(name));
+    jl_raw(l, tmp, (size_t)n);
+}
+
+/* "time": the request's start, UTC, ISO 8601 with milliseconds
+   (RFC 3339: 2026-12-02T08:55:01.123Z). */
+static void
+jl_time(upy_jline *l, double secs)
+{
+    struct timespec ts;
+    struct tm tm;
+    char tb[40];
+    double at;
+    time_t whole;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - secs;
+    whole = (time_t)at;
+    if (gmtime_r(&whole, &tm) == NULL)
+        return;
+    {
+        size_t n = strftime(tb, sizeof tb, "%Y-%m-%dT%H:%M:%S", &tm);
+        int ms = (int)((at - (double)whole) * 1000.0);
+        if (ms > 999)
+            ms = 999;
+        if (ms < 0)
+            ms = 0;
+        if (n == 0)
+            return;
+        snprintf(tb + n, sizeof tb - n, ".%03dZ", ms);
+    }
+    jl_str(l, "time", tb, strlen(tb));
+}
+
+static void
+jl_end(upy_server *srv, upy_jline *l)
+{
+    if (srv->log_json_extra != NULL &&
+        PyBytes_GET_SIZE(srv->log_json_extra) > 0) {
+        /* '"k":"v",' pieces: the last comma is dropped */
+        if (l->fields++)
+            jl_raw(l, ",", 1);
+        jl_raw(l, PyBytes_AS_STRING(srv->log_json_extra),
+               (size_t)PyBytes_GET_SIZE(srv->log_json_extra) - 1);
+    }
+    jl_raw(l, "}\n", 2);
+    if (!l->failed)
+        (void)!write(srv->access_log_fd, l->p, l->len);
+    if (l->heap)
+        PyMem_RawFree(l->p);
+}
+
+/* An environ str's bytes: a latin-1 str (what the server put there, PEP
+   3333) gives back the bytes received, so the JSON line shows the UTF-8
+   the client sent; any other str its UTF-8.  NULL when absent or not a
+   str.  Borrowed from the str. */
+static const char *
+env_bytes(PyObject *environ, PyObject *key, Py_ssize_t *len)
+{
+    PyObject *o = PyDict_GetItemWithError(environ, key);
+    const char *t;
+    if (o == NULL || !PyUnicode_Check(o)) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND) {
+        *len = PyUnicode_GET_LENGTH(o);
+        return (const char *)PyUnicode_1BYTE_DATA(o);
+    }
+    t = PyUnicode_AsUTF8AndSize(o, len);
+    if (t == NULL)
+        PyErr_Clear();
+    return t;
+}
+
+/* A string field from the environ; absent: null. */
+static void
+jl_env(upy_jline *l, const char *name, PyObject *environ, PyObject *key)
+{
+    Py_ssize_t n;
+    const char *t = env_bytes(environ, key, &n);
+    if (t == NULL) {
+        jl_key(l, name, strlen(name));
+        jl_raw(l, "null", 4);
+        return;
+    }
+    jl_str(l, name, t, (size_t)n);
+}
+
+/* The client address, as log_addr(), in bytes. */
+static void
+jl_addr(upy_jline *l, const char *name, upy_server *srv, PyObject *environ)
+{
+    Py_ssize_t n;
+    const char *a;
+    if (srv->log_xff) {
+        a = env_bytes(environ, srv->st->k_HTTP_X_FORWARDED_FOR, &n);
+        if (a != NULL && n > 0) {
+            const char *comma = memchr(a, ',', (size_t)n);
+            jl_str(l, name, a, comma ? (size_t)(comma - a) : (size_t)n);
+            return;
+        }
+    }
+    jl_env(l, name, environ, srv->st->k_REMOTE_ADDR);
+}
+
+/* The CONTENT_LENGTH as a number (0 when absent or not digits). */
+static unsigned long long
+env_cl(PyObject *environ, PyObject *key)
+{
+    Py_ssize_t n;
+    const char *t = env_bytes(environ, key, &n);
+    unsigned long long v = 0;
+    if (t == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < n && i < 19; i++) {
+        if (t[i] < '0' || t[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned)(t[i] - '0');
+    }
+    return v;
+}
+
+static void
+access_log_json(upy_core *core, upy_response *r, PyObject *environ,
+                double secs, Py_ssize_t first, Py_ssize_t count)
+{
+    upy_server *srv = core->srv;
+    upy_state *st = core->st;
+    char buf[8192];
+    upy_jline l = {buf, 0, sizeof buf, 0, 0, 0};
+    int status = r->status_code ? r->status_code : 500;
+    jl_raw(&l, "{", 1);
+    if (count == 0) {
+        /* the default field set */
+        Py_ssize_t n;
+        const char *t;
+        jl_time(&l, secs);
+        jl_addr(&l, "addr", srv, environ);
+        jl_env(&l, "method", environ, st->k_REQUEST_METHOD);
+        t = env_bytes(environ, st->k_REQUEST_URI, &n);
+        if (t != NULL)
+            jl_str(&l, "uri", t, (size_t)n);
+        else
+            jl_env(&l, "uri", environ, st->k_PATH_INFO);
+        jl_env(&l, "proto", environ, st->k_SERVER_PROTOCOL);
+        jl_fmt(&l, "status", "%d", status);
+        jl_fmt(&l, "size", "%llu", (unsigned long long)r->sent);
+        jl_fmt(&l, "msecs", "%.3f", secs * 1000.0);
+        jl_fmt(&l, "micros", "%llu", (unsigned long long)(secs * 1e6));
+        jl_fmt(&l, "worker", "%d", srv->worker_id);
+        jl_fmt(&l, "pid", "%ld", (long)getpid());
+        if (srv->rid_env != NULL) {
+            t = env_bytes(environ, srv->rid_env, &n);
+            if (t != NULL)
+                jl_str(&l, "request_id", t, (size_t)n);
+        }
+        if ((t = env_bytes(environ, st->k_HTTP_HOST, &n)) != NULL)
+            jl_str(&l, "host", t, (size_t)n);
+        if ((t = env_bytes(environ, st->k_HTTP_USER_AGENT, &n)) != NULL)
+            jl_str(&l, "uagent", t, (size_t)n);
+        if ((t = env_bytes(environ, st->k_HTTP_REFERER, &n)) != NULL)
+            jl_str(&l, "referer", t, (size_t)n);
+        jl_end(srv, &l);
+        return;
+    }
+    /* log-format: each variable a field, named by the str before it
+       (uwsgipy/log.py compiles it so); text between variables is not
+       logged */
+    for (Py_ssize_t i = first; i + 1 < count; i += 2) {
+        PyObject *nm = PyTuple_GET_ITEM(srv->log_format, i);
+        PyObject *item = PyTuple_GET_ITEM(srv->log_format, i + 1);
+        const char *name;
+        long var;
+        if (!PyUnicode_Check(nm) || (name = PyUnicode_AsUTF8(nm)) == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 1) {
+            Py_ssize_t n;
+            const char *t = env_bytes(environ, PyTuple_GET_ITEM(item, 0), &n);
+            jl_str(&l, name, t ? t : "", t ? (size_t)n : 0);
+            continue;
+        }
+        var = PyLong_AsLong(item);
+        switch (var) {
+        case UPY_LV_ADDR:
+            jl_addr(&l, name, srv, environ);
+            break;
+        case UPY_LV_METHOD:
+            jl_env(&l, name, environ, st->k_REQUEST_METHOD);
+            break;
+        case UPY_LV_URI:
+            jl_env(&l, name, environ, st->k_REQUEST_URI);
+            break;
+        case UPY_LV_PROTO:
+            jl_env(&l, name, environ, st->k_SERVER_PROTOCOL);
+            break;
+        case UPY_LV_STATUS:
+            jl_fmt(&l, name, "%d", status);
+            break;
+        case UPY_LV_SIZE:
+            jl_fmt(&l, name, "%llu", (unsigned long long)r->sent);
+            break;
+        case UPY_LV_MSECS:
+            jl_fmt(&l, name, "%llu", (unsigned long long)(secs * 1e3));
+            break;
+        case UPY_LV_MICROS:
+            jl_fmt(&l, name, "%llu", (unsigned long long)(secs * 1e6));
+            break;
+        case UPY_LV_TIME:
+        case UPY_LV_EPOCH: {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            jl_fmt(&l, name, "%lld",
+                   (long long)(var == UPY_LV_TIME ? ts.tv_sec - (time_t)secs
+                                                  : ts.tv_sec));
+            break;
+        }
+        case UPY_LV_CTIME:
+        case UPY_LV_LTIME: {
+            char tb[64];
+            struct tm tm;
+            time_t at = time(NULL) - (time_t)secs;
+            size_t tl = 0;
+            if (var == UPY_LV_CTIME) {
+                if (ctime_r(&at, tb) != NULL) {
+                    tl = strlen(tb);
+                    if (tl && tb[tl - 1] == '\n')
+                        tl--;
+                }
+            }
+            else if (localtime_r(&at, &tm) != NULL) {
+                tl = strftime(tb, sizeof tb, "%d/%b/%Y:%H:%M:%S %z", &tm);
+            }
+            jl_str(&l, name, tb, tl);
+            break;
+        }
+        case UPY_LV_UAGENT:
+            jl_env(&l, name, environ, st->k_HTTP_USER_AGENT);
+            break;
+        case UPY_LV_REFERER:
+            jl_env(&l, name, environ, st->k_HTTP_REFERER);
+            break;
+        case UPY_LV_HOST:
+            jl_env(&l, name, environ, st->k_HTTP_HOST);
+            break;
+        case UPY_LV_PID:
+            jl_fmt(&l, name, "%ld", (long)getpid());
+            break;
+        case UPY_LV_WID:
+            jl_fmt(&l, name, "%d", srv->worker_id);
+            break;
+        case UPY_LV_SECS:
+            jl_fmt(&l, name, "%f", secs);
+            break;
+        case UPY_LV_CL:
+            jl_fmt(&l, name, "%llu", env_cl(environ, st->k_CONTENT_LENGTH));
+            break;
+        case UPY_LV_REQUEST_ID:
+            if (srv->rid_env != NULL)
+                jl_env(&l, name, environ, srv->rid_env);
+            else {
+                jl_key(&l, name, strlen(name));
+                jl_raw(&l, "null", 4);
+            }
+            break;
+        default:
+            jl_key(&l, name, strlen(name));
+            jl_raw(&l, "null", 4);
+        }
+    }
+    PyErr_Clear();
+    jl_end(srv, &l);
+}
+
 static void
 access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
            double started)
@@ -1183,6 +1568,10 @@ access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
                 }
             }
         }
+    }
+    if (srv->log_json) {
+        access_log_json(core, r, environ, secs, first, count);
+        return;
     }
     if (count == 0) {
         /* 127.0.0.1 "GET /path?q HTTP/1.1" 200 13 0.120ms
@@ -1323,6 +1712,15 @@ access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
                     line_put(&l, "0", 1);
                 break;
             }
+            case UPY_LV_REQUEST_ID:
+                if (srv->rid_env != NULL) {
+                    t = env_text(environ, srv->rid_env, &n);
+                    line_put(&l, t, (size_t)n);
+                }
+                else {
+                    line_put(&l, "-", 1);
+                }
+                break;
             default:
                 line_put(&l, "-", 1);
             }
@@ -1339,11 +1737,158 @@ upy_access_log(upy_core *core, upy_conn *c, PyObject *environ, double started)
     access_log(core, c, &c->resp, environ, started);
 }
 
+/* A request field by its HTTP name (lowercase) or uwsgi var name. */
+static const upy_str *
+req_field(const upy_request *req, const char *http, const char *var)
+{
+    size_t hl = strlen(http), vl = strlen(var);
+    if (req == NULL)
+        return NULL;
+    for (size_t i = 0; i < req->num_fields; i++) {
+        const upy_field *f = &req->fields[i];
+        if (req->proto == UPY_PROTO_HTTP
+                ? f->name.len == hl && strncasecmp(f->name.p, http, hl) == 0
+                : f->name.len == vl && memcmp(f->name.p, var, vl) == 0)
+            return &f->value;
+    }
+    return NULL;
+}
+
+/* The default JSON field set from the request's own bytes (static files:
+   no GIL, no environ). */
+static void
+access_log_plain_json(upy_server *srv, const char *addr, size_t alen,
+                      const upy_str *method, const upy_str *uri,
+                      const upy_str *proto, int status, uint64_t sent,
+                      double secs, const upy_request *req)
+{
+    char buf[8192];
+    upy_jline l = {buf, 0, sizeof buf, 0, 0, 0};
+    const upy_str *v;
+    jl_raw(&l, "{", 1);
+    jl_time(&l, secs);
+    if (alen > 0)
+        jl_str(&l, "addr", addr, alen);
+    else {
+        jl_key(&l, "addr", 4);
+        jl_raw(&l, "null", 4);
+    }
+    jl_str(&l, "method", method->p, method->len);
+    jl_str(&l, "uri", uri->p, uri->len);
+    jl_str(&l, "proto", proto->p, proto->len);
+    jl_fmt(&l, "status", "%d", status);
+    jl_fmt(&l, "size", "%llu", (unsigned long long)sent);
+    jl_fmt(&l, "msecs", "%.3f", secs * 1000.0);
+    jl_fmt(&l, "micros", "%llu", (unsigned long long)(secs * 1e6));
+    jl_fmt(&l, "worker", "%d", srv->worker_id);
+    jl_fmt(&l, "pid", "%ld", (long)getpid());
+    if (srv->rid_env != NULL) {
+        /* the incoming id when sane, else a new one (not sent back: the
+           static head is built in upy_static.c) */
+        char id[UPY_REQUEST_ID_LEN];
+        const char *name = PyBytes_AS_STRING(srv->rid_header);
+        char lower[64];
+        size_t nl = (size_t)PyBytes_GET_SIZE(srv->rid_header) - 2;
+        /* ASCII (set_access_log checked it): its data, no GIL needed */
+        const char *var = (const char *)PyUnicode_DATA(srv->rid_key);
+        if (nl >= sizeof lower)
+            nl = sizeof lower - 1;
+        for (size_t i = 0; i < nl; i++)
+            lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32
+                                                                : name[i]);
+        lower[nl] = '\0';
+        v = var != NULL ? req_field(req, lower, var) : NULL;
+        if (v != NULL && upy_request_id_ok(v->p, v->len)) {
+            jl_str(&l, "request_id", v->p, v->len);
+        }
+        else {
+            upy_request_id_new(id);
+            jl_str(&l, "request_id", id, sizeof id);
+        }
+    }
+    if ((v = req_field(req, "host", "HTTP_HOST")) != NULL)
+        jl_str(&l, "host", v->p, v->len);
+    if ((v = req_field(req, "user-agent", "HTTP_USER_AGENT")) != NULL)
+        jl_str(&l, "uagent", v->p, v->len);
+    if ((v = req_field(req, "referer", "HTTP_REFERER")) != NULL)
+        jl_str(&l, "referer", v->p, v->len);
+    jl_end(srv, &l);
+}
+
+/* _core.set_access_log(server, *, json=False, json_extra=None,
+   request_id=None): see upy_module.c's docstring. */
+PyObject *
+upy_set_access_log(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"server", "json", "json_extra", "request_id",
+                             NULL};
+    PyObject *server, *extra = Py_None, *rid = Py_None;
+    PyObject *key = NULL, *env = NULL, *hdr = NULL;
+    int json = 0;
+    upy_server *srv;
+    upy_state *st = PyModule_GetState(module);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pOO", kwlist, &server,
+                                     &json, &extra, &rid))
+        return NULL;
+    if (st == NULL || !PyObject_TypeCheck(server, st->Server_Type)) {
+        PyErr_SetString(PyExc_TypeError, "server must be a _core.Server");
+        return NULL;
+    }
+    srv = (upy_server *)server;
+    if (extra != Py_None && (!PyBytes_Check(extra) ||
+                             (PyBytes_GET_SIZE(extra) > 0 &&
+                              PyBytes_AS_STRING(extra)
+                                      [PyBytes_GET_SIZE(extra) - 1] != ','))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "json_extra must be bytes of '\"k\":v,' fields");
+        return NULL;
+    }
+    if (rid != Py_None) {
+        Py_ssize_t n;
+        const char *name;
+        char up[80];
+        if (!PyUnicode_Check(rid) ||
+            (name = PyUnicode_AsUTF8AndSize(rid, &n)) == NULL || n == 0 ||
+            n > 64) {
+            PyErr_SetString(PyExc_ValueError,
+                            "request_id must be a header name (1-64 bytes)");
+            return NULL;
+        }
+        memcpy(up, "HTTP_", 5);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            char ch = name[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-')) {
+                PyErr_Format(PyExc_ValueError,
+                             "invalid request id header name %R", rid);
+                return NULL;
+            }
+            up[5 + i] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? ch - 32
+                                                                   : ch;
+        }
+        key = PyUnicode_FromStringAndSize(up, n + 5);
+        env = PyUnicode_InternFromString("uwsgipy.request_id");
+        hdr = PyBytes_FromFormat("%s: ", name);
+        if (key == NULL || env == NULL || hdr == NULL) {
+            Py_XDECREF(key);
+            Py_XDECREF(env);
+            Py_XDECREF(hdr);
+            return NULL;
+        }
+    }
+    srv->log_json = json;
+    Py_XSETREF(srv->log_json_extra, extra == Py_None ? NULL : Py_NewRef(extra));
+    Py_XSETREF(srv->rid_key, key);   /* the new references, stolen */
+    Py_XSETREF(srv->rid_env, env);
+    Py_XSETREF(srv->rid_header, hdr);
+    Py_RETURN_NONE;
+}
+
 void
 upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
                      const upy_str *method, const upy_str *uri,
                      const upy_str *proto, int status, uint64_t sent,
-                     double started, int micros)
+                     double started, int micros, const upy_request *req)
 {
     char buf[4096];
     upy_line l = {buf, 0, sizeof buf - 1};
@@ -1353,6 +1898,11 @@ upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
     secs = upy_now() - started;
     if (!log_wanted(srv, status, sent, secs))
         return;
+    if (srv->log_json) {
+        access_log_plain_json(srv, addr, alen, method, uri, proto, status,
+                              sent, secs, req);
+        return;
+    }
     /* the default line, as access_log() writes it from an environ */
     if (alen > 0)
         line_put(&l, addr, alen);

@@ -2722,6 +2722,10 @@ server_dealloc(upy_server *self)
     PyMem_Free(self->tmpdir_c);
     Py_CLEAR(self->tmpdir);
     Py_CLEAR(self->log_format);
+    Py_CLEAR(self->log_json_extra);
+    Py_CLEAR(self->rid_key);
+    Py_CLEAR(self->rid_env);
+    Py_CLEAR(self->rid_header);
     Py_CLEAR(self->add_headers);
     upy_static_free(self->static_cfg);
     self->static_cfg = NULL;

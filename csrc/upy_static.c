@@ -1151,7 +1151,7 @@ static_log(upy_core *lc, upy_conn *c, const upy_request *req)
         upy_access_log_plain(srv, addr, alen, &req->method,
                              req->target.len ? &req->target : &req->path,
                              &proto, r->status_code, r->sent, r->started,
-                             sc->log_plain == 2);
+                             sc->log_plain == 2, req);
     }
 }
 

@@ -5,6 +5,7 @@ log-micros, and route / route-uri with donotlog:, log:, last:, continue:."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -353,7 +354,9 @@ def test_logfile_chown(tmp_path, app):
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
 
 
-def test_log_encoder_is_accepted_with_one_warning(tmp_path, app):
+def test_log_encoder_json_template_encodes_server_lines_only(tmp_path, app):
+    # uWSGI's json template encoder applies to uwsgipy's own lines (tests/test_json_logs.py
+    # has the rest); request lines stay plain without log-req-encoder
     ini = _ini(tmp_path, app, "log-encoder = json {\"msg\": \"${msg}\"}\nlog-encoder = nl\n",
                master=False)
     srv = ServerProcess([ini]).start()
@@ -363,7 +366,9 @@ def test_log_encoder_is_accepted_with_one_warning(tmp_path, app):
     finally:
         srv.stop()
     assert ACCESS_RE.match(line)
-    assert len([l for l in srv.lines if "log-encoder (" in l and "not applied" in l]) == 1
+    assert json.loads(next(l for l in srv.lines if "ready (pid" in l))["msg"].startswith(
+        "uwsgipy: ready (pid ")
+    assert not [l for l in srv.lines if "not applied" in l]
 
 
 def test_loggers_with_daemonize_warn_and_log_to_the_daemonize_file(tmp_path, app):

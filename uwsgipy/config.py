@@ -224,6 +224,23 @@ def _static_gzip(value: str) -> None:
     gzip_regex_suffixes(value)
 
 
+def _log_encoder(value: str) -> None:
+    from .log import parse_encoder
+    parse_encoder(value)
+
+
+def _log_json_field(value: str) -> None:
+    key, eq, _ = value.partition("=")
+    if not eq or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {value!r}")
+
+
+def _header_name(value: str) -> None:
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+        raise ValueError(f"expected a header name such as X-Request-ID, got {value!r}")
+
+
 def _not_empty(value: str) -> None:
     if not value.strip():
         raise ValueError("empty value")
@@ -1118,14 +1135,46 @@ SETTINGS: Tuple[Setting, ...] = (
        metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
        uwsgi_ref="uWSGI --log-route (Python re instead of PCRE)."),
     _s("log-encoder", "list", (),
-       "Accepted with one warning at start-up: lines are written as they are, "
-       "without uWSGI's encoders (format, json, prefix, nl…).",
-       metavar="ENCODER", section="Logging",
-       uwsgi_ref="uWSGI --log-encoder (not applied)."),
+       "Encode uwsgipy's own log lines (not the app's output, nor request lines): "
+       "`json` writes each as one JSON object {\"time\", \"level\", \"role\", "
+       "\"msg\"}; `json TEMPLATE` is uWSGI's form, TEMPLATE with ${msg} (the line, "
+       "JSON-escaped), ${msgnl}, ${unix}, ${micros}, ${millis}, ${strftime:FORMAT}; "
+       "`format TEMPLATE` the same unescaped; `nl` is accepted (lines end in a newline "
+       "anyway). Other encoders (gzip, compress, prefix, suffix) and uWSGI's "
+       "`ENCODER:LOGGER` routing are not applied, with a warning.",
+       metavar="ENCODER", section="Logging", validator=_log_encoder,
+       uwsgi_ref="uWSGI --log-encoder (json, format and nl)."),
     _s("log-req-encoder", "list", (),
-       "Accepted with one warning at start-up, like log-encoder, for request lines.",
-       metavar="ENCODER", section="Logging",
-       uwsgi_ref="uWSGI --log-req-encoder (not applied)."),
+       "`json`: one JSON object per request line, written by the C core: the "
+       "log-format variables as typed fields, or without log-format the fields time, "
+       "addr, method, uri, proto, status, size, msecs, micros, worker, pid, "
+       "request_id (with request-id), host, uagent, referer (when sent); extra "
+       "fields from log-json-field. Strings are escaped per RFC 8259, invalid UTF-8 "
+       "as U+FFFD. `nl` is accepted; uWSGI's template forms are not applied to "
+       "request lines (a warning).",
+       metavar="ENCODER", section="Logging", validator=_log_encoder,
+       uwsgi_ref="uWSGI --log-req-encoder (json as uwsgipy's structured encoder)."),
+    _s("log-json-field", "list", (),
+       "`KEY=VALUE`: a constant string field added to every JSON request line (with "
+       "log-req-encoder = json) and JSON server line (log-encoder = json), e.g. "
+       "`service=shop`. Repeatable; 4 KiB in all.",
+       metavar="KEY=VALUE", section="Logging", validator=_log_json_field,
+       uwsgi_ref="uwsgipy's own (uWSGI puts constant fields in its json encoder's "
+                 "template)."),
+    _s("request-id", "bool", False,
+       "Give every request an id: the incoming request-id-header when it is sane "
+       "(1-128 visible ASCII bytes), else 32 new random hex digits. It is "
+       "environ['uwsgipy.request_id'] (the header stays in the environ as received, "
+       "e.g. HTTP_X_REQUEST_ID), %(request_id) in log-format, the request_id field "
+       "of JSON lines, and a response header unless the app sets one. Off by default, "
+       "as uWSGI: on, every response gains a header.",
+       section="Logging",
+       uwsgi_ref="uwsgipy's own (uWSGI logs %(var.HTTP_X_REQUEST_ID) only)."),
+    _s("request-id-header", "str", "X-Request-ID",
+       "The header request-id reads and sends (nginx's $request_id is usually passed "
+       "as X-Request-ID).",
+       metavar="NAME", section="Logging", validator=_header_name,
+       uwsgi_ref="uwsgipy's own."),
     _s("log-req-route", "list", (),
        "Like log-route, for request lines and the req-logger names.",
        metavar="NAME REGEXP", section="Logging", validator=_log_route_spec,
@@ -1580,6 +1629,9 @@ class Config:
     log_req_route: List[str]
     log_encoder: List[str]
     log_req_encoder: List[str]
+    log_json_field: List[str]
+    request_id: bool
+    request_id_header: str
     log_zero: bool
     log_micros: bool
     route: List[str]

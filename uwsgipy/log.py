@@ -23,6 +23,16 @@ two whole lines: no line is lost or split (uWSGI's message and names: the
 backup is ``log-backupname`` or ``FILE.<unix time>``).  The pipe survives a
 graceful reload (its fds are passed in ``UWSGIPY_LOG_PIPE``).
 
+**Encoders** (uWSGI's ``log-encoder`` / ``log-req-encoder``, syntax
+``ENCODER[:LOGGER][ ARGS]``).  ``log-req-encoder = json`` makes the C core
+write each request line as one JSON object (csrc/upy_response.c, escaping
+in csrc/upy_log.c: RFC 8259, invalid UTF-8 as U+FFFD, typed numbers; the
+fields are log-format's variables, or the default set); ``log-encoder =
+json`` does the same for uwsgipy's own lines here, and ``json TEMPLATE`` /
+``format TEMPLATE`` are uWSGI's template encoders for them (``${msg}``,
+``${msgnl}``, ``${unix}``, ``${micros}``, ``${millis}``,
+``${strftime:FMT}``).  ``log-json-field = KEY=VALUE`` adds constant fields.
+
 ``log-date`` prefixes uwsgipy's own lines (not the request lines nor the
 app's output, as uWSGI) with ``ctime`` (``Tue Dec  1 22:43:24 2026 - ``) or
 a strftime format.
@@ -32,6 +42,7 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
+import json
 import logging
 import logging.handlers
 import os
@@ -46,7 +57,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 __all__ = ["setup_logging", "reopen", "set_role", "compile_log_format", "log",
            "parse_logger", "LoggerSpec", "access_log_options", "date_prefix",
-           "parse_log_date"]
+           "parse_log_date", "parse_encoder", "EncoderSpec", "json_extra_fields",
+           "set_access_log"]
 
 log = logging.getLogger("uwsgipy")
 
@@ -92,14 +104,131 @@ def date_prefix() -> str:
     return text + " - "
 
 
+# --------------------------------------------------------------------------
+# Encoders (uWSGI's log-encoder / log-req-encoder).
+# --------------------------------------------------------------------------
+
+ENCODERS = ("json", "format", "nl", "prefix", "suffix", "gzip", "compress")
+APPLIED_ENCODERS = {"log-encoder": ("json", "format", "nl"), "log-req-encoder": ("json", "nl")}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One ``log-encoder`` value: ``ENCODER[:LOGGER][ ARGS]`` (uWSGI's
+    uwsgi_opt_add_log_encoder: the args follow a single space)."""
+    name: str
+    logger: Optional[str]
+    args: Optional[str]
+
+
+def parse_encoder(value: str) -> EncoderSpec:
+    """Parse a ``log-encoder`` / ``log-req-encoder`` value.  Raises
+    ValueError for an encoder uWSGI does not have."""
+    head, space, args = value.partition(" ")
+    name, colon, logger = head.partition(":")
+    if name not in ENCODERS:
+        raise ValueError(f"unknown log encoder {name!r} (uWSGI's are {', '.join(ENCODERS)})")
+    return EncoderSpec(name, logger or None, args if space else None)
+
+
+_TEMPLATE_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def _template(args: str, escape: bool) -> Callable[[str], str]:
+    """uWSGI's format / json encoder: TEMPLATE with ${msg} (the line without
+    its newline), ${msgnl}, ${unix}, ${micros}, ${millis},
+    ${strftime:FMT}; json escapes msg, msgnl and strftime's result."""
+    def esc(text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)[1:-1] if escape else text
+
+    def render(msg: str) -> str:
+        now = time.time()
+
+        def var(m: "re.Match[str]") -> str:
+            name = m.group(1)
+            if name == "msg":
+                return esc(msg)
+            if name == "msgnl":
+                return esc(msg + "\n")
+            if name == "unix":
+                return str(int(now))
+            if name == "micros":
+                return str(int(now * 1e6))
+            if name == "millis":
+                return str(int(now * 1e3))
+            if name.startswith("strftime:"):
+                return esc(time.strftime(name[9:], time.localtime(now)))
+            return ""   # unknown: nothing, as uWSGI
+        return _TEMPLATE_VAR.sub(var, args)
+    return render
+
+
+def json_extra_fields(values: List[str]) -> Dict[str, str]:
+    """``log-json-field = KEY=VALUE`` items, in order (a later KEY wins)."""
+    out: Dict[str, str] = {}
+    for item in values:
+        key, _, val = item.partition("=")
+        out[key.strip()] = val
+    return out
+
+
+# (record, message, plain line) -> the encoded line
+_encode: Optional[Callable[[logging.LogRecord, str, str], str]] = None
+
+
+def _setup_encoder(cfg: Any) -> List[str]:
+    """Choose how uwsgipy's own lines are encoded; returns warnings."""
+    global _encode
+    _encode = None
+    warnings: List[str] = []
+    chain: List[Callable[[logging.LogRecord, str, str], str]] = []
+    extra = json_extra_fields(list(getattr(cfg, "log_json_field", ()) or ()))
+    for value in getattr(cfg, "log_encoder", ()) or ():
+        spec = parse_encoder(value)
+        if spec.logger:
+            warnings.append(f"log-encoder {value!r}: per-logger encoders (:{spec.logger}) are "
+                            "not supported: applied to every line")
+        if spec.name == "nl":
+            continue
+        if spec.name == "json" and not spec.args:
+            def enc(record: logging.LogRecord, text: str, line: str) -> str:
+                obj: Dict[str, Any] = {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                            + f".{int(record.msecs):03d}Z",
+                    "level": record.levelname.lower(),
+                    "role": _role[:-2] or "master",
+                    "pid": os.getpid(),
+                    "msg": text,
+                }
+                obj.update(extra)
+                return json.dumps(obj, ensure_ascii=False)
+            chain.append(enc)
+        elif spec.name in ("json", "format") and spec.args:
+            render = _template(spec.args, escape=spec.name == "json")
+            chain.append(lambda record, text, line, render=render: render(line))
+        else:
+            warnings.append(f"log-encoder {value!r} ({cfg.sources.get('log-encoder', '?')}): "
+                            "not applied, lines are logged as they are")
+    if chain:
+        def run(record: logging.LogRecord, text: str, line: str) -> str:
+            for step in chain:   # each step's output is the next one's line
+                line = step(record, text, line)
+                text = line
+            return line
+        _encode = run
+    return warnings
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
-        prefix = f"{date_prefix()}uwsgipy: {_role}{level}"
-        text = prefix + record.getMessage()
+        text = record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        if _encode is not None:
+            # json: one line whatever the message holds (newlines escaped)
+            return _encode(record, text, f"uwsgipy: {_role}{level}{text}")
+        return f"{date_prefix()}uwsgipy: {_role}{level}" + text
 
 
 _logto: Optional[str] = None
@@ -608,10 +737,15 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
         log.warning("%s: log-slow = %r is not a number of milliseconds: uWSGI reads it as %d "
                     "(atoi), so does uwsgipy", cfg.sources.get("log-slow", "?"), cfg.log_slow,
                     atoi(cfg.log_slow))
-    for option in ("log-encoder", "log-req-encoder"):
-        if cfg is not None and getattr(cfg, option.replace("-", "_")):
-            log.warning("%s (%s): not applied, lines are logged as they are", option,
-                        cfg.sources.get(option, "?"))
+    if cfg is not None:
+        for message in _setup_encoder(cfg):
+            log.warning("%s", message)
+        for value in cfg.log_req_encoder:
+            spec = parse_encoder(value)
+            if spec.name not in APPLIED_ENCODERS["log-req-encoder"] or spec.args:
+                log.warning("log-req-encoder %r (%s): not applied (uwsgipy applies `json` and "
+                            "`nl` to request lines)", value,
+                            cfg.sources.get("log-req-encoder", "?"))
     if cfg is not None and not _uses_pipe(cfg) and (cfg.log_route or cfg.log_req_route):
         log.warning("log-route / log-req-route without logger or req-logger: ignored, "
                     "as uWSGI does")
@@ -655,7 +789,7 @@ def access_log_options(cfg: Any) -> Dict[str, Any]:
     enabled = not cfg.disable_logging or log_filter
     fmt: Optional[Tuple[Any, ...]] = None
     if cfg.log_format:
-        fmt = compile_log_format(cfg.log_format)
+        fmt = compile_log_format(cfg.log_format, json_fields=req_json(cfg))
     elif cfg.log_micros:
         fmt = (LV_DEFAULT_MICROS,)
     routes = list(cfg.route) + list(cfg.route_uri)
@@ -668,6 +802,33 @@ def access_log_options(cfg: Any) -> Dict[str, Any]:
                 log_format=fmt, log_xff=cfg.log_x_forwarded_for)
 
 
+def req_json(cfg: Any) -> bool:
+    """log-req-encoder = json: the C core writes JSON request lines."""
+    return any(parse_encoder(v).name == "json" and not parse_encoder(v).args
+               for v in (getattr(cfg, "log_req_encoder", ()) or ()))
+
+
+# log-json-field: at most this much JSON in all (every line carries it)
+JSON_EXTRA_MAX = 4096
+
+
+def set_access_log(server: Any, cfg: Any) -> None:
+    """Configure the JSON request lines and request ids of a _core.Server
+    (_core.set_access_log).  Nothing to do, nothing called."""
+    from . import _core
+    use_json = req_json(cfg)
+    rid = cfg.request_id_header if getattr(cfg, "request_id", False) else None
+    if not use_json and rid is None:
+        return
+    extra = b"".join(json.dumps(k, ensure_ascii=False).encode() + b":"
+                     + json.dumps(v, ensure_ascii=False).encode() + b","
+                     for k, v in json_extra_fields(list(cfg.log_json_field)).items())
+    if len(extra) > JSON_EXTRA_MAX:
+        raise ValueError(f"log-json-field: {len(extra)} bytes of JSON, at most "
+                         f"{JSON_EXTRA_MAX}")
+    _core.set_access_log(server, json=use_json, json_extra=extra or None, request_id=rid)
+
+
 def _write_route_log(text: str) -> None:
     """A route's ``log:`` line, raw as uWSGI's uwsgi_log (log-date too)."""
     _write_all(2, (date_prefix() + text + "\n").encode("utf-8", "replace"))
@@ -678,18 +839,28 @@ _LOG_VAR = re.compile(r"%\(([a-z0-9_]+|var\.[A-Za-z0-9_.-]+)\)")
 _ENVIRON_LOG_VARS = {"user": "REMOTE_USER"}
 
 
-def compile_log_format(fmt: str) -> Tuple[Union[str, int, Tuple[str]], ...]:
+def compile_log_format(fmt: str, json_fields: bool = False
+                       ) -> Tuple[Union[str, int, Tuple[str]], ...]:
     """Compile uWSGI's ``log-format`` (``%(addr) %(method) %(uri)...``) to
     the tuple of literal strings and variable codes the C core fills in.
     Variables: the keys of ``_core.LOG_VARS`` (addr, method, uri, proto,
     status, size, msecs, micros, time, ctime, uagent, referer, host, pid,
-    wid, user, ltime, epoch, secs, cl) and ``var.NAME`` (the environ's NAME,
-    compiled to a 1-tuple).  Raises ValueError naming an unknown variable."""
+    wid, user, ltime, epoch, secs, cl, request_id) and ``var.NAME`` (the
+    environ's NAME, compiled to a 1-tuple).  With ``json_fields`` (JSON
+    request lines) the text between variables is dropped and each variable
+    is preceded by its field name (the variable's name as written; a
+    repeated one once).  Raises ValueError naming an unknown variable."""
     from . import _core
     parts: list = []
     pos = 0
+    seen = set()
     for m in _LOG_VAR.finditer(fmt):
-        if m.start() > pos:
+        if json_fields:
+            if m.group(1) in seen:
+                continue
+            seen.add(m.group(1))
+            parts.append(m.group(1))
+        elif m.start() > pos:
             parts.append(fmt[pos:m.start()])
         name = m.group(1)
         key = name[4:] if name.startswith("var.") else _ENVIRON_LOG_VARS.get(name)
@@ -701,6 +872,6 @@ def compile_log_format(fmt: str) -> Tuple[Union[str, int, Tuple[str]], ...]:
             raise ValueError(f"log-format: unknown variable %({name}); known: "
                              + ", ".join(sorted({*_core.LOG_VARS, *_ENVIRON_LOG_VARS})))
         pos = m.end()
-    if pos < len(fmt):
+    if pos < len(fmt) and not json_fields:
         parts.append(fmt[pos:])
     return tuple(parts)

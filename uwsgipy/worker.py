@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import _core
-from .log import access_log_options
+from .log import access_log_options, set_access_log
 from .sockets import Listener
 
 __all__ = ["Runner", "runner_for", "check_runner", "make_server", "serve", "core_logger"]
@@ -138,6 +138,7 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
         **access_log_options(cfg),
         **apps,
     )
+    set_access_log(server, cfg)   # log-req-encoder = json, request-id
     if getattr(cfg, "liveness_path", None) or getattr(cfg, "readiness_path", None):
         # answered by the C core, before static files and the app (csrc/upy_probe.c)
         _core.set_probes(server, liveness=cfg.liveness_path, readiness=cfg.readiness_path,
