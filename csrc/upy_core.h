@@ -437,6 +437,11 @@ typedef struct upy_server {
                                 header (HTTP_X_REQUEST_ID), NULL when off */
     PyObject *rid_env;       /* "uwsgipy.request_id" */
     PyObject *rid_header;    /* bytes "X-Request-ID: " for the response */
+    PyObject *log_template;  /* bytes: uWSGI's log-req-encoder format/json
+                                TEMPLATE, compiled by uwsgipy/log.py (text,
+                                and "\0" + a UPY_TPL_* byte for ${var}), or
+                                NULL */
+    int log_template_json;   /* json: ${msg} and ${strftime:} escaped */
     PyObject *add_headers;   /* bytes: "Name: value\r\n" lines, or NULL */
     upy_key_entry *var_keys; /* uwsgi var name -> environ key */
     upy_key_entry *hdr_keys; /* HTTP field name -> HTTP_* key */

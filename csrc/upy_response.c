@@ -1164,14 +1164,15 @@ log_route(upy_server *srv, PyObject *matcher, PyObject *environ)
     return yes;
 }
 
-/* ------------------------------------------------------------------ */
-/* The JSON access line (log-req-encoder = json)                       */
-/* ------------------------------------------------------------------ */
-
-/* A string field's value is cut at this many bytes (before escaping), so
-   a line stays bounded whatever the client sends; 64 KiB is more than any
-   header a parser here accepts (buffer-size). */
-#define UPY_JSON_FIELD_MAX 65536
+/* ${var} codes of a compiled log-req-encoder template (uwsgipy/log.py
+   has the same values): "\0" then the code; UPY_TPL_STRFTIME is followed
+   by the format and a closing "\0". */
+#define UPY_TPL_MSG 1
+#define UPY_TPL_MSGNL 2
+#define UPY_TPL_UNIX 3
+#define UPY_TPL_MICROS 4
+#define UPY_TPL_MILLIS 5
+#define UPY_TPL_STRFTIME 6
 
 /* A growing line: a stack buffer first, then PyMem_Raw (no GIL needed).
    After an allocation failure the line is dropped (failed set). */
@@ -1180,6 +1181,106 @@ typedef struct {
     size_t len, cap;
     int heap, failed, fields;
 } upy_jline;
+static int jl_reserve(upy_jline *l, size_t n);
+static void jl_raw(upy_jline *l, const char *s, size_t n);
+static void jl_escaped(upy_jline *l, const char *s, size_t n);
+static void jl_write(upy_server *srv, upy_jline *l);
+
+/* Write a finished plain line (no newline yet): as it is, or through
+   uWSGI's format / json template encoder (log-req-encoder). */
+static void
+log_emit(upy_server *srv, upy_line *pl)
+{
+    PyObject *tpl = srv->log_template;
+    if (tpl == NULL) {
+        pl->p[pl->len++] = '\n';
+        (void)!write(srv->access_log_fd, pl->p, pl->len);
+        return;
+    }
+    {
+        char buf[8192];
+        upy_jline l = {buf, 0, sizeof buf, 0, 0, 0};
+        const char *t = PyBytes_AS_STRING(tpl); /* bytes: immutable, no GIL */
+        size_t n = (size_t)PyBytes_GET_SIZE(tpl), i = 0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        while (i < n) {
+            const char *z = memchr(t + i, '\0', n - i);
+            size_t lit = z ? (size_t)(z - (t + i)) : n - i;
+            int code;
+            jl_raw(&l, t + i, lit);
+            i += lit;
+            if (i + 1 >= n)
+                break;
+            code = (unsigned char)t[i + 1];
+            i += 2;
+            switch (code) {
+            case UPY_TPL_MSG:
+            case UPY_TPL_MSGNL:
+                if (srv->log_template_json)
+                    jl_escaped(&l, pl->p, pl->len);
+                else
+                    jl_raw(&l, pl->p, pl->len);
+                if (code == UPY_TPL_MSGNL)
+                    jl_raw(&l, srv->log_template_json ? "\\n" : "\n",
+                           srv->log_template_json ? 2 : 1);
+                break;
+            case UPY_TPL_UNIX:
+            case UPY_TPL_MICROS:
+            case UPY_TPL_MILLIS: {
+                char num[32];
+                long long v = code == UPY_TPL_UNIX ? (long long)ts.tv_sec
+                              : code == UPY_TPL_MILLIS
+                                  ? (long long)ts.tv_sec * 1000 +
+                                        ts.tv_nsec / 1000000
+                                  : (long long)ts.tv_sec * 1000000 +
+                                        ts.tv_nsec / 1000;
+                int k = snprintf(num, sizeof num, "%lld", v);
+                if (k > 0)
+                    jl_raw(&l, num, (size_t)k);
+                break;
+            }
+            case UPY_TPL_STRFTIME: {
+                /* the format up to the closing NUL; 64 bytes of result, as
+                   uWSGI's buffer */
+                const char *fz = memchr(t + i, '\0', n - i);
+                char fmt[256], out[64];
+                size_t fl = fz ? (size_t)(fz - (t + i)) : n - i, k;
+                struct tm tm;
+                time_t now = ts.tv_sec;
+                if (fl >= sizeof fmt)
+                    fl = sizeof fmt - 1;
+                memcpy(fmt, t + i, fl);
+                fmt[fl] = '\0';
+                i += fl + (fz ? 1 : 0);
+                k = localtime_r(&now, &tm) ? strftime(out, sizeof out, fmt, &tm)
+                                           : 0;
+                if (srv->log_template_json)
+                    jl_escaped(&l, out, k);
+                else
+                    jl_raw(&l, out, k);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        /* uWSGI adds the newline with a further `nl` encoder; here every
+           line ends with one */
+        if (l.len == 0 || l.p[l.len - 1] != '\n')
+            jl_raw(&l, "\n", 1);
+        jl_write(srv, &l);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The JSON access line (log-req-encoder = json)                       */
+/* ------------------------------------------------------------------ */
+
+/* A string field's value is cut at this many bytes (before escaping), so
+   a line stays bounded whatever the client sends; 64 KiB is more than any
+   header a parser here accepts (buffer-size). */
+#define UPY_JSON_FIELD_MAX 65536
 
 static int
 jl_reserve(upy_jline *l, size_t n)
@@ -1227,6 +1328,24 @@ jl_key(upy_jline *l, const char *name, size_t n)
     if (jl_reserve(l, UPY_JSON_ESCAPE_MAX(n)) == 0)
         l->len += upy_json_escape(l->p + l->len, name, n);
     jl_raw(l, "\":", 2);
+}
+
+static void
+jl_escaped(upy_jline *l, const char *s, size_t n)
+{
+    if (n > UPY_JSON_FIELD_MAX)
+        n = UPY_JSON_FIELD_MAX;
+    if (jl_reserve(l, UPY_JSON_ESCAPE_MAX(n)) == 0)
+        l->len += upy_json_escape(l->p + l->len, s, n);
+}
+
+static void
+jl_write(upy_server *srv, upy_jline *l)
+{
+    if (!l->failed)
+        (void)!write(srv->access_log_fd, l->p, l->len);
+    if (l->heap)
+        PyMem_RawFree(l->p);
 }
 
 static void
@@ -1297,10 +1416,7 @@ jl_end(upy_server *srv, upy_jline *l)
                (size_t)PyBytes_GET_SIZE(srv->log_json_extra) - 1);
     }
     jl_raw(l, "}\n", 2);
-    if (!l->failed)
-        (void)!write(srv->access_log_fd, l->p, l->len);
-    if (l->heap)
-        PyMem_RawFree(l->p);
+    jl_write(srv, l);
 }
 
 /* An environ str's bytes: a latin-1 str (what the server put there, PEP
@@ -1727,8 +1843,7 @@ access_log(upy_core *core, upy_conn *c, upy_response *r, PyObject *environ,
         }
         PyErr_Clear();
     }
-    l.p[l.len++] = '\n';
-    (void)!write(srv->access_log_fd, l.p, l.len);
+    log_emit(srv, &l);
 }
 
 void
@@ -1821,15 +1936,20 @@ PyObject *
 upy_set_access_log(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"server", "json", "json_extra", "request_id",
-                             NULL};
-    PyObject *server, *extra = Py_None, *rid = Py_None;
+                             "template", "template_json", NULL};
+    PyObject *server, *extra = Py_None, *rid = Py_None, *tpl = Py_None;
+    int tpl_json = 0;
     PyObject *key = NULL, *env = NULL, *hdr = NULL;
     int json = 0;
     upy_server *srv;
     upy_state *st = PyModule_GetState(module);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pOO", kwlist, &server,
-                                     &json, &extra, &rid))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pOOOp", kwlist, &server,
+                                     &json, &extra, &rid, &tpl, &tpl_json))
         return NULL;
+    if (tpl != Py_None && !PyBytes_Check(tpl)) {
+        PyErr_SetString(PyExc_TypeError, "template must be bytes or None");
+        return NULL;
+    }
     if (st == NULL || !PyObject_TypeCheck(server, st->Server_Type)) {
         PyErr_SetString(PyExc_TypeError, "server must be a _core.Server");
         return NULL;
@@ -1877,6 +1997,8 @@ upy_set_access_log(PyObject *module, PyObject *args, PyObject *kwds)
         }
     }
     srv->log_json = json;
+    srv->log_template_json = tpl_json;
+    Py_XSETREF(srv->log_template, tpl == Py_None ? NULL : Py_NewRef(tpl));
     Py_XSETREF(srv->log_json_extra, extra == Py_None ? NULL : Py_NewRef(extra));
     Py_XSETREF(srv->rid_key, key);   /* the new references, stolen */
     Py_XSETREF(srv->rid_env, env);
@@ -1920,8 +2042,7 @@ upy_access_log_plain(upy_server *srv, const char *addr, size_t alen,
     else
         line_fmt(&l, "\" %d %llu %.3fms", status, (unsigned long long)sent,
                  secs * 1000.0);
-    l.p[l.len++] = '\n';
-    (void)!write(srv->access_log_fd, l.p, l.len);
+    log_emit(srv, &l);
 }
 
 /* Call result.close() if it has one (PEP 3333: always, also on errors). */

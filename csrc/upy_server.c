@@ -2726,6 +2726,7 @@ server_dealloc(upy_server *self)
     Py_CLEAR(self->rid_key);
     Py_CLEAR(self->rid_env);
     Py_CLEAR(self->rid_header);
+    Py_CLEAR(self->log_template);
     Py_CLEAR(self->add_headers);
     upy_static_free(self->static_cfg);
     self->static_cfg = NULL;

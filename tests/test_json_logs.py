@@ -196,9 +196,32 @@ def test_static_files_log_json_without_the_environ(server_factory, app, tmp_path
 
 def test_unsupported_encoders_warn(server_factory, app):
     srv = start(server_factory, app, "--log-req-encoder", "gzip",
-                "--log-req-encoder", 'json {"m": "${msg}"}')
+                "--log-req-encoder", 'json {"m": "${msg}"}')   # not with the bare json
     warned = [l for l in srv.lines if "log-req-encoder" in l and "not applied" in l]
     assert len(warned) == 2
+
+
+def test_uwsgi_request_templates(server_factory, app):
+    # the uWSGI idiom: a hand-made JSON log-format inside a format template, and the json
+    # template that escapes the whole line
+    srv = server_factory("--http-socket", "127.0.0.1:0", "--wsgi-file", app,
+                         "--log-format", '"method": "%(method)", "status": %(status)',
+                         "--log-req-encoder",
+                         'format {"t": ${unix}, "ms": ${millis}, "y": "${strftime:%Y}", ${msg}}',
+                         "--log-req-encoder", "nl")
+    mark = srv.mark()
+    http_request(srv.http_addr, target="/f")
+    line = json.loads(srv.wait_for(lambda l: l.startswith('{"t":'), start=mark))
+    assert line["method"] == "GET" and line["status"] == 200 and line["y"] == time.strftime("%Y")
+    assert abs(line["t"] - time.time()) < 30 and abs(line["ms"] / 1000 - line["t"]) < 2
+    assert not [l for l in srv.lines if "not applied" in l]
+
+    srv = server_factory("--socket", "127.0.0.1:0", "--wsgi-file", app,
+                         "--log-req-encoder", 'json {"source": "req", "message": "${msg}"}')
+    mark = srv.mark()
+    uwsgi_exchange(srv.uwsgi_addr, hostile_packet())
+    line = json.loads(srv.wait_for(lambda l: l.startswith('{"source"'), start=mark))
+    assert line["message"].startswith('127.0.0.1 "GET /p?q="1"&\\ HTTP/1.1" 200 5 ')
 
 
 def test_unknown_encoder_is_a_config_error(tmp_path, app):

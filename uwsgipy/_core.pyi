@@ -13,6 +13,8 @@ Logger = Callable[[int, str, Optional[BaseException]], None]
 ListenerSpec = Tuple[int, int, str, str, str]  # fd, proto, SERVER_NAME, SERVER_PORT, log name
 
 def check_ere(pattern: str) -> None: ...  # ValueError when regcomp(REG_EXTENDED) refuses it
+def set_access_log(server: "Server", *, json: bool = ..., json_extra: Optional[bytes] = ...,
+                   request_id: Optional[str] = ...) -> None: ...
 
 class Server:
     requests: int

@@ -1150,10 +1150,13 @@ SETTINGS: Tuple[Setting, ...] = (
        "addr, method, uri, proto, status, size, msecs, micros, worker, pid, "
        "request_id (with request-id), host, uagent, referer (when sent); extra "
        "fields from log-json-field. Strings are escaped per RFC 8259, invalid UTF-8 "
-       "as U+FFFD. `nl` is accepted; uWSGI's template forms are not applied to "
-       "request lines (a warning).",
+       "as U+FFFD. Without `json`, uWSGI's `format TEMPLATE` / `json TEMPLATE` "
+       "(${msg}: the plain or log-format line, escaped by json; ${msgnl}, ${unix}, "
+       "${micros}, ${millis}, ${strftime:FORMAT}) wraps each request line; one "
+       "template, and `nl` is accepted (lines end in a newline anyway).",
        metavar="ENCODER", section="Logging", validator=_log_encoder,
-       uwsgi_ref="uWSGI --log-req-encoder (json as uwsgipy's structured encoder)."),
+       uwsgi_ref="uWSGI --log-req-encoder (json, format and nl; bare json is uwsgipy's "
+                 "structured encoder)."),
     _s("log-json-field", "list", (),
        "`KEY=VALUE`: a constant string field added to every JSON request line (with "
        "log-req-encoder = json) and JSON server line (log-encoder = json), e.g. "

@@ -109,7 +109,6 @@ def date_prefix() -> str:
 # --------------------------------------------------------------------------
 
 ENCODERS = ("json", "format", "nl", "prefix", "suffix", "gzip", "compress")
-APPLIED_ENCODERS = {"log-encoder": ("json", "format", "nl"), "log-req-encoder": ("json", "nl")}
 
 
 @dataclass(frozen=True)
@@ -740,12 +739,14 @@ def setup_logging(logto: Optional[str] = None, cfg: Any = None) -> None:
     if cfg is not None:
         for message in _setup_encoder(cfg):
             log.warning("%s", message)
+        applied = req_template(cfg)
         for value in cfg.log_req_encoder:
             spec = parse_encoder(value)
-            if spec.name not in APPLIED_ENCODERS["log-req-encoder"] or spec.args:
-                log.warning("log-req-encoder %r (%s): not applied (uwsgipy applies `json` and "
-                            "`nl` to request lines)", value,
-                            cfg.sources.get("log-req-encoder", "?"))
+            if spec.name == "nl" or (spec.name == "json" and not spec.args) or spec == applied:
+                continue
+            log.warning("log-req-encoder %r (%s): not applied (uwsgipy applies `json`, `nl` "
+                        "and one format/json TEMPLATE, not with `json`, to request lines)",
+                        value, cfg.sources.get("log-req-encoder", "?"))
     if cfg is not None and not _uses_pipe(cfg) and (cfg.log_route or cfg.log_req_route):
         log.warning("log-route / log-req-route without logger or req-logger: ignored, "
                     "as uWSGI does")
@@ -812,13 +813,50 @@ def req_json(cfg: Any) -> bool:
 JSON_EXTRA_MAX = 4096
 
 
+# ${var} codes of a compiled request-line template (csrc/upy_response.c's
+# UPY_TPL_*): "\0" + the code; strftime's format follows, closed by "\0".
+_TPL_CODES = {"msg": 1, "msgnl": 2, "unix": 3, "micros": 4, "millis": 5}
+_TPL_STRFTIME = 6
+
+
+def compile_req_template(template: str) -> bytes:
+    """uWSGI's format / json encoder TEMPLATE for request lines, as the C
+    core reads it.  An unknown ${var} gives nothing, as uWSGI."""
+    out = bytearray()
+    pos = 0
+    for m in _TEMPLATE_VAR.finditer(template):
+        out += template[pos:m.start()].encode()
+        name = m.group(1)
+        if name in _TPL_CODES:
+            out += bytes((0, _TPL_CODES[name]))
+        elif name.startswith("strftime:"):
+            out += bytes((0, _TPL_STRFTIME)) + name[9:].encode().replace(b"\0", b"") + b"\0"
+        pos = m.end()
+    out += template[pos:].encode()
+    return bytes(out)
+
+
+def req_template(cfg: Any) -> Optional[EncoderSpec]:
+    """The log-req-encoder template applied to request lines: the first
+    format / json TEMPLATE, unless the structured json encoder is on."""
+    if req_json(cfg):
+        return None
+    for value in getattr(cfg, "log_req_encoder", ()) or ():
+        spec = parse_encoder(value)
+        if spec.name in ("format", "json") and spec.args:
+            return spec
+    return None
+
+
 def set_access_log(server: Any, cfg: Any) -> None:
-    """Configure the JSON request lines and request ids of a _core.Server
-    (_core.set_access_log).  Nothing to do, nothing called."""
+    """Configure the JSON request lines, the request-line template and
+    request ids of a _core.Server (_core.set_access_log).  Nothing to do,
+    nothing called."""
     from . import _core
     use_json = req_json(cfg)
     rid = cfg.request_id_header if getattr(cfg, "request_id", False) else None
-    if not use_json and rid is None:
+    tpl = req_template(cfg)
+    if not use_json and rid is None and tpl is None:
         return
     extra = b"".join(json.dumps(k, ensure_ascii=False).encode() + b":"
                      + json.dumps(v, ensure_ascii=False).encode() + b","
@@ -826,7 +864,9 @@ def set_access_log(server: Any, cfg: Any) -> None:
     if len(extra) > JSON_EXTRA_MAX:
         raise ValueError(f"log-json-field: {len(extra)} bytes of JSON, at most "
                          f"{JSON_EXTRA_MAX}")
-    _core.set_access_log(server, json=use_json, json_extra=extra or None, request_id=rid)
+    _core.set_access_log(server, json=use_json, json_extra=extra or None, request_id=rid,
+                         template=compile_req_template(tpl.args or "") if tpl else None,
+                         template_json=bool(tpl and tpl.name == "json"))
 
 
 def _write_route_log(text: str) -> None:
