@@ -50,6 +50,8 @@ def _distribution() -> importlib.metadata.Distribution:
     """The uwsgipy distribution beside the imported package (not one that some test's sys.path
     change, such as the cwd a loaded app adds, would find first)."""
     found = list(importlib.metadata.distributions(name="uwsgipy", path=[str(_package_dir().parent)]))
+    if not found and not INSTALLED:
+        pytest.skip("source tree without metadata (no `pip install -e .`: no uwsgipy.egg-info)")
     assert len(found) == 1, f"{len(found)} uwsgipy distributions in {_package_dir().parent}"
     return found[0]
 
