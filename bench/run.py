@@ -142,6 +142,22 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
             "http",
             available=lambda: _import_reason(py, "uwsgipy._core"),
         )
+        # The cost of the request log (written to /dev/null, so only the
+        # formatting and the write(2) are measured): the plain line, and one
+        # JSON object a line (log-req-encoder = json) with a request id.
+        for name, flags, note in (
+                ("uwsgipy-log", [], "access log on, plain line, to /dev/null"),
+                ("uwsgipy-jsonlog", ["--log-req-encoder", "json", "--request-id"],
+                 "access log on, log-req-encoder = json and request-id, to /dev/null")):
+            specs[name] = ServerSpec(
+                name,
+                lambda p, flags=flags: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
+                                        "--wsgi-file", app, "--processes", "1", "--threads", "1",
+                                        "--logto", "/dev/null", *flags, *uwsgipy_extra],
+                "http",
+                note=note,
+                available=lambda: _import_reason(py, "uwsgipy._core"),
+            )
         # uWSGI 2.0 has no keep-alive on plain --http-socket: the "http"
         # protocol closes after every response (proto/http.c).  Its choices:
         #   http11  --http11-socket: keep-alive, but a core keeps serving the
