@@ -37,7 +37,8 @@ from uwsgipy.stats import listen_queue, snapshot, start_stats_server
 STATS_RE = re.compile(r"uwsgipy: stats server on (\S+)")
 
 # Keys and JSON types uWSGI 2.0 emits (core/master_utils.c) that the consumers read:
-# uwsgitop, Telegraf inputs.uwsgi, Metricbeat.
+# uwsgitop, Telegraf inputs.uwsgi, Metricbeat, and timonwong/uwsgi_exporter (which also reads
+# each worker's apps).
 TOP_KEYS = {"version": str, "listen_queue": int, "listen_queue_errors": int, "signal_queue": int,
             "load": int, "pid": int, "uid": int, "gid": int, "cwd": str, "locks": list,
             "sockets": list, "workers": list}
@@ -47,6 +48,8 @@ WORKER_KEYS = {"id": int, "pid": int, "accepting": int, "requests": int, "delta_
                "exceptions": int, "harakiri_count": int, "signals": int, "signal_queue": int,
                "status": str, "rss": int, "vsz": int, "running_time": int, "last_spawn": int,
                "respawn_count": int, "tx": int, "avg_rt": int, "apps": list, "cores": list}
+APP_KEYS = {"id": int, "modifier1": int, "mountpoint": str, "startup_time": int, "requests": int,
+            "exceptions": int, "chdir": str}
 CORE_KEYS = {"id": int, "requests": int, "static_requests": int, "routed_requests": int,
              "offloaded_requests": int, "write_errors": int, "read_errors": int,
              "in_request": int, "vars": list, "req_info": dict}
@@ -65,6 +68,8 @@ def check_shape(doc: Dict[str, Any]) -> None:
     for w in doc["workers"]:
         keys(w, WORKER_KEYS, f"worker {w.get('id')}")
         assert w["status"] in ("idle", "busy", "cheap")
+        for a in w["apps"]:
+            keys(a, APP_KEYS, f"worker {w['id']} app")
         for c in w["cores"]:
             keys(c, CORE_KEYS, f"worker {w['id']} core")
             assert c["in_request"] in (0, 1)
