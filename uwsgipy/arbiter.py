@@ -861,7 +861,12 @@ class Arbiter:
                 self.old_pids.discard(pid)
                 log.info("old worker (pid %d) %s", pid, describe_status(status))
                 continue
-            w = self.workers.pop(pid, None)
+            # one step for a scrape (metrics.render holds the same lock): the worker leaves
+            # the table as its counts join the totals, so no scrape sees them in neither
+            with self.tally.lock:
+                w = self.workers.pop(pid, None)
+                if w is not None:
+                    self.tally.worker_ended(self, w, status, w.cause)
             if w is None:
                 continue
             self._reap(w, status)
@@ -901,7 +906,6 @@ class Arbiter:
         the service without a worker."""
         lived = time.monotonic() - w.spawned
         ready = self._ready(w)
-        self.tally.worker_ended(self, w, status, w.cause)
         how = describe_status(status, ready)
         expected = w.stopping or self.stopping
         clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

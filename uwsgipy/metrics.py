@@ -54,6 +54,7 @@ static files are counted in the buckets only).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["DURATION_BOUNDS", "RESPAWN_CAUSES", "Tally", "exposition", "render",
@@ -91,6 +92,7 @@ class Tally:
     def __init__(self) -> None:
         self.harakiri: Dict[int, int] = {}
         self.causes: Dict[str, int] = {c: 0 for c in RESPAWN_CAUSES}
+        self.lock = threading.RLock()  # the arbiter's reap and render(): one consistent view
         self.requests = [0] * 5
         self.duration = [0] * (len(DURATION_BOUNDS) + 1)
         self.exceptions = 0
@@ -223,32 +225,33 @@ def render(arbiter: Any, openmetrics: bool = False) -> bytes:
     """The exposition of ``arbiter``'s state (read-only, from any thread)."""
     from .stats import _memory, listen_queue, worker_blocks
     tally: Tally = getattr(arbiter, "tally", None) or Tally()
-    requests = list(tally.requests)
-    duration = list(tally.duration)
-    exceptions, static, tx, running_us = (tally.exceptions, tally.static_requests, tally.tx,
-                                          tally.running_us)
-    # Totals: every worker process, those being recycled included (a
-    # retiring worker's counts must not drop out while it finishes).
-    busy = idle = workers = rss_total = 0
-    sb = arbiter.scoreboard
-    for w in list(arbiter.workers.values()):
-        if sb is None or not getattr(w, "slot", 0):
-            continue
-        workers += 1
-        rss_total += _memory(w.pid)[0]
-        for slot in _own_slots(sb.cores(w.slot), w.pid):
-            for i in range(5):
-                requests[i] += int(slot.status_class[i])
-            for i in range(len(duration)):
-                duration[i] += int(slot.duration[i])
-            exceptions += int(slot.exceptions)
-            tx += int(slot.tx)
-            static += int(slot.static_requests)
-            running_us += int(slot.running_us)
-            if slot.request_started:
-                busy += 1
-            else:
-                idle += 1
+    with tally.lock:
+        requests = list(tally.requests)
+        duration = list(tally.duration)
+        exceptions, static, tx, running_us = (tally.exceptions, tally.static_requests, tally.tx,
+                                              tally.running_us)
+        # Totals: every worker process, those being recycled included (a
+        # retiring worker's counts must not drop out while it finishes).
+        busy = idle = workers = rss_total = 0
+        sb = arbiter.scoreboard
+        for w in list(arbiter.workers.values()):
+            if sb is None or not getattr(w, "slot", 0):
+                continue
+            workers += 1
+            rss_total += _memory(w.pid)[0]
+            for slot in _own_slots(sb.cores(w.slot), w.pid):
+                for i in range(5):
+                    requests[i] += int(slot.status_class[i])
+                for i in range(len(duration)):
+                    duration[i] += int(slot.duration[i])
+                exceptions += int(slot.exceptions)
+                tx += int(slot.tx)
+                static += int(slot.static_requests)
+                running_us += int(slot.running_us)
+                if slot.request_started:
+                    busy += 1
+                else:
+                    idle += 1
     # Per worker id: its serving process (stats.worker_blocks).
     w_requests, w_exc, w_tx, w_busy, w_rss, w_hara = [], [], [], [], [], []
     for wid, info, slots in worker_blocks(arbiter):
