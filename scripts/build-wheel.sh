@@ -65,10 +65,7 @@ fi
 [ "${#PYTHONS[@]}" -gt 0 ] || { say "no CPython 3.10-3.14 found"; exit 1; }
 
 # -- the sdist -------------------------------------------------------------------------------
-VERSION="$("$TOOLS/bin/python" -c 'import ast, sys
-for node in ast.parse(open("uwsgipy/__init__.py").read()).body:
-    if isinstance(node, ast.Assign) and node.targets[0].id == "__version__":
-        print(node.value.value)')"
+VERSION="$(package_version "$TOOLS/bin/python")"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 rm -f "$OUT"/uwsgipy-"$VERSION"*

@@ -14,3 +14,11 @@ find_python() {
 }
 # The CPython versions wheels are built and tested for (pyproject.toml [tool.cibuildwheel] build).
 WHEEL_PYTHON_VERSIONS="3.10 3.11 3.12 3.13 3.14"
+# package_version PYTHON: uwsgipy.__version__ (the one version source), read from
+# uwsgipy/__init__.py without importing the package (no C core needed).
+package_version() {
+    "$1" -c 'import ast
+for n in ast.parse(open("uwsgipy/__init__.py").read()).body:
+    if isinstance(n, ast.Assign) and n.targets[0].id == "__version__":
+        print(n.value.value)'
+}

@@ -28,10 +28,7 @@ PIP=(-m pip install -q --disable-pip-version-check)
 
 # -- 1. build ----------------------------------------------------------------------------------
 ./scripts/build-wheel.sh
-VERSION="$("$PYTHON" -c 'import ast
-for n in ast.parse(open("uwsgipy/__init__.py").read()).body:
-    if isinstance(n, ast.Assign) and n.targets[0].id == "__version__":
-        print(n.value.value)')"
+VERSION="$(package_version "$PYTHON")"
 TAG="$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
 WHEEL="$DIST/uwsgipy-$VERSION-$TAG-$TAG-manylinux_2_28_x86_64.whl"
 SDIST="$DIST/uwsgipy-$VERSION.tar.gz"
