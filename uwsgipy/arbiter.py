@@ -376,6 +376,8 @@ class Arbiter:
                     self._reload_error = str(exc)
                 else:
                     return EXIT_APP_LOAD
+            # ASGI or WSGI is known now: the runner's cores size the scoreboard
+            self.runner = runner_for(cfg, self.app)
         else:
             from .cli import prepare_path
             prepare_path(cfg.chdir, cfg.pythonpath)
@@ -796,14 +798,18 @@ class Arbiter:
         from . import uwsgi_api
         uwsgi_api.worker_forked(wid)  # worker_id() and the postfork hooks, once per process
         app = self.app
+        runner = self.runner
+        from .cli import load_configured_app, report_app_error
         if app is None:
-            from .cli import load_configured_app, report_app_error
             try:
                 run_pre_app_hooks(cfg)
                 app = load_configured_app(cfg)
             except AppLoadError as exc:
                 report_app_error(exc)
                 return EXIT_APP_LOAD
+            runner = runner_for(cfg, app)  # lazy-apps: ASGI is decided by the loaded app
+            if runner != self.runner:
+                log.info("worker %d: %s", wid, runner.describe())
         assert self.scoreboard is not None
         from .worker import make_server, serve
         max_requests = cfg.max_requests + (wid * cfg.max_requests_delta if cfg.max_requests else 0)
@@ -816,12 +822,19 @@ class Arbiter:
         # SIGTERM: final stop; SIGHUP: retire (the master's reload, TTOU,
         # recycling); SIGINT/SIGQUIT: quick stop.  Blocked until serve() has
         # its handlers, so a stop sent during start-up is never lost.
-        serve(server, self.runner, mercy=float(cfg.worker_reload_mercy),
-              quick_signals=(signal.SIGINT, signal.SIGQUIT),
-              retire_signals=(self._stop_signals["retire"],),
-              final_stop=self._final_stop_ordered,
-              on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask),
-              drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0)
+        try:
+            serve(server, runner, mercy=float(cfg.worker_reload_mercy),
+                  quick_signals=(signal.SIGINT, signal.SIGQUIT),
+                  retire_signals=(self._stop_signals["retire"],),
+                  final_stop=self._final_stop_ordered,
+                  on_ready=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask),
+                  drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0,
+                  app=app, cfg=cfg)
+        except AppLoadError as exc:
+            # an ASGI app's lifespan startup failed: before the C loop opened, so the worker
+            # never reported ready and exit code 4 stops the master, as a failed import
+            report_app_error(exc, what=f"worker {wid}: the app's lifespan startup failed")
+            return EXIT_APP_LOAD
         if server.stop_reason:
             log.info("worker %d (pid %d): %s after %d requests: recycling", wid, os.getpid(),
                      server.stop_reason, server.requests)

@@ -61,7 +61,9 @@ def apply_env(cfg: _config.Config) -> None:
 def load_configured_app(cfg: _config.Config):
     """chdir, pythonpath, the pyimport modules, then the app (uWSGI's
     order).  A pyimport that fails is logged with its traceback and
-    skipped, as uWSGI does.  Raises AppLoadError."""
+    skipped, as uWSGI does.  Then whether the app is served as ASGI
+    (uwsgipy.asgi.check_app: its conflicts raise AppLoadError too).
+    Raises AppLoadError."""
     prepare_path(cfg.chdir, cfg.pythonpath)
     for name in cfg.pyimport:
         try:
@@ -78,7 +80,10 @@ def load_configured_app(cfg: _config.Config):
         for prefix, _ in app.mounts:
             if prefix:
                 log.info("mounted %s on %s", _mount_target(cfg, prefix), prefix)
-    if isinstance(app, Mounts):
+    from .asgi import check_app
+    if check_app(cfg, app):
+        pass  # an ASGI app: uwsgipy's WSGI wrappers do not apply (check_app refused routes)
+    elif isinstance(app, Mounts):
         app = app.map(lambda a: _wrap(cfg, a))
     else:
         app = _wrap(cfg, app)
@@ -165,6 +170,9 @@ def report_app_error(exc: AppLoadError, what: str = "cannot load the application
     """Print the app's own traceback (from its first frame: uwsgipy's and
     importlib's frames above it are left out, as Python's own import does),
     then our one-line summary (``what: exc``)."""
+    detail = getattr(exc, "detail", "")  # a lifespan.startup.failed message (a traceback)
+    if detail:
+        sys.stderr.write(detail if detail.endswith("\n") else detail + "\n")
     cause = exc.__cause__
     if cause is not None:
         tb = cause.__traceback__
@@ -414,15 +422,20 @@ def _single_process(cfg: _config.Config, identity: privileges.Identity) -> int:
             report_app_error(exc)
             return EXIT_APP_LOAD
         server = make_server(app, listeners, cfg, multiprocess=False)
-        runner = runner_for(cfg)
+        runner = runner_for(cfg, app)
         log.info("single process (no master): %s", runner.describe())
         from .uwsgi_api import run_postfork
         run_postfork()  # uWSGI runs the post-fork hooks in its only worker too
         # SIGTERM is the graceful stop; SIGINT (Ctrl-C) and SIGQUIT the quick
         # stop, as with --master, uWSGI and gunicorn (worker.serve()).
-        serve(server, runner, mercy=float(cfg.reload_mercy),
-              on_ready=lambda: log.info("ready (pid %d)", os.getpid()),
-              drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0)
+        try:
+            serve(server, runner, mercy=float(cfg.reload_mercy),
+                  on_ready=lambda: log.info("ready (pid %d)", os.getpid()),
+                  drain=float(cfg.readiness_drain) if cfg.readiness_path else 0.0,
+                  app=app, cfg=cfg)
+        except AppLoadError as exc:  # an ASGI app's lifespan startup failed
+            report_app_error(exc, what="the app's lifespan startup failed")
+            return EXIT_APP_LOAD
         log.info("stopped after %d requests", server.requests)
         return EXIT_OK
     finally:

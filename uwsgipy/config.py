@@ -285,6 +285,7 @@ SECTIONS: Tuple[str, ...] = (
     "Requests and timeouts",
     "Static files",
     "Processes",
+    "ASGI and WebSockets",
     "Adaptive workers (cheaper)",
     "Attached daemons",
     "Worker recycling and reloading",
@@ -846,6 +847,72 @@ SETTINGS: Tuple[Setting, ...] = (
                  "hook, in the master before the apps are loaded, also with lazy-apps). "
                  "Refused without gevent, where uWSGI patches a process that runs no "
                  "greenlets."),
+    # -- ASGI and WebSockets ---------------------------------------------------
+    _s("asgi", "str", "auto",
+       "Serve the app as an ASGI 3.0 app (HTTP and WebSocket scopes, lifespan) on an "
+       "asyncio event loop in each worker. auto: ASGI when the loaded callable is an "
+       "`async def` function (or a functools.partial of one) or an object whose `__call__` "
+       "is `async def` (FastAPI, Starlette, Django's get_asgi_application()), else WSGI; "
+       "true: ASGI whatever the callable looks like (a sync `__call__` that returns a "
+       "coroutine, some middleware); false: WSGI. The C core still accepts, parses and "
+       "writes; the app runs as one asyncio task per request or WebSocket. Not with "
+       "gevent; threads do not apply (one warning line). See docs/asgi.md.",
+       metavar="auto|true|false", section="ASGI and WebSockets", const="true",
+       validator=_choice("auto", "true", "false"),
+       uwsgi_ref="uwsgipy only: uWSGI has no ASGI (its asyncio loop engine runs WSGI apps "
+                 "in greenlets). The detection is uvicorn's (an async def function, or an "
+                 "object with an async def __call__); ASGI 2 classes are not served."),
+    _s("loop", "str", "auto",
+       "The asyncio event loop that runs an ASGI app: uvloop (uvloop.new_event_loop()), "
+       "asyncio (the standard library's), or auto: uvloop when it can be imported, else "
+       "asyncio. `loop = uvloop` without the uvloop package stops start-up with one line. "
+       "No effect on a WSGI app.",
+       metavar="auto|asyncio|uvloop", section="ASGI and WebSockets",
+       validator=_choice("auto", "asyncio", "uvloop"),
+       uwsgi_ref="uWSGI --loop names one of its loop engines (asyncio is one of those "
+                 "names, with asyncio = N); here it picks the asyncio implementation for ASGI "
+                 "apps, as uvicorn's --loop does. uWSGI's other engine names (gevent, "
+                 "ugreen, ...) are refused: use gevent = N."),
+    _s("lifespan", "str", "auto",
+       "The ASGI lifespan protocol (asgiref spec, Lifespan 2.0), once per worker before it "
+       "serves: lifespan.startup, then lifespan.shutdown after its last request. The "
+       "`state` dict the app fills at startup is given to every request as a shallow copy "
+       "(scope[\"state\"]). auto: an app that raises on the lifespan scope before receiving "
+       "its first event does not support it (one info line, serving goes on); on: that "
+       "is fatal; off: no lifespan scope. A startup that fails (lifespan.startup.failed, "
+       "or an exception after the startup event) stops the worker with the app's message "
+       "or traceback and exit code 4, as an app that fails to import: the master stops "
+       "instead of respawning.",
+       metavar="auto|on|off", section="ASGI and WebSockets",
+       validator=_choice("auto", "on", "off"),
+       uwsgi_ref="uwsgipy only (uWSGI has no ASGI); uvicorn's --lifespan, same values and "
+                 "default."),
+    _s("websockets-max-size", "int", 1024,
+       "The largest WebSocket message the server takes from a client, in KiB (1024 KiB = "
+       "1 MiB). A bigger one closes the connection with 1009 (message too big, RFC 6455 "
+       "§7.4.1).",
+       aliases=("websocket-max-size",), metavar="KIB", section="ASGI and WebSockets",
+       validator=_at_least(1),
+       uwsgi_ref="uWSGI --websockets-max-size / --websocket-max-size, same unit and "
+                 "default. DEVIATION: uWSGI bounds each frame's payload (a fragmented message "
+                 "is not bounded as a whole) and drops the connection without a close frame; "
+                 "here the whole message is bounded and the client gets close 1009."),
+    _s("websockets-ping-freq", "int", 30,
+       "Seconds a WebSocket may stay idle (no frame from the client) before the server "
+       "sends a ping. 0 sends none. Pings from the client are always answered by the C "
+       "core.",
+       aliases=("websocket-ping-freq",), metavar="SECONDS", section="ASGI and WebSockets",
+       validator=_at_least(0),
+       uwsgi_ref="uWSGI --websockets-ping-freq / --websocket-ping-freq, same default. "
+                 "DEVIATION: uWSGI pings only while the app waits in uwsgi.websocket_recv(); "
+                 "here the loop pings any idle WebSocket, whatever the app is doing."),
+    _s("websockets-pong-tolerance", "int", 3,
+       "Seconds the server waits for the pong after its ping; without one the WebSocket "
+       "is closed and the app gets websocket.disconnect.",
+       aliases=("websocket-pong-tolerance",), metavar="SECONDS",
+       section="ASGI and WebSockets", validator=_at_least(1),
+       uwsgi_ref="uWSGI --websockets-pong-tolerance / --websocket-pong-tolerance, same "
+                 "default (uWSGI drops the connection without a close frame)."),
     _s("lazy-apps", "bool", False,
        "Load the application in each worker after fork, instead of once in the "
        "master before forking.",
@@ -1409,7 +1476,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("fs-reload", "use touch-reload (or py-autoreload)", kind="list"),
     _no("emperor", "run one uwsgipy per application under your service manager", kind="list"),
     _no("async", "uWSGI's async mode needs a suspend engine uwsgipy does not have: use gevent = N"),
-    _no("asyncio", "not yet: ASGI support is planned; until then use processes and threads"),
+    _no("asyncio", "uWSGI's asyncio loop engine runs WSGI apps in greenlets, which uwsgipy does not do: serve an async app as ASGI (asgi, loop = asyncio; docs/asgi.md), or use gevent = N"),
     _no("greenlet", "uWSGI's greenlet suspend engine for async mode: use gevent = N", kind="bool"),
     _no("ugreen", "uWSGI's ucontext suspend engine for async mode: use gevent = N", kind="bool"),
     _s("ksm", "str", None,
@@ -1572,6 +1639,13 @@ class Config:
     gevent_monkey_patch: bool
     gevent_early_monkey_patch: bool
     lazy_apps: bool
+    # ASGI and WebSockets
+    asgi: str
+    loop: str
+    lifespan: str
+    websockets_max_size: int
+    websockets_ping_freq: int
+    websockets_pong_tolerance: int
     reload_mercy: int
     worker_reload_mercy: int
     die_on_term: bool

@@ -4,8 +4,9 @@ Used directly in single-process mode and by each worker the master forks.  A
 worker has one event loop (in C) that owns the listeners and every connection;
 the runner (:func:`runner_for`) decides what runs the app for the requests the
 loop completes: the loop thread itself (``threads = 1``), a pool of app
-threads (``threads = N``), or gevent greenlets (``gevent = N``, see
-uwsgipy.gevent_runner).
+threads (``threads = N``), gevent greenlets (``gevent = N``, see
+uwsgipy.gevent_runner), or, for an ASGI app, asyncio tasks on an event loop
+that drives the C loop (``asgi``, see uwsgipy.asgi).
 
 Signals (see serve()): SIGTERM is the graceful stop (queued connections
 are served, then in-flight requests finish within ``reload-mercy``
@@ -34,28 +35,40 @@ log = logging.getLogger("uwsgipy")
 class Runner:
     """What runs the app in a worker, from ``threads`` and ``gevent``.
 
-    name: the C core's ``runner=`` ("inline", "threads" or "external");
-    cores: requests run at once, one scoreboard slot each (uWSGI's cores);
+    name: the C core's ``runner=`` ("inline", "threads", "external" or "asgi");
+    cores: requests run at once, one scoreboard slot each (uWSGI's cores; 1 for asgi,
+    whose slot 0 carries the oldest request in flight);
     multithread: PEP 3333's ``wsgi.multithread``;
     gevent: the external runner is gevent (uwsgipy.gevent_runner);
-    monkey_patch: ``gevent-monkey-patch``: patch_all() when the worker starts serving."""
+    monkey_patch: ``gevent-monkey-patch``: patch_all() when the worker starts serving;
+    loop: for asgi, the event loop ("asyncio" or "uvloop", uwsgipy.asgi.resolve_loop)."""
     name: str
     cores: int
     multithread: bool
     gevent: bool = False
     monkey_patch: bool = False
+    loop: str = ""
 
     def describe(self) -> str:
-        """For the start-up line: "1 thread", "4 app threads", "gevent (100 greenlets)"."""
+        """For the start-up line: "1 thread", "4 app threads", "gevent (100 greenlets)",
+        "uvloop event loop"."""
+        if self.name == "asgi":
+            return f"{self.loop} event loop"
         if self.gevent:
             return f"gevent ({self.cores} greenlets)"
         return "1 thread" if self.cores == 1 else f"{self.cores} app threads"
 
 
-def runner_for(cfg: Any) -> Runner:
+def runner_for(cfg: Any, app: Any = None) -> Runner:
     """threads = 1: the loop thread runs the app (inline, one core); threads = N > 1: a pool
     of N app threads; gevent = N: N greenlets driven by gevent's hub (wsgi.multithread is true
-    for both: the app runs N times at once in one process).  check_runner() refuses both."""
+    for both: the app runs N times at once in one process).  check_runner() refuses both.
+    An ASGI app (``app``, the loaded app, and the ``asgi`` setting: uwsgipy.asgi.wants_asgi)
+    runs on an event loop ("asgi", one core) whatever ``threads`` says; without ``app``
+    (the master with lazy-apps) only ``asgi = true`` says ASGI."""
+    from .asgi import resolve_loop, wants_asgi
+    if wants_asgi(cfg, app):
+        return Runner("asgi", 1, False, loop=resolve_loop(cfg))
     if cfg.gevent:
         return Runner("external", cfg.gevent, True, gevent=True,
                       monkey_patch=cfg.gevent_monkey_patch)
@@ -78,6 +91,10 @@ def check_runner(cfg: Any) -> Optional[str]:
         if getattr(cfg, option.replace("-", "_")) and not cfg.gevent:
             return (f"{src.get(option, '?')}: option '{option}' needs gevent = N: it prepares "
                     "the standard library for greenlets, and only the gevent runner runs them")
+    from .asgi import check as check_asgi
+    problem = check_asgi(cfg)  # loop = uvloop installed; asgi = true with gevent
+    if problem:
+        return problem
     if cfg.gevent:
         from .gevent_runner import check
         return check("gevent", src.get("gevent", "?"))
@@ -99,12 +116,17 @@ def make_server(app: Callable, listeners: Sequence[Listener], cfg: Any, *,
     (runner_for(cfg)); scoreboard: at least that many cores' slots.
     max_requests and reload-on-rss make the server stop itself gracefully
     (worker recycling); the master then forks a fresh worker."""
-    runner = runner_for(cfg)
+    runner = runner_for(cfg, app)
     wait_write = None
     if runner.gevent:
         from .gevent_runner import make_wait_write
         wait_write = make_wait_write()
     apps = app_options(app, cfg)
+    if runner.name == "asgi":
+        # the WebSocket limits, in the C core's units: bytes and seconds
+        apps.update(ws_max_size=cfg.websockets_max_size * 1024,
+                    ws_ping=float(cfg.websockets_ping_freq),
+                    ws_pong=float(cfg.websockets_pong_tolerance))
     server = _core.Server(
         apps.pop("app"),
         [lst.core_spec(cfg) for lst in listeners],
@@ -171,7 +193,8 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
           retire_signals: Sequence[int] = (),
           final_stop: Optional[Callable[[], bool]] = None,
           on_ready: Optional[Callable[[], None]] = None,
-          drain: float = 0.0) -> None:
+          drain: float = 0.0,
+          app: Any = None, cfg: Any = None) -> None:
     """Run the server's loop in this thread, and its runner, until a stop
     completes:
 
@@ -184,7 +207,11 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
     - gevent: gevent's hub drives the loop from this (the main) greenlet,
       the apps run in greenlets (gevent_runner.serve); with
       ``runner.monkey_patch``, gevent.monkey.patch_all() first, as uWSGI's
-      gevent loop does when it starts.
+      gevent loop does when it starts;
+    - asgi: an asyncio event loop drives the loop from this thread, the
+      ASGI ``app`` runs as tasks (uwsgipy.asgi.serve, with ``cfg``): the
+      lifespan startup runs first, then ``on_ready``; a failed startup
+      raises uwsgipy.asgi.LifespanFailed (an AppLoadError: exit code 4).
 
     The handlers installed only call server.stop (and log one line):
 
@@ -309,10 +336,13 @@ def serve(server: "_core.Server", runner: Runner, *, mercy: float,
                                  daemon=True) for i in range(runner.cores)]
     for t in pool:
         t.start()
-    if on_ready is not None:
+    if on_ready is not None and runner.name != "asgi":
         on_ready()  # after the handlers: a supervisor may signal at once
     try:
-        if runner.gevent:
+        if runner.name == "asgi":
+            from .asgi import serve as serve_asgi
+            serve_asgi(server, app, cfg, wakeup_fd=rfd, mercy=mercy, on_ready=on_ready)
+        elif runner.gevent:
             from .gevent_runner import serve as serve_gevent
             serve_gevent(server, runner.cores, wakeup_fd=rfd)
         else:
