@@ -59,7 +59,7 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 fi
 # The C sources every target links with (the pure-C protocol layer).
 sources=("$root/csrc/upy_http.c" "$root/csrc/upy_uwsgi.c" "$root/csrc/upy_proxy.c"
-         "$root/csrc/upy_static_http.c")
+         "$root/csrc/upy_static_http.c" "$root/csrc/upy_ws.c")
 flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -I"$root/csrc")
 
