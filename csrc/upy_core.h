@@ -66,6 +66,8 @@ typedef struct {
     PyTypeObject *FileWrapper_Type;
     PyTypeObject *EmptyInput_Type;
     PyTypeObject *Request_Type;
+    PyTypeObject *Asgi_Type;      /* upy_asgi.c: one connection scope */
+    PyTypeObject *AsgiReady_Type; /* upy_asgi.c: a completed awaitable */
     PyObject *empty_input;   /* the one EmptyInput instance */
 #define UPY_DECL_KEY(name) PyObject *k_##name;
     UPY_INTERNED(UPY_DECL_KEY)
@@ -123,8 +125,10 @@ typedef enum {
     UPY_CONN_APP,            /* handed to an app runner (queued or running):
                                 the loop does not touch it until it comes
                                 back on the done queue */
-    UPY_CONN_CLOSED          /* closed in this turn of the loop: reused at
+    UPY_CONN_CLOSED,         /* closed in this turn of the loop: reused at
                                 its end */
+    UPY_CONN_ASGI            /* runner "asgi": an ASGI cycle (upy_asgi.c)
+                                owns it; the loop passes its events on */
 } upy_conn_state;
 
 /* ------------------------------------------------------------------ */
@@ -211,6 +215,7 @@ typedef struct upy_conn {
     struct upy_conn *qnext;  /* the job or done queue it is on */
     int job_rc;              /* UPY_RESP_* of the runner's last turn */
     unsigned orphan : 1;     /* its loop ended while a runner had it */
+    PyObject *asgi;          /* state ASGI: the cycle (upy_asgi.c), strong */
 
     /* body reception */
     int64_t content_length;  /* -1 unknown (chunked) */
@@ -304,7 +309,9 @@ typedef struct upy_core {
 typedef enum {
     UPY_RUN_INLINE = 0,      /* the loop thread calls the app */
     UPY_RUN_THREADS,         /* a pool of app threads fed by a queue */
-    UPY_RUN_EXTERNAL         /* another event loop drives the loop (gevent) */
+    UPY_RUN_EXTERNAL,        /* another event loop drives the loop (gevent) */
+    UPY_RUN_ASGI             /* asyncio drives the loop; ASGI apps run as
+                                tasks on it (upy_asgi.c) */
 } upy_runner;
 
 typedef struct upy_loop {
@@ -475,6 +482,7 @@ typedef struct upy_server {
                                 or NULL: no static serving */
     PyObject *mounts;        /* mount: sequence of (prefix, app), or NULL */
     int manage_script_name;  /* manage-script-name */
+    struct upy_asgi_ctx *asgi; /* runner "asgi" (upy_asgi.c), or NULL */
 } upy_server;
 
 /* The loop's own core (after the runners' ncores): static files. */
@@ -556,6 +564,50 @@ int upy_static_serve(upy_core *lc, upy_conn *c, const upy_request *req);
 int upy_static_resume(upy_core *lc, upy_conn *c);
 /* The connection is going away with a static response parked. */
 void upy_static_abort(upy_core *lc, upy_conn *c);
+
+/* upy_server.c, for upy_asgi.c (GIL held, on the loop's thread) */
+/* Watch c for events (UPY_POLL_IN | UPY_POLL_OUT); 0 stops watching it.
+   Returns 0, or -1 (the caller closes c). */
+int upy_conn_watch(upy_loop *loop, upy_conn *c, uint32_t events);
+void upy_conn_close(upy_loop *loop, upy_conn *c);
+/* Shut the write side and drain the input for a moment, then close. */
+void upy_conn_linger(upy_loop *loop, upy_conn *c);
+/* Room for need more bytes in c's read buffer.  0, or -1 (out of memory). */
+int upy_conn_reserve(upy_loop *loop, upy_conn *c, size_t need);
+/* Count a finished request (requests, the scoreboard, max-requests). */
+void upy_count_request(upy_loop *loop, upy_conn *c, int status,
+                       double started);
+/* An ASGI response on c ended (rc UPY_RESP_KEEP or UPY_RESP_CLOSE; state
+   still ASGI, c->asgi NULL): count it, then the next request or close. */
+void upy_conn_finished(upy_loop *loop, upy_conn *c, int rc, double started);
+
+/* upy_asgi.c: runner "asgi" */
+struct upy_asgi_ctx;
+extern PyType_Spec upy_asgi_cycle_spec;
+extern PyType_Spec upy_asgi_ready_spec;
+/* Server(): the runner's names and constants.  0, or -1 (exception). */
+int upy_asgi_init(upy_server *srv, uint64_t ws_max, double ws_ping,
+                  double ws_pong);
+void upy_asgi_free(upy_server *srv);
+/* Drop the references to the event loop and the state (tp_clear). */
+void upy_asgi_clear(upy_server *srv);
+int upy_asgi_traverse(upy_server *srv, visitproc visit, void *arg);
+/* Server.asgi_setup(loop, state=None) */
+PyObject *upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds);
+Py_ssize_t upy_asgi_tasks(upy_server *srv);
+/* The head of a request on c is complete (the body may follow): start its
+   cycle.  0 (c is kept: state ASGI, or lingering after a bad handshake),
+   -1 when c was closed. */
+int upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req);
+/* Events (UPY_POLL_*) on a connection in state ASGI. */
+void upy_asgi_event(upy_loop *loop, upy_conn *c, uint32_t events);
+/* The connection is closing: its cycle lets go (http.disconnect,
+   websocket.disconnect, send() raises OSError). */
+void upy_asgi_detach(upy_conn *c);
+/* Once a second: socket-timeout, WebSocket pings and close waits. */
+void upy_asgi_sweep(upy_loop *loop, upy_conn *c, double now);
+/* A graceful stop began: open WebSockets get a close frame (1001). */
+void upy_asgi_going_away(upy_loop *loop, upy_conn *c);
 
 /* upy_environ.c */
 void upy_key_cache_free(upy_key_entry *cache);

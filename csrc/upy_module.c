@@ -137,6 +137,13 @@ upy_exec(PyObject *module)
         PyModule_AddType(module, st->FileWrapper_Type) < 0) {
         goto error;
     }
+    st->Asgi_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_asgi_cycle_spec, NULL);
+    st->AsgiReady_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_asgi_ready_spec, NULL);
+    if (st->Asgi_Type == NULL || st->AsgiReady_Type == NULL) {
+        goto error;
+    }
     st->Request_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &upy_request_spec, NULL);
     if (st->Request_Type == NULL ||
@@ -225,6 +232,8 @@ upy_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FileWrapper_Type);
     Py_VISIT(st->EmptyInput_Type);
     Py_VISIT(st->Request_Type);
+    Py_VISIT(st->Asgi_Type);
+    Py_VISIT(st->AsgiReady_Type);
     Py_VISIT(st->empty_input);
     Py_VISIT(st->io_BytesIO);
     Py_VISIT(st->io_open);
@@ -241,6 +250,8 @@ upy_clear(PyObject *module)
     Py_CLEAR(st->empty_input);
     Py_CLEAR(st->EmptyInput_Type);
     Py_CLEAR(st->Request_Type);
+    Py_CLEAR(st->Asgi_Type);
+    Py_CLEAR(st->AsgiReady_Type);
 #define UPY_CLEAR_KEY(name) Py_CLEAR(st->k_##name);
     UPY_INTERNED(UPY_CLEAR_KEY)
 #undef UPY_CLEAR_KEY

@@ -184,6 +184,9 @@ buf_release(upy_loop *loop, upy_conn *c)
 static void
 conn_close(upy_loop *loop, upy_conn *c)
 {
+    if (c->asgi != NULL) {
+        upy_asgi_detach(c);  /* logs from the head still in c->buf */
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -673,6 +676,43 @@ conn_watch(upy_loop *loop, upy_conn *c, uint32_t events)
     return 0;
 }
 
+/* upy_core.h: for upy_asgi.c */
+int
+upy_conn_watch(upy_loop *loop, upy_conn *c, uint32_t events)
+{
+    if (events == 0) {
+        if (c->registered) {
+            upy_poller_forget(&loop->poller, c->fd);
+            c->registered = 0;
+        }
+        return 0;
+    }
+    return conn_watch(loop, c, events);
+}
+
+void
+upy_conn_close(upy_loop *loop, upy_conn *c)
+{
+    if (c->state != UPY_CONN_CLOSED) {
+        conn_close(loop, c);
+    }
+}
+
+void
+upy_conn_linger(upy_loop *loop, upy_conn *c)
+{
+    conn_linger(loop, c);
+    if (conn_watch(loop, c, UPY_POLL_IN) < 0) {
+        conn_close(loop, c);
+    }
+}
+
+int
+upy_conn_reserve(upy_loop *loop, upy_conn *c, size_t need)
+{
+    return buf_reserve(loop, c, need);
+}
+
 /* ------------------------------------------------------------------ */
 /* App runners: the part of a request that runs Python (GIL held)       */
 /* ------------------------------------------------------------------ */
@@ -955,6 +995,23 @@ conn_returned(upy_loop *loop, upy_conn *c, int rc)
     return 0;
 }
 
+void
+upy_count_request(upy_loop *loop, upy_conn *c, int status, double started)
+{
+    c->resp.status_code = status;
+    run_end(&loop->srv->cores[0], c, UPY_RESP_KEEP, started);
+}
+
+void
+upy_conn_finished(upy_loop *loop, upy_conn *c, int rc, double started)
+{
+    run_end(&loop->srv->cores[0], c, rc, started);
+    c->state = UPY_CONN_HEAD;
+    if (conn_returned(loop, c, rc) == 0 && c->state == UPY_CONN_HEAD) {
+        (void)conn_process(loop, c); /* pipelined requests */
+    }
+}
+
 /* A static response's turn ended with rc: count it when it is over (as
    run_end() does for the app's). */
 static void
@@ -1014,6 +1071,9 @@ dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
             static_ended(loop, c, rc);
             return conn_returned(loop, c, rc);
         }
+    }
+    if (srv->runner == UPY_RUN_ASGI) {
+        return upy_asgi_start(loop, c, req);
     }
     if (srv->runner == UPY_RUN_INLINE) {
         int rc = run_start(&srv->cores[0], c, req);
@@ -1222,6 +1282,20 @@ conn_process(upy_loop *loop, upy_conn *c)
             c->keep_alive = req.keep_alive && c->lst->keepalive_timeout > 0;
             c->is_head = req.is_head;
             c->body_len = 0;
+            if (srv->runner == UPY_RUN_ASGI) {
+                /* the app gets the body as it arrives (receive()); static
+                   files and probes only for bodiless requests */
+                int rc2 = !c->chunked && c->content_length == 0
+                              ? dispatch(loop, c, &req)
+                              : upy_asgi_start(loop, c, &req);
+                if (rc2 < 0) {
+                    return -1;
+                }
+                if (c->state != UPY_CONN_HEAD) {
+                    return 0;
+                }
+                continue;
+            }
             if (!c->chunked && c->content_length == 0) {
                 if (dispatch(loop, c, &req) < 0) {
                     return -1;
@@ -1471,6 +1545,7 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
            kept; a runner has it now (state APP): it registers it when
            it comes back */
         if (!c->registered && c->state != UPY_CONN_APP &&
+            c->state != UPY_CONN_ASGI && c->state != UPY_CONN_CLOSED &&
             conn_watch(loop, c, c->state == UPY_CONN_WRITE ? UPY_POLL_OUT
                                                            : UPY_POLL_IN) < 0) {
             conn_close(loop, c);
@@ -1535,6 +1610,10 @@ sweep_timeouts(upy_loop *loop, double now)
     upy_conn *c = loop->conns, *next;
     for (; c != NULL; c = next) {
         next = c->next;
+        if (c->state == UPY_CONN_ASGI) {
+            upy_asgi_sweep(loop, c, now);
+            continue;
+        }
         if (c->state == UPY_CONN_APP || c->deadline <= 0 ||
             now < c->deadline) {
             continue;
@@ -1609,6 +1688,10 @@ loop_stop_listening(upy_loop *loop)
            not read yet holds a request the client already sent (closing
            it would reset the client), and bytes queued on a kept-alive
            one are its next request. */
+        if (c->state == UPY_CONN_ASGI) {
+            upy_asgi_going_away(loop, c);
+            continue;
+        }
         if (c->state == UPY_CONN_HEAD && c->len == 0 && c->requests > 0) {
             char byte;
             if (recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
@@ -1749,6 +1832,8 @@ loop_step(upy_loop *loop, int timeout_ms)
                 upy_poller_forget(&loop->poller, c->fd);
                 c->registered = 0;
             }
+            else if (c->state == UPY_CONN_ASGI)
+                upy_asgi_event(loop, c, events[i].events);
             else if (c->state == UPY_CONN_WRITE)
                 conn_writable(loop, c);
             else
@@ -2068,12 +2153,15 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                              "header_timeout", "body_timeout",
                              "body_min_rate", "add_headers", "min_lifetime",
                              "runner", "cores", "wait_write", "static",
-                             "mounts", "manage_script_name", NULL};
+                             "mounts", "manage_script_name", "ws_max_size",
+                             "ws_ping", "ws_pong", NULL};
     PyObject *app, *listeners, *logger = NULL, *errors = Py_None, *tmpdir = Py_None;
     PyObject *seq = NULL, *scoreboard = Py_None, *log_format = Py_None;
     PyObject *add_headers = NULL, *wait_write = Py_None;
     PyObject *static_cfg = Py_None, *mounts = Py_None;
     int manage_script_name = 0;
+    unsigned long long ws_max_size = 1 << 20;
+    double ws_ping = 30.0, ws_pong = 3.0;
     const char *runner = "inline";
     int cores = 1;
     int log_filter = 0, log_xff = 0, worker_id = 0, write_exception = 1;
@@ -2092,7 +2180,7 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSdsiOOOp",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OnnKKddippOOKKdOOipipnndddSdsiOOOpKdd",
                                      kwlist,
                                      &app, &listeners, &logger, &buffer_size,
                                      &max_fields, &limit_post, &post_buffering,
@@ -2108,7 +2196,8 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
                                      &body_min_rate, &add_headers,
                                      &min_lifetime, &runner, &cores,
                                      &wait_write, &static_cfg, &mounts,
-                                     &manage_script_name)) {
+                                     &manage_script_name, &ws_max_size,
+                                     &ws_ping, &ws_pong)) {
         return -1;
     }
     if (strcmp(runner, "inline") == 0) {
@@ -2120,13 +2209,17 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
     else if (strcmp(runner, "external") == 0) {
         self->runner = UPY_RUN_EXTERNAL;
     }
+    else if (strcmp(runner, "asgi") == 0) {
+        self->runner = UPY_RUN_ASGI;
+    }
     else {
-        PyErr_Format(PyExc_ValueError, "runner must be 'inline', 'threads' "
-                     "or 'external', not '%s'", runner);
+        PyErr_Format(PyExc_ValueError, "runner must be 'inline', 'threads', "
+                     "'external' or 'asgi', not '%s'", runner);
         return -1;
     }
     if (cores < 1 || cores > 65536 ||
-        (self->runner == UPY_RUN_INLINE && cores != 1)) {
+        ((self->runner == UPY_RUN_INLINE || self->runner == UPY_RUN_ASGI) &&
+         cores != 1)) {
         PyErr_SetString(PyExc_ValueError, "cores must be 1 for the inline "
                         "runner, 1..65536 otherwise");
         return -1;
@@ -2308,6 +2401,10 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         }
     }
     Py_DECREF(seq);
+    if (self->runner == UPY_RUN_ASGI &&
+        upy_asgi_init(self, ws_max_size, ws_ping, ws_pong) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -2486,9 +2583,10 @@ server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
                                      &wakeup_fd)) {
         return NULL;
     }
-    if (self->runner != UPY_RUN_EXTERNAL || loop == NULL) {
+    if ((self->runner != UPY_RUN_EXTERNAL && self->runner != UPY_RUN_ASGI) ||
+        loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "run_once() is for the external runner");
+                        "run_once() is for the external and asgi runners");
         return NULL;
     }
     if (!loop->open) {
@@ -2516,6 +2614,9 @@ server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
     if (rc == 0) {
         loop_close(loop);
         Py_RETURN_NONE;
+    }
+    if (self->runner == UPY_RUN_ASGI) {
+        Py_RETURN_TRUE;
     }
     out = loop->ready;
     loop->ready = NULL;
@@ -2683,6 +2784,26 @@ server_get_stopping(upy_server *self, void *closure)
     return PyBool_FromLong(self->stopping != 0);
 }
 
+PyDoc_STRVAR(asgi_setup_doc,
+"asgi_setup(loop, state=None)\n--\n\n"
+"Runner 'asgi', before the first run_once(): the asyncio event loop that\n"
+"drives this Server from this thread (its create_task() runs each app,\n"
+"its create_future() backs a receive() or send() that must wait), and the\n"
+"lifespan state dict (asgiref 'Lifespan' 2.0: each scope gets a shallow\n"
+"copy as scope['state']), or None.");
+
+static PyObject *
+server_asgi_setup(upy_server *self, PyObject *args, PyObject *kwds)
+{
+    return upy_asgi_setup(self, args, kwds);
+}
+
+static PyObject *
+server_get_asgi_tasks(upy_server *self, void *closure)
+{
+    return PyLong_FromSsize_t(upy_asgi_tasks(self));
+}
+
 static int
 server_traverse(upy_server *self, visitproc visit, void *arg)
 {
@@ -2694,6 +2815,9 @@ server_traverse(upy_server *self, visitproc visit, void *arg)
     Py_VISIT(self->add_headers);
     Py_VISIT(self->wait_write);
     Py_VISIT(self->mounts);
+    if (upy_asgi_traverse(self, visit, arg) < 0) {
+        return -1;
+    }
     if (self->listeners != NULL) {
         for (Py_ssize_t i = 0; i < self->nlisteners; i++) {
             Py_VISIT(self->listeners[i].base_environ);
@@ -2708,6 +2832,7 @@ server_clear(upy_server *self)
     Py_CLEAR(self->app);
     Py_CLEAR(self->logger);
     Py_CLEAR(self->mounts);
+    upy_asgi_clear(self);
     return 0;
 }
 
@@ -2718,6 +2843,7 @@ server_dealloc(upy_server *self)
     PyObject_GC_UnTrack(self);
     server_free_loop(self);
     server_clear(self);
+    upy_asgi_free(self);
     Py_CLEAR(self->wait_write);
     PyMem_Free(self->tmpdir_c);
     Py_CLEAR(self->tmpdir);
@@ -2769,6 +2895,8 @@ static PyMethodDef server_methods[] = {
     {"fileno", (PyCFunction)server_fileno, METH_NOARGS, fileno_doc},
     {"run_once", (PyCFunction)(void (*)(void))server_run_once,
      METH_VARARGS | METH_KEYWORDS, run_once_doc},
+    {"asgi_setup", (PyCFunction)(void (*)(void))server_asgi_setup,
+     METH_VARARGS | METH_KEYWORDS, asgi_setup_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2780,6 +2908,9 @@ static PyGetSetDef server_getset[] = {
      NULL},
     {"stopping", (getter)server_get_stopping, NULL,
      "True once stop() was called.", NULL},
+    {"asgi_tasks", (getter)server_get_asgi_tasks, NULL,
+     "Runner 'asgi': ASGI apps running now (requests and WebSockets whose "
+     "app has not returned), int.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,2954 @@
+/*
+ * upy_asgi.c - runner "asgi": ASGI 3.0 apps (the asgiref specification,
+ * "HTTP & WebSocket ASGI Message Format" 2.4) on the worker's one loop.
+ *
+ * An asyncio event loop runs in the worker's main thread and drives the C
+ * loop (uwsgipy/asgi.py: add_reader on Server.fileno(), run_once(0.0)), as
+ * gevent's hub does for the external runner.  The C loop still accepts,
+ * reads heads, keeps connections alive and enforces the timeouts.  When a
+ * head is complete (the body is not waited for) the connection goes to
+ * state ASGI, owned by one cycle object (upy_asgi, the "connection scope"
+ * of the spec), and an asyncio task runs app(scope, receive, send):
+ *
+ *   receive()  a completed awaitable when the message is already here (the
+ *              body bytes read with the head, websocket.connect, a queued
+ *              WebSocket message), else a Future the loop resolves when the
+ *              bytes arrive.  The loop reads a body only while receive() is
+ *              waiting for it: backpressure on the client.
+ *   send()     writes at once (writev/sendfile, non-blocking); a completed
+ *              awaitable when the socket took it, else a Future resolved
+ *              once the output drained: backpressure on the app.
+ *
+ * The scope is built here from the upy_request either decoder filled
+ * (HTTP/1.1 or nginx's uwsgi vars).  WebSocket frames are decoded by the
+ * pure-C codec (upy_ws.c); pings are answered here, never by Python.
+ *
+ * Reference ownership: as upy_core.h says; every PyObject * field of
+ * upy_asgi and upy_asgi_ctx is strong unless marked borrowed.  All of this
+ * runs on the loop's thread with the GIL held (the asgi runner never
+ * releases it except while waiting in the poller).
+ */
+#include "upy_core.h"
+#include "upy_log.h"
+#include "upy_ws.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+#if UPY_HAVE_SENDFILE
+#include <sys/sendfile.h>
+#endif
+
+#define UPY_ASGI_READ 65536          /* read size for bodies and frames */
+#define UPY_ASGI_OUT_HIGH 65536      /* send() waits while more is queued */
+#define UPY_ASGI_INBOX_MAX 64        /* WebSocket messages read ahead */
+#define UPY_ASGI_PIPELINE_MAX 65536  /* bytes read ahead of the next head */
+#define UPY_WS_CLOSE_WAIT 5.0        /* seconds for the peer's close frame */
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+#define UPY_ASGI_NAMES(X)                                                    \
+    X(type, "type") X(body, "body") X(more_body, "more_body")                \
+    X(status, "status") X(headers, "headers") X(trailers, "trailers")        \
+    X(path, "path") X(subprotocol, "subprotocol") X(bytes, "bytes")          \
+    X(text, "text") X(code, "code") X(reason, "reason")                      \
+    X(asgi, "asgi") X(version, "version") X(spec_version, "spec_version")    \
+    X(http_version, "http_version") X(method, "method") X(scheme, "scheme")  \
+    X(raw_path, "raw_path") X(query_string, "query_string")                  \
+    X(root_path, "root_path") X(client, "client") X(server, "server")        \
+    X(state, "state") X(extensions, "extensions")                            \
+    X(subprotocols, "subprotocols") X(http, "http") X(https, "https")        \
+    X(websocket, "websocket") X(ws, "ws") X(wss, "wss") X(v10, "1.0")        \
+    X(v11, "1.1") X(GET, "GET") X(POST, "POST")                              \
+    X(http_request, "http.request") X(http_disconnect, "http.disconnect")    \
+    X(http_start, "http.response.start") X(http_body, "http.response.body")  \
+    X(http_trailers, "http.response.trailers")                               \
+    X(http_pathsend, "http.response.pathsend")                               \
+    X(ws_connect, "websocket.connect") X(ws_accept, "websocket.accept")      \
+    X(ws_receive, "websocket.receive") X(ws_send, "websocket.send")          \
+    X(ws_close, "websocket.close") X(ws_disconnect, "websocket.disconnect")  \
+    X(ws_http_start, "websocket.http.response.start")                        \
+    X(ws_http_body, "websocket.http.response.body")                          \
+    X(set_result, "set_result") X(set_exception, "set_exception")            \
+    X(cancelled, "cancelled") X(receive, "receive") X(send, "send")
+
+typedef struct upy_asgi_ctx {
+    PyObject *loop;          /* the asyncio event loop */
+    PyObject *create_task;   /* loop.create_task */
+    PyObject *create_future; /* loop.create_future */
+    PyObject *run;           /* the wrapper coroutine function (below) */
+    PyObject *state;         /* lifespan state dict, or NULL */
+    PyObject *asgi_dict;     /* scope["asgi"] */
+    PyObject *http_ext;      /* scope["extensions"] of http scopes */
+    PyObject *ws_ext;        /* ... of websocket scopes */
+    PyObject **servers;      /* per listener: scope["server"] */
+    PyObject *ready_none;    /* the completed awaitable of None */
+    PyObject *disconnect_msg; /* {"type": "http.disconnect"} (copied) */
+#define UPY_ASGI_DECL(n, s) PyObject *n_##n;
+    UPY_ASGI_NAMES(UPY_ASGI_DECL)
+#undef UPY_ASGI_DECL
+    struct upy_asgi *oldest, *newest; /* HTTP cycles whose response is not
+                                         complete, oldest first (harakiri) */
+    Py_ssize_t ntasks;       /* cycles whose app has not returned */
+    uint64_t ws_max;         /* websockets-max-size, bytes; 0 none */
+    double ws_ping;          /* websockets-ping-freq, seconds; 0 none */
+    double ws_pong;          /* websockets-pong-tolerance, seconds */
+} upy_asgi_ctx;
+
+/* The one Python piece: runs the app as an asyncio task and reports how it
+   ended, so the C side never needs a done-callback turn of the loop. */
+static const char run_source[] =
+    "async def run(app, scope, cycle):\n"
+    "    try:\n"
+    "        await app(scope, cycle.receive, cycle.send)\n"
+    "    except BaseException as exc:\n"
+    "        cycle._failed(exc)\n"
+    "        if isinstance(exc, (KeyboardInterrupt, SystemExit)):\n"
+    "            raise\n"
+    "    else:\n"
+    "        cycle._returned()\n";
+
+/* ------------------------------------------------------------------ */
+/* The cycle                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef enum { UPY_ASGI_HTTP = 0, UPY_ASGI_WS } upy_asgi_kind;
+
+/* HTTP response states */
+enum { RS_INIT = 0, RS_STARTED, RS_BODY, RS_TRAILERS, RS_DONE };
+/* WebSocket states */
+enum { WS_HANDSHAKE = 0, WS_OPEN, WS_CLOSING, WS_CLOSED };
+
+typedef struct upy_asgi {
+    PyObject_HEAD
+    upy_server *srv;         /* strong */
+    upy_conn *conn;          /* borrowed; NULL once detached (closed, or
+                                the response ended and the connection
+                                went on to its next request) */
+    struct upy_asgi *older, *newer; /* ctx's in-flight list */
+    int in_list;
+    upy_asgi_kind kind;
+    double started;          /* monotonic, when the head was complete */
+    PyObject *task;          /* the asyncio task, until the app ends */
+    PyObject *recv_fut;      /* a Future receive() returned, or NULL */
+    PyObject *send_fut;      /* a Future send() returned, or NULL */
+    unsigned app_done : 1, disconnected : 1, body_done : 1,
+        chunked_body : 1, is_head : 1, keep_alive : 1, chunked : 1,
+        no_body : 1, want_trailers : 1, connect_given : 1,
+        disconnect_given : 1, close_after : 1, logged : 1, is_uwsgi : 1,
+        ping_out : 1, close_sent : 1, close_recv : 1, ws_scope : 1,
+        expect_continue : 1, sent_continue : 1, counted : 1;
+    int minor_version;
+    int64_t body_left;       /* Content-Length bytes not read yet */
+    upy_chunked_decoder chunk;
+    uint64_t body_total;     /* body bytes given to the app */
+    int rstate;              /* RS_* (HTTP) */
+    int status;
+    PyObject *headers;       /* the app's, from start until the head goes */
+    int64_t content_length;  /* the app's, -1 */
+    uint64_t sent;           /* body bytes sent */
+    /* output not yet taken by the socket */
+    char *out;
+    size_t out_len, out_off, out_cap;
+    int sf_fd;               /* pathsend: the file, -1 */
+    off_t sf_off;
+    uint64_t sf_left;
+    /* WebSocket */
+    int wstate;              /* WS_* */
+    char ws_accept[28];
+    int msg_opcode;          /* of the message being assembled, 0 none */
+    char *msg;
+    size_t msg_len, msg_cap;
+    upy_utf8 utf8;
+    PyObject *inbox;         /* list of messages read ahead, or NULL */
+    int close_code;          /* the peer's, or ours; 1006 abnormal */
+    PyObject *close_reason;  /* str or NULL */
+    double ping_at;          /* when our ping went out */
+    double close_deadline;
+} upy_asgi;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;         /* the result, NULL for None */
+} upy_ready;
+
+/* ------------------------------------------------------------------ */
+/* The completed awaitable                                             */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+ready_new(upy_server *srv, PyObject *value)
+{
+    upy_ready *r = PyObject_New(upy_ready, srv->st->AsgiReady_Type);
+    if (r == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    r->value = value;  /* stolen */
+    return (PyObject *)r;
+}
+
+static void
+ready_dealloc(upy_ready *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_CLEAR(self->value);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+ready_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* 3.12+: `await` calls tp_iternext; the result is StopIteration's value. */
+static PyObject *
+ready_iternext(upy_ready *self)
+{
+    if (self->value != NULL) {
+        PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, self->value);
+        if (e != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, e);
+            Py_DECREF(e);
+        }
+    }
+    return NULL;
+}
+
+/* 3.10, 3.11: PyIter_Send() takes this, no exception made. */
+static PySendResult
+ready_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    PyObject *v = ((upy_ready *)self)->value;
+    *result = Py_NewRef(v != NULL ? v : Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+ready_send(upy_ready *self, PyObject *arg)
+{
+    return ready_iternext(self);
+}
+
+static PyMethodDef ready_methods[] = {
+    {"send", (PyCFunction)ready_send, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot ready_slots[] = {
+    {Py_tp_doc, (void *)"A completed awaitable: what receive() and send() "
+                        "return when they did not have to wait."},
+    {Py_tp_dealloc, ready_dealloc},
+    {Py_am_await, ready_await},
+    {Py_am_send, ready_am_send},
+    {Py_tp_iter, ready_await},
+    {Py_tp_iternext, ready_iternext},
+    {Py_tp_methods, ready_methods},
+    {0, NULL},
+};
+
+PyType_Spec upy_asgi_ready_spec = {
+    .name = "uwsgipy._core.AsgiReady",
+    .basicsize = sizeof(upy_ready),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ready_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+#define CTX(cy) ((cy)->srv->asgi)
+
+static int
+str_eq(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    return PyUnicode_Check(a) && PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) &&
+           PyUnicode_Compare(a, b) == 0;
+}
+
+/* A message {"type": t, k1: v1, ...}: v values are stolen. */
+static PyObject *
+msg_new(upy_asgi_ctx *x, PyObject *type)
+{
+    PyObject *d = PyDict_New();
+    if (d != NULL && PyDict_SetItem(d, x->n_type, type) < 0) {
+        Py_CLEAR(d);
+    }
+    return d;
+}
+
+static int
+msg_put(PyObject *d, PyObject *k, PyObject *v)
+{
+    return upy_dict_set_steal(d, k, v);
+}
+
+/* Resolve *futp with value (stolen) or, value NULL, with exc (borrowed);
+   the future is dropped.  A cancelled future is just dropped. */
+static void
+fut_resolve(upy_asgi *cy, PyObject **futp, PyObject *value, PyObject *exc)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    PyObject *fut = *futp, *r;
+    int cancelled;
+    *futp = NULL;
+    if (fut == NULL) {
+        Py_XDECREF(value);
+        return;
+    }
+    r = PyObject_CallMethodNoArgs(fut, x->n_cancelled);
+    cancelled = r == NULL ? -1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (cancelled == 0) {
+        r = value != NULL
+                ? PyObject_CallMethodOneArg(fut, x->n_set_result, value)
+                : PyObject_CallMethodOneArg(fut, x->n_set_exception, exc);
+        Py_XDECREF(r);
+    }
+    if (PyErr_Occurred()) {
+        upy_log_exception(cy->srv, "ASGI: cannot resolve a future");
+    }
+    Py_XDECREF(value);
+    Py_DECREF(fut);
+}
+
+/* A Future for receive() or send() to return, kept in *futp. */
+static PyObject *
+fut_new(upy_asgi *cy, PyObject **futp)
+{
+    PyObject *f;
+    if (*futp != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: receive() or send() "
+                        "called again before the previous call completed");
+        return NULL;
+    }
+    f = PyObject_CallNoArgs(CTX(cy)->create_future);
+    if (f == NULL)
+        return NULL;
+    *futp = Py_NewRef(f);
+    return f;
+}
+
+static PyObject *
+gone_error(void)
+{
+    return PyObject_CallFunction(PyExc_OSError, "is",
+                                 EPIPE, "the client has disconnected");
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+/* ------------------------------------------------------------------ */
+
+static int
+out_reserve(upy_asgi *cy, size_t n)
+{
+    size_t cap;
+    char *nb;
+    if (cy->out_off > 0 && cy->out_off == cy->out_len) {
+        cy->out_off = cy->out_len = 0;
+    }
+    if (cy->out_cap - cy->out_len >= n) {
+        return 0;
+    }
+    if (cy->out_off > 0) {
+        memmove(cy->out, cy->out + cy->out_off, cy->out_len - cy->out_off);
+        cy->out_len -= cy->out_off;
+        cy->out_off = 0;
+        if (cy->out_cap - cy->out_len >= n)
+            return 0;
+    }
+    cap = cy->out_cap ? cy->out_cap : 4096;
+    while (cap - cy->out_len < n)
+        cap *= 2;
+    nb = realloc(cy->out, cap);
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cy->out = nb;
+    cy->out_cap = cap;
+    return 0;
+}
+
+static int
+out_append(upy_asgi *cy, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (out_reserve(cy, n) < 0)
+        return -1;
+    memcpy(cy->out + cy->out_len, p, n);
+    cy->out_len += n;
+    return 0;
+}
+
+#define OUT_LIT(cy, s) out_append((cy), (s), sizeof(s) - 1)
+
+static size_t
+out_pending(const upy_asgi *cy)
+{
+    return cy->out_len - cy->out_off + (cy->sf_fd >= 0 ? 1 : 0);
+}
+
+/* Send what is queued, then data[0..n) (not copied when the socket takes
+   it).  Returns 0 (all of it went, or the rest is queued) or -1 when the
+   connection broke (errno). */
+static int
+out_write(upy_asgi *cy, const char *data, size_t n)
+{
+    upy_conn *c = cy->conn;
+    struct iovec iov[2];
+    int cnt = 0;
+    size_t queued = cy->out_len - cy->out_off, total;
+    ssize_t w;
+    if (c == NULL) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (cy->sf_fd >= 0) {
+        /* a file is being sent: keep the order */
+        return out_append(cy, data, n) < 0 ? -1 : 0;
+    }
+    if (queued) {
+        iov[cnt].iov_base = cy->out + cy->out_off;
+        iov[cnt++].iov_len = queued;
+    }
+    if (n) {
+        iov[cnt].iov_base = (void *)data;
+        iov[cnt++].iov_len = n;
+    }
+    total = queued + n;
+    if (total == 0)
+        return 0;
+    for (;;) {
+        struct msghdr mh = {0};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)cnt;
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w >= 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            w = 0;
+            break;
+        }
+        return -1;
+    }
+    c->last_io = upy_now();
+    if ((size_t)w >= queued) {
+        size_t took = (size_t)w - queued;
+        cy->out_off = cy->out_len = 0;
+        if (took < n && out_append(cy, data + took, n - took) < 0)
+            return -1;
+    }
+    else {
+        cy->out_off += (size_t)w;
+        if (out_append(cy, data, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Socket writable (or a send): push the queue and a pathsend file.
+   Returns 0, or -1 when the connection broke. */
+static int
+out_flush(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    if (cy->out_len > cy->out_off && out_write(cy, NULL, 0) < 0)
+        return -1;
+    while (cy->sf_fd >= 0 && cy->out_len == cy->out_off && c != NULL) {
+        size_t want = cy->sf_left > (1u << 20) ? (1u << 20) : (size_t)cy->sf_left;
+        ssize_t w;
+        if (want == 0) {
+            close(cy->sf_fd);
+            cy->sf_fd = -1;
+            break;
+        }
+#if UPY_HAVE_SENDFILE
+        w = sendfile(c->fd, cy->sf_fd, &cy->sf_off, want);
+#else
+        {
+            char tmp[65536];
+            ssize_t r = pread(cy->sf_fd, tmp, want > sizeof tmp ? sizeof tmp : want,
+                              cy->sf_off);
+            if (r <= 0) {
+                errno = r == 0 ? EIO : errno;
+                return -1;
+            }
+            w = send(c->fd, tmp, (size_t)r, MSG_NOSIGNAL);
+            if (w > 0)
+                cy->sf_off += w;
+        }
+#endif
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        if (w == 0) {
+            errno = EIO;  /* the file shrank */
+            return -1;
+        }
+        c->last_io = upy_now();
+        cy->sf_left -= (uint64_t)w;
+        cy->sent += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Watching the connection                                             */
+/* ------------------------------------------------------------------ */
+
+/* What the loop watches c for, from the cycle's state: writable while
+   output is queued; readable while receive() waits, while a WebSocket is
+   open (frames, pings), and, once the body is in, for a hang-up (bytes of
+   the next request are read ahead up to a bound). */
+static void
+rewatch(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    uint32_t ev = 0;
+    if (c == NULL)
+        return;
+    if (out_pending(cy))
+        ev |= UPY_POLL_OUT;
+    if (cy->kind == UPY_ASGI_WS) {
+        if (cy->wstate != WS_CLOSED &&
+            (cy->inbox == NULL || PyList_GET_SIZE(cy->inbox) < UPY_ASGI_INBOX_MAX))
+            ev |= UPY_POLL_IN;
+    }
+    else if (cy->recv_fut != NULL ||
+             (cy->body_done && c->len - c->head_len < UPY_ASGI_PIPELINE_MAX))
+        ev |= UPY_POLL_IN;
+    if (upy_conn_watch(cy->srv->loop, c, ev) < 0) {
+        upy_conn_close(cy->srv->loop, c);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* In-flight list, counting, the end of a response                     */
+/* ------------------------------------------------------------------ */
+
+static void
+list_remove(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    if (!cy->in_list)
+        return;
+    if (cy->older)
+        cy->older->newer = cy->newer;
+    else
+        x->oldest = cy->newer;
+    if (cy->newer)
+        cy->newer->older = cy->older;
+    else
+        x->newest = cy->older;
+    cy->older = cy->newer = NULL;
+    cy->in_list = 0;
+    Py_DECREF(cy);
+}
+
+/* Slot 0's request_started: the oldest request in flight (harakiri). */
+static void
+slot_update(upy_server *srv)
+{
+    upy_slot *sl = srv->cores[0].slot;
+    if (sl != NULL)
+        sl->request_started = srv->asgi->oldest ? srv->asgi->oldest->started : 0;
+}
+
+static void
+log_line(upy_asgi *cy)
+{
+    upy_server *srv = cy->srv;
+    upy_conn *c = cy->conn;
+    upy_request req;
+    upy_core *co = &srv->cores[0];
+    if (cy->logged || c == NULL || srv->access_log_fd < 0)
+        return;
+    cy->logged = 1;
+    if ((srv->log_filter & UPY_LOG_4XX) && cy->status >= 400 && cy->status < 500)
+        ;
+    else if ((srv->log_filter & UPY_LOG_5XX) && cy->status >= 500)
+        ;
+    else if (srv->log_filter)
+        return;
+    if (upy_reparse(co, c, &req) < 0)
+        return;
+    if (srv->log_format == NULL && srv->log_template == NULL) {
+        upy_str proto = {req.minor_version ? "HTTP/1.1" : "HTTP/1.0", 8};
+        if (req.proto == UPY_PROTO_UWSGI) {
+            for (size_t i = 0; i < req.num_fields; i++) {
+                if (req.fields[i].name.len == 15 &&
+                    memcmp(req.fields[i].name.p, "SERVER_PROTOCOL", 15) == 0)
+                    proto = req.fields[i].value;
+            }
+        }
+        upy_access_log_plain(srv, c->addr_text, strlen(c->addr_text),
+                             &req.method, &req.target, &proto, cy->status,
+                             cy->sent, cy->started, 0, &req);
+    }
+    else {
+        PyObject *env = upy_build_environ(co, c, &req, srv->st->empty_input);
+        if (env == NULL) {
+            upy_log_exception(srv, "ASGI: cannot build the log line's environ");
+            return;
+        }
+        c->resp.status_code = cy->status;
+        c->resp.sent = cy->sent;
+        upy_access_log(co, c, env, cy->started);
+        Py_DECREF(env);
+    }
+}
+
+/* The response on c is complete (or failed: keep 0): log, count, and let
+   the connection go on to its next request or close.  The cycle lets go
+   of the connection; the app may still be running (receive() then says
+   http.disconnect). */
+static void
+http_finish(upy_asgi *cy, int keep)
+{
+    upy_conn *c = cy->conn;
+    upy_loop *loop = cy->srv->loop;
+    if (c == NULL)
+        return;
+    cy->rstate = RS_DONE;
+    if (cy->sf_fd >= 0) {
+        close(cy->sf_fd);
+        cy->sf_fd = -1;
+    }
+    if (keep && !cy->body_done) {
+        /* the app did not read the whole body: skip what is here, close
+           when more would have to be read */
+        size_t avail = c->len - c->head_len;
+        if (!cy->chunked_body && (uint64_t)cy->body_left <= avail) {
+            memmove(c->buf + c->head_len, c->buf + c->head_len + cy->body_left,
+                    avail - (size_t)cy->body_left);
+            c->len -= (size_t)cy->body_left;
+            cy->body_left = 0;
+            cy->body_done = 1;
+        }
+        else if (cy->chunked_body && avail > 0) {
+            size_t dlen = avail;
+            ssize_t rc = upy_chunked_decode(&cy->chunk, c->buf + c->head_len,
+                                            &dlen, 0);
+            if (rc >= 0) {
+                memmove(c->buf + c->head_len, c->buf + c->head_len + dlen,
+                        (size_t)rc);
+                c->len = c->head_len + (size_t)rc;
+                cy->body_done = 1;
+            }
+        }
+        if (!cy->body_done)
+            keep = 0;
+    }
+    log_line(cy);
+    list_remove(cy);
+    slot_update(cy->srv);
+    c->resp.status_code = cy->status;
+    cy->conn = NULL;
+    c->asgi = NULL;  /* the cycle's reference: released below */
+    c->keep_alive = keep && cy->keep_alive;
+    upy_conn_finished(loop, c, keep && cy->keep_alive ? UPY_RESP_KEEP
+                                                      : UPY_RESP_CLOSE,
+                      cy->started);
+    slot_update(cy->srv);
+    Py_DECREF(cy);
+}
+
+/* The connection went away under the cycle (closed by the loop). */
+void
+upy_asgi_detach(upy_conn *c)
+{
+    upy_asgi *cy = (upy_asgi *)c->asgi;
+    PyObject *err;
+    if (cy == NULL)
+        return;
+    c->asgi = NULL;
+    if (cy->kind == UPY_ASGI_HTTP && cy->rstate != RS_DONE) {
+        if (cy->status == 0)
+            cy->status = 499;  /* nginx's "client closed request" */
+        log_line(cy);
+    }
+    cy->conn = NULL;
+    cy->disconnected = 1;
+    if (cy->sf_fd >= 0) {
+        close(cy->sf_fd);
+        cy->sf_fd = -1;
+    }
+    if (cy->kind == UPY_ASGI_WS && cy->close_code == 0)
+        cy->close_code = 1006;
+    list_remove(cy);
+    slot_update(cy->srv);
+    if (cy->recv_fut != NULL) {
+        PyObject *m;
+        if (cy->kind == UPY_ASGI_HTTP) {
+            m = PyDict_Copy(CTX(cy)->disconnect_msg);
+        }
+        else {
+            m = msg_new(CTX(cy), CTX(cy)->n_ws_disconnect);
+            if (m != NULL &&
+                msg_put(m, CTX(cy)->n_code, PyLong_FromLong(cy->close_code)) < 0)
+                Py_CLEAR(m);
+            if (m != NULL)
+                cy->disconnect_given = 1;
+        }
+        if (m == NULL)
+            upy_log_exception(cy->srv, "ASGI: cannot build a message");
+        else
+            fut_resolve(cy, &cy->recv_fut, m, NULL);
+    }
+    if (cy->send_fut != NULL) {
+        err = gone_error();
+        if (err != NULL) {
+            fut_resolve(cy, &cy->send_fut, NULL, err);
+            Py_DECREF(err);
+        }
+        else
+            PyErr_Clear();
+    }
+    Py_DECREF(cy);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scope                                                               */
+/* ------------------------------------------------------------------ */
+
+static int
+hexv(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* str: p[0..n) percent-decoded (when decode), then UTF-8 with U+FFFD for
+   invalid bytes (uvicorn's unquote does the same). */
+static PyObject *
+path_str(upy_core *co, const char *p, size_t n, int decode)
+{
+    const char *q;
+    size_t o = 0;
+    if (!decode || (q = memchr(p, '%', n)) == NULL)
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+    if (n > co->scratch_cap) {
+        /* the scratch holds a whole head: a path never exceeds it */
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (p[i] == '%' && i + 2 < n && (h = hexv((unsigned char)p[i + 1])) >= 0 &&
+            (l = hexv((unsigned char)p[i + 2])) >= 0) {
+            co->scratch[o++] = (char)(h * 16 + l);
+            i += 2;
+        }
+        else
+            co->scratch[o++] = p[i];
+    }
+    return PyUnicode_DecodeUTF8(co->scratch, (Py_ssize_t)o, "replace");
+}
+
+static upy_str
+origin_path(upy_str path)
+{
+    size_t skip = 0;
+    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
+        skip = 7;
+    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
+        skip = 8;
+    if (skip) {
+        const char *slash = memchr(path.p + skip, '/', path.len - skip);
+        if (slash == NULL) {
+            path.p = "/";
+            path.len = 1;
+        }
+        else {
+            path.len -= (size_t)(slash - path.p);
+            path.p = slash;
+        }
+    }
+    return path;
+}
+
+/* bytes, the name lower-cased */
+static PyObject *
+lower_bytes(const char *p, size_t n)
+{
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    char *d;
+    if (b == NULL)
+        return NULL;
+    d = PyBytes_AS_STRING(b);
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        d[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    return b;
+}
+
+/* a uwsgi var's name as a header name: X_FOO gives b"x-foo" */
+static PyObject *
+var_header_name(const char *p, size_t n)
+{
+    PyObject *b = lower_bytes(p, n);
+    if (b != NULL) {
+        char *d = PyBytes_AS_STRING(b);
+        for (size_t i = 0; i < n; i++)
+            if (d[i] == '_')
+                d[i] = '-';
+    }
+    return b;
+}
+
+static int
+append_pair(PyObject *list, PyObject *name, const char *v, size_t vn)
+{
+    PyObject *val, *t;
+    int rc;
+    if (name == NULL)
+        return -1;
+    val = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
+    if (val == NULL) {
+        Py_DECREF(name);
+        return -1;
+    }
+    t = PyTuple_Pack(2, name, val);
+    Py_DECREF(name);
+    Py_DECREF(val);
+    if (t == NULL)
+        return -1;
+    rc = PyList_Append(list, t);
+    Py_DECREF(t);
+    return rc;
+}
+
+/* A header field of req by name (HTTP: field name; uwsgi: var name). */
+static const upy_str *
+req_field(const upy_request *req, const char *name, size_t n)
+{
+    for (size_t i = 0; i < req->num_fields; i++) {
+        const upy_field *f = &req->fields[i];
+        if (f->name.len == n && upy_lower_eq(f->name.p, n, name, n))
+            return &f->value;
+    }
+    return NULL;
+}
+
+static PyObject *
+addr_tuple(const char *host, size_t hl, const char *port, size_t pl)
+{
+    long pn = 0;
+    PyObject *h, *t;
+    if (hl == 0)
+        Py_RETURN_NONE;
+    for (size_t i = 0; i < pl && i < 6; i++) {
+        if (port[i] < '0' || port[i] > '9') {
+            pn = 0;
+            break;
+        }
+        pn = pn * 10 + (port[i] - '0');
+    }
+    h = PyUnicode_DecodeLatin1(host, (Py_ssize_t)hl, NULL);
+    if (h == NULL)
+        return NULL;
+    t = Py_BuildValue("(Nl)", h, pn);
+    return t;
+}
+
+/* The request is a WebSocket opening handshake (RFC 6455 §4.2.1):
+   1, 0 (plain HTTP), or -1 with *status and *why (a bad handshake). */
+static int
+ws_handshake(upy_asgi *cy, const upy_request *req, int *status,
+             const char **why)
+{
+    int uw = req->proto == UPY_PROTO_UWSGI;
+    const upy_str *up = uw ? req_field(req, "http_upgrade", 12)
+                           : req_field(req, "upgrade", 7);
+    const upy_str *conn = uw ? req_field(req, "http_connection", 15)
+                             : req_field(req, "connection", 10);
+    const upy_str *key, *ver;
+    if (up == NULL || !upy_ws_has_token(up->p, up->len, "websocket"))
+        return 0;
+    if (conn == NULL || !upy_ws_has_token(conn->p, conn->len, "upgrade"))
+        return 0;
+    *status = 400;
+    if (req->method.len != 3 || memcmp(req->method.p, "GET", 3) != 0) {
+        *why = "a WebSocket handshake must be a GET";
+        return -1;
+    }
+    if (!uw && req->minor_version != 1) {
+        *why = "a WebSocket handshake needs HTTP/1.1";
+        return -1;
+    }
+    ver = uw ? req_field(req, "http_sec_websocket_version", 26)
+             : req_field(req, "sec-websocket-version", 21);
+    if (ver == NULL || ver->len != 2 || memcmp(ver->p, "13", 2) != 0) {
+        *status = 426;
+        *why = "Sec-WebSocket-Version must be 13";
+        return -1;
+    }
+    key = uw ? req_field(req, "http_sec_websocket_key", 22)
+             : req_field(req, "sec-websocket-key", 17);
+    if (key == NULL || upy_ws_accept_key(key->p, key->len, cy->ws_accept) < 0) {
+        *why = "missing or invalid Sec-WebSocket-Key";
+        return -1;
+    }
+    return 1;
+}
+
+/* New reference: the scope of req on c (kind set by the caller). */
+static PyObject *
+build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
+{
+    upy_server *srv = cy->srv;
+    upy_asgi_ctx *x = srv->asgi;
+    upy_core *co = &srv->cores[0];
+    int uw = req->proto == UPY_PROTO_UWSGI, https = req->https;
+    PyObject *s = PyDict_New(), *headers = NULL, *v;
+    upy_str raw = {"", 0}, query = req->query, script = {"", 0};
+    const upy_str *pinfo = NULL;
+    Py_ssize_t li = c->lst - srv->listeners;
+    if (s == NULL)
+        return NULL;
+    headers = PyList_New(0);
+    if (headers == NULL)
+        goto error;
+    if (!uw) {
+        raw = origin_path(req->path);
+        for (size_t i = 0; i < req->num_fields; i++) {
+            const upy_field *f = &req->fields[i];
+            if (append_pair(headers, lower_bytes(f->name.p, f->name.len),
+                            f->value.p, f->value.len) < 0)
+                goto error;
+        }
+    }
+    else {
+        const char *q;
+        raw = req->target;
+        if (raw.p != NULL && (q = memchr(raw.p, '?', raw.len)) != NULL)
+            raw.len = (size_t)(q - raw.p);
+        for (size_t i = 0; i < req->num_fields; i++) {
+            const upy_field *f = &req->fields[i];
+            if (f->name.len > 5 && memcmp(f->name.p, "HTTP_", 5) == 0) {
+                if (append_pair(headers,
+                                var_header_name(f->name.p + 5, f->name.len - 5),
+                                f->value.p, f->value.len) < 0)
+                    goto error;
+            }
+            else if ((f->name.len == 12 &&
+                      memcmp(f->name.p, "CONTENT_TYPE", 12) == 0) ||
+                     (f->name.len == 14 &&
+                      memcmp(f->name.p, "CONTENT_LENGTH", 14) == 0)) {
+                if (f->value.len > 0 &&
+                    append_pair(headers,
+                                var_header_name(f->name.p, f->name.len),
+                                f->value.p, f->value.len) < 0)
+                    goto error;
+            }
+            else if (f->name.len == 11 &&
+                     memcmp(f->name.p, "SCRIPT_NAME", 11) == 0)
+                script = f->value;
+            else if (f->name.len == 9 && memcmp(f->name.p, "PATH_INFO", 9) == 0)
+                pinfo = &f->value;
+        }
+    }
+    if (PyDict_SetItem(s, x->n_type, cy->kind == UPY_ASGI_WS ? x->n_websocket
+                                                            : x->n_http) < 0 ||
+        PyDict_SetItem(s, x->n_asgi, x->asgi_dict) < 0 ||
+        PyDict_SetItem(s, x->n_http_version,
+                       req->minor_version ? x->n_v11 : x->n_v10) < 0 ||
+        PyDict_SetItem(s, x->n_scheme,
+                       cy->kind == UPY_ASGI_WS ? (https ? x->n_wss : x->n_ws)
+                                               : (https ? x->n_https : x->n_http)) < 0)
+        goto error;
+    if (cy->kind == UPY_ASGI_HTTP) {
+        if (req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)
+            v = Py_NewRef(x->n_GET);
+        else if (req->method.len == 4 && memcmp(req->method.p, "POST", 4) == 0)
+            v = Py_NewRef(x->n_POST);
+        else
+            v = PyUnicode_DecodeLatin1(req->method.p, (Py_ssize_t)req->method.len,
+                                       NULL);
+        if (upy_dict_set_steal(s, x->n_method, v) < 0)
+            goto error;
+    }
+    /* path: the root path and the rest, decoded (uwsgi: nginx decoded
+       PATH_INFO already) */
+    if (uw && pinfo != NULL) {
+        size_t n = script.len + pinfo->len;
+        if (n <= co->scratch_cap) {
+            memcpy(co->scratch, script.p, script.len);
+            memcpy(co->scratch + script.len, pinfo->p, pinfo->len);
+            v = PyUnicode_DecodeUTF8(co->scratch, (Py_ssize_t)n, "replace");
+        }
+        else
+            v = PyUnicode_DecodeUTF8(pinfo->p, (Py_ssize_t)pinfo->len, "replace");
+    }
+    else
+        v = path_str(co, raw.p ? raw.p : "", raw.len, 1);
+    if (upy_dict_set_steal(s, x->n_path, v) < 0 ||
+        upy_dict_set_steal(s, x->n_raw_path,
+                           PyBytes_FromStringAndSize(raw.p ? raw.p : "",
+                                                     (Py_ssize_t)raw.len)) < 0 ||
+        upy_dict_set_steal(s, x->n_query_string,
+                           PyBytes_FromStringAndSize(query.p ? query.p : "",
+                                                     (Py_ssize_t)query.len)) < 0 ||
+        upy_dict_set_steal(s, x->n_root_path,
+                           PyUnicode_DecodeUTF8(script.p ? script.p : "",
+                                                (Py_ssize_t)script.len,
+                                                "replace")) < 0 ||
+        PyDict_SetItem(s, x->n_headers, headers) < 0)
+        goto error;
+    /* client and server */
+    if (!uw) {
+        v = addr_tuple(c->addr_text + c->host_off, c->host_len,
+                       c->addr_text + c->port_off, c->port_len);
+        if (upy_dict_set_steal(s, x->n_client, v) < 0 ||
+            PyDict_SetItem(s, x->n_server, x->servers[li]) < 0)
+            goto error;
+    }
+    else {
+        const upy_str *ra = req_field(req, "remote_addr", 11),
+                      *rp = req_field(req, "remote_port", 11),
+                      *sn = req_field(req, "server_name", 11),
+                      *sp = req_field(req, "server_port", 11);
+        v = ra ? addr_tuple(ra->p, ra->len, rp ? rp->p : "", rp ? rp->len : 0)
+               : Py_NewRef(Py_None);
+        if (upy_dict_set_steal(s, x->n_client, v) < 0)
+            goto error;
+        v = sn ? addr_tuple(sn->p, sn->len, sp ? sp->p : "", sp ? sp->len : 0)
+               : Py_NewRef(x->servers[li]);
+        if (upy_dict_set_steal(s, x->n_server, v) < 0)
+            goto error;
+    }
+    if (x->state != NULL &&
+        upy_dict_set_steal(s, x->n_state, PyDict_Copy(x->state)) < 0)
+        goto error;
+    if (PyDict_SetItem(s, x->n_extensions,
+                       cy->kind == UPY_ASGI_WS ? x->ws_ext : x->http_ext) < 0)
+        goto error;
+    if (cy->kind == UPY_ASGI_WS) {
+        PyObject *protos = PyList_New(0);
+        if (protos == NULL || PyDict_SetItem(s, x->n_subprotocols, protos) < 0) {
+            Py_XDECREF(protos);
+            goto error;
+        }
+        for (size_t i = 0; i < req->num_fields; i++) {
+            const upy_field *f = &req->fields[i];
+            size_t pos = 0;
+            const char *e;
+            size_t el;
+            if (!(uw ? (f->name.len == 27 &&
+                        memcmp(f->name.p, "HTTP_SEC_WEBSOCKET_PROTOCOL", 27) == 0)
+                     : UPY_LOWER_EQ(f->name.p, f->name.len,
+                                    "sec-websocket-protocol")))
+                continue;
+            while (upy_ws_next_element(f->value.p, f->value.len, &pos, &e, &el)) {
+                PyObject *p = PyUnicode_DecodeLatin1(e, (Py_ssize_t)el, NULL);
+                if (p == NULL || PyList_Append(protos, p) < 0) {
+                    Py_XDECREF(p);
+                    Py_DECREF(protos);
+                    goto error;
+                }
+                Py_DECREF(p);
+            }
+        }
+        Py_DECREF(protos);
+    }
+    Py_DECREF(headers);
+    return s;
+error:
+    Py_XDECREF(headers);
+    Py_DECREF(s);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Starting a cycle                                                    */
+/* ------------------------------------------------------------------ */
+
+static upy_asgi *
+cycle_new(upy_server *srv, upy_conn *c)
+{
+    upy_asgi *cy = PyObject_GC_New(upy_asgi, srv->st->Asgi_Type);
+    if (cy == NULL)
+        return NULL;
+    memset((char *)cy + sizeof(PyObject), 0, sizeof *cy - sizeof(PyObject));
+    cy->srv = (upy_server *)Py_NewRef(srv);
+    cy->conn = c;
+    cy->sf_fd = -1;
+    cy->content_length = -1;
+    PyObject_GC_Track(cy);
+    return cy;
+}
+
+static void
+list_append(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    cy->older = x->newest;
+    cy->newer = NULL;
+    if (x->newest)
+        x->newest->newer = cy;
+    else
+        x->oldest = cy;
+    x->newest = cy;
+    cy->in_list = 1;
+    Py_INCREF(cy);
+}
+
+/* Send a small canned HTTP response ourselves (a bad handshake). */
+static void
+send_plain(upy_conn *c, int status, const char *reason, const char *extra)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s\n",
+                     status, status == 426 ? "Upgrade Required" : "Bad Request",
+                     strlen(reason) + 1, extra, reason);
+    if (n > 0 && (size_t)n < sizeof buf)
+        (void)send(c->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int
+upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
+{
+    upy_server *srv = loop->srv;
+    upy_asgi_ctx *x = srv->asgi;
+    upy_asgi *cy;
+    PyObject *scope = NULL, *coro = NULL, *task = NULL;
+    int status = 400, ws;
+    const char *why = NULL;
+
+    cy = cycle_new(srv, c);
+    if (cy == NULL) {
+        upy_log_exception(srv, "ASGI: cannot start a request");
+        upy_conn_close(loop, c);
+        return -1;
+    }
+    cy->started = upy_now();
+    cy->minor_version = req->minor_version;
+    cy->is_uwsgi = req->proto == UPY_PROTO_UWSGI;
+    cy->is_head = req->is_head;
+    cy->keep_alive = c->keep_alive;
+    ws = ws_handshake(cy, req, &status, &why);
+    if (ws < 0) {
+        upy_log(srv, 30, "%d from %s on %s: %s", status, c->addr_text,
+                c->lst->name_c, why);
+        send_plain(c, status, why,
+                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "");
+        Py_DECREF(cy);
+        upy_conn_linger(loop, c);
+        return 0;
+    }
+    cy->kind = ws ? UPY_ASGI_WS : UPY_ASGI_HTTP;
+    cy->ws_scope = ws != 0;
+    cy->expect_continue = req->expect_continue;
+    if (cy->kind == UPY_ASGI_HTTP) {
+        cy->chunked_body = c->chunked;
+        cy->body_left = c->chunked ? 0 : c->content_length;
+        cy->body_done = !c->chunked && c->content_length == 0;
+        if (c->chunked)
+            upy_chunked_init(&cy->chunk);
+        list_append(cy);
+    }
+    else {
+        cy->body_done = 1;
+        cy->keep_alive = 0;
+    }
+    scope = build_scope(cy, c, req);
+    if (scope == NULL)
+        goto error;
+    coro = PyObject_CallFunctionObjArgs(x->run, srv->app, scope, cy, NULL);
+    if (coro == NULL)
+        goto error;
+    task = PyObject_CallOneArg(x->create_task, coro);
+    if (task == NULL)
+        goto error;
+    cy->task = task;
+    cy->counted = 1;
+    x->ntasks++;
+    Py_DECREF(coro);
+    Py_DECREF(scope);
+    if (cy->in_list && cy == x->oldest)
+        slot_update(srv);
+    c->state = UPY_CONN_ASGI;
+    c->asgi = (PyObject *)cy;  /* the reference cycle_new made */
+    c->deadline = 0;
+    {
+        /* the request's counters and the scoreboard */
+        upy_slot *sl = srv->cores[0].slot;
+        if (sl != NULL) {
+            size_t ml = req->method.len < sizeof sl->method - 1
+                            ? req->method.len : sizeof sl->method - 1;
+            size_t ul = req->target.len < sizeof sl->uri - 1
+                            ? req->target.len : sizeof sl->uri - 1;
+            memcpy(sl->method, req->method.p, ml);
+            sl->method[ml] = '\0';
+            memcpy(sl->uri, req->target.p, ul);
+            sl->uri[ul] = '\0';
+        }
+    }
+    rewatch(cy);
+    return c->state == UPY_CONN_CLOSED ? -1 : 0;
+error:
+    upy_log_exception(srv, "ASGI: cannot start the app");
+    Py_XDECREF(coro);
+    Py_XDECREF(scope);
+    list_remove(cy);
+    cy->conn = NULL;
+    Py_DECREF(cy);
+    upy_send_error(srv, c, 500, "internal error");
+    upy_conn_close(loop, c);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP: receive                                                       */
+/* ------------------------------------------------------------------ */
+
+/* An http.request message of the body bytes now in the buffer, or NULL
+   with nothing to give (no exception) or with an exception. */
+static PyObject *
+http_take_body(upy_asgi *cy, int *error)
+{
+    upy_conn *c = cy->conn;
+    upy_asgi_ctx *x = CTX(cy);
+    char *p = c->buf + c->head_len;
+    size_t avail = c->len - c->head_len, take = 0, rest = 0;
+    PyObject *m, *b;
+    *error = 0;
+    if (!cy->chunked_body) {
+        take = (uint64_t)cy->body_left < avail ? (size_t)cy->body_left : avail;
+        if (take == 0 && cy->body_left > 0)
+            return NULL;
+        cy->body_left -= (int64_t)take;
+        if (cy->body_left == 0)
+            cy->body_done = 1;
+        rest = avail - take;
+        b = PyBytes_FromStringAndSize(p, (Py_ssize_t)take);
+    }
+    else {
+        size_t dlen = avail;
+        ssize_t rc;
+        if (avail == 0)
+            return NULL;
+        rc = upy_chunked_decode(&cy->chunk, p, &dlen,
+                                cy->srv->limits.limit_post);
+        if (rc == UPY_PARSE_ERROR) {
+            upy_log(cy->srv, 30, "%d from %s: %s", cy->chunk.error_status,
+                    c->addr_text, cy->chunk.error_reason ? cy->chunk.error_reason
+                                                         : "bad chunked body");
+            *error = 1;
+            return NULL;
+        }
+        take = dlen;
+        if (rc >= 0) {
+            cy->body_done = 1;
+            rest = (size_t)rc;
+            /* the decoder moved the pipelined bytes to p + dlen */
+        }
+        if (take == 0 && !cy->body_done) {
+            c->len = c->head_len;
+            return NULL;
+        }
+        b = PyBytes_FromStringAndSize(p, (Py_ssize_t)take);
+    }
+    if (b == NULL) {
+        *error = 1;
+        return NULL;
+    }
+    memmove(p, p + take, rest);
+    c->len = c->head_len + rest;
+    cy->body_total += take;
+    if (cy->srv->limits.limit_post && !cy->chunked_body &&
+        cy->body_total > cy->srv->limits.limit_post) {
+        Py_DECREF(b);
+        *error = 1;
+        return NULL;
+    }
+    m = msg_new(x, x->n_http_request);
+    if (m == NULL || msg_put(m, x->n_body, b) < 0 ||
+        PyDict_SetItem(m, x->n_more_body, cy->body_done ? Py_False : Py_True) < 0) {
+        Py_XDECREF(m);
+        *error = 1;
+        return NULL;
+    }
+    return m;
+}
+
+static PyObject *
+http_receive(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    upy_conn *c = cy->conn;
+    PyObject *m;
+    int err;
+    if (c == NULL || cy->rstate == RS_DONE || cy->disconnected) {
+        return ready_new(cy->srv, PyDict_Copy(x->disconnect_msg));
+    }
+    if (cy->body_done) {
+        if (cy->body_total == 0 && !cy->connect_given) {
+            /* the one empty http.request of a bodiless request */
+            cy->connect_given = 1;
+            m = msg_new(x, x->n_http_request);
+            if (m == NULL || PyDict_SetItem(m, x->n_body, cy->srv->st->empty_bytes) < 0 ||
+                PyDict_SetItem(m, x->n_more_body, Py_False) < 0) {
+                Py_XDECREF(m);
+                return NULL;
+            }
+            return ready_new(cy->srv, m);
+        }
+        /* later: wait for the disconnect (or the response's end) */
+        m = fut_new(cy, &cy->recv_fut);
+        rewatch(cy);
+        return m;
+    }
+    cy->connect_given = 1;
+    m = http_take_body(cy, &err);
+    if (m != NULL)
+        return ready_new(cy->srv, m);
+    if (err) {
+        if (PyErr_Occurred())
+            return NULL;
+        /* a bad chunked body or over limit-post: the connection ends */
+        cy->keep_alive = 0;
+        if (cy->rstate == RS_INIT)
+            upy_send_error(cy->srv, c, 400, "bad request body");
+        cy->status = cy->status ? cy->status : 400;
+        upy_conn_close(cy->srv->loop, c);
+        return ready_new(cy->srv, PyDict_Copy(x->disconnect_msg));
+    }
+    if (cy->expect_continue && !cy->sent_continue && cy->rstate == RS_INIT) {
+        /* RFC 9110 §10.1.1: the app asks for the body */
+        cy->sent_continue = 1;
+        if (OUT_LIT(cy, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
+            return NULL;
+        if (out_write(cy, NULL, 0) < 0) {
+            upy_conn_close(cy->srv->loop, c);
+            return ready_new(cy->srv, PyDict_Copy(x->disconnect_msg));
+        }
+    }
+    m = fut_new(cy, &cy->recv_fut);
+    if (m != NULL) {
+        c->deadline = upy_now() + c->lst->socket_timeout;
+        rewatch(cy);
+    }
+    return m;
+}
+
+/* Readable, HTTP. */
+static void
+http_readable(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    upy_loop *loop = cy->srv->loop;
+    ssize_t n;
+    if (upy_conn_reserve(loop, c, UPY_ASGI_READ) < 0) {
+        upy_conn_close(loop, c);
+        return;
+    }
+    n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        upy_conn_close(loop, c);
+        return;
+    }
+    if (n == 0) {
+        if (!cy->body_done)
+            upy_log(cy->srv, 30, "client %s closed the connection before "
+                    "sending the whole body (%llu bytes received)",
+                    c->addr_text, (unsigned long long)cy->body_total);
+        upy_conn_close(loop, c);  /* detaches: http.disconnect */
+        return;
+    }
+    c->len += (size_t)n;
+    c->last_io = upy_now();
+    if (cy->recv_fut != NULL && !cy->body_done) {
+        int err;
+        PyObject *m = http_take_body(cy, &err);
+        if (m != NULL) {
+            c->deadline = 0;
+            fut_resolve(cy, &cy->recv_fut, m, NULL);
+        }
+        else if (err) {
+            if (PyErr_Occurred())
+                upy_log_exception(cy->srv, "ASGI: reading a body");
+            cy->keep_alive = 0;
+            if (cy->rstate == RS_INIT)
+                upy_send_error(cy->srv, c, 400, "bad request body");
+            upy_conn_close(loop, c);
+            return;
+        }
+        else
+            c->deadline = c->last_io + c->lst->socket_timeout;
+    }
+    rewatch(cy);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP: send                                                          */
+/* ------------------------------------------------------------------ */
+
+static const char *
+reason_phrase(int s)
+{
+    switch (s) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+    }
+}
+
+/* bytes-like data of o (bytes, bytearray, memoryview): 0 and view, or -1
+   with TypeError naming what. */
+static int
+bytes_of(PyObject *o, Py_buffer *view, const char *what)
+{
+    if (PyObject_GetBuffer(o, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "ASGI: %s must be bytes, not %.100s",
+                     what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+token_char(unsigned char ch)
+{
+    static const char *seps = "()<>@,;:\\\"/[]?={} \t";
+    return ch > 32 && ch < 127 && strchr(seps, ch) == NULL;
+}
+
+/* Append the app's headers (validated: a token name, no CR/LF/NUL in a
+   value: RFC 9110 §5.1, §5.5).  Notes Content-Length and Connection. */
+static int
+append_headers(upy_asgi *cy, PyObject *headers, int *has_date, int ws)
+{
+    PyObject *it, *item;
+    if (headers == NULL)
+        return 0;
+    it = PyObject_GetIter(headers);
+    if (it == NULL)
+        return -1;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *seq = PySequence_Fast(item, "ASGI: a header must be a "
+                                        "[name, value] pair");
+        Py_buffer nv, vv;
+        int bad = 0;
+        Py_DECREF(item);
+        if (seq == NULL)
+            goto error;
+        if (PySequence_Fast_GET_SIZE(seq) != 2) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "ASGI: a header must be a "
+                            "[name, value] pair");
+            goto error;
+        }
+        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 0), &nv, "a header name") < 0) {
+            Py_DECREF(seq);
+            goto error;
+        }
+        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 1), &vv, "a header value") < 0) {
+            PyBuffer_Release(&nv);
+            Py_DECREF(seq);
+            goto error;
+        }
+        {
+            const unsigned char *n = nv.buf, *v = vv.buf;
+            size_t nl = (size_t)nv.len, vl = (size_t)vv.len;
+            if (nl == 0)
+                bad = 1;
+            for (size_t i = 0; i < nl && !bad; i++)
+                bad = !token_char(n[i]);
+            for (size_t i = 0; i < vl && !bad; i++)
+                bad = v[i] == '\r' || v[i] == '\n' || v[i] == 0;
+            if (bad) {
+                PyErr_Format(PyExc_ValueError, "ASGI: invalid header %R",
+                             PySequence_Fast_GET_ITEM(seq, 0));
+            }
+            else if (upy_lower_eq((const char *)n, nl, "connection", 10)) {
+                /* ours to send; "close" is honoured */
+                if (upy_ws_has_token((const char *)v, vl, "close"))
+                    cy->keep_alive = 0;
+            }
+            else if (ws && (upy_lower_eq((const char *)n, nl, "upgrade", 7) ||
+                            upy_lower_eq((const char *)n, nl,
+                                         "sec-websocket-accept", 20))) {
+                /* ours */
+            }
+            else {
+                if (!ws && upy_lower_eq((const char *)n, nl, "content-length", 14)) {
+                    int64_t cl = 0;
+                    int ok = vl > 0 && vl < 19;
+                    for (size_t i = 0; i < vl && ok; i++) {
+                        ok = v[i] >= '0' && v[i] <= '9';
+                        cl = cl * 10 + (v[i] - '0');
+                    }
+                    if (!ok) {
+                        PyErr_SetString(PyExc_ValueError,
+                                        "ASGI: invalid Content-Length header");
+                        bad = 1;
+                    }
+                    else
+                        cy->content_length = cl;
+                }
+                else if (!ws && upy_lower_eq((const char *)n, nl, "transfer-encoding", 17))
+                    cy->content_length = -2; /* the app frames it: never ours */
+                if (upy_lower_eq((const char *)n, nl, "date", 4))
+                    *has_date = 1;
+                if (!bad && (out_append(cy, n, nl) < 0 || OUT_LIT(cy, ": ") < 0 ||
+                             out_append(cy, v, vl) < 0 || OUT_LIT(cy, "\r\n") < 0))
+                    bad = 1;
+            }
+        }
+        PyBuffer_Release(&nv);
+        PyBuffer_Release(&vv);
+        Py_DECREF(seq);
+        if (bad)
+            goto error;
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+error:
+    Py_DECREF(it);
+    return -1;
+}
+
+/* Queue the response head, with body_len >= 0 the whole body's length
+   when the app gave it at once (more_body false). */
+static int
+http_head(upy_asgi *cy, int64_t body_len)
+{
+    upy_server *srv = cy->srv;
+    char line[96];
+    int has_date = 0, n;
+    size_t mark = cy->out_len;
+    int st = cy->status;
+    cy->no_body = cy->is_head || st < 200 || st == 204 || st == 304;
+    n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", st, reason_phrase(st));
+    if (out_append(cy, line, (size_t)n) < 0 ||
+        append_headers(cy, cy->headers, &has_date, 0) < 0) {
+        cy->out_len = mark;
+        return -1;
+    }
+    Py_CLEAR(cy->headers);
+    if (cy->content_length == -1) {
+        if (body_len >= 0 && !(st < 200 || st == 204 || st == 304) &&
+            !(cy->is_head && body_len == 0)) {
+            n = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
+                         (long long)body_len);
+            if (out_append(cy, line, (size_t)n) < 0)
+                return -1;
+            cy->content_length = body_len;
+        }
+        else if (!cy->no_body) {
+            if (!cy->is_uwsgi && cy->minor_version == 1) {
+                cy->chunked = 1;
+                if (OUT_LIT(cy, "Transfer-Encoding: chunked\r\n") < 0)
+                    return -1;
+            }
+            else
+                cy->keep_alive = 0;  /* close-delimited */
+        }
+    }
+    else if (cy->content_length == -2)
+        cy->keep_alive = 0;  /* the app's own transfer coding: close after */
+    if (srv->add_headers != NULL &&
+        out_append(cy, PyBytes_AS_STRING(srv->add_headers),
+                   (size_t)PyBytes_GET_SIZE(srv->add_headers)) < 0)
+        return -1;
+    if (!has_date) {
+        const char *d = upy_date_header();
+        if (out_append(cy, d, strlen(d)) < 0)
+            return -1;
+    }
+    if (!cy->is_uwsgi) {
+        if (!cy->keep_alive || srv->stopping) {
+            cy->keep_alive = 0;
+            if (OUT_LIT(cy, "Connection: close\r\n") < 0)
+                return -1;
+        }
+        else if (cy->minor_version == 0 && OUT_LIT(cy, "Connection: keep-alive\r\n") < 0)
+            return -1;
+    }
+    return OUT_LIT(cy, "\r\n");
+}
+
+/* The send() awaitable: completed when the queue is below the mark, else
+   a future resolved by the loop once it drains. */
+static PyObject *
+send_wait(upy_asgi *cy)
+{
+    PyObject *f;
+    if (cy->conn == NULL || out_pending(cy) == 0 ||
+        (cy->sf_fd < 0 && cy->out_len - cy->out_off < UPY_ASGI_OUT_HIGH / 4)) {
+        rewatch(cy);
+        return Py_NewRef(CTX(cy)->ready_none);
+    }
+    f = fut_new(cy, &cy->send_fut);
+    if (f != NULL) {
+        cy->conn->deadline = upy_now() + cy->conn->lst->socket_timeout;
+        rewatch(cy);
+    }
+    return f;
+}
+
+static int
+after_write(upy_asgi *cy, int rc)
+{
+    if (rc < 0 && cy->conn != NULL) {
+        cy->keep_alive = 0;
+        upy_conn_close(cy->srv->loop, cy->conn);
+    }
+    return 0;
+}
+
+/* The response is complete on our side: finish now, or once the queue
+   drained (the writable handler finishes it). */
+static void
+http_complete(upy_asgi *cy)
+{
+    cy->rstate = RS_DONE;
+    if (cy->conn != NULL && out_pending(cy) == 0)
+        http_finish(cy, 1);
+}
+
+static PyObject *
+http_send(upy_asgi *cy, PyObject *msg, PyObject *type)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    PyObject *v;
+    if (str_eq(type, x->n_http_start)) {
+        long status;
+        if (cy->rstate != RS_INIT) {
+            PyErr_SetString(PyExc_RuntimeError, "ASGI: http.response.start "
+                            "sent twice");
+            return NULL;
+        }
+        v = PyDict_GetItemWithError(msg, x->n_status);
+        if (v == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ASGI: http.response.start "
+                                "without a status");
+            return NULL;
+        }
+        status = PyLong_AsLong(v);
+        if (status == -1 && PyErr_Occurred())
+            return NULL;
+        if (status < 100 || status > 999) {
+            PyErr_Format(PyExc_ValueError, "ASGI: invalid status %ld", status);
+            return NULL;
+        }
+        cy->status = (int)status;
+        v = PyDict_GetItemWithError(msg, x->n_headers);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        Py_XSETREF(cy->headers, Py_XNewRef(v));
+        v = PyDict_GetItemWithError(msg, x->n_trailers);
+        cy->want_trailers = v != NULL && PyObject_IsTrue(v) == 1;
+        cy->rstate = RS_STARTED;
+        if (cy->conn == NULL) {
+            PyObject *e = gone_error();
+            if (e != NULL) {
+                PyErr_SetObject(PyExc_OSError, e);
+                Py_DECREF(e);
+            }
+            return NULL;
+        }
+        return Py_NewRef(x->ready_none);
+    }
+    if (str_eq(type, x->n_http_body)) {
+        Py_buffer view;
+        int more, rc;
+        if (cy->rstate != RS_STARTED && cy->rstate != RS_BODY) {
+            PyErr_SetString(PyExc_RuntimeError, cy->rstate == RS_INIT
+                            ? "ASGI: http.response.body before http.response.start"
+                            : "ASGI: http.response.body after the response ended");
+            return NULL;
+        }
+        v = PyDict_GetItemWithError(msg, x->n_more_body);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        more = v != NULL && PyObject_IsTrue(v) == 1;
+        v = PyDict_GetItemWithError(msg, x->n_body);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        if (v == NULL)
+            v = cy->srv->st->empty_bytes;
+        if (bytes_of(v, &view, "http.response.body's body") < 0)
+            return NULL;
+        if (cy->conn == NULL) {
+            PyBuffer_Release(&view);
+            PyObject *e = gone_error();
+            if (e != NULL) {
+                PyErr_SetObject(PyExc_OSError, e);
+                Py_DECREF(e);
+            }
+            return NULL;
+        }
+        if (cy->rstate == RS_STARTED) {
+            if (http_head(cy, more ? -1 : (int64_t)view.len) < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            cy->rstate = RS_BODY;
+        }
+        rc = 0;
+        if (!cy->no_body && view.len > 0) {
+            size_t n = (size_t)view.len;
+            if (cy->content_length >= 0 &&
+                cy->sent + n > (uint64_t)cy->content_length) {
+                /* never more than the app's Content-Length */
+                n = (size_t)((uint64_t)cy->content_length - cy->sent);
+            }
+            if (cy->chunked && n > 0) {
+                char hx[24];
+                int hl = snprintf(hx, sizeof hx, "%zx\r\n", n);
+                if (out_append(cy, hx, (size_t)hl) < 0) {
+                    PyBuffer_Release(&view);
+                    return NULL;
+                }
+            }
+            rc = out_write(cy, view.buf, n);
+            cy->sent += n;
+            if (rc == 0 && cy->chunked && n > 0)
+                rc = out_append(cy, "\r\n", 2) < 0 ? -2 : 0;
+        }
+        PyBuffer_Release(&view);
+        if (rc == -2)
+            return NULL;
+        if (!more) {
+            if (cy->chunked && !cy->want_trailers && rc == 0)
+                rc = out_append(cy, "0\r\n\r\n", 5) < 0 ? -2 : 0;
+            if (rc == -2)
+                return NULL;
+            if (cy->want_trailers && cy->chunked) {
+                cy->rstate = RS_TRAILERS;
+            }
+            else {
+                if (cy->content_length >= 0 &&
+                    cy->sent < (uint64_t)cy->content_length)
+                    cy->keep_alive = 0;  /* shorter than it said */
+                if (rc == 0)
+                    rc = out_write(cy, NULL, 0);
+                after_write(cy, rc);
+                if (cy->want_trailers)
+                    cy->rstate = RS_TRAILERS;  /* trailers dropped: not chunked */
+                else {
+                    http_complete(cy);
+                    return Py_NewRef(x->ready_none);
+                }
+            }
+        }
+        if (rc == 0 && cy->rstate != RS_TRAILERS && more && cy->out_len > cy->out_off)
+            rc = out_write(cy, NULL, 0);
+        after_write(cy, rc);
+        return send_wait(cy);
+    }
+    if (str_eq(type, x->n_http_trailers)) {
+        int has_date = 0, rc = 0;
+        if (cy->rstate != RS_TRAILERS && cy->rstate != RS_BODY) {
+            PyErr_SetString(PyExc_RuntimeError, "ASGI: http.response.trailers "
+                            "without trailers announced in http.response.start");
+            return NULL;
+        }
+        if (cy->conn == NULL)
+            return Py_NewRef(x->ready_none);
+        v = PyDict_GetItemWithError(msg, x->n_more_body);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        if (v != NULL && PyObject_IsTrue(v) == 1)
+            return Py_NewRef(x->ready_none);  /* more trailers to come */
+        if (cy->chunked) {
+            if (OUT_LIT(cy, "0\r\n") < 0)
+                return NULL;
+            v = PyDict_GetItemWithError(msg, x->n_headers);
+            if (v == NULL && PyErr_Occurred())
+                return NULL;
+            if (append_headers(cy, v, &has_date, 1) < 0 || OUT_LIT(cy, "\r\n") < 0)
+                return NULL;
+            rc = out_write(cy, NULL, 0);
+        }
+        after_write(cy, rc);
+        http_complete(cy);
+        return Py_NewRef(x->ready_none);
+    }
+    if (str_eq(type, x->n_http_pathsend)) {
+        PyObject *path, *fs = NULL;
+        struct stat sb;
+        int fd, rc;
+        if (cy->rstate != RS_STARTED) {
+            PyErr_SetString(PyExc_RuntimeError, "ASGI: http.response.pathsend "
+                            "must follow http.response.start");
+            return NULL;
+        }
+        path = PyDict_GetItemWithError(msg, x->n_path);
+        if (path == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ASGI: pathsend without a path");
+            return NULL;
+        }
+        if (!PyUnicode_FSConverter(path, &fs))
+            return NULL;
+        fd = open(PyBytes_AS_STRING(fs), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        Py_DECREF(fs);
+        if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+            if (fd >= 0) {
+                close(fd);
+                errno = EISDIR;
+            }
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            return NULL;
+        }
+        if (cy->conn == NULL) {
+            close(fd);
+            return Py_NewRef(x->ready_none);
+        }
+        if (http_head(cy, (int64_t)sb.st_size) < 0) {
+            close(fd);
+            return NULL;
+        }
+        cy->rstate = RS_BODY;
+        if (cy->no_body || cy->chunked) {
+            /* HEAD, or a length the app set differently (chunked never:
+               the size is known) */
+            close(fd);
+        }
+        else {
+            uint64_t n = (uint64_t)sb.st_size;
+            if (cy->content_length >= 0 && (uint64_t)cy->content_length < n)
+                n = (uint64_t)cy->content_length;
+            cy->sf_fd = fd;
+            cy->sf_off = 0;
+            cy->sf_left = n;
+        }
+        rc = out_flush(cy);
+        after_write(cy, rc);
+        if (cy->conn != NULL && cy->content_length >= 0 && !cy->no_body &&
+            (uint64_t)sb.st_size < (uint64_t)cy->content_length)
+            cy->keep_alive = 0;
+        http_complete(cy);
+        return Py_NewRef(x->ready_none);
+    }
+    PyErr_Format(PyExc_ValueError, "ASGI: unexpected message type %R for an "
+                 "http scope", type);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* WebSocket                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Queue a frame (server frames are never masked, §5.1). */
+static int
+ws_frame(upy_asgi *cy, int opcode, const char *p, size_t n)
+{
+    uint8_t h[14];
+    size_t hl = upy_ws_build_header(h, 1, opcode, n);
+    if (out_append(cy, h, hl) < 0)
+        return -1;
+    return out_write(cy, p, n);
+}
+
+/* Send our close frame (once) and wait for the peer's. */
+static int
+ws_send_close(upy_asgi *cy, int code, const char *reason, size_t rlen)
+{
+    char payload[125];
+    int rc;
+    if (cy->close_sent || cy->conn == NULL)
+        return 0;
+    cy->close_sent = 1;
+    if (rlen > 123)
+        rlen = 123;
+    payload[0] = (char)(code >> 8);
+    payload[1] = (char)(code & 0xff);
+    memcpy(payload + 2, reason, rlen);
+    rc = ws_frame(cy, UPY_WS_CLOSE, payload, code ? 2 + rlen : 0);
+    if (cy->wstate == WS_OPEN)
+        cy->wstate = WS_CLOSING;
+    cy->close_deadline = upy_now() + UPY_WS_CLOSE_WAIT;
+    return rc;
+}
+
+/* Deliver a message: to the waiting receive(), or to the inbox. */
+static void
+ws_deliver(upy_asgi *cy, PyObject *m)
+{
+    if (m == NULL) {
+        upy_log_exception(cy->srv, "ASGI: cannot build a WebSocket message");
+        return;
+    }
+    if (cy->recv_fut != NULL) {
+        fut_resolve(cy, &cy->recv_fut, m, NULL);
+        return;
+    }
+    if (cy->inbox == NULL && (cy->inbox = PyList_New(0)) == NULL) {
+        Py_DECREF(m);
+        upy_log_exception(cy->srv, "ASGI: cannot queue a WebSocket message");
+        return;
+    }
+    if (PyList_Append(cy->inbox, m) < 0)
+        upy_log_exception(cy->srv, "ASGI: cannot queue a WebSocket message");
+    Py_DECREF(m);
+}
+
+static PyObject *
+ws_disconnect_msg(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    PyObject *m = msg_new(x, x->n_ws_disconnect);
+    if (m == NULL || msg_put(m, x->n_code, PyLong_FromLong(cy->close_code ? cy->close_code : 1005)) < 0 ||
+        PyDict_SetItem(m, x->n_reason, cy->close_reason ? cy->close_reason
+                                                        : cy->srv->st->s_empty) < 0) {
+        Py_XDECREF(m);
+        return NULL;
+    }
+    cy->disconnect_given = 1;
+    return m;
+}
+
+/* A protocol failure (§7.1.7): close with code, no more reading. */
+static void
+ws_fail(upy_asgi *cy, int code, const char *why)
+{
+    upy_conn *c = cy->conn;
+    upy_log(cy->srv, 30, "WebSocket from %s: %s: closing with %d",
+            c ? c->addr_text : "?", why, code);
+    cy->close_code = code;
+    (void)ws_send_close(cy, code, "", 0);
+    cy->close_recv = 1;
+    cy->wstate = WS_CLOSED;
+    ws_deliver(cy, ws_disconnect_msg(cy));
+    if (c != NULL) {
+        c->len = 0;
+        if (out_pending(cy) == 0)
+            upy_conn_close(cy->srv->loop, c);
+    }
+}
+
+/* Parse the frames in the buffer.  0, or -1 when c was closed. */
+static int
+ws_parse(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    upy_conn *c = cy->conn;
+    size_t off = 0;
+    while (c != NULL && cy->conn == c && cy->wstate != WS_CLOSED &&
+           (cy->inbox == NULL || PyList_GET_SIZE(cy->inbox) < UPY_ASGI_INBOX_MAX)) {
+        upy_ws_frame f;
+        int code = 0;
+        uint8_t *p = (uint8_t *)c->buf + off;
+        size_t avail = c->len - off;
+        ssize_t hl = upy_ws_parse_header(p, avail, 1, x->ws_max, &f, &code);
+        if (hl == UPY_WS_INCOMPLETE)
+            break;
+        if (hl < 0) {
+            ws_fail(cy, code ? code : 1002, code == 1009 ? "frame over websockets-max-size"
+                                                        : "protocol error in a frame");
+            return cy->conn == NULL ? -1 : 0;
+        }
+        if (avail - (size_t)hl < f.payload_len) {
+            /* need the whole frame: make room */
+            size_t need = (size_t)hl + (size_t)f.payload_len;
+            if (off > 0) {
+                memmove(c->buf, c->buf + off, c->len - off);
+                c->len -= off;
+                off = 0;
+            }
+            if (upy_conn_reserve(cy->srv->loop, c, need - c->len) < 0) {
+                ws_fail(cy, 1009, "out of memory for a frame");
+                return -1;
+            }
+            break;
+        }
+        p += hl;
+        upy_ws_unmask(p, (size_t)f.payload_len, f.mask, 0);
+        off += (size_t)hl + (size_t)f.payload_len;
+        if (f.opcode >= 8) {
+            if (f.opcode == UPY_WS_PING) {
+                if (!cy->close_sent &&
+                    ws_frame(cy, UPY_WS_PONG, (char *)p, (size_t)f.payload_len) < 0) {
+                    upy_conn_close(cy->srv->loop, c);
+                    return -1;
+                }
+            }
+            else if (f.opcode == UPY_WS_PONG) {
+                cy->ping_out = 0;
+            }
+            else {
+                int cc;
+                if (upy_ws_check_close(p, (size_t)f.payload_len, &cc) < 0) {
+                    ws_fail(cy, cc, "invalid close frame");
+                    return cy->conn == NULL ? -1 : 0;
+                }
+                cy->close_recv = 1;
+                cy->close_code = cc;
+                if (f.payload_len > 2) {
+                    Py_XSETREF(cy->close_reason,
+                               PyUnicode_DecodeUTF8((char *)p + 2,
+                                                    (Py_ssize_t)f.payload_len - 2,
+                                                    "replace"));
+                    if (cy->close_reason == NULL)
+                        PyErr_Clear();
+                }
+                if (!cy->close_sent)
+                    (void)ws_send_close(cy, cc == 1005 ? 1000 : cc, "", 0);
+                cy->wstate = WS_CLOSED;
+                ws_deliver(cy, ws_disconnect_msg(cy));
+                c->len = 0;
+                if (out_pending(cy) == 0)
+                    upy_conn_close(cy->srv->loop, c);
+                return -1;
+            }
+            continue;
+        }
+        /* data frames */
+        if (f.opcode == UPY_WS_CONT ? cy->msg_opcode == 0 : cy->msg_opcode != 0) {
+            ws_fail(cy, 1002, f.opcode == UPY_WS_CONT
+                                  ? "continuation frame without a message"
+                                  : "new message inside a fragmented one");
+            return cy->conn == NULL ? -1 : 0;
+        }
+        if (f.opcode != UPY_WS_CONT) {
+            cy->msg_opcode = (int)f.opcode;
+            cy->msg_len = 0;
+            memset(&cy->utf8, 0, sizeof cy->utf8);
+        }
+        if (x->ws_max && cy->msg_len + f.payload_len > x->ws_max) {
+            ws_fail(cy, 1009, "message over websockets-max-size");
+            return cy->conn == NULL ? -1 : 0;
+        }
+        if (cy->msg_opcode == UPY_WS_TEXT &&
+            upy_utf8_feed(&cy->utf8, p, (size_t)f.payload_len) < 0) {
+            ws_fail(cy, 1007, "invalid UTF-8 in a text message");
+            return cy->conn == NULL ? -1 : 0;
+        }
+        if (f.fin && cy->msg_len == 0) {
+            /* one frame: straight from the buffer */
+        }
+        else {
+            if (cy->msg_cap - cy->msg_len < f.payload_len) {
+                size_t cap = cy->msg_cap ? cy->msg_cap : 4096;
+                char *nb;
+                while (cap - cy->msg_len < f.payload_len)
+                    cap *= 2;
+                nb = realloc(cy->msg, cap);
+                if (nb == NULL) {
+                    ws_fail(cy, 1011, "out of memory for a message");
+                    return -1;
+                }
+                cy->msg = nb;
+                cy->msg_cap = cap;
+            }
+            memcpy(cy->msg + cy->msg_len, p, (size_t)f.payload_len);
+            cy->msg_len += (size_t)f.payload_len;
+        }
+        if (f.fin) {
+            const char *data = cy->msg_len ? cy->msg : (const char *)p;
+            size_t dl = cy->msg_len ? cy->msg_len : (size_t)f.payload_len;
+            PyObject *m, *val;
+            if (cy->msg_opcode == UPY_WS_TEXT && !upy_utf8_complete(&cy->utf8)) {
+                ws_fail(cy, 1007, "text message ends inside a UTF-8 sequence");
+                return cy->conn == NULL ? -1 : 0;
+            }
+            m = msg_new(x, x->n_ws_receive);
+            if (cy->msg_opcode == UPY_WS_TEXT)
+                val = PyUnicode_DecodeUTF8(data, (Py_ssize_t)dl, "strict");
+            else
+                val = PyBytes_FromStringAndSize(data, (Py_ssize_t)dl);
+            if (m != NULL &&
+                msg_put(m, cy->msg_opcode == UPY_WS_TEXT ? x->n_text : x->n_bytes,
+                        val) < 0)
+                Py_CLEAR(m);
+            else if (m == NULL)
+                Py_XDECREF(val);
+            cy->msg_opcode = 0;
+            cy->msg_len = 0;
+            if (cy->msg_cap > (1u << 16)) {
+                free(cy->msg);
+                cy->msg = NULL;
+                cy->msg_cap = 0;
+            }
+            ws_deliver(cy, m);
+        }
+    }
+    if (c != NULL && cy->conn == c && off > 0) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+    return 0;
+}
+
+static void
+ws_readable(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    upy_loop *loop = cy->srv->loop;
+    ssize_t n;
+    if (upy_conn_reserve(loop, c, UPY_ASGI_READ) < 0) {
+        upy_conn_close(loop, c);
+        return;
+    }
+    n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        upy_conn_close(loop, c);
+        return;
+    }
+    if (n == 0) {
+        if (cy->close_code == 0)
+            cy->close_code = 1006;
+        upy_conn_close(loop, c);
+        return;
+    }
+    c->len += (size_t)n;
+    c->last_io = upy_now();
+    if (cy->wstate == WS_HANDSHAKE)
+        return;  /* frames before the 101: parsed after it */
+    if (ws_parse(cy) < 0)
+        return;
+    rewatch(cy);
+}
+
+static PyObject *
+ws_receive(upy_asgi *cy)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    if (!cy->connect_given) {
+        cy->connect_given = 1;
+        return ready_new(cy->srv, msg_new(x, x->n_ws_connect));
+    }
+    if (cy->inbox != NULL && PyList_GET_SIZE(cy->inbox) > 0) {
+        PyObject *m = Py_NewRef(PyList_GET_ITEM(cy->inbox, 0));
+        if (PySequence_DelItem(cy->inbox, 0) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        if (cy->conn != NULL && ws_parse(cy) == 0)
+            rewatch(cy);
+        return ready_new(cy->srv, m);
+    }
+    if (cy->conn == NULL || cy->wstate == WS_CLOSED) {
+        if (cy->disconnect_given) {
+            PyErr_SetString(PyExc_RuntimeError, "ASGI: receive() after "
+                            "websocket.disconnect");
+            return NULL;
+        }
+        if (cy->close_code == 0)
+            cy->close_code = 1006;
+        return ready_new(cy->srv, ws_disconnect_msg(cy));
+    }
+    {
+        PyObject *f = fut_new(cy, &cy->recv_fut);
+        rewatch(cy);
+        return f;
+    }
+}
+
+/* The 101 (§4.2.2), with the app's subprotocol and headers. */
+static int
+ws_accept(upy_asgi *cy, PyObject *msg)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    upy_conn *c = cy->conn;
+    PyObject *sub = PyDict_GetItemWithError(msg, x->n_subprotocol);
+    PyObject *hdrs;
+    int has_date = 0, rc;
+    if (sub == NULL && PyErr_Occurred())
+        return -1;
+    if (OUT_LIT(cy, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: ") < 0 ||
+        out_append(cy, cy->ws_accept, 28) < 0 || OUT_LIT(cy, "\r\n") < 0)
+        return -1;
+    if (sub != NULL && sub != Py_None) {
+        Py_ssize_t sl;
+        const char *s;
+        if (!PyUnicode_Check(sub)) {
+            PyErr_SetString(PyExc_TypeError, "ASGI: subprotocol must be a str");
+            return -1;
+        }
+        s = PyUnicode_AsUTF8AndSize(sub, &sl);
+        if (s == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < sl; i++) {
+            if (!token_char((unsigned char)s[i])) {
+                PyErr_SetString(PyExc_ValueError, "ASGI: invalid subprotocol");
+                return -1;
+            }
+        }
+        if (OUT_LIT(cy, "Sec-WebSocket-Protocol: ") < 0 ||
+            out_append(cy, s, (size_t)sl) < 0 || OUT_LIT(cy, "\r\n") < 0)
+            return -1;
+    }
+    hdrs = PyDict_GetItemWithError(msg, x->n_headers);
+    if (hdrs == NULL && PyErr_Occurred())
+        return -1;
+    if (append_headers(cy, hdrs, &has_date, 1) < 0 || OUT_LIT(cy, "\r\n") < 0)
+        return -1;
+    cy->status = 101;
+    cy->wstate = WS_OPEN;
+    /* the head is done with: the log line first, then the frames that
+       follow it in the buffer */
+    log_line(cy);
+    list_remove(cy);
+    slot_update(cy->srv);
+    upy_count_request(cy->srv->loop, c, 101, cy->started);
+    memmove(c->buf, c->buf + c->head_len, c->len - c->head_len);
+    c->len -= c->head_len;
+    c->head_len = 0;
+    rc = out_write(cy, NULL, 0);
+    if (rc < 0) {
+        upy_conn_close(cy->srv->loop, c);
+        return 0;
+    }
+    if (c->len > 0)
+        (void)ws_parse(cy);
+    return 0;
+}
+
+/* An HTTP response instead of the 101: websocket.close before accept (403)
+   or the websocket.http.response extension. */
+static PyObject *
+ws_deny(upy_asgi *cy, PyObject *msg, PyObject *type)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    PyObject *v, *r;
+    cy->kind = UPY_ASGI_HTTP;  /* from here on it is an HTTP response */
+    cy->keep_alive = 0;
+    cy->wstate = WS_CLOSED;
+    if (str_eq(type, x->n_ws_close)) {
+        PyObject *start = msg_new(x, x->n_http_start), *body;
+        if (start == NULL || msg_put(start, x->n_status, PyLong_FromLong(403)) < 0) {
+            Py_XDECREF(start);
+            return NULL;
+        }
+        r = http_send(cy, start, x->n_http_start);
+        Py_DECREF(start);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        body = msg_new(x, x->n_http_body);
+        if (body == NULL)
+            return NULL;
+        r = http_send(cy, body, x->n_http_body);
+        Py_DECREF(body);
+        return r;
+    }
+    v = str_eq(type, x->n_ws_http_start) ? x->n_http_start : x->n_http_body;
+    return http_send(cy, msg, v);
+}
+
+static PyObject *
+ws_send(upy_asgi *cy, PyObject *msg, PyObject *type)
+{
+    upy_asgi_ctx *x = CTX(cy);
+    PyObject *v;
+    int rc;
+    if (cy->wstate == WS_HANDSHAKE) {
+        if (str_eq(type, x->n_ws_accept)) {
+            if (cy->conn == NULL) {
+                PyObject *e = gone_error();
+                if (e != NULL) {
+                    PyErr_SetObject(PyExc_OSError, e);
+                    Py_DECREF(e);
+                }
+                return NULL;
+            }
+            if (ws_accept(cy, msg) < 0)
+                return NULL;
+            return send_wait(cy);
+        }
+        if (str_eq(type, x->n_ws_close) || str_eq(type, x->n_ws_http_start)) {
+            if (cy->conn == NULL)
+                return Py_NewRef(x->ready_none);
+            return ws_deny(cy, msg, type);
+        }
+        PyErr_Format(PyExc_RuntimeError, "ASGI: %R before websocket.accept",
+                     type);
+        return NULL;
+    }
+    if (cy->kind == UPY_ASGI_HTTP)  /* denial response in progress */
+        return http_send(cy, msg, str_eq(type, x->n_ws_http_body) ? x->n_http_body
+                                                                 : type);
+    if (str_eq(type, x->n_ws_send)) {
+        PyObject *t = PyDict_GetItemWithError(msg, x->n_text), *b;
+        if (t == NULL && PyErr_Occurred())
+            return NULL;
+        if (cy->conn == NULL || cy->close_sent) {
+            PyObject *e = gone_error();
+            if (e != NULL) {
+                PyErr_SetObject(PyExc_OSError, e);
+                Py_DECREF(e);
+            }
+            return NULL;
+        }
+        if (t != NULL && t != Py_None) {
+            Py_ssize_t n;
+            const char *s;
+            if (!PyUnicode_Check(t)) {
+                PyErr_SetString(PyExc_TypeError, "ASGI: websocket.send's text "
+                                "must be a str");
+                return NULL;
+            }
+            s = PyUnicode_AsUTF8AndSize(t, &n);
+            if (s == NULL)
+                return NULL;
+            rc = ws_frame(cy, UPY_WS_TEXT, s, (size_t)n);
+        }
+        else {
+            Py_buffer view;
+            b = PyDict_GetItemWithError(msg, x->n_bytes);
+            if (b == NULL && PyErr_Occurred())
+                return NULL;
+            if (b == NULL || b == Py_None) {
+                PyErr_SetString(PyExc_ValueError, "ASGI: websocket.send without "
+                                "bytes or text");
+                return NULL;
+            }
+            if (bytes_of(b, &view, "websocket.send's bytes") < 0)
+                return NULL;
+            rc = ws_frame(cy, UPY_WS_BINARY, view.buf, (size_t)view.len);
+            PyBuffer_Release(&view);
+        }
+        after_write(cy, rc);
+        return send_wait(cy);
+    }
+    if (str_eq(type, x->n_ws_close)) {
+        long code = 1000;
+        Py_ssize_t rl = 0;
+        const char *rs = "";
+        v = PyDict_GetItemWithError(msg, x->n_code);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        if (v != NULL && v != Py_None) {
+            code = PyLong_AsLong(v);
+            if (code == -1 && PyErr_Occurred())
+                return NULL;
+        }
+        if (!upy_ws_close_code_valid((int)code)) {
+            PyErr_Format(PyExc_ValueError, "ASGI: close code %ld cannot be sent",
+                         code);
+            return NULL;
+        }
+        v = PyDict_GetItemWithError(msg, x->n_reason);
+        if (v == NULL && PyErr_Occurred())
+            return NULL;
+        if (v != NULL && v != Py_None) {
+            if (!PyUnicode_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "ASGI: close reason must be a str");
+                return NULL;
+            }
+            rs = PyUnicode_AsUTF8AndSize(v, &rl);
+            if (rs == NULL)
+                return NULL;
+        }
+        if (cy->conn == NULL || cy->close_sent)
+            return Py_NewRef(x->ready_none);
+        if (cy->close_code == 0)
+            cy->close_code = (int)code;
+        rc = ws_send_close(cy, (int)code, rs, (size_t)rl);
+        after_write(cy, rc);
+        return send_wait(cy);
+    }
+    PyErr_Format(PyExc_ValueError, "ASGI: unexpected message type %R for a "
+                 "websocket scope", type);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events from the loop                                                */
+/* ------------------------------------------------------------------ */
+
+static void
+writable(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    if (out_flush(cy) < 0) {
+        upy_conn_close(cy->srv->loop, c);
+        return;
+    }
+    if (out_pending(cy) == 0) {
+        c->deadline = 0;
+        if (cy->send_fut != NULL)
+            fut_resolve(cy, &cy->send_fut, Py_NewRef(Py_None), NULL);
+        if (cy->kind == UPY_ASGI_HTTP && cy->rstate == RS_DONE) {
+            http_finish(cy, 1);
+            return;
+        }
+        if (cy->kind == UPY_ASGI_WS && cy->wstate == WS_CLOSED) {
+            upy_conn_close(cy->srv->loop, c);
+            return;
+        }
+    }
+    else if (cy->send_fut != NULL && cy->sf_fd < 0 &&
+             cy->out_len - cy->out_off < UPY_ASGI_OUT_HIGH / 4) {
+        fut_resolve(cy, &cy->send_fut, Py_NewRef(Py_None), NULL);
+    }
+    if (cy->conn != NULL) {
+        c->deadline = out_pending(cy) ? upy_now() + c->lst->socket_timeout : 0;
+        rewatch(cy);
+    }
+}
+
+void
+upy_asgi_event(upy_loop *loop, upy_conn *c, uint32_t events)
+{
+    upy_asgi *cy = (upy_asgi *)c->asgi;
+    if (cy == NULL)
+        return;
+    Py_INCREF(cy);
+    if ((events & (UPY_POLL_OUT | UPY_POLL_ERR)) && cy->conn == c)
+        writable(cy);
+    if ((events & (UPY_POLL_IN | UPY_POLL_ERR)) && cy->conn == c &&
+        c->state == UPY_CONN_ASGI) {
+        if (cy->kind == UPY_ASGI_WS)
+            ws_readable(cy);
+        else
+            http_readable(cy);
+    }
+    Py_DECREF(cy);
+}
+
+void
+upy_asgi_sweep(upy_loop *loop, upy_conn *c, double now)
+{
+    upy_asgi *cy = (upy_asgi *)c->asgi;
+    upy_asgi_ctx *x;
+    if (cy == NULL)
+        return;
+    x = CTX(cy);
+    if (c->deadline > 0 && now >= c->deadline) {
+        upy_log(cy->srv, 30, "client %s stalled for socket-timeout %.0fs: "
+                "closing", c->addr_text, c->lst->socket_timeout);
+        upy_conn_close(loop, c);
+        return;
+    }
+    if (cy->kind != UPY_ASGI_WS)
+        return;
+    if (cy->close_sent && now >= cy->close_deadline) {
+        upy_conn_close(loop, c);
+        return;
+    }
+    if (cy->wstate == WS_OPEN && x->ws_ping > 0) {
+        if (cy->ping_out && now - cy->ping_at > x->ws_pong) {
+            Py_INCREF(cy);
+            cy->close_code = 1006;
+            upy_log(cy->srv, 30, "WebSocket %s: no pong within "
+                    "websockets-pong-tolerance %.0fs: closing", c->addr_text,
+                    x->ws_pong);
+            upy_conn_close(loop, c);
+            Py_DECREF(cy);
+            return;
+        }
+        if (!cy->ping_out && now - c->last_io >= x->ws_ping) {
+            cy->ping_out = 1;
+            cy->ping_at = now;
+            Py_INCREF(cy);
+            if (ws_frame(cy, UPY_WS_PING, "", 0) < 0)
+                upy_conn_close(loop, c);
+            else
+                rewatch(cy);
+            Py_DECREF(cy);
+        }
+    }
+}
+
+void
+upy_asgi_going_away(upy_loop *loop, upy_conn *c)
+{
+    upy_asgi *cy = (upy_asgi *)c->asgi;
+    if (cy == NULL || cy->kind != UPY_ASGI_WS || cy->wstate != WS_OPEN ||
+        cy->close_sent)
+        return;
+    Py_INCREF(cy);
+    if (ws_send_close(cy, 1001, "server shutting down", 20) < 0)
+        upy_conn_close(loop, c);
+    else
+        rewatch(cy);
+    Py_DECREF(cy);
+}
+
+/* ------------------------------------------------------------------ */
+/* The cycle's Python methods                                          */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+cycle_receive(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
+{
+    return cy->ws_scope ? ws_receive(cy) : http_receive(cy);
+}
+
+static PyObject *
+cycle_send(upy_asgi *cy, PyObject *msg)
+{
+    PyObject *type;
+    if (!PyDict_Check(msg)) {
+        PyErr_Format(PyExc_TypeError, "ASGI: send() takes a dict, not %.100s",
+                     Py_TYPE(msg)->tp_name);
+        return NULL;
+    }
+    type = PyDict_GetItemWithError(msg, CTX(cy)->n_type);
+    if (type == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "ASGI: a message without 'type'");
+        return NULL;
+    }
+    if (!PyUnicode_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "ASGI: a message's type must be a str");
+        return NULL;
+    }
+    return cy->ws_scope ? ws_send(cy, msg, type) : http_send(cy, msg, type);
+}
+
+/* The app's coroutine ended (the wrapper calls these). */
+static void
+app_ended(upy_asgi *cy)
+{
+    cy->app_done = 1;
+    if (cy->counted) {
+        cy->counted = 0;
+        if (CTX(cy) != NULL)
+            CTX(cy)->ntasks--;
+    }
+    Py_CLEAR(cy->task);
+}
+
+static PyObject *
+cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
+{
+    app_ended(cy);
+    if (cy->conn == NULL)
+        Py_RETURN_NONE;
+    if (cy->kind == UPY_ASGI_HTTP && cy->rstate != RS_DONE) {
+        if (cy->rstate == RS_INIT) {
+            upy_log(cy->srv, 40, "ASGI app returned without a response to %s",
+                    cy->conn->addr_text);
+            cy->status = 500;
+            upy_send_error(cy->srv, cy->conn, 500, "the app sent no response");
+        }
+        else if (cy->rstate == RS_TRAILERS && cy->chunked) {
+            /* trailers announced, never sent: end the body */
+            if (out_append(cy, "0\r\n\r\n", 5) == 0 &&
+                out_write(cy, NULL, 0) == 0) {
+                http_complete(cy);
+                Py_RETURN_NONE;
+            }
+        }
+        else
+            upy_log(cy->srv, 40, "ASGI app returned before its response to %s "
+                    "was complete: closing", cy->conn->addr_text);
+        cy->keep_alive = 0;
+        log_line(cy);
+        upy_conn_close(cy->srv->loop, cy->conn);
+    }
+    else if (cy->kind == UPY_ASGI_WS) {
+        if (cy->wstate == WS_HANDSHAKE) {
+            /* never accepted: 403, as uvicorn */
+            PyObject *r, *m = msg_new(CTX(cy), CTX(cy)->n_ws_close);
+            if (m != NULL) {
+                r = ws_deny(cy, m, CTX(cy)->n_ws_close);
+                Py_XDECREF(r);
+                Py_DECREF(m);
+            }
+            if (PyErr_Occurred())
+                upy_log_exception(cy->srv, "ASGI: a WebSocket denial");
+        }
+        else if (!cy->close_sent && cy->conn != NULL) {
+            if (ws_send_close(cy, 1000, "", 0) < 0)
+                upy_conn_close(cy->srv->loop, cy->conn);
+            else
+                rewatch(cy);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cycle_failed(upy_asgi *cy, PyObject *exc)
+{
+    upy_server *srv = cy->srv;
+    int cancelled = PyErr_GivenExceptionMatches(exc, PyExc_BaseException) &&
+                    !PyErr_GivenExceptionMatches(exc, PyExc_Exception);
+    app_ended(cy);
+    if (!cancelled) {
+        /* the traceback, as for a WSGI app */
+        PyObject *t = (PyObject *)Py_TYPE(exc), *tb = PyException_GetTraceback(exc);
+        Py_INCREF(t);
+        Py_INCREF(exc);
+        PyErr_Restore(t, exc, tb);
+        upy_log_exception(srv, cy->conn != NULL ? "ASGI app raised" :
+                          "ASGI app raised (the client had gone)");
+        if (srv->cores[0].slot != NULL)
+            __atomic_fetch_add(&srv->cores[0].slot->exceptions, 1,
+                               __ATOMIC_RELAXED);
+    }
+    if (cy->conn == NULL)
+        Py_RETURN_NONE;
+    if (cy->kind == UPY_ASGI_HTTP || cy->wstate == WS_HANDSHAKE) {
+        if (cy->rstate == RS_INIT && cy->kind == UPY_ASGI_HTTP) {
+            cy->status = 500;
+            cy->keep_alive = 0;
+            upy_send_error(srv, cy->conn, 500, "internal error");
+            log_line(cy);
+            upy_conn_close(srv->loop, cy->conn);
+        }
+        else if (cy->kind == UPY_ASGI_WS) {
+            cy->status = 500;
+            upy_send_error(srv, cy->conn, 500, "internal error");
+            log_line(cy);
+            upy_conn_close(srv->loop, cy->conn);
+        }
+        else if (cy->rstate != RS_DONE) {
+            cy->keep_alive = 0;
+            log_line(cy);
+            upy_conn_close(srv->loop, cy->conn);
+        }
+    }
+    else if (!cy->close_sent) {
+        /* 1011: the server hit an unexpected condition (§7.4.1) */
+        if (ws_send_close(cy, 1011, "", 0) < 0)
+            upy_conn_close(srv->loop, cy->conn);
+        else
+            rewatch(cy);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+cycle_traverse(upy_asgi *cy, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(cy));
+    Py_VISIT((PyObject *)cy->srv);
+    Py_VISIT(cy->task);
+    Py_VISIT(cy->recv_fut);
+    Py_VISIT(cy->send_fut);
+    Py_VISIT(cy->headers);
+    Py_VISIT(cy->inbox);
+    return 0;
+}
+
+static int
+cycle_clear(upy_asgi *cy)
+{
+    Py_CLEAR(cy->task);
+    Py_CLEAR(cy->recv_fut);
+    Py_CLEAR(cy->send_fut);
+    Py_CLEAR(cy->headers);
+    Py_CLEAR(cy->inbox);
+    Py_CLEAR(cy->close_reason);
+    return 0;
+}
+
+static void
+cycle_dealloc(upy_asgi *cy)
+{
+    PyTypeObject *tp = Py_TYPE(cy);
+    PyObject_GC_UnTrack(cy);
+    if (cy->counted && cy->srv != NULL && cy->srv->asgi != NULL)
+        cy->srv->asgi->ntasks--;
+    cycle_clear(cy);
+    if (cy->sf_fd >= 0)
+        close(cy->sf_fd);
+    free(cy->out);
+    free(cy->msg);
+    Py_CLEAR(cy->srv);
+    PyObject_GC_Del(cy);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef cycle_methods[] = {
+    {"receive", (PyCFunction)cycle_receive, METH_NOARGS,
+     "receive() -> awaitable of the next event message (ASGI 3.0)."},
+    {"send", (PyCFunction)cycle_send, METH_O,
+     "send(message) -> awaitable, done once the socket took the data."},
+    {"_returned", (PyCFunction)cycle_returned, METH_NOARGS, NULL},
+    {"_failed", (PyCFunction)cycle_failed, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot cycle_slots[] = {
+    {Py_tp_doc, (void *)"One ASGI connection scope (an HTTP request or a "
+                        "WebSocket): its receive() and send()."},
+    {Py_tp_dealloc, cycle_dealloc},
+    {Py_tp_traverse, cycle_traverse},
+    {Py_tp_clear, cycle_clear},
+    {Py_tp_methods, cycle_methods},
+    {0, NULL},
+};
+
+PyType_Spec upy_asgi_cycle_spec = {
+    .name = "uwsgipy._core.AsgiCycle",
+    .basicsize = sizeof(upy_asgi),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = cycle_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                              */
+/* ------------------------------------------------------------------ */
+
+/* scope["server"] of listener l: its bound address. */
+static PyObject *
+listener_addr(upy_listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) < 0)
+        Py_RETURN_NONE;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin6_port));
+    }
+    if (ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *u = (struct sockaddr_un *)&ss;
+        size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+                       ? strnlen(u->sun_path, sl - offsetof(struct sockaddr_un, sun_path))
+                       : 0;
+        PyObject *p = PyUnicode_DecodeFSDefaultAndSize(u->sun_path, (Py_ssize_t)n);
+        if (p == NULL)
+            return NULL;
+        return Py_BuildValue("(NO)", p, Py_None);
+    }
+    Py_RETURN_NONE;
+}
+
+void
+upy_asgi_free(upy_server *srv)
+{
+    upy_asgi_ctx *x = srv->asgi;
+    if (x == NULL)
+        return;
+    srv->asgi = NULL;
+    Py_CLEAR(x->loop);
+    Py_CLEAR(x->create_task);
+    Py_CLEAR(x->create_future);
+    Py_CLEAR(x->run);
+    Py_CLEAR(x->state);
+    Py_CLEAR(x->asgi_dict);
+    Py_CLEAR(x->http_ext);
+    Py_CLEAR(x->ws_ext);
+    Py_CLEAR(x->ready_none);
+    Py_CLEAR(x->disconnect_msg);
+    if (x->servers != NULL) {
+        for (Py_ssize_t i = 0; i < srv->nlisteners; i++)
+            Py_CLEAR(x->servers[i]);
+        PyMem_Free(x->servers);
+    }
+#define UPY_ASGI_FREE(n, s) Py_CLEAR(x->n_##n);
+    UPY_ASGI_NAMES(UPY_ASGI_FREE)
+#undef UPY_ASGI_FREE
+    PyMem_Free(x);
+}
+
+void
+upy_asgi_clear(upy_server *srv)
+{
+    upy_asgi_ctx *x = srv->asgi;
+    if (x == NULL)
+        return;
+    Py_CLEAR(x->loop);
+    Py_CLEAR(x->create_task);
+    Py_CLEAR(x->create_future);
+    Py_CLEAR(x->state);
+}
+
+int
+upy_asgi_traverse(upy_server *srv, visitproc visit, void *arg)
+{
+    upy_asgi_ctx *x = srv->asgi;
+    if (x == NULL)
+        return 0;
+    Py_VISIT(x->loop);
+    Py_VISIT(x->create_task);
+    Py_VISIT(x->create_future);
+    Py_VISIT(x->state);
+    return 0;
+}
+
+Py_ssize_t
+upy_asgi_tasks(upy_server *srv)
+{
+    return srv->asgi != NULL ? srv->asgi->ntasks : 0;
+}
+
+PyObject *
+upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "state", NULL};
+    PyObject *loop, *state = Py_None, *globals = NULL, *r;
+    upy_asgi_ctx *x;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O", kwlist, &loop, &state))
+        return NULL;
+    if (srv->runner != UPY_RUN_ASGI) {
+        PyErr_SetString(PyExc_RuntimeError, "asgi_setup() is for the asgi runner");
+        return NULL;
+    }
+    if (srv->asgi == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "asgi runner not initialised");
+        return NULL;
+    }
+    if (srv->serving) {
+        PyErr_SetString(PyExc_RuntimeError, "asgi_setup() must come before "
+                        "the loop runs");
+        return NULL;
+    }
+    if (state != Py_None && !PyDict_Check(state)) {
+        PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
+        return NULL;
+    }
+    x = srv->asgi;
+    Py_XSETREF(x->loop, Py_NewRef(loop));
+    Py_XSETREF(x->state, state == Py_None ? NULL : Py_NewRef(state));
+    Py_XSETREF(x->create_task, PyObject_GetAttrString(loop, "create_task"));
+    Py_XSETREF(x->create_future, PyObject_GetAttrString(loop, "create_future"));
+    if (x->create_task == NULL || x->create_future == NULL)
+        return NULL;
+    if (x->run == NULL) {
+        globals = PyDict_New();
+        if (globals == NULL ||
+            PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
+            goto error;
+        r = PyRun_String(run_source, Py_file_input, globals, globals);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+        x->run = Py_XNewRef(PyDict_GetItemString(globals, "run"));
+        Py_CLEAR(globals);
+        if (x->run == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "ASGI runner source");
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(globals);
+    return NULL;
+}
+
+int
+upy_asgi_init(upy_server *srv, uint64_t ws_max, double ws_ping, double ws_pong)
+{
+    upy_asgi_ctx *x = PyMem_Calloc(1, sizeof *x);
+    PyObject *d;
+    if (x == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    srv->asgi = x;
+    x->ws_max = ws_max;
+    x->ws_ping = ws_ping;
+    x->ws_pong = ws_pong;
+#define UPY_ASGI_INIT(n, s)                                                  \
+    if ((x->n_##n = PyUnicode_InternFromString(s)) == NULL)                  \
+        return -1;
+    UPY_ASGI_NAMES(UPY_ASGI_INIT)
+#undef UPY_ASGI_INIT
+    x->asgi_dict = Py_BuildValue("{s:s,s:s}", "version", "3.0",
+                                 "spec_version", "2.4");
+    x->http_ext = Py_BuildValue("{s:{},s:{}}", "http.response.trailers",
+                                "http.response.pathsend");
+    x->ws_ext = Py_BuildValue("{s:{}}", "websocket.http.response");
+    x->ready_none = ready_new(srv, NULL);
+    x->disconnect_msg = msg_new(x, x->n_http_disconnect);
+    if (x->asgi_dict == NULL || x->http_ext == NULL || x->ws_ext == NULL ||
+        x->ready_none == NULL || x->disconnect_msg == NULL)
+        return -1;
+    x->servers = PyMem_Calloc((size_t)srv->nlisteners + 1, sizeof(PyObject *));
+    if (x->servers == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < srv->nlisteners; i++) {
+        d = listener_addr(&srv->listeners[i]);
+        if (d == NULL)
+            return -1;
+        x->servers[i] = d;
+    }
+    return 0;
+}
