@@ -328,12 +328,33 @@ fut_resolve(upy_asgi *cy, PyObject **futp, PyObject *value, PyObject *exc)
     Py_DECREF(fut);
 }
 
+/* 1 when *futp is a future still waiting; a done one (the app cancelled
+   its await, as Starlette's is_disconnected() does) is dropped: 0. */
+static int
+fut_alive(upy_asgi *cy, PyObject **futp)
+{
+    PyObject *r;
+    int done;
+    if (*futp == NULL)
+        return 0;
+    r = PyObject_CallMethod(*futp, "done", NULL);
+    done = r == NULL ? 1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (PyErr_Occurred())
+        upy_log_exception(cy->srv, "ASGI: a future's done()");
+    if (done) {
+        Py_CLEAR(*futp);
+        return 0;
+    }
+    return 1;
+}
+
 /* A Future for receive() or send() to return, kept in *futp. */
 static PyObject *
 fut_new(upy_asgi *cy, PyObject **futp)
 {
     PyObject *f;
-    if (*futp != NULL) {
+    if (fut_alive(cy, futp)) {
         PyErr_SetString(PyExc_RuntimeError, "ASGI: receive() or send() "
                         "called again before the previous call completed");
         return NULL;
@@ -667,6 +688,14 @@ http_finish(upy_asgi *cy, int keep)
     log_line(cy);
     list_remove(cy);
     slot_update(cy->srv);
+    if (cy->recv_fut != NULL) {
+        /* the response is complete: a waiting receive() is told so */
+        PyObject *m = PyDict_Copy(CTX(cy)->disconnect_msg);
+        if (m == NULL)
+            upy_log_exception(cy->srv, "ASGI: cannot build a message");
+        else
+            fut_resolve(cy, &cy->recv_fut, m, NULL);
+    }
     c->resp.status_code = cy->status;
     cy->conn = NULL;
     c->asgi = NULL;  /* the cycle's reference: released below */
@@ -1391,7 +1420,7 @@ http_readable(upy_asgi *cy)
     }
     c->len += (size_t)n;
     c->last_io = upy_now();
-    if (cy->recv_fut != NULL && !cy->body_done) {
+    if (fut_alive(cy, &cy->recv_fut) && !cy->body_done) {
         int err;
         PyObject *m = http_take_body(cy, &err);
         if (m != NULL) {
@@ -1955,7 +1984,7 @@ ws_deliver(upy_asgi *cy, PyObject *m)
         upy_log_exception(cy->srv, "ASGI: cannot build a WebSocket message");
         return;
     }
-    if (cy->recv_fut != NULL) {
+    if (fut_alive(cy, &cy->recv_fut)) {
         fut_resolve(cy, &cy->recv_fut, m, NULL);
         return;
     }
