@@ -708,3 +708,24 @@ def test_asgi_startup_line_names_the_loop(app_dir):
     assert "single process (no master): asyncio event loop" in err, err
     assert "lifespan: startup complete" in err and "lifespan: shutdown complete" in err, err
     assert proc.returncode == 0, err
+
+
+def test_lifespan_task_that_dies_while_serving_is_logged_at_once(caplog):
+    async def dies(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        raise OSError("watcher lost")
+
+    async def go():
+        life = asgi.Lifespan(dies)
+        state = await life.startup()
+        await asyncio.sleep(0.01)
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        await life.shutdown(timeout=1)
+        return state, logged
+
+    state, logged = run(go())
+    assert state == {}
+    assert logged == ["lifespan: the app's lifespan task raised OSError while the worker "
+                      "serves (no lifespan.shutdown will be sent)"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == logged

@@ -808,8 +808,8 @@ class Arbiter:
                 report_app_error(exc)
                 return EXIT_APP_LOAD
             runner = runner_for(cfg, app)  # lazy-apps: ASGI is decided by the loaded app
-            if runner != self.runner:
-                log.info("worker %d: %s", wid, runner.describe())
+            if runner != self.runner:  # the master's line could not know (lazy-apps)
+                log.info("%s (the app loaded here is ASGI)", runner.describe())
         assert self.scoreboard is not None
         from .worker import make_server, serve
         max_requests = cfg.max_requests + (wid * cfg.max_requests_delta if cfg.max_requests else 0)

@@ -250,6 +250,7 @@ class Lifespan:
         self._startup: Optional["asyncio.Future[Any]"] = None
         self._shutdown: Optional["asyncio.Future[Any]"] = None
         self._received = False
+        self._shutdown_sent = False
 
     # -- the app's side -----------------------------------------------------
     async def _receive(self) -> Dict[str, Any]:
@@ -282,11 +283,16 @@ class Lifespan:
             outcome = ("raised", exc, self._received)
             if not self._startup.done():
                 self._startup.set_result(outcome)
-            elif not self._shutdown.done():
+            elif not self._shutdown.done() and self._shutdown_sent:
                 self._shutdown.set_result(outcome)
-            elif self._startup.result()[0] != "lifespan.startup.failed":
-                log.error("lifespan: the app's lifespan task raised %s after its shutdown",
-                          type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
+            elif self._startup.result()[0] == "lifespan.startup.complete":
+                # while the worker serves (or after its shutdown answer): nobody waits for it
+                log.error("lifespan: the app's lifespan task raised %s %s", type(exc).__name__,
+                          "after its shutdown" if self._shutdown.done() else
+                          "while the worker serves (no lifespan.shutdown will be sent)",
+                          exc_info=(type(exc), exc, exc.__traceback__))
+                if not self._shutdown.done():
+                    self._shutdown.set_result(("gone", exc, self._received))
         else:
             if not self._startup.done():
                 self._startup.set_result(("returned", None, self._received))
@@ -356,6 +362,7 @@ class Lifespan:
         assert self._inbox is not None and self._shutdown is not None
         task = self._task
         if not task.done():
+            self._shutdown_sent = True
             self._inbox.put_nowait({"type": "lifespan.shutdown"})
         done, _ = await asyncio.wait({self._shutdown}, timeout=timeout)
         if not done:
@@ -369,6 +376,8 @@ class Lifespan:
             log.info("lifespan: shutdown complete")
         elif kind == "lifespan.shutdown.failed":
             log.error("lifespan: lifespan.shutdown.failed%s", f": {value}" if value else "")
+        elif kind == "gone":
+            pass  # logged when it ended
         elif kind == "raised":
             log.error("lifespan: the app raised %s during shutdown", type(value).__name__,
                       exc_info=(type(value), value, value.__traceback__))
