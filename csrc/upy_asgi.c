@@ -81,7 +81,8 @@
     X(ws_http_start, "websocket.http.response.start")                        \
     X(ws_http_body, "websocket.http.response.body")                          \
     X(set_result, "set_result") X(set_exception, "set_exception")            \
-    X(cancelled, "cancelled") X(receive, "receive") X(send, "send")
+    X(cancelled, "cancelled") X(receive, "receive") X(send, "send")       \
+    X(more_trailers, "more_trailers")
 
 typedef struct upy_asgi_ctx {
     PyObject *loop;          /* the asyncio event loop */
@@ -148,7 +149,8 @@ typedef struct upy_asgi {
         no_body : 1, want_trailers : 1, connect_given : 1,
         disconnect_given : 1, close_after : 1, logged : 1, is_uwsgi : 1,
         ping_out : 1, close_sent : 1, close_recv : 1, ws_scope : 1,
-        expect_continue : 1, sent_continue : 1, counted : 1;
+        expect_continue : 1, sent_continue : 1, counted : 1,
+        sent_trailer0 : 1;
     int minor_version;
     int64_t body_left;       /* Content-Length bytes not read yet */
     upy_chunked_decoder chunk;
@@ -443,8 +445,9 @@ out_write(upy_asgi *cy, const char *data, size_t n)
         errno = EPIPE;
         return -1;
     }
-    if (cy->sf_fd >= 0) {
-        /* a file is being sent: keep the order */
+    if (cy->sf_fd >= 0 && n > 0) {
+        /* a file is being sent (pathsend ends the response: nothing
+           follows it in practice) */
         return out_append(cy, data, n) < 0 ? -1 : 0;
     }
     if (queued) {
@@ -1831,7 +1834,7 @@ http_send(upy_asgi *cy, PyObject *msg, PyObject *type)
                 cy->rstate = RS_TRAILERS;
             }
             else {
-                if (cy->content_length >= 0 &&
+                if (!cy->no_body && cy->content_length >= 0 &&
                     cy->sent < (uint64_t)cy->content_length)
                     cy->keep_alive = 0;  /* shorter than it said */
                 if (rc == 0)
@@ -1851,26 +1854,40 @@ http_send(upy_asgi *cy, PyObject *msg, PyObject *type)
         return send_wait(cy);
     }
     if (str_eq(type, x->n_http_trailers)) {
-        int has_date = 0, rc = 0;
-        if (cy->rstate != RS_TRAILERS && cy->rstate != RS_BODY) {
-            PyErr_SetString(PyExc_RuntimeError, "ASGI: http.response.trailers "
-                            "without trailers announced in http.response.start");
+        /* http.response.trailers (the "HTTP Trailers" extension): the
+           fields of each message, after the last chunk; more_trailers
+           says whether more messages follow */
+        int has_date = 0, rc = 0, more;
+        if (cy->rstate != RS_TRAILERS) {
+            PyErr_SetString(PyExc_RuntimeError, cy->want_trailers
+                            ? "ASGI: http.response.trailers before the last "
+                              "http.response.body"
+                            : "ASGI: http.response.trailers without trailers "
+                              "announced in http.response.start");
             return NULL;
         }
-        if (cy->conn == NULL)
-            return Py_NewRef(x->ready_none);
-        v = PyDict_GetItemWithError(msg, x->n_more_body);
+        v = PyDict_GetItemWithError(msg, x->n_more_trailers);
         if (v == NULL && PyErr_Occurred())
             return NULL;
-        if (v != NULL && PyObject_IsTrue(v) == 1)
-            return Py_NewRef(x->ready_none);  /* more trailers to come */
+        more = v != NULL && PyObject_IsTrue(v) == 1;
+        if (cy->conn == NULL)
+            return Py_NewRef(x->ready_none);
         if (cy->chunked) {
-            if (OUT_LIT(cy, "0\r\n") < 0)
-                return NULL;
+            if (!cy->sent_trailer0) {
+                cy->sent_trailer0 = 1;
+                if (OUT_LIT(cy, "0\r\n") < 0)
+                    return NULL;
+            }
             v = PyDict_GetItemWithError(msg, x->n_headers);
             if (v == NULL && PyErr_Occurred())
                 return NULL;
-            if (append_headers(cy, v, &has_date, 1) < 0 || OUT_LIT(cy, "\r\n") < 0)
+            if (append_headers(cy, v, &has_date, 1) < 0)
+                return NULL;
+        }
+        if (more)
+            return Py_NewRef(x->ready_none);
+        if (cy->chunked) {
+            if (OUT_LIT(cy, "\r\n") < 0)
                 return NULL;
             rc = out_write(cy, NULL, 0);
         }
