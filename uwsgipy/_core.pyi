@@ -20,6 +20,7 @@ class Server:
     requests: int
     stopping: bool
     stop_reason: Optional[str]
+    asgi_tasks: int  # runner "asgi": ASGI apps running now
     def __init__(self, app: Callable[..., Any], listeners: Sequence[ListenerSpec], *,
                  logger: Logger, buffer_size: int = ..., max_fields: int = ...,
                  limit_post: int = ..., post_buffering: int = ...,
@@ -38,11 +39,19 @@ class Server:
                  wait_write: Optional[Callable[[int, float], bool]] = ...,
                  static: Optional[Dict[str, Any]] = ...,
                  mounts: Optional[Sequence[Tuple[str, Callable[..., Any]]]] = ...,
-                 manage_script_name: bool = ...) -> None: ...
+                 manage_script_name: bool = ...,
+                 ws_max_size: int = ...,   # runner "asgi": bytes (websockets-max-size)
+                 ws_ping: float = ...,     # seconds, 0 none (websockets-ping-freq)
+                 ws_pong: float = ...      # seconds (websockets-pong-tolerance)
+                 ) -> None: ...
     def serve_forever(self, wakeup_fd: int = ...) -> None: ...
     def app_thread(self, core: int) -> None: ...
     def fileno(self) -> int: ...
-    def run_once(self, timeout: float = ..., wakeup_fd: int = ...) -> Optional[List["Request"]]: ...
+    # runner "external": the complete requests; runner "asgi": True (apps start as tasks);
+    # None once the loop has ended
+    def run_once(self, timeout: float = ...,
+                 wakeup_fd: int = ...) -> Union[None, bool, List["Request"]]: ...
+    def asgi_setup(self, loop: Any, state: Optional[Dict[str, Any]] = ...) -> None: ...
     def stop(self, graceful: bool = ..., timeout: float = ...,
              close_listeners: bool = ...) -> None: ...
 
