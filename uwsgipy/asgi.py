@@ -464,11 +464,16 @@ def serve(server: Any, app: Any, cfg: Any, wakeup_fd: int = -1, *, mercy: float 
         raise errors[0]
 
 
+# How often run_once() runs during a stop (seconds): see _run().
+STOP_SWEEP = 0.05
+
+
 def _run(loop: asyncio.AbstractEventLoop, server: Any, errors: List[BaseException]) -> None:
     """Steps 4 of serve(): the C loop's fd and the sweep tick drive run_once()."""
     fd = server.fileno()
     ended = False
     tick: List[Any] = []
+    stopping: List[bool] = []  # the stop began: the tick runs every STOP_SWEEP s
 
     def step() -> None:
         nonlocal ended
@@ -488,11 +493,18 @@ def _run(loop: asyncio.AbstractEventLoop, server: Any, errors: List[BaseExceptio
         if more is None:
             ended = True
             loop.stop()
+        elif server.stopping and not stopping:
+            # while stopping, the last request often ends inside an app's send(), not in
+            # run_once(): look again soon, so the stop ends when that is done
+            stopping.append(True)
+            for handle in tick:
+                handle.cancel()
+            tick[:] = [loop.call_later(STOP_SWEEP, sweep)]
 
     def sweep() -> None:
         step()
         if not ended:
-            tick[:] = [loop.call_later(LOOP_SWEEP, sweep)]
+            tick[:] = [loop.call_later(STOP_SWEEP if stopping else LOOP_SWEEP, sweep)]
 
     loop.add_reader(fd, step)
     tick.append(loop.call_later(LOOP_SWEEP, sweep))
