@@ -182,6 +182,11 @@ def check_app(cfg: Any, app: Any) -> bool:
     if cfg.gevent:
         raise AppLoadError(_gevent_conflict(cfg, "the app is an async callable" if
                                             cfg.asgi == "auto" else "asgi = true"))
+    from . import _core
+    if _core.POLLER != "epoll":
+        raise AppLoadError("this build of uwsgipy polls with poll(2), which has no readiness fd "
+                           "for the asyncio event loop to wait on: ASGI apps need the epoll "
+                           "build (Linux)")
     from .routes import parse_route
     for option in ("route", "route-uri"):
         for value in getattr(cfg, option.replace("-", "_")):
