@@ -150,7 +150,7 @@ typedef struct upy_asgi {
         disconnect_given : 1, close_after : 1, logged : 1, is_uwsgi : 1,
         ping_out : 1, close_sent : 1, close_recv : 1, ws_scope : 1,
         expect_continue : 1, sent_continue : 1, counted : 1,
-        sent_trailer0 : 1;
+        sent_trailer0 : 1, linger_end : 1;
     int minor_version;
     int64_t body_left;       /* Content-Length bytes not read yet */
     upy_chunked_decoder chunk;
@@ -981,11 +981,21 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     }
     else {
         const char *q;
+        /* nginx sends Content-Type and Content-Length twice: as uwsgi_params'
+           CONTENT_TYPE / CONTENT_LENGTH and, with every other header, as
+           HTTP_CONTENT_TYPE / HTTP_CONTENT_LENGTH: one header each */
+        int http_ct = req_field(req, "http_content_type", 17) != NULL,
+            http_cl = req_field(req, "http_content_length", 19) != NULL;
         raw = req->target;
         if (raw.p != NULL && (q = memchr(raw.p, '?', raw.len)) != NULL)
             raw.len = (size_t)(q - raw.p);
         for (size_t i = 0; i < req->num_fields; i++) {
             const upy_field *f = &req->fields[i];
+            if ((f->name.len == 12 && memcmp(f->name.p, "CONTENT_TYPE", 12) == 0 &&
+                 http_ct) ||
+                (f->name.len == 14 && memcmp(f->name.p, "CONTENT_LENGTH", 14) == 0 &&
+                 http_cl))
+                continue;
             if (f->name.len > 5 && memcmp(f->name.p, "HTTP_", 5) == 0) {
                 if (append_pair(headers,
                                 var_header_name(f->name.p + 5, f->name.len - 5),
@@ -1717,8 +1727,15 @@ static void
 http_complete(upy_asgi *cy)
 {
     cy->rstate = RS_DONE;
-    if (cy->conn != NULL && out_pending(cy) == 0)
+    if (cy->conn == NULL)
+        return;
+    if (out_pending(cy) == 0)
         http_finish(cy, 1);
+    else {
+        /* the rest goes when the socket takes it (writable()) */
+        cy->conn->deadline = upy_now() + cy->conn->lst->socket_timeout;
+        rewatch(cy);
+    }
 }
 
 static PyObject *
@@ -2030,6 +2047,25 @@ ws_disconnect_msg(upy_asgi *cy)
     return m;
 }
 
+/* The WebSocket is over and its output is out: close, or, after a failure
+   with the peer's data unread, shut the write side and drain the input for
+   a moment (as after an HTTP error) so the close frame is not destroyed by
+   the reset a close with unread data sends. */
+static void
+ws_end(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    upy_loop *loop = cy->srv->loop;
+    if (c == NULL)
+        return;
+    if (cy->linger_end) {
+        upy_asgi_detach(c);
+        upy_conn_linger(loop, c);
+    }
+    else
+        upy_conn_close(loop, c);
+}
+
 /* A protocol failure (§7.1.7): close with code, no more reading. */
 static void
 ws_fail(upy_asgi *cy, int code, const char *why)
@@ -2040,12 +2076,13 @@ ws_fail(upy_asgi *cy, int code, const char *why)
     cy->close_code = code;
     (void)ws_send_close(cy, code, "", 0);
     cy->close_recv = 1;
+    cy->linger_end = 1;
     cy->wstate = WS_CLOSED;
     ws_deliver(cy, ws_disconnect_msg(cy));
     if (c != NULL) {
         c->len = 0;
         if (out_pending(cy) == 0)
-            upy_conn_close(cy->srv->loop, c);
+            ws_end(cy);
     }
 }
 
@@ -2500,7 +2537,7 @@ writable(upy_asgi *cy)
             return;
         }
         if (cy->kind == UPY_ASGI_WS && cy->wstate == WS_CLOSED) {
-            upy_conn_close(cy->srv->loop, c);
+            ws_end(cy);
             return;
         }
     }
