@@ -64,12 +64,47 @@ STATIC_SCENARIOS = {
     "static-1k": StaticFile("1k.bin", 1024, 50),
     "static-100m": StaticFile("100m.bin", 100 * 1024 * 1024, 4),
 }
-SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS)
+APPS_DIR = BENCH_DIR / "apps"
+WSLOAD_SRC = BENCH_DIR / "wsload.c"
+
+
+@dataclass(frozen=True)
+class AsgiScenario:
+    """An ASGI scenario (issue 10): the app module in bench/apps every server loads, the
+    protocol the app server speaks (nginx in front for "uwsgi"), and the load generator
+    ("wrk" for HTTP, "wsload" for WebSocket echo)."""
+
+    module: str
+    protocol: str
+    client: str
+    connections: int
+
+
+ASGI_SCENARIOS = {
+    # Raw ASGI hello: the same 13-byte body and headers as the WSGI hello.
+    "asgi-hello": AsgiScenario("asgi_hello", "http", "wrk", 50),
+    "starlette-hello": AsgiScenario("starlette_hello", "http", "wrk", 50),
+    # WebSocket echo, small text messages, one in flight per connection (bench/wsload.c).
+    "ws-echo": AsgiScenario("asgi_hello", "http", "wsload", 32),
+    # wrk -> nginx uwsgi_pass -> the app server's uwsgi socket, as nginx-uwsgi.
+    "asgi-nginx-uwsgi": AsgiScenario("asgi_hello", "uwsgi", "wrk", 50),
+}
+SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS, *ASGI_SCENARIOS)
+# Scenarios with nginx uwsgi_pass in front of the app server.
+NGINX_SCENARIOS = ("nginx-uwsgi", "asgi-nginx-uwsgi")
 DEFAULT_SERVERS = ("uwsgipy", "uwsgi", "bjoern", "uwsgi-router", "uwsgi-close")
 STATIC_DEFAULT_SERVERS = ("uwsgipy", "nginx", "uwsgi")
+ASGI_DEFAULT_SERVERS = ("uwsgipy", "uvicorn", "granian", "socketify", "gunicorn")
+# Where the ASGI peers are installed (bench/README.md): a venv of their own, not the test
+# venv; uwsgipy runs from the same interpreter (imported from this checkout), so every
+# ASGI row shares one uvloop and one Starlette.
+DEFAULT_ASGI_PYTHON = os.environ.get("BENCH_ASGI_PYTHON") or (
+    "/tmp/benchvenv/bin/python" if os.path.exists("/tmp/benchvenv/bin/python")
+    else sys.executable)
 # Extra rows that exist in one scenario only; elsewhere they are dropped
-# without a row (the three main servers always get a row, skipped or not).
+# without a row (the main servers always get a row, skipped or not).
 MAIN_SERVERS = ("uwsgipy", "uwsgi", "bjoern")
+ASGI_MAIN_SERVERS = ASGI_DEFAULT_SERVERS
 
 # How long a server gets to answer its first request before it counts as
 # failed to start.  uWSGI and bjoern answer in well under a second here.
@@ -104,24 +139,32 @@ class ServerSpec:
     # For a server that needs files written first (nginx serving static):
     # builds the argv from the port and the measurement's temp dir instead.
     argv_in: Optional[Callable[[int, Path], list[str]]] = None
+    # A master process that forks the worker(s) (gunicorn's arbiter, granian's main
+    # process): "worker CPU" then counts the descendants only, not the master.
+    master: bool = False
 
 
 def _which_or_reason(exe: str) -> Optional[str]:
     return None if shutil.which(exe) else f"`{exe}` not found on PATH"
 
 
-def _import_reason(python: str, module: str) -> Optional[str]:
+def _import_reason(python: str, module: str, check: str = "") -> Optional[str]:
+    """None if `python` (run from the checkout, as the servers are) imports `module` and
+    `check` (a statement) passes, else why not."""
+    code = f"import {module}" + (f"; {check}" if check else "")
     proc = subprocess.run(
-        [python, "-c", f"import {module}"], capture_output=True, text=True
+        [python, "-c", code], capture_output=True, text=True, cwd=str(REPO_DIR)
     )
     if proc.returncode == 0:
         return None
     last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
-    return f"`{python} -c 'import {module}'` failed: {last}"
+    return f"`{python} -c '{code}'` failed: {last}"
 
 
 def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpec]:
     """All known servers for `scenario`; the CLI picks some by name."""
+    if scenario in ASGI_SCENARIOS:
+        return asgi_server_specs(args, scenario)
     app = str(args.app)
     py = args.python
     # One process, one thread, no master, no request log: the leanest
@@ -328,6 +371,118 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
     return specs
 
 
+def asgi_server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpec]:
+    """The ASGI rows (issue 10): the same app module for every server, one process (or a
+    master and one worker), one event loop, uvloop, no access log."""
+    sc = ASGI_SCENARIOS[scenario]
+    py = args.asgi_python
+    mod = sc.module
+    app_file = str(APPS_DIR / f"{mod}.py")
+    uwsgi_proto = sc.protocol == "uwsgi"
+    uwsgipy_extra = list(args.uwsgipy_arg or [])
+    specs: dict[str, ServerSpec] = {}
+
+    def peer(dist: str) -> Callable[[], Optional[str]]:
+        return lambda: _import_reason(py, dist)
+
+    specs["uwsgipy"] = ServerSpec(
+        "uwsgipy",
+        lambda p: [py, "-m", "uwsgipy", "--socket" if uwsgi_proto else "--http-socket",
+                   f"127.0.0.1:{p}", "--wsgi-file", app_file, "--asgi", "true",
+                   "--loop", "uvloop", "--processes", "1", "--threads", "1",
+                   "--disable-logging", *uwsgipy_extra],
+        sc.protocol,
+        note="asgi = true, loop = uvloop, the C core's ASGI runner"
+             + (" on a uwsgi socket" if uwsgi_proto else ""),
+        available=lambda: _import_reason(
+            py, "uwsgipy._core as c",
+            "assert hasattr(c.Server, 'asgi_setup'), 'this build of the core has no ASGI'"),
+    )
+    if scenario == "asgi-hello":
+        # The same server on the WSGI hello (bench/apps/hello.py, same body and headers):
+        # what the ASGI path costs over WSGI, in the same run.
+        specs["uwsgipy-wsgi"] = ServerSpec(
+            "uwsgipy-wsgi",
+            lambda p: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
+                       "--wsgi-file", str(HELLO_APP), "--processes", "1", "--threads", "1",
+                       "--disable-logging", *uwsgipy_extra],
+            "http",
+            note="the WSGI hello (bench/apps/hello.py) on the same server: the ASGI "
+                 "path's cost over WSGI",
+            available=lambda: _import_reason(py, "uwsgipy._core"),
+        )
+    if uwsgi_proto:
+        # Only gunicorn among the peers reads the uwsgi protocol (27.0: its own `asgi`
+        # worker with --protocol uwsgi, gunicorn/asgi/uwsgi.py).
+        for name in ("uvicorn", "granian", "socketify"):
+            specs[name] = ServerSpec(
+                name, lambda p: [], "uwsgi",
+                available=lambda name=name: f"{name} does not speak the uwsgi protocol "
+                                            "(not applicable behind uwsgi_pass)")
+    else:
+        for name, ws in (("uvicorn", "websockets"), ("uvicorn-sansio", "websockets-sansio")):
+            specs[name] = ServerSpec(
+                name,
+                lambda p, ws=ws: [py, "-m", "uvicorn", "--app-dir", str(APPS_DIR), f"{mod}:app",
+                                  "--host", "127.0.0.1", "--port", str(p), "--loop", "uvloop",
+                                  "--http", "httptools", "--ws", ws, "--no-access-log",
+                                  "--log-level", "warning"],
+                "http",
+                note=f"uvloop + httptools, --ws {ws}, one process",
+                available=peer("uvicorn"),
+            )
+        specs["granian"] = ServerSpec(
+            "granian",
+            lambda p: [py, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                       "--port", str(p), "--workers", "1", "--runtime-threads", "1",
+                       "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                       "--working-dir", str(APPS_DIR), f"{mod}:app"],
+            "http",
+            note="--interface asgi, 1 worker process (forked by granian's main process), "
+                 "1 runtime thread, uvloop",
+            available=peer("granian"),
+            master=True,
+        )
+        specs["socketify"] = ServerSpec(
+            "socketify",
+            # socketify imports APP from sys.path: the apps dir goes first.
+            lambda p: ["env", f"PYTHONPATH={APPS_DIR}", py, "-m", "socketify", f"{mod}:app",
+                       "--host", "127.0.0.1", "--port", str(p), "--interface", "asgi",
+                       "--workers", "1"],
+            "http",
+            note="--interface asgi, 1 worker (one process: uWebSockets + its libuv loop)",
+            available=peer("socketify"),
+        )
+    specs["gunicorn"] = ServerSpec(
+        "gunicorn",
+        lambda p: [py, "-m", "gunicorn", "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{p}",
+                   "--chdir", str(APPS_DIR), "--asgi-loop", "uvloop", "--log-level", "warning",
+                   *(["--protocol", "uwsgi"] if uwsgi_proto else []), f"{mod}:app"],
+        sc.protocol,
+        note="-k asgi (gunicorn's own asyncio ASGI worker), 1 worker under the arbiter, "
+             "--asgi-loop uvloop" + (", --protocol uwsgi" if uwsgi_proto else ""),
+        available=peer("gunicorn"),
+        master=True,
+    )
+    return specs
+
+
+def build_wsload() -> tuple[Optional[Path], Optional[str]]:
+    """Compile bench/wsload.c (no dependencies) into a temp dir, once per source change;
+    returns (binary, None) or (None, why not)."""
+    if not shutil.which("gcc"):
+        return None, "`gcc` not found (apt-get install -y gcc): ws-echo needs bench/wsload.c built"
+    digest = hashlib.sha256(WSLOAD_SRC.read_bytes()).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / "uwsgipy-bench" / f"wsload-{digest}"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(WSLOAD_SRC)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, f"building bench/wsload.c failed:\n{proc.stderr}"
+    return out, None
+
+
 # --------------------------------------------------------------------------
 # Processes, ports, readiness
 # --------------------------------------------------------------------------
@@ -526,12 +681,12 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
-def tree_cpu_split(root: int) -> tuple[float, float]:
+def tree_cpu_split(root: int, skip_root: bool = False) -> tuple[float, float]:
     """(user, system) seconds of the tree's live processes, each including
     what they already reaped (cutime, cstime).  Fields 14-17 of proc(5),
-    0-based 11-14 here."""
+    0-based 11-14 here.  skip_root: the descendants only (a master's workers)."""
     user = system = 0
-    for pid in tree_pids(root):
+    for pid in tree_pids(root)[1 if skip_root else 0:]:
         f = _stat_fields(pid)
         if f:
             user += int(f[11]) + int(f[13])
@@ -627,10 +782,27 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
+def parse_wsload(out: str) -> dict:
+    """Pick messages/s, percentiles, totals and errors from bench/wsload.c's
+    "key: value" lines, under the names parse_wrk uses (a message is a request)."""
+    kv = dict(re.findall(r"^([\w./]+): (\S+)$", out, re.M))
+    res: dict = {"non2xx": 0, "socket_errors": {"ws": int(kv.get("errors", 0))}}
+    res["rps"] = float(kv["Messages/sec"]) if "Messages/sec" in kv else None
+    if "messages" in kv:
+        res["requests"] = int(kv["messages"])
+        res["elapsed_s"] = float(kv["elapsed_s"])
+    for pct in ("50", "75", "90", "99"):
+        v = kv.get(f"latency_p{pct}_us")
+        res[f"p{pct}_us"] = float(v) if v is not None else None
+    return res
+
+
 def scenario_connections(args: argparse.Namespace, scenario: str) -> int:
-    """wrk -c: the option, else the scenario's own default."""
+    """wrk -c (wsload -c): the option, else the scenario's own default."""
     if args.connections is not None:
         return args.connections
+    if scenario in ASGI_SCENARIOS:
+        return ASGI_SCENARIOS[scenario].connections
     return STATIC_SCENARIOS[scenario].connections if scenario in STATIC_SCENARIOS else 50
 
 
@@ -641,7 +813,18 @@ def scenario_path(scenario: str) -> str:
     return "/"
 
 
+def uses_wsload(scenario: str) -> bool:
+    return scenario in ASGI_SCENARIOS and ASGI_SCENARIOS[scenario].client == "wsload"
+
+
 def wrk_argv(args: argparse.Namespace, scenario: str, port: int, duration: str) -> list[str]:
+    """The load generator's command line: wrk, or bench/wsload.c for WebSocket echo."""
+    if uses_wsload(scenario):
+        return pinned(args.client_cpu, [
+            str(args.wsload), "-c", str(scenario_connections(args, scenario)),
+            "-d", f"{duration_seconds(duration):g}", "-s", str(args.ws_message_size),
+            "-p", scenario_path(scenario), "127.0.0.1", str(port),
+        ])
     return pinned(args.client_cpu, [
         "wrk", f"-t{args.wrk_threads}", f"-c{scenario_connections(args, scenario)}",
         f"-d{duration}", "--latency", f"http://127.0.0.1:{port}{scenario_path(scenario)}",
@@ -784,6 +967,9 @@ class Measurement:
     server_cpu_util: Optional[float] = None  # fraction of one core
     client_cpu_util: Optional[float] = None  # wrk's CPU over the run, fraction of one core
     nginx_cpu_us_per_req: Optional[float] = None
+    # The worker process(es) only: the tree less a master (ServerSpec.master), else the
+    # same as server_cpu_us_per_req.
+    worker_cpu_us_per_req: Optional[float] = None
     # CPU-seconds per second of wall time used on the machine by processes
     # other than the server, nginx and wrk: noise from whatever else runs.
     other_cpu_util: Optional[float] = None
@@ -830,7 +1016,7 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                 m.error = err
                 return m
             target = port
-            if scenario == "nginx-uwsgi":
+            if scenario in NGINX_SCENARIOS:
                 nginx, target, err = start_nginx(args, tmp, port)
                 if err:
                     errlog = tmp / "nginx-error.log"
@@ -846,6 +1032,7 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
             m.wrk_argv = wrk_argv(args, scenario, target, args.duration)
             split0 = tree_cpu_split(server.pid)
             cpu0 = sum(split0)
+            work0 = sum(tree_cpu_split(server.pid, skip_root=True)) if spec.master else cpu0
             ng0 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
             busy0, kids0 = machine_busy_seconds(), children_cpu_seconds()
             steal0 = machine_steal_seconds()
@@ -855,6 +1042,7 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
             wall = time.monotonic() - t0
             split1 = tree_cpu_split(server.pid)
             cpu1 = sum(split1)
+            work1 = sum(tree_cpu_split(server.pid, skip_root=True)) if spec.master else cpu1
             ng1 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
             busy1, kids1 = machine_busy_seconds(), children_cpu_seconds()
             m.steal_util = (machine_steal_seconds() - steal0) / wall
@@ -863,10 +1051,12 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
             m.other_cpu_util = max(0.0, (busy1 - busy0) - ours) / wall
             m.wrk_output = wrk.stdout + wrk.stderr
             m.server_alive_after = server.alive()
+            client = "wsload" if uses_wsload(scenario) else "wrk"
             if wrk.returncode != 0:
-                m.error = f"wrk exited {wrk.returncode}: {m.wrk_output[-2000:]}"
+                m.error = f"{client} exited {wrk.returncode}: {m.wrk_output[-2000:]}"
                 return m
-            for k, v in parse_wrk(wrk.stdout).items():
+            parse = parse_wsload if uses_wsload(scenario) else parse_wrk
+            for k, v in parse(wrk.stdout).items():
                 setattr(m, k, v)
             m.server_cpu_s = cpu1 - cpu0
             m.server_cpu_util = m.server_cpu_s / wall
@@ -877,6 +1067,7 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                 m.server_cpu_us_per_req = m.server_cpu_s * 1e6 / m.requests
                 m.server_user_us_per_req = (split1[0] - split0[0]) * 1e6 / m.requests
                 m.server_sys_us_per_req = (split1[1] - split0[1]) * 1e6 / m.requests
+                m.worker_cpu_us_per_req = (work1 - work0) * 1e6 / m.requests
                 if nginx:
                     m.nginx_cpu_us_per_req = (ng1 - ng0) * 1e6 / m.requests
             if not m.server_alive_after:
@@ -907,7 +1098,7 @@ def _median(values: list) -> Optional[float]:
 def summarise(ms: list[Measurement]) -> dict:
     ok = [m for m in ms if m.ok]
     errs = {"non2xx": sum(m.non2xx for m in ok)}
-    for k in ("connect", "read", "write", "timeout"):
+    for k in ("connect", "read", "write", "timeout", "ws"):
         errs[k] = sum(m.socket_errors.get(k, 0) for m in ok)
     return {
         "rounds_ok": len(ok),
@@ -922,6 +1113,7 @@ def summarise(ms: list[Measurement]) -> dict:
         "user_us_per_req": _median([m.server_user_us_per_req for m in ok]),
         "sys_us_per_req": _median([m.server_sys_us_per_req for m in ok]),
         "nginx_cpu_us_per_req": _median([m.nginx_cpu_us_per_req for m in ok]),
+        "worker_cpu_us_per_req": _median([m.worker_cpu_us_per_req for m in ok]),
         "gb_per_s": _median([m.gb_per_s for m in ok]),
         "other_cpu_util_max": max((m.other_cpu_util or 0.0 for m in ok), default=None),
         "rps_rounds": [m.rps for m in ok],
@@ -943,20 +1135,28 @@ def _fmt(v: Optional[float], spec: str) -> str:
 def render_table(scenario: str, summary: dict, baseline: str) -> str:
     base = summary.get(baseline, {})
     b_rps, b_cpu = base.get("rps"), base.get("cpu_us_per_req")
-    nginx = scenario == "nginx-uwsgi"
+    nginx = scenario in NGINX_SCENARIOS
     bulk = scenario == "static-100m"
+    asgi = scenario in ASGI_SCENARIOS
     b_gbs = base.get("gb_per_s")
-    head = ["server", "req/s", "req/s best", "p50", "p99", "CPU µs/req", "user+sys µs", "server CPU %"]
+    rate = "msg/s" if uses_wsload(scenario) else "req/s"
+    unit = "msg" if uses_wsload(scenario) else "req"
+    head = ["server", rate, f"{rate} best", "p50", "p99", f"CPU µs/{unit}", "user+sys µs"]
+    if asgi:
+        # Without a master (gunicorn's arbiter, granian's main process): the same figure.
+        head.append(f"worker CPU µs/{unit}")
+    head.append("server CPU %")
     if nginx:
-        head.append("nginx CPU µs/req")
+        head.append(f"nginx CPU µs/{unit}")
     static = scenario in STATIC_SCENARIOS
-    if static:
-        # Near 100: wrk (its copy of every byte, its reconnects) was the ceiling.
-        head.append("wrk CPU %")
+    if static or asgi:
+        # Near 100: the load generator (wrk's copy of every byte, its reconnects; wsload)
+        # was the ceiling.
+        head.append("wsload CPU %" if uses_wsload(scenario) else "wrk CPU %")
     if bulk:
         head += ["GB/s", f"GB/s vs {baseline}"]
-    head += [f"req/s vs {baseline}", f"CPU/req vs {baseline}", "errors", "other load % (max)",
-             "rounds ok"]
+    head += [f"{rate} vs {baseline}", f"CPU/{unit} vs {baseline}", "errors",
+             "other load % (max)", "rounds ok"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in summary.items():
         if "skipped" in s:
@@ -972,11 +1172,13 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
         row = [name, _fmt(s["rps"], ",.0f"), _fmt(s["rps_best"], ",.0f"), _fmt_us(s["p50_us"]), _fmt_us(s["p99_us"]),
                _fmt(s["cpu_us_per_req"], ".1f"),
                ("-" if s["user_us_per_req"] is None else
-                f"{s['user_us_per_req']:.1f}+{s['sys_us_per_req']:.1f}"),
-               _fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f")]
+                f"{s['user_us_per_req']:.1f}+{s['sys_us_per_req']:.1f}")]
+        if asgi:
+            row.append(_fmt(s.get("worker_cpu_us_per_req"), ".1f"))
+        row.append(_fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f"))
         if nginx:
             row.append(_fmt(s["nginx_cpu_us_per_req"], ".1f"))
-        if static:
+        if static or asgi:
             row.append(_fmt(None if s.get("client_cpu_util") is None
                             else s["client_cpu_util"] * 100, ".0f"))
         if bulk:
@@ -989,11 +1191,17 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
     return "\n".join(rows)
 
 
-# Issue 9's speed goals: (scenario, metric, numerator, denominator, goal).
-STATIC_GOALS = (
-    ("static-1k", "rps", "uwsgipy", "nginx", 0.9),
-    ("static-1k", "rps", "uwsgipy", "uwsgi", 2.0),
-    ("static-100m", "gb_per_s", "uwsgipy", "nginx", 0.95),
+# The issues' speed goals: (scenario, metric, numerator, denominators, goal, direction).
+# Several denominators: the best of them (the highest rate, the lowest CPU) that ran.
+# Issue 9 (static) and issue 10 (ASGI).
+GOALS = (
+    ("static-1k", "rps", "uwsgipy", ("nginx",), 0.9, ">="),
+    ("static-1k", "rps", "uwsgipy", ("uwsgi",), 2.0, ">="),
+    ("static-100m", "gb_per_s", "uwsgipy", ("nginx",), 0.95, ">="),
+    ("asgi-hello", "rps", "uwsgipy", ("uvicorn", "granian", "socketify"), 2.0, ">="),
+    ("starlette-hello", "rps", "uwsgipy", ("uvicorn",), 1.5, ">="),
+    ("ws-echo", "rps", "uwsgipy", ("uvicorn",), 2.0, ">="),
+    ("asgi-nginx-uwsgi", "worker_cpu_us_per_req", "uwsgipy", ("gunicorn",), 0.25, "<="),
 )
 
 
@@ -1001,20 +1209,32 @@ def goal_lines(scenario: str, summary: dict) -> list[str]:
     """The issue's ratios (uwsgipy ÷ peer, from this run's medians) against
     their goals, plus CPU per request side by side."""
     out = []
-    for scen, metric, num, den, goal in STATIC_GOALS:
+    for scen, metric, num, dens, goal, direction in GOALS:
         if scen != scenario:
             continue
-        a, b = summary.get(num, {}).get(metric), summary.get(den, {}).get(metric)
-        if a and b:
-            verdict = "met" if a / b >= goal else "NOT met"
-            out.append(f"{num} ÷ {den} {metric}: {a / b:.2f}× (goal ≥ {goal}×: {verdict})")
+        a = summary.get(num, {}).get(metric)
+        peers = [(summary[d][metric], d) for d in dens if summary.get(d, {}).get(metric)]
+        label = (f"fastest of {', '.join(dens)}" if direction == ">="
+                 else f"leanest of {', '.join(dens)}")
+        if a and peers:
+            b, den = max(peers) if direction == ">=" else min(peers)
+            met = a / b >= goal if direction == ">=" else a / b <= goal
+            which = f" ({label})" if len(dens) > 1 else ""
+            out.append(f"{num} ÷ {den}{which} {metric}: {a / b:.2f}× "
+                       f"(goal {'≥' if direction == '>=' else '≤'} {goal}×: "
+                       f"{'met' if met else 'NOT met'})")
         else:
-            out.append(f"{num} ÷ {den} {metric}: n/a (a row is missing or failed)")
-    if scenario in STATIC_SCENARIOS:
-        cpu = [f"{n} {s['cpu_us_per_req']:.1f}" for n, s in summary.items()
-               if s.get("cpu_us_per_req")]
+            missing = [n for n in (num, *dens) if not summary.get(n, {}).get(metric)]
+            out.append(f"{num} ÷ {'/'.join(dens)} {metric}: n/a (no figure for "
+                       f"{', '.join(missing)}: skipped or failed)")
+    if scenario in STATIC_SCENARIOS or scenario in ASGI_SCENARIOS:
+        key = "worker_cpu_us_per_req" if scenario in ASGI_SCENARIOS else "cpu_us_per_req"
+        what = ("worker CPU µs/message" if uses_wsload(scenario)
+                else "worker CPU µs/request" if scenario in ASGI_SCENARIOS
+                else "server CPU µs/request")
+        cpu = [f"{n} {s[key]:.1f}" for n, s in summary.items() if s.get(key)]
         if cpu:
-            out.append("server CPU µs/request: " + ", ".join(cpu))
+            out.append(f"{what}: " + ", ".join(cpu))
     return out
 
 
@@ -1022,7 +1242,7 @@ def uwsgipy_core_id(python: str) -> str:
     """sha256 prefix and mtime of the uwsgipy._core binary: the tree may be
     rebuilt while a run goes on, and a changed binary is a different server."""
     p = subprocess.run([python, "-c", "import uwsgipy._core as c; print(c.__file__)"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=str(REPO_DIR))
     if p.returncode != 0:
         return "not importable"
     path = Path(p.stdout.strip())
@@ -1048,7 +1268,22 @@ def _py_dist_version(python: str, dist: str) -> str:
     return p.stdout.strip() if p.returncode == 0 else "not installed"
 
 
+# The ASGI rows' packages, whose versions the results record (from args.asgi_python).
+ASGI_DISTS = ("uvicorn", "uvloop", "httptools", "websockets", "granian", "socketify",
+              "gunicorn", "starlette")
+
+
 def environment(args: argparse.Namespace) -> dict:
+    env = _environment(args)
+    if any(s in ASGI_SCENARIOS for s in args.scenario):
+        env["asgi_python"] = f"{args.asgi_python} ({_version([args.asgi_python, '--version'])})"
+        env["uwsgipy_core_asgi"] = uwsgipy_core_id(args.asgi_python)
+        for dist in ASGI_DISTS:
+            env[dist] = _py_dist_version(args.asgi_python, dist)
+    return env
+
+
+def _environment(args: argparse.Namespace) -> dict:
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -1076,15 +1311,36 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
     md = args.results_dir / f"{stem}.md"
     raw = args.results_dir / f"{stem}.json"
     cmd = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    if uses_wsload(scenario):
+        client = (f"wsload (bench/wsload.c): `-c {scenario_connections(args, scenario)} "
+                  f"-d {duration_seconds(args.duration):g} -s {args.ws_message_size} "
+                  f"-p {scenario_path(scenario)} 127.0.0.1 PORT` (each connection: the "
+                  "upgrade handshake, then one masked text message in flight at a time, "
+                  "each echo checked byte for byte)")
+    else:
+        client = (f"wrk: `-t{args.wrk_threads} -c{scenario_connections(args, scenario)} "
+                  f"-d{args.duration} --latency http://127.0.0.1:PORT{scenario_path(scenario)}`")
+    asgi_notes = []
+    if scenario in ASGI_SCENARIOS:
+        asgi_notes = [
+            f"App: `bench/apps/{ASGI_SCENARIOS[scenario].module}.py`, the same module for "
+            f"every server, all run by `{env.get('asgi_python')}` (uwsgipy imported from this "
+            "checkout). worker CPU: the worker process(es) only, without a master "
+            "(gunicorn's arbiter, granian's main process); for single-process servers the "
+            "same as CPU. " + ("A message is one echo round trip (sent and received back); "
+                               "CPU per message is per round trip. "
+                               if uses_wsload(scenario) else ""),
+            "",
+        ]
     lines = [
         f"# {scenario} — {env['date']}",
         "",
         f"Command: `{cmd}`  ",
-        f"wrk: `-t{args.wrk_threads} -c{scenario_connections(args, scenario)} -d{args.duration} "
-        f"--latency http://127.0.0.1:PORT{scenario_path(scenario)}`, "
+        f"{client}, "
         f"warm-up {args.warmup}s, {args.rounds} rounds interleaved, medians shown.  ",
-        f"Pinning: server CPU {args.server_cpu}, wrk CPU {args.client_cpu}"
-        + (f", nginx CPU {args.nginx_cpu}" if scenario == "nginx-uwsgi" else "") + ".  ",
+        f"Pinning: server CPU {args.server_cpu}, "
+        f"{'wsload' if uses_wsload(scenario) else 'wrk'} CPU {args.client_cpu}"
+        + (f", nginx CPU {args.nginx_cpu}" if scenario in NGINX_SCENARIOS else "") + ".  ",
         "req/s is the median over rounds, req/s best the best round (least disturbed). "
         "CPU µs/req: the app server's whole process tree (utime+stime, /proc) over the "
         "wrk run divided by requests completed. server CPU %: of one core. "
@@ -1097,6 +1353,7 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
             "GB/s: completed responses × file size ÷ wrk's elapsed time (10^9 B/s)."]
           if scenario in STATIC_SCENARIOS else []),
         "",
+        *asgi_notes,
         table,
         "",
         *[f"- {line}" for line in goal_lines(scenario, summary)],
@@ -1105,6 +1362,9 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
                                   ("python", "uwsgipy", "uwsgipy_core", "git_head", "uwsgi",
                                    "bjoern", "nginx", "wrk"))
         + f"; uncommitted files in csrc/ and uwsgipy/: {env['git_dirty_files']}",
+        *(["", "ASGI peers: " + ", ".join(f"{k} `{env[k]}`" for k in
+                                          ("asgi_python", "uwsgipy_core_asgi", *ASGI_DISTS))]
+          if scenario in ASGI_SCENARIOS else []),
         "",
         "Server command lines (port varies per run):",
         "",
@@ -1137,14 +1397,17 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Benchmark uwsgipy side by side with uWSGI and bjoern (127.0.0.1 only).")
+        description="Benchmark uwsgipy side by side with uWSGI and bjoern, and (ASGI "
+                    "scenarios) uvicorn, granian, socketify and gunicorn (127.0.0.1 only).")
     p.add_argument("--scenario", action="append", choices=SCENARIOS,
                    help="scenario to run; repeatable (default: all)")
     p.add_argument("--servers", default=None,
                    help="comma-separated servers (default: " + ",".join(DEFAULT_SERVERS)
                         + "; for the static scenarios " + ",".join(STATIC_DEFAULT_SERVERS)
+                        + "; for the ASGI ones " + ",".join(ASGI_DEFAULT_SERVERS)
                         + "; http-keepalive also knows uwsgi-http11, uwsgi-router, "
-                          "uwsgi-close, static ones uwsgi-http11)")
+                          "uwsgi-close, static ones uwsgi-http11, ASGI HTTP ones "
+                          "uvicorn-sansio, asgi-hello uwsgipy-wsgi)")
     p.add_argument("--baseline", default="uwsgipy", help="server the ratios divide by")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", "-d", default="10s", help="wrk -d per measurement")
@@ -1173,6 +1436,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--noisy-retries", type=int, default=2,
                    help="how many times a noisy run is measured again (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="interpreter for uwsgipy/bjoern")
+    p.add_argument("--asgi-python", default=DEFAULT_ASGI_PYTHON,
+                   help="interpreter of the ASGI scenarios, every row (uwsgipy from this "
+                        "checkout, uvicorn, granian, socketify, gunicorn): a venv with the "
+                        "peers (bench/README.md; default: $BENCH_ASGI_PYTHON, else "
+                        "/tmp/benchvenv/bin/python when it exists; now %(default)s)")
+    p.add_argument("--ws-message-size", type=int, default=16,
+                   help="ws-echo: bytes of each text message (default: %(default)s)")
     p.add_argument("--ref-python", default=None, metavar="PY",
                    help="adds server uwsgipy-ref: uwsgipy as PY imports it (e.g. a script "
                         "that cds into a checkout of an older commit with its extension "
@@ -1202,8 +1472,13 @@ def preflight(args: argparse.Namespace) -> Optional[str]:
     for cpu in {args.server_cpu, args.client_cpu, args.nginx_cpu}:
         if cpu >= ncpu:
             return f"CPU {cpu} does not exist on this {ncpu}-CPU machine"
-    if "nginx-uwsgi" in args.scenario and not os.path.exists(args.nginx):
+    if any(s in NGINX_SCENARIOS for s in args.scenario) and not os.path.exists(args.nginx):
         return "nginx-uwsgi needs nginx (apt-get install -y nginx); or pass --scenario http-keepalive"
+    args.wsload = None
+    if any(uses_wsload(s) for s in args.scenario):
+        args.wsload, err = build_wsload()
+        if err:
+            return err
     return None
 
 
@@ -1231,10 +1506,12 @@ def run_scenarios(args: argparse.Namespace, env: dict) -> int:
         runnable: list[ServerSpec] = []
         summary: dict[str, dict] = {}
         names = args.servers or (STATIC_DEFAULT_SERVERS if scenario in STATIC_SCENARIOS
+                                 else ASGI_DEFAULT_SERVERS if scenario in ASGI_SCENARIOS
                                  else DEFAULT_SERVERS)
+        main_servers = ASGI_MAIN_SERVERS if scenario in ASGI_SCENARIOS else MAIN_SERVERS
         for name in names:
             spec = specs.get(name)
-            if spec is None and name not in MAIN_SERVERS:
+            if spec is None and name not in main_servers:
                 print(f"[{scenario}] {name} is not defined for this scenario; ignored")
                 continue
             reason = (f"unknown server for {scenario}" if spec is None else spec.available())
@@ -1261,9 +1538,10 @@ def run_scenarios(args: argparse.Namespace, env: dict) -> int:
                 measurements.append(m)
                 if m.ok:
                     errs = {k: v for k, v in m.socket_errors.items() if v}
+                    unit = "msg" if uses_wsload(scenario) else "req"
                     print(f"[{scenario}] round {rnd + 1}/{args.rounds} {spec.name}: "
-                          f"{m.rps:,.0f} req/s, p50 {_fmt_us(m.p50_us)}, p99 {_fmt_us(m.p99_us)}, "
-                          f"{_fmt(m.server_cpu_us_per_req, '.1f')} CPU µs/req, "
+                          f"{m.rps:,.0f} {unit}/s, p50 {_fmt_us(m.p50_us)}, p99 {_fmt_us(m.p99_us)}, "
+                          f"{_fmt(m.server_cpu_us_per_req, '.1f')} CPU µs/{unit}, "
                           f"CPU {_fmt((m.server_cpu_util or 0) * 100, '.0f')}%, "
                           f"other load {_fmt((m.other_cpu_util or 0) * 100, '.0f')}%, "
                           f"steal {_fmt((m.steal_util or 0) * 100, '.0f')}%"
