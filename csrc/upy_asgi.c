@@ -178,6 +178,8 @@ typedef struct upy_asgi {
     PyObject *close_reason;  /* str or NULL */
     double ping_at;          /* when our ping went out */
     double close_deadline;
+    char method[16];         /* for the scoreboard while it is the oldest */
+    char uri[88];
 } upy_asgi;
 
 typedef struct {
@@ -594,13 +596,20 @@ list_remove(upy_asgi *cy)
     Py_DECREF(cy);
 }
 
-/* Slot 0's request_started: the oldest request in flight (harakiri). */
+/* Slot 0 shows the oldest request in flight: its start (harakiri counts
+   from it), method and URI (the master's harakiri line names them). */
 static void
 slot_update(upy_server *srv)
 {
     upy_slot *sl = srv->cores[0].slot;
-    if (sl != NULL)
-        sl->request_started = srv->asgi->oldest ? srv->asgi->oldest->started : 0;
+    upy_asgi *o = srv->asgi->oldest;
+    if (sl == NULL)
+        return;
+    if (o != NULL) {
+        memcpy(sl->method, o->method, sizeof sl->method);
+        memcpy(sl->uri, o->uri, sizeof sl->uri);
+    }
+    sl->request_started = o != NULL ? o->started : 0;
 }
 
 static void
@@ -1195,6 +1204,14 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
         return -1;
     }
     cy->started = upy_now();
+    {
+        size_t ml = req->method.len < sizeof cy->method - 1
+                        ? req->method.len : sizeof cy->method - 1;
+        size_t ul = req->target.len < sizeof cy->uri - 1
+                        ? req->target.len : sizeof cy->uri - 1;
+        memcpy(cy->method, req->method.p, ml);
+        memcpy(cy->uri, req->target.p, ul);  /* NUL-terminated: zeroed */
+    }
     cy->minor_version = req->minor_version;
     cy->is_uwsgi = req->proto == UPY_PROTO_UWSGI;
     cy->is_head = req->is_head;
@@ -1243,20 +1260,6 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     c->state = UPY_CONN_ASGI;
     c->asgi = (PyObject *)cy;  /* the reference cycle_new made */
     c->deadline = 0;
-    {
-        /* the request's counters and the scoreboard */
-        upy_slot *sl = srv->cores[0].slot;
-        if (sl != NULL) {
-            size_t ml = req->method.len < sizeof sl->method - 1
-                            ? req->method.len : sizeof sl->method - 1;
-            size_t ul = req->target.len < sizeof sl->uri - 1
-                            ? req->target.len : sizeof sl->uri - 1;
-            memcpy(sl->method, req->method.p, ml);
-            sl->method[ml] = '\0';
-            memcpy(sl->uri, req->target.p, ul);
-            sl->uri[ul] = '\0';
-        }
-    }
     rewatch(cy);
     return c->state == UPY_CONN_CLOSED ? -1 : 0;
 error:
@@ -2354,6 +2357,7 @@ ws_accept(upy_asgi *cy, PyObject *msg)
     list_remove(cy);
     slot_update(cy->srv);
     upy_count_request(cy->srv->loop, c, 101, cy->started);
+    slot_update(cy->srv);  /* counting cleared the slot's start */
     memmove(c->buf, c->buf + c->head_len, c->len - c->head_len);
     c->len -= c->head_len;
     c->head_len = 0;

@@ -806,3 +806,42 @@ def test_class_instance_and_forced_asgi(server_factory):
     s3 = server_factory("--http-socket", "127.0.0.1:0", "--pythonpath", "tests/apps", "--module",
                         "asgi_raw:sync_app")
     assert http_request(s3.http_addr, "GET", "/").body == b"wsgi here", "a plain function stays WSGI"
+
+
+def test_harakiri_bounds_an_asgi_request_that_never_answers(server_factory):
+    """A task that never responds is bounded by harakiri: scoreboard slot 0 carries the oldest
+    request in flight, so the master kills the worker for it (and names it), although the
+    worker's loop went on serving other requests meanwhile; a new worker serves."""
+    s = server_factory("--http-socket", "127.0.0.1:0", *RAW, "--master", "--processes", "1",
+                       "--harakiri", "2")
+    old = int(http_request(s.http_addr, "GET", "/pid").body)
+    stuck = {}
+
+    def hang():
+        try:
+            stuck["r"] = http_request(s.http_addr, "GET", "/sleep?s=60&token=hk", timeout=20)
+        except Exception as exc:  # the worker dies under it: no response
+            stuck["exc"] = exc
+
+    t = threading.Thread(target=hang, daemon=True)
+    t.start()
+    s.wait_for("sleep-start hk", 5)
+    # the stuck task does not hold the loop: other requests are answered meanwhile
+    for i in range(5):
+        assert http_request(s.http_addr, "GET", f"/hello?n={i}").status == 200
+    m = s.wait_for(re.compile(r"harakiri: worker 1 \(pid (\d+)\) killed after ([\d.]+)s on GET "
+                              r"(/sleep\S*)"), 8)
+    mm = re.search(r"harakiri: worker 1 \(pid (\d+)\) killed after ([\d.]+)s on GET (/sleep\S*)", m)
+    assert int(mm.group(1)) == old and mm.group(3).startswith("/sleep?s=60"), m
+    assert 2.0 <= float(mm.group(2)) < 4.5, m
+    t.join(20)
+    assert "r" not in stuck or stuck["r"].status != 200, stuck
+
+    def new_pid():
+        try:
+            p = int(http_request(s.http_addr, "GET", "/pid", timeout=5).body)
+        except (OSError, IncompleteResponse):  # the listener's backlog while respawning
+            return None
+        return p if p != old else None
+
+    assert wait_until(new_pid, 10, what="a replacement worker serving")
