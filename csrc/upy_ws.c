@@ -398,7 +398,7 @@ void upy_ws_sha1(const uint8_t *p, size_t n, uint8_t out[20])
 /* The handshake's accept key (§4.2.2) and base64 (RFC 4648 §4)        */
 /* ------------------------------------------------------------------ */
 
-static const char b64_alphabet[64] =
+static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int b64_is_alpha(char ch)
