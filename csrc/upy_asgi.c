@@ -150,7 +150,9 @@ typedef struct upy_asgi {
         disconnect_given : 1, close_after : 1, logged : 1, is_uwsgi : 1,
         ping_out : 1, close_sent : 1, close_recv : 1, ws_scope : 1,
         expect_continue : 1, sent_continue : 1, counted : 1,
-        sent_trailer0 : 1, linger_end : 1;
+        sent_trailer0 : 1, linger_end : 1, pong_pending : 1;
+    unsigned char pong_len;
+    char pong[125];          /* the latest ping's payload, when its pong waits */
     int minor_version;
     int64_t body_left;       /* Content-Length bytes not read yet */
     upy_chunked_decoder chunk;
@@ -194,9 +196,12 @@ typedef struct {
 static PyObject *
 ready_new(upy_server *srv, PyObject *value)
 {
-    upy_ready *r = PyObject_New(upy_ready, srv->st->AsgiReady_Type);
+    upy_ready *r;
+    if (value == NULL && PyErr_Occurred())
+        return NULL;  /* the message could not be built */
+    r = PyObject_New(upy_ready, srv->st->AsgiReady_Type);
     if (r == NULL) {
-        Py_DECREF(value);
+        Py_XDECREF(value);
         return NULL;
     }
     r->value = value;  /* stolen */
@@ -558,15 +563,18 @@ rewatch(upy_asgi *cy)
     uint32_t ev = 0;
     if (c == NULL)
         return;
-    if (out_pending(cy))
-        ev |= UPY_POLL_OUT;
+    if (out_pending(cy) || cy->send_fut != NULL)
+        ev |= UPY_POLL_OUT;  /* writable() resolves a waiting send() */
     if (cy->kind == UPY_ASGI_WS) {
-        if (cy->wstate != WS_CLOSED &&
-            (cy->inbox == NULL || PyList_GET_SIZE(cy->inbox) < UPY_ASGI_INBOX_MAX))
+        if (cy->wstate == WS_HANDSHAKE
+                ? c->len - c->head_len < UPY_ASGI_PIPELINE_MAX
+                : cy->wstate != WS_CLOSED &&
+                  (cy->inbox == NULL ||
+                   PyList_GET_SIZE(cy->inbox) < UPY_ASGI_INBOX_MAX))
             ev |= UPY_POLL_IN;
     }
-    else if (cy->recv_fut != NULL ||
-             (cy->body_done && c->len - c->head_len < UPY_ASGI_PIPELINE_MAX))
+    else if (cy->body_done ? c->len - c->head_len < UPY_ASGI_PIPELINE_MAX
+                           : cy->recv_fut != NULL)
         ev |= UPY_POLL_IN;
     if (upy_conn_watch(cy->srv->loop, c, ev) < 0) {
         upy_conn_close(cy->srv->loop, c);
@@ -660,6 +668,8 @@ log_line(upy_asgi *cy)
    the connection go on to its next request or close.  The cycle lets go
    of the connection; the app may still be running (receive() then says
    http.disconnect). */
+static void http_abort(upy_asgi *cy);
+
 static void
 http_finish(upy_asgi *cy, int keep)
 {
@@ -694,8 +704,12 @@ http_finish(upy_asgi *cy, int keep)
                 cy->body_done = 1;
             }
         }
-        if (!cy->body_done)
-            keep = 0;
+        if (!cy->body_done) {
+            /* unread body bytes would make the close a reset that can
+               destroy the response: linger instead */
+            http_abort(cy);
+            return;
+        }
     }
     log_line(cy);
     list_remove(cy);
@@ -728,10 +742,13 @@ upy_asgi_detach(upy_conn *c)
     if (cy == NULL)
         return;
     c->asgi = NULL;
-    if (cy->kind == UPY_ASGI_HTTP && cy->rstate != RS_DONE) {
+    if (cy->kind == UPY_ASGI_HTTP) {
+        /* the request ends here, not in http_finish(): log and count it */
         if (cy->status == 0)
             cy->status = 499;  /* nginx's "client closed request" */
         log_line(cy);
+        list_remove(cy);
+        upy_count_request(cy->srv->loop, c, cy->status, cy->started);
     }
     cy->conn = NULL;
     cy->disconnected = 1;
@@ -771,6 +788,22 @@ upy_asgi_detach(upy_conn *c)
             PyErr_Clear();
     }
     Py_DECREF(cy);
+}
+
+/* An HTTP request ends with an error response already sent (or none):
+   the cycle lets go (logged, counted), then the connection shuts its write
+   side and drains what the client still sends for a moment, so the
+   response is not destroyed by the reset a close with unread bytes makes
+   (RFC 9112 §9.6), as after the loop's own errors. */
+static void
+http_abort(upy_asgi *cy)
+{
+    upy_conn *c = cy->conn;
+    if (c == NULL)
+        return;
+    cy->keep_alive = 0;
+    upy_asgi_detach(c);
+    upy_conn_linger(cy->srv->loop, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1187,6 +1220,8 @@ send_plain(upy_conn *c, int status, const char *reason, const char *extra)
         (void)send(c->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+static void app_ended(upy_asgi *cy);
+
 int
 upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
 {
@@ -1247,20 +1282,37 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     coro = PyObject_CallFunctionObjArgs(x->run, srv->app, scope, cy, NULL);
     if (coro == NULL)
         goto error;
-    task = PyObject_CallOneArg(x->create_task, coro);
-    if (task == NULL)
-        goto error;
-    cy->task = task;
-    cy->counted = 1;
-    x->ntasks++;
-    Py_DECREF(coro);
-    Py_DECREF(scope);
+    Py_CLEAR(scope);
     if (cy->in_list && cy == x->oldest)
         slot_update(srv);
+    /* c is the cycle's before the task exists: an eager task factory
+       (asyncio.eager_task_factory) runs the app's first step inside
+       create_task(), and that step may finish the response */
     c->state = UPY_CONN_ASGI;
-    c->asgi = (PyObject *)cy;  /* the reference cycle_new made */
+    c->asgi = Py_NewRef((PyObject *)cy);  /* the connection's reference */
     c->deadline = 0;
-    rewatch(cy);
+    cy->counted = 1;
+    x->ntasks++;
+    task = PyObject_CallOneArg(x->create_task, coro);
+    Py_DECREF(coro);
+    if (task == NULL) {
+        upy_log_exception(srv, "ASGI: cannot start the app");
+        app_ended(cy);
+        if (cy->conn == c) {
+            cy->status = 500;
+            upy_send_error(srv, c, 500, "internal error");
+            upy_conn_close(loop, c);
+        }
+        Py_DECREF(cy);
+        return c->state == UPY_CONN_CLOSED ? -1 : 0;
+    }
+    if (cy->app_done)
+        Py_DECREF(task);  /* it ended already */
+    else
+        cy->task = task;
+    if (cy->conn == c)
+        rewatch(cy);
+    Py_DECREF(cy);  /* the reference cycle_new made */
     return c->state == UPY_CONN_CLOSED ? -1 : 0;
 error:
     upy_log_exception(srv, "ASGI: cannot start the app");
@@ -1387,7 +1439,7 @@ http_receive(upy_asgi *cy)
         if (cy->rstate == RS_INIT)
             upy_send_error(cy->srv, c, 400, "bad request body");
         cy->status = cy->status ? cy->status : 400;
-        upy_conn_close(cy->srv->loop, c);
+        http_abort(cy);
         return ready_new(cy->srv, PyDict_Copy(x->disconnect_msg));
     }
     if (cy->expect_continue && !cy->sent_continue && cy->rstate == RS_INIT) {
@@ -1449,7 +1501,9 @@ http_readable(upy_asgi *cy)
             cy->keep_alive = 0;
             if (cy->rstate == RS_INIT)
                 upy_send_error(cy->srv, c, 400, "bad request body");
-            upy_conn_close(loop, c);
+            if (cy->status == 0)
+                cy->status = 400;
+            http_abort(cy);
             return;
         }
         else
@@ -2001,8 +2055,11 @@ ws_send_close(upy_asgi *cy, int code, const char *reason, size_t rlen)
     if (cy->close_sent || cy->conn == NULL)
         return 0;
     cy->close_sent = 1;
-    if (rlen > 123)
+    if (rlen > 123) {
         rlen = 123;
+        while (rlen > 0 && ((unsigned char)reason[rlen] & 0xC0) == 0x80)
+            rlen--;  /* never inside a UTF-8 sequence (§5.5.1) */
+    }
     payload[0] = (char)(code >> 8);
     payload[1] = (char)(code & 0xff);
     memcpy(payload + 2, reason, rlen);
@@ -2129,8 +2186,14 @@ ws_parse(upy_asgi *cy)
         off += (size_t)hl + (size_t)f.payload_len;
         if (f.opcode >= 8) {
             if (f.opcode == UPY_WS_PING) {
-                if (!cy->close_sent &&
-                    ws_frame(cy, UPY_WS_PONG, (char *)p, (size_t)f.payload_len) < 0) {
+                if (cy->close_sent)
+                    ;
+                else if (cy->out_len - cy->out_off >= UPY_ASGI_OUT_HIGH) {
+                    memcpy(cy->pong, p, (size_t)f.payload_len);
+                    cy->pong_len = (unsigned char)f.payload_len;
+                    cy->pong_pending = 1;
+                }
+                else if (ws_frame(cy, UPY_WS_PONG, (char *)p, (size_t)f.payload_len) < 0) {
                     upy_conn_close(cy->srv->loop, c);
                     return -1;
                 }
@@ -2161,7 +2224,7 @@ ws_parse(upy_asgi *cy)
                 c->len = 0;
                 if (out_pending(cy) == 0)
                     upy_conn_close(cy->srv->loop, c);
-                return -1;
+                return cy->conn == NULL ? -1 : 0;
             }
             continue;
         }
@@ -2267,8 +2330,10 @@ ws_readable(upy_asgi *cy)
     }
     c->len += (size_t)n;
     c->last_io = upy_now();
-    if (cy->wstate == WS_HANDSHAKE)
-        return;  /* frames before the 101: parsed after it */
+    if (cy->wstate == WS_HANDSHAKE) {
+        rewatch(cy);  /* frames before the 101: parsed after it; bounded */
+        return;
+    }
     if (ws_parse(cy) < 0)
         return;
     rewatch(cy);
@@ -2532,6 +2597,13 @@ writable(upy_asgi *cy)
         upy_conn_close(cy->srv->loop, c);
         return;
     }
+    if (cy->pong_pending && cy->out_len - cy->out_off < UPY_ASGI_OUT_HIGH) {
+        cy->pong_pending = 0;
+        if (!cy->close_sent && ws_frame(cy, UPY_WS_PONG, cy->pong, cy->pong_len) < 0) {
+            upy_conn_close(cy->srv->loop, c);
+            return;
+        }
+    }
     if (out_pending(cy) == 0) {
         c->deadline = 0;
         if (cy->send_fut != NULL)
@@ -2702,9 +2774,7 @@ cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
         else
             upy_log(cy->srv, 40, "ASGI app returned before its response to %s "
                     "was complete: closing", cy->conn->addr_text);
-        cy->keep_alive = 0;
-        log_line(cy);
-        upy_conn_close(cy->srv->loop, cy->conn);
+        http_abort(cy);
     }
     else if (cy->kind == UPY_ASGI_WS) {
         if (cy->wstate == WS_HANDSHAKE) {
@@ -2754,14 +2824,13 @@ cycle_failed(upy_asgi *cy, PyObject *exc)
             cy->status = 500;
             cy->keep_alive = 0;
             upy_send_error(srv, cy->conn, 500, "internal error");
-            log_line(cy);
-            upy_conn_close(srv->loop, cy->conn);
+            http_abort(cy);
         }
         else if (cy->kind == UPY_ASGI_WS) {
             cy->status = 500;
             upy_send_error(srv, cy->conn, 500, "internal error");
-            log_line(cy);
-            upy_conn_close(srv->loop, cy->conn);
+            cy->kind = UPY_ASGI_HTTP;  /* an HTTP response: counted as one */
+            http_abort(cy);
         }
         else if (cy->rstate != RS_DONE) {
             cy->keep_alive = 0;

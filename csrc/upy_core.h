@@ -566,8 +566,8 @@ int upy_static_resume(upy_core *lc, upy_conn *c);
 void upy_static_abort(upy_core *lc, upy_conn *c);
 
 /* upy_server.c, for upy_asgi.c (GIL held, on the loop's thread) */
-/* Watch c for events (UPY_POLL_IN | UPY_POLL_OUT); 0 stops watching it.
-   Returns 0, or -1 (the caller closes c). */
+/* Watch c for events (UPY_POLL_IN | UPY_POLL_OUT); with 0 only a hang-up or
+   an error is reported.  Returns 0, or -1 (the caller closes c). */
 int upy_conn_watch(upy_loop *loop, upy_conn *c, uint32_t events);
 void upy_conn_close(upy_loop *loop, upy_conn *c);
 /* Shut the write side and drain the input for a moment, then close. */

@@ -347,6 +347,9 @@ buf_reserve(upy_loop *loop, upy_conn *c, size_t need)
         c->cap = UPY_INITIAL_BUF;
         return 0;
     }
+    if (need > SIZE_MAX / 4 - c->len) {
+        return -1;  /* cap would overflow */
+    }
     cap = c->cap ? c->cap : UPY_INITIAL_BUF;
     while (cap - c->len < need) {
         cap *= 2;
@@ -680,13 +683,8 @@ conn_watch(upy_loop *loop, upy_conn *c, uint32_t events)
 int
 upy_conn_watch(upy_loop *loop, upy_conn *c, uint32_t events)
 {
-    if (events == 0) {
-        if (c->registered) {
-            upy_poller_forget(&loop->poller, c->fd);
-            c->registered = 0;
-        }
-        return 0;
-    }
+    /* events 0 keeps c registered: the poller still reports a hang-up or an
+       error (a client that reset while nothing was being read) */
     return conn_watch(loop, c, events);
 }
 

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import struct
 import threading
 import time
 
@@ -845,3 +846,39 @@ def test_harakiri_bounds_an_asgi_request_that_never_answers(server_factory):
         return p if p != old else None
 
     assert wait_until(new_pid, 10, what="a replacement worker serving")
+
+
+def test_read_ahead_is_bounded_while_the_app_waits_for_the_disconnect(srv):
+    """Starlette's listen_for_disconnect pattern: the body is in, receive() waits for
+    http.disconnect; bytes the client pipelines meanwhile are read ahead only up to a bound
+    (the loop stops reading), not into memory without end."""
+    s = socket.create_connection(srv.http_addr, timeout=10)
+    try:
+        s.sendall(build_request("GET", "/wait_disconnect?token=ra"))
+        srv.wait_for("asgi_raw: waiting ra", 5)
+        s.setblocking(False)
+        junk = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+        sent, deadline = 0, time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 200 * 1024 * 1024:
+            try:
+                sent += s.send(junk)
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert sent < 64 * 1024 * 1024, f"{sent} bytes were read ahead"
+        assert http_request(srv.http_addr, "GET", "/hello").status == 200, "others are served"
+    finally:
+        # a reset (a FIN would wait behind the bytes nobody reads): the server, no longer
+        # reading, still sees the hang-up and the app its http.disconnect
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    srv.wait_for("asgi_raw: disconnect ra", 10)
+
+
+def test_a_400_for_a_bad_chunked_body_is_read_whole_not_reset(srv):
+    """RFC 9112 §9.6: after an error response with request bytes unread, the server shuts its
+    write side and drains, so the client reads the 400 and an EOF, never a reset."""
+    with Conn(srv.http_addr) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"zz\r\n" + b"x" * 300000)
+        r = c.read_response()
+        assert r.status == 400, r

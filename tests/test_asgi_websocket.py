@@ -724,3 +724,40 @@ def test_fastapi_chat_three_clients(fastapi_srv):
         assert await asyncio.wait_for(carol.recv(), 10) == "alice left"
         await carol.close()
     run(go())
+
+
+def test_a_long_close_reason_is_cut_at_a_character_boundary(http_srv):
+    """RFC 6455 §5.5.1: the reason is UTF-8 and the close payload at most 125 bytes; a reason
+    the app gives longer is cut, never inside a character (100 × "é" is 200 bytes)."""
+    async def go():
+        async with connect(f"ws://{http_srv.http_addr[0]}:{http_srv.http_addr[1]}/ws/echo") as ws:
+            await ws.send("close 4003 " + "é" * 100)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    code, reason = run(go())
+    assert code == 4003, (code, reason)
+    assert reason == "é" * 61, (len(reason.encode()), reason[:5])
+
+
+def test_bytes_sent_before_accept_are_bounded(http_srv):
+    """A client that floods before the app accepted: the server reads ahead a bounded amount
+    (UPY_ASGI_PIPELINE_MAX), so its memory stays flat while the app makes it wait."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.create_connection(http_srv.http_addr, timeout=IO_TIMEOUT)
+    try:
+        s.sendall((f"GET /ws/slow_accept HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.setblocking(False)
+        chunk = frame(OP_BIN, b"\0" * 65000)
+        sent, deadline = 0, time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 200 * 1024 * 1024:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+    finally:
+        s.close()
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes were taken before the 101"

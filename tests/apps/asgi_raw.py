@@ -368,6 +368,15 @@ ROUTES = {
 # WebSocket routes
 # ------------------------------------------------------------------------------------------------
 
+async def ws_slow_accept(scope, receive, send):
+    """Makes the client wait 4 s before the 101, then closes (what it sent meanwhile is
+    bounded by the server's read-ahead)."""
+    await receive()
+    await asyncio.sleep(4)
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
 async def ws_echo(scope, receive, send):
     """Echo text as text and bytes as bytes.  A text message "close CODE REASON" makes the
     server close with that code and reason; "scope" answers the scope as JSON; "big N" answers
@@ -447,6 +456,7 @@ async def ws_raise(scope, receive, send):
 
 WS_ROUTES = {
     "/ws/echo": ws_echo,
+    "/ws/slow_accept": ws_slow_accept,
     "/ws/subprotocol": ws_subprotocol,
     "/ws/reject": ws_reject,
     "/ws/deny": ws_deny,
