@@ -1587,11 +1587,33 @@ bytes_of(PyObject *o, Py_buffer *view, const char *what)
     return 0;
 }
 
+/* RFC 9110 §5.6.2 tchar: visible ASCII but the separators. */
 static int
 token_char(unsigned char ch)
 {
-    static const char *seps = "()<>@,;:\\\"/[]?={} \t";
-    return ch > 32 && ch < 127 && strchr(seps, ch) == NULL;
+    /* bit i of word ch/32: ch is a tchar */
+    static const uint32_t tchar[8] = {
+        0x00000000u,  /* 0x00-0x1f: controls */
+        0x03ff6cfau,  /* 0x20-0x3f: ! # $ % & ' * + - . 0-9 */
+        0xc7fffffeu,  /* 0x40-0x5f: A-Z ^ _ */
+        0x57ffffffu,  /* 0x60-0x7f: ` a-z | ~ */
+        0, 0, 0, 0};
+    return (tchar[ch >> 5] >> (ch & 31)) & 1u;
+}
+
+/* Decimal digits of v into p (room for 20); returns their count. */
+static size_t
+fmt_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
 }
 
 /* Append the app's headers (validated: a token name, no CR/LF/NUL in a
@@ -1700,7 +1722,12 @@ http_head(upy_asgi *cy, int64_t body_len)
     size_t mark = cy->out_len;
     int st = cy->status;
     cy->no_body = cy->is_head || st < 200 || st == 204 || st == 304;
-    n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", st, reason_phrase(st));
+    if (st == 200) {
+        memcpy(line, "HTTP/1.1 200 OK\r\n", 17);
+        n = 17;
+    }
+    else
+        n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", st, reason_phrase(st));
     if (out_append(cy, line, (size_t)n) < 0 ||
         append_headers(cy, cy->headers, &has_date, 0) < 0) {
         cy->out_len = mark;
@@ -1710,8 +1737,10 @@ http_head(upy_asgi *cy, int64_t body_len)
     if (cy->content_length == -1) {
         if (body_len >= 0 && !(st < 200 || st == 204 || st == 304) &&
             !(cy->is_head && body_len == 0)) {
-            n = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
-                         (long long)body_len);
+            memcpy(line, "Content-Length: ", 16);
+            n = 16 + (int)fmt_u64(line + 16, (uint64_t)body_len);
+            line[n++] = '\r';
+            line[n++] = '\n';
             if (out_append(cy, line, (size_t)n) < 0)
                 return -1;
             cy->content_length = body_len;
