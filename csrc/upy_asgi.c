@@ -30,6 +30,7 @@
  */
 #include "upy_core.h"
 #include "upy_log.h"
+#include "upy_static.h"
 #include "upy_ws.h"
 
 #include <arpa/inet.h>
@@ -810,63 +811,17 @@ http_abort(upy_asgi *cy)
 /* Scope                                                               */
 /* ------------------------------------------------------------------ */
 
-static int
-hexv(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
 /* str: p[0..n) percent-decoded (when decode), then UTF-8 with U+FFFD for
    invalid bytes (uvicorn's unquote does the same). */
 static PyObject *
 path_str(upy_core *co, const char *p, size_t n, int decode)
 {
-    const char *q;
-    size_t o = 0;
-    if (!decode || (q = memchr(p, '%', n)) == NULL)
+    size_t o;
+    if (!decode || memchr(p, '%', n) == NULL || n > co->scratch_cap)
+        /* (the scratch holds a whole head: a path never exceeds it) */
         return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
-    if (n > co->scratch_cap) {
-        /* the scratch holds a whole head: a path never exceeds it */
-        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
-    }
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (p[i] == '%' && i + 2 < n && (h = hexv((unsigned char)p[i + 1])) >= 0 &&
-            (l = hexv((unsigned char)p[i + 2])) >= 0) {
-            co->scratch[o++] = (char)(h * 16 + l);
-            i += 2;
-        }
-        else
-            co->scratch[o++] = p[i];
-    }
+    o = upy_percent_decode(p, n, co->scratch);
     return PyUnicode_DecodeUTF8(co->scratch, (Py_ssize_t)o, "replace");
-}
-
-static upy_str
-origin_path(upy_str path)
-{
-    size_t skip = 0;
-    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
-        skip = 7;
-    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
-        skip = 8;
-    if (skip) {
-        const char *slash = memchr(path.p + skip, '/', path.len - skip);
-        if (slash == NULL) {
-            path.p = "/";
-            path.len = 1;
-        }
-        else {
-            path.len -= (size_t)(slash - path.p);
-            path.p = slash;
-        }
-    }
-    return path;
 }
 
 /* bytes, the name lower-cased */
@@ -1013,7 +968,7 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     if (headers == NULL)
         goto error;
     if (!uw) {
-        raw = origin_path(req->path);
+        raw = upy_origin_path(req->path);
         for (size_t i = 0; i < req->num_fields; i++) {
             const upy_field *f = &req->fields[i];
             if (append_pair(headers, lower_bytes(f->name.p, f->name.len),

@@ -232,30 +232,6 @@ method_str(upy_state *st, const upy_str *m)
     return PyUnicode_DecodeLatin1(m->p, (Py_ssize_t)m->len, NULL);
 }
 
-/* RFC 9112 §3.2.2: absolute-form "http://host/p" must be accepted; its
-   path is what follows the authority ("/" when there is none). */
-static upy_str
-origin_path(upy_str path)
-{
-    size_t skip = 0;
-    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
-        skip = 7;
-    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
-        skip = 8;
-    if (skip) {
-        const char *slash = memchr(path.p + skip, '/', path.len - skip);
-        if (slash == NULL) {
-            path.p = "/";
-            path.len = 1;
-        }
-        else {
-            path.len -= (size_t)(slash - path.p);
-            path.p = slash;
-        }
-    }
-    return path;
-}
-
 /* PATH_INFO from the target's path (percent-decoded), REQUEST_URI the raw
    target.  CONNECT's authority-form (RFC 9112 §3.2.3) has no path: the
    parser gives an empty one, so PATH_INFO is "" and REQUEST_URI the
@@ -267,7 +243,7 @@ build_http(upy_core *core, upy_conn *conn, const upy_request *req,
            PyObject *env)
 {
     upy_state *st = core->st;
-    upy_str path = origin_path(req->path);
+    upy_str path = upy_origin_path(req->path);
     if (upy_dict_set_steal(env, st->k_REQUEST_METHOD,
                            method_str(st, &req->method)) < 0 ||
         upy_dict_set_steal(env, st->k_PATH_INFO,

@@ -138,6 +138,28 @@ static const signed char hexval[256] = {
 
 #define IS_OWS(c) ((c) == ' ' || (c) == '\t')
 
+upy_str
+upy_origin_path(upy_str path)
+{
+    size_t skip = 0;
+    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
+        skip = 7;
+    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
+        skip = 8;
+    if (skip) {
+        const char *slash = memchr(path.p + skip, '/', path.len - skip);
+        if (slash == NULL) {
+            path.p = "/";
+            path.len = 1;
+        }
+        else {
+            path.len -= (size_t)(slash - path.p);
+            path.p = slash;
+        }
+    }
+    return path;
+}
+
 int upy_lower_eq(const char *s, size_t n, const char *lit, size_t litlen)
 {
     size_t i;

@@ -116,6 +116,11 @@ typedef struct {
 int upy_lower_eq(const char *s, size_t n, const char *lit, size_t litlen);
 #define UPY_LOWER_EQ(s, n, lit) upy_lower_eq((s), (n), (lit), sizeof(lit) - 1)
 
+/* The path of a request-target: an absolute-form target's path follows its
+   authority, "/" when there is none (RFC 9112 §3.2.2); any other target is
+   returned as it is.  A slice of path (or a static "/"). */
+upy_str upy_origin_path(upy_str path);
+
 /* Reset every output field of req (not fields/fields_cap) for proto. */
 void upy_request_reset(upy_request *req, upy_proto proto);
 

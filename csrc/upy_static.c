@@ -542,29 +542,6 @@ name_is(const upy_field *f, upy_proto proto, const char *http, size_t hlen,
 #define NAME_IS(f, proto, http, var)                                         \
     name_is((f), (proto), http, sizeof(http) - 1, var, sizeof(var) - 1)
 
-/* RFC 9112 §3.2.2: an absolute-form target's path follows the authority. */
-static upy_str
-origin_path(upy_str path)
-{
-    size_t skip = 0;
-    if (path.len >= 7 && UPY_LOWER_EQ(path.p, 7, "http://"))
-        skip = 7;
-    else if (path.len >= 8 && UPY_LOWER_EQ(path.p, 8, "https://"))
-        skip = 8;
-    if (skip) {
-        const char *slash = memchr(path.p + skip, '/', path.len - skip);
-        if (slash == NULL) {
-            path.p = "/";
-            path.len = 1;
-        }
-        else {
-            path.len -= (size_t)(slash - path.p);
-            path.p = slash;
-        }
-    }
-    return path;
-}
-
 /* Fill q from req.  Returns 0, or -1 when the path does not fit (the app
    gets the request). */
 static int
@@ -574,7 +551,7 @@ read_request(struct upy_static_cfg *sc, const upy_request *req, sreq *q)
     memset(q, 0, sizeof *q);
     q->path = sc->path;
     if (proto == UPY_PROTO_HTTP) {
-        upy_str p = origin_path(req->path);
+        upy_str p = upy_origin_path(req->path);
         if (p.len >= sc->path_cap)
             return -1;
         q->path_len = upy_percent_decode(p.p, p.len, sc->path);
