@@ -29,6 +29,7 @@
  * releases it except while waiting in the poller).
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 #include "upy_log.h"
 #include "upy_static.h"
 #include "upy_ws.h"
@@ -641,7 +642,7 @@ log_line(upy_asgi *cy)
         return;
     if (srv->log_format == NULL && srv->log_template == NULL) {
         upy_str proto = {req.minor_version ? "HTTP/1.1" : "HTTP/1.0", 8};
-        if (req.proto == UPY_PROTO_UWSGI) {
+        if (upy_protocols[req.proto]->vars) {
             for (size_t i = 0; i < req.num_fields; i++) {
                 if (req.fields[i].name.len == 15 &&
                     memcmp(req.fields[i].name.p, "SERVER_PROTOCOL", 15) == 0)
@@ -915,7 +916,7 @@ static int
 ws_handshake(upy_asgi *cy, const upy_request *req, int *status,
              const char **why)
 {
-    int uw = req->proto == UPY_PROTO_UWSGI;
+    int uw = upy_protocols[req->proto]->vars;
     const upy_str *up = uw ? req_field(req, "http_upgrade", 12)
                            : req_field(req, "upgrade", 7);
     const upy_str *conn = uw ? req_field(req, "http_connection", 15)
@@ -957,7 +958,7 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     upy_server *srv = cy->srv;
     upy_asgi_ctx *x = srv->asgi;
     upy_core *co = &srv->cores[0];
-    int uw = req->proto == UPY_PROTO_UWSGI, https = req->https;
+    int uw = upy_protocols[req->proto]->vars, https = req->https;
     PyObject *s = PyDict_New(), *headers = NULL, *v;
     upy_str raw = {"", 0}, query = req->query, script = {"", 0};
     const upy_str *pinfo = NULL;
@@ -1203,7 +1204,7 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
         memcpy(cy->uri, req->target.p, ul);  /* NUL-terminated: zeroed */
     }
     cy->minor_version = req->minor_version;
-    cy->is_uwsgi = req->proto == UPY_PROTO_UWSGI;
+    cy->is_uwsgi = upy_protocols[req->proto]->vars;
     cy->is_head = req->is_head;
     cy->keep_alive = c->keep_alive;
     ws = ws_handshake(cy, req, &status, &why);

@@ -191,6 +191,8 @@ typedef struct {
     upy_proto proto;
     int is_static;           /* a static-map response (upy_static.c): the
                                 loop ends it, no Python; sf_fd is owned */
+    int end_sent;            /* the protocol's end of response (FastCGI
+                                END_REQUEST) is sent or queued */
 } upy_response;
 
 typedef struct upy_conn {
@@ -230,6 +232,16 @@ typedef struct upy_conn {
 
     upy_response resp;       /* the response in progress */
     upy_pending pend;        /* its output the socket has not taken */
+
+    /* FastCGI (upy_proto_fastcgi.c): the request in progress */
+    struct {
+        uint16_t id;         /* its requestId; 0 between requests */
+        unsigned keep : 1;   /* FCGI_KEEP_CONN */
+        size_t params_off, params_len; /* the params block in buf */
+        upy_fcgi_stdin_decoder in;     /* its STDIN stream */
+        char *out;           /* framed output too large for iovecs */
+        size_t out_cap;
+    } fcgi;
 
     uint8_t host_off, host_len, port_off, port_len; /* REMOTE_ADDR and
                                 REMOTE_PORT within addr_text (HTTP) */
@@ -409,8 +421,9 @@ typedef struct upy_server {
     Py_ssize_t nlisteners;
     upy_limits limits;
     uint64_t post_buffering; /* bodies above this spill to a temp file */
-    upy_limits uwsgi_limits; /* the same for uwsgi packets, with room for
-                                nginx's vars beside the header fields */
+    upy_limits uwsgi_limits; /* the same for CGI vars (uwsgi, FastCGI,
+                                SCGI), with room for the front end's vars
+                                beside the header fields */
     double socket_timeout;   /* seconds a client may stall */
     double keepalive_timeout;
     double header_timeout;   /* seconds for a whole head; 0 off */

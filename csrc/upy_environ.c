@@ -7,6 +7,7 @@
  * values are native strings decoded as latin-1 (PEP 3333 "Unicode Issues").
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 #include "upy_log.h"
 
 #include <string.h>
@@ -238,9 +239,9 @@ method_str(upy_state *st, const upy_str *m)
    authority ("example.com:443").  gunicorn's RAW_URI is the same; its
    PATH_INFO is what urlsplit leaves of "host:port" ("443"), uWSGI's the
    authority itself: neither is a path. */
-static int
-build_http(upy_core *core, upy_conn *conn, const upy_request *req,
-           PyObject *env)
+int
+upy_environ_from_http(upy_core *core, upy_conn *conn, const upy_request *req,
+                      PyObject *env)
 {
     upy_state *st = core->st;
     upy_str path = upy_origin_path(req->path);
@@ -282,11 +283,12 @@ build_http(upy_core *core, upy_conn *conn, const upy_request *req,
     return 0;
 }
 
-/* uwsgi: every var becomes an environ item as it was sent (nginx's
-   uwsgi_params); required PEP 3333 keys the client left out get defaults. */
-static int
-build_uwsgi(upy_core *core, upy_conn *conn, const upy_request *req,
-            PyObject *env)
+/* CGI vars (uwsgi, FastCGI, SCGI): every var becomes an environ item as it
+   was sent (nginx's uwsgi_params, fastcgi_params, scgi_params); required
+   PEP 3333 keys the front end left out get defaults. */
+int
+upy_environ_from_vars(upy_core *core, upy_conn *conn, const upy_request *req,
+                      PyObject *env)
 {
     upy_state *st = core->st;
     int r;
@@ -342,8 +344,7 @@ upy_build_environ(upy_core *core, upy_conn *conn, const upy_request *req,
     if (env == NULL) {
         return NULL;
     }
-    if ((req->proto == UPY_PROTO_HTTP ? build_http(core, conn, req, env)
-                                      : build_uwsgi(core, conn, req, env)) < 0 ||
+    if (upy_protocols[req->proto]->environ_from(core, conn, req, env) < 0 ||
         PyDict_SetItem(env, core->st->k_wsgi_input, input) < 0 ||
         (core->srv->rid_key != NULL &&
          upy_environ_request_id(core->srv, env) < 0)) {

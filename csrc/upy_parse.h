@@ -62,10 +62,15 @@ typedef struct {
 } upy_limits;
 
 /* Protocol the request arrived in. */
+/* Protocol the request arrived in: an index into the protocol table
+   (upy_proto.h, one entry per protocol file). */
 typedef enum {
     UPY_PROTO_HTTP = 0,
-    UPY_PROTO_UWSGI = 1
+    UPY_PROTO_UWSGI = 1,
+    UPY_PROTO_FASTCGI = 2,
+    UPY_PROTO_SCGI = 3
 } upy_proto;
+#define UPY_NPROTO 4
 
 /*
  * The decoded request.  The caller sets `fields` (an array it owns) and
@@ -76,7 +81,7 @@ typedef enum {
  *        (case preserved), values with leading/trailing OWS removed.  Header
  *        names containing '_' are dropped (not stored, not an error) since
  *        they would collide with '-' in HTTP_* environ keys.
- * uwsgi: fields are the vars in packet order; method/target/path/query are
+ * uwsgi, FastCGI, SCGI: fields are the CGI vars in the order sent; method/target/path/query are
  *        filled from REQUEST_METHOD, REQUEST_URI, PATH_INFO, QUERY_STRING when
  *        present (len 0 otherwise), minor_version from SERVER_PROTOCOL
  *        ("HTTP/1.0" -> 0, anything else -> 1).
@@ -95,7 +100,12 @@ typedef struct {
     size_t num_fields;     /* fields used (out) */
 
     int64_t content_length;    /* -1 when no Content-Length / CONTENT_LENGTH */
-    unsigned chunked : 1;      /* Transfer-Encoding: chunked (HTTP only) */
+    unsigned chunked : 1;      /* the body is framed by the protocol and
+                                  ends where the framing says: HTTP
+                                  Transfer-Encoding: chunked; FastCGI STDIN
+                                  records after a head that did not end the
+                                  stream (content_length then holds
+                                  CONTENT_LENGTH, -1 when absent) */
     unsigned keep_alive : 1;   /* RFC 9112 §9.3 persistence after this
                                   request (HTTP only; 0 for uwsgi; 0 for
                                   CONNECT, whose connection would become a
@@ -270,5 +280,226 @@ int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
  * proxy_pass at a uwsgi socket.
  */
 int upy_uwsgi_looks_like_http(const char *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* CGI vars (uwsgi, FastCGI, SCGI): one reading of the vars for all three */
+/* ------------------------------------------------------------------ */
+
+/* Private state of one vars block being read. */
+typedef struct {
+    upy_str proto, clen, https, scheme;
+    int have_clen;
+    size_t cap;
+} upy_vars_state;
+
+/* Begin reading vars into req (reset for proto). */
+void upy_vars_begin(upy_request *req, upy_proto proto, const upy_limits *lim,
+                    upy_vars_state *st);
+/* Store one var (name non-empty): 0, or UPY_PARSE_ERROR (431: more than
+   min(lim->max_fields, req->fields_cap) vars). */
+int upy_vars_add(upy_request *req, upy_vars_state *st, upy_str name,
+                 upy_str value);
+/* After the last var: method/target/path/query/minor_version/https/is_head
+   from REQUEST_METHOD, REQUEST_URI, PATH_INFO, QUERY_STRING,
+   SERVER_PROTOCOL, HTTPS/UWSGI_SCHEME; content_length from CONTENT_LENGTH
+   (empty = absent; not 1*DIGIT: 400; above lim->limit_post: 413).
+   Returns 0 or UPY_PARSE_ERROR. */
+int upy_vars_end(upy_request *req, upy_vars_state *st, const upy_limits *lim);
+
+/* ------------------------------------------------------------------ */
+/* FastCGI 1.0 responder (the FastCGI Specification, Open Market 1996)  */
+/* ------------------------------------------------------------------ */
+
+#define UPY_FCGI_HEADER_LEN 8
+#define UPY_FCGI_VERSION_1 1
+#define UPY_FCGI_MAX_CONTENT 65535
+
+/* Record types (spec §8). */
+#define UPY_FCGI_BEGIN_REQUEST 1
+#define UPY_FCGI_ABORT_REQUEST 2
+#define UPY_FCGI_END_REQUEST 3
+#define UPY_FCGI_PARAMS 4
+#define UPY_FCGI_STDIN 5
+#define UPY_FCGI_STDOUT 6
+#define UPY_FCGI_STDERR 7
+#define UPY_FCGI_DATA 8
+#define UPY_FCGI_GET_VALUES 9
+#define UPY_FCGI_GET_VALUES_RESULT 10
+#define UPY_FCGI_UNKNOWN_TYPE 11
+/* Roles (§5.1), the BEGIN_REQUEST flag, protocolStatus values (§5.5). */
+#define UPY_FCGI_RESPONDER 1
+#define UPY_FCGI_AUTHORIZER 2
+#define UPY_FCGI_FILTER 3
+#define UPY_FCGI_KEEP_CONN 1
+#define UPY_FCGI_REQUEST_COMPLETE 0
+#define UPY_FCGI_CANT_MPX_CONN 1
+#define UPY_FCGI_OVERLOADED 2
+#define UPY_FCGI_UNKNOWN_ROLE 3
+
+/* A record header (§3.3): big-endian on the wire. */
+typedef struct {
+    uint8_t version;
+    uint8_t type;
+    uint16_t request_id;
+    uint16_t content_length;
+    uint8_t padding_length;
+} upy_fcgi_record;
+
+/* Read the record header at buf[0..len): UPY_FCGI_HEADER_LEN, or
+   UPY_PARSE_INCOMPLETE when len < 8.  Never fails: the caller judges. */
+int upy_fcgi_parse_record(const unsigned char *buf, size_t len,
+                          upy_fcgi_record *r);
+
+/* Write a record header into out[0..8): version 1, type, request_id,
+   content_length (<= 65535), padding_length (<= 255). */
+void upy_fcgi_put_record(unsigned char *out, unsigned type,
+                         unsigned request_id, size_t content_length,
+                         unsigned padding_length);
+
+/* The padding that brings content_length to a multiple of 8 (§3.3: "we
+   recommend"), 0..7. */
+#define UPY_FCGI_PADDING(n) ((unsigned)((8 - ((n) & 7)) & 7))
+
+/* What the record(s) at the start of the buffer ask of the application. */
+typedef enum {
+    UPY_FCGI_DO_HEAD = 0,       /* a request head (see upy_fcgi_parse_head) */
+    UPY_FCGI_DO_SKIP = 1,       /* one record that asks nothing: a record of a
+                                request that is over or was refused (ABORT,
+                                PARAMS, STDIN, DATA with request_id != 0 and
+                                no BEGIN_REQUEST before it) */
+    UPY_FCGI_DO_GET_VALUES = 2, /* one FCGI_GET_VALUES record (request_id 0):
+                                answer with upy_fcgi_get_values_result */
+    UPY_FCGI_DO_UNKNOWN = 3,    /* one management record (request_id 0) of a
+                                type the application does not know: answer
+                                FCGI_UNKNOWN_TYPE naming h->type (§4.2) */
+    UPY_FCGI_DO_BAD_ROLE = 4    /* a BEGIN_REQUEST for a role other than
+                                responder: answer END_REQUEST with
+                                FCGI_UNKNOWN_ROLE for h->request_id (§5.1);
+                                its later records come back as DO_SKIP */
+} upy_fcgi_action;
+
+typedef struct {
+    upy_fcgi_action action;
+    uint8_t type;              /* the record's type (UNKNOWN) */
+    uint16_t request_id;       /* HEAD, BAD_ROLE */
+    uint16_t role;             /* HEAD (1), BAD_ROLE */
+    unsigned keep_conn : 1;    /* HEAD: FCGI_KEEP_CONN was set */
+    unsigned stdin_ended : 1;  /* HEAD: the empty STDIN record is part of
+                                  the head (no body follows) */
+    unsigned compacted : 1;    /* HEAD: the PARAMS content was moved
+                                  together in place (several records) */
+    size_t params_off;         /* HEAD: the PARAMS content is
+                                  buf[params_off .. +params_len) */
+    size_t params_len;
+    const char *content;       /* GET_VALUES: the record's content */
+    size_t content_len;
+} upy_fcgi_head;
+
+/*
+ * Decode what starts at buf[0..len) (bytes from a FastCGI web server).
+ * Returns the bytes consumed, UPY_PARSE_INCOMPLETE, or UPY_PARSE_ERROR
+ * (req->error_status 400/413/431, req->error_reason static).  h->action
+ * says what was decoded:
+ *  - UPY_FCGI_DO_HEAD: BEGIN_REQUEST (responder), the PARAMS records through
+ *    the empty one (with padding), and, when the record after that is an
+ *    empty STDIN, that record too (h->stdin_ended; then CONTENT_LENGTH must
+ *    be absent, empty or 0: else 400).  When the record after the empty
+ *    PARAMS is a STDIN with content, the head ends before it, req->chunked
+ *    is set and the body is read with upy_fcgi_stdin_decode.  Until the
+ *    header of the record after the empty PARAMS is there: INCOMPLETE.
+ *    req is filled as for uwsgi vars (proto UPY_PROTO_FASTCGI,
+ *    keep_alive = FCGI_KEEP_CONN).  Name-value pairs have 1-byte (< 128)
+ *    or 4-byte (high bit set) lengths (§3.4).  The PARAMS stream is the
+ *    concatenation of the records' content, so a pair may span records:
+ *    when there are several, the decoder moves the content together in
+ *    place (buf is written; h->compacted) and the head's bytes no longer
+ *    decode as records.  To decode the head again (another thread, after the body),
+ *    call upy_fcgi_parse_params on buf[h->params_off .. +h->params_len),
+ *    which is valid in both cases.
+ *  - any other action: exactly one record, with its padding.
+ * Errors: version != 1; BEGIN_REQUEST with request_id 0 or content length
+ * != 8; inside a head, a record that is not PARAMS of the same request
+ * (ABORT_REQUEST: 400 "aborted"); a name of length 0; a pair running past
+ * the PARAMS stream; PARAMS content above lim->max_head (431, reported as
+ * soon as the running total passes it); more vars than the cap (431);
+ * CONTENT_LENGTH as for uwsgi (400, 413).
+ */
+ssize_t upy_fcgi_parse_head(char *buf, size_t len, upy_request *req,
+                            const upy_limits *lim, upy_fcgi_head *h);
+
+/*
+ * Decode a contiguous PARAMS stream block[0..n) (the content of the PARAMS
+ * records of one request, concatenated) into req as CGI vars (proto
+ * UPY_PROTO_FASTCGI; keep_alive and chunked are the caller's to set).
+ * Returns 0 or UPY_PARSE_ERROR (400: an empty name, a length or pair
+ * running past the block; 431: more vars than the cap; CONTENT_LENGTH as
+ * for uwsgi).
+ */
+int upy_fcgi_parse_params(const char *block, size_t n, upy_request *req,
+                          const upy_limits *lim);
+
+/*
+ * The FCGI_GET_VALUES_RESULT record (header, content, padding) answering
+ * the names in content[0..content_len) (a GET_VALUES record's name-value
+ * pairs, values empty): FCGI_MAX_CONNS = max_conns, FCGI_MAX_REQS =
+ * max_reqs, FCGI_MPXS_CONNS = 0; other names are left out (§4.1).
+ * Writes at most out_cap bytes; returns the record length, or -1 when the
+ * content is malformed or out_cap is too small.
+ */
+ssize_t upy_fcgi_get_values_result(const char *content, size_t content_len,
+                                   unsigned long max_conns,
+                                   unsigned long max_reqs, char *out,
+                                   size_t out_cap);
+
+/* The STDIN stream of one request (the body), decoded in place. */
+typedef struct {
+    int state;               /* private */
+    uint16_t request_id;     /* private */
+    unsigned char hdr[UPY_FCGI_HEADER_LEN]; /* private: a split header */
+    size_t hdr_have;         /* private */
+    size_t content_left;     /* private: content bytes left in the record */
+    size_t pad_left;         /* private: padding bytes left */
+    uint64_t total;          /* out: body bytes so far */
+    int64_t expected;        /* CONTENT_LENGTH, -1 when absent */
+    int error_status;        /* out, on error: 400 (413 over max_body);
+                                0 for ABORT_REQUEST (close, no answer) */
+    const char *error_reason;
+} upy_fcgi_stdin_decoder;
+
+/* Start decoding the STDIN of request_id; expected = CONTENT_LENGTH or -1. */
+void upy_fcgi_stdin_init(upy_fcgi_stdin_decoder *d, unsigned request_id,
+                         int64_t expected);
+
+/*
+ * Decode buf[0..*len) in place, with upy_chunked_decode's contract: on
+ * return buf[0..*len) holds the body bytes this call produced; >= 0: the
+ * stream ended (the empty STDIN record) and that many bytes that follow it
+ * are at buf + *len; UPY_PARSE_INCOMPLETE: need more; UPY_PARSE_ERROR:
+ * d->error_status/error_reason.  Errors: a record of another type or
+ * request (ABORT_REQUEST of this request: error_status 0, "aborted"), a
+ * version != 1, more body than `expected` or the stream ending before it
+ * (400), more than max_body when max_body != 0 (413).
+ */
+ssize_t upy_fcgi_stdin_decode(upy_fcgi_stdin_decoder *d, char *buf,
+                              size_t *len, uint64_t max_body);
+
+/* ------------------------------------------------------------------ */
+/* SCGI (the SCGI protocol, Neil Schemenauer, 2008)                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Parse the request head at buf[0..len): a netstring "LEN:" + headers +
+ * ","  where LEN is 1*DIGIT without leading zeros and the headers are
+ * NUL-terminated name, value pairs, the first CONTENT_LENGTH (1*DIGIT)
+ * and one of them SCGI with value "1".  Returns the head length (through
+ * the ','), UPY_PARSE_INCOMPLETE, or UPY_PARSE_ERROR (400: not a netstring,
+ * no ',', CONTENT_LENGTH not first or not digits, no SCGI=1, an empty name,
+ * an odd NUL count; 431: LEN above lim->max_head or more vars than the cap;
+ * 413 above limit_post).  req is filled as for uwsgi vars (proto
+ * UPY_PROTO_SCGI, keep_alive 0: the response ends when the connection
+ * closes); the body is the CONTENT_LENGTH bytes after the head.
+ */
+ssize_t upy_scgi_parse_head(const char *buf, size_t len, upy_request *req,
+                            const upy_limits *lim);
 
 #endif /* UPY_PARSE_H */

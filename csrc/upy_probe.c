@@ -21,6 +21,7 @@
  * up to '?'), without percent-decoding.
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 
 #include <string.h>
 #include <sys/socket.h>
@@ -57,7 +58,7 @@ static upy_str
 request_path(const upy_request *req)
 {
     upy_str p = req->path;
-    if (req->proto != UPY_PROTO_HTTP && p.len == 0 && req->target.p != NULL) {
+    if (upy_protocols[req->proto]->vars && p.len == 0 && req->target.p != NULL) {
         const char *qm = memchr(req->target.p, '?', req->target.len);
         p.p = req->target.p;
         p.len = qm ? (size_t)(qm - req->target.p) : req->target.len;

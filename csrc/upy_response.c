@@ -4,6 +4,7 @@
  * close-delimited), wsgi.file_wrapper with sendfile(2), and the access log.
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 #include "upy_log.h"
 
 #include <errno.h>
@@ -551,6 +552,7 @@ out_append(upy_core *core, size_t *len, const char *p, size_t n)
 static ssize_t
 build_head(upy_core *core, upy_response *r, int64_t known_length)
 {
+    const upy_protocol *pr = upy_protocols[r->proto];
     size_t len = 0;
     Py_ssize_t n = PyList_GET_SIZE(r->headers), slen;
     const char *s = latin1_data(r->status, &slen, "status");
@@ -577,14 +579,14 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
         r->keep_alive = 0;
     }
     if (r->content_length < 0 && !r->no_body) {
-        if (r->proto == UPY_PROTO_HTTP && r->minor_version == 1) {
+        if (pr->chunked_out && r->minor_version == 1) {
             r->chunked = 1;
         }
-        else {
-            r->keep_alive = 0; /* close-delimited (HTTP/1.0, uwsgi) */
+        else if (!pr->ends_itself) {
+            r->keep_alive = 0; /* close-delimited (HTTP/1.0, uwsgi, SCGI) */
         }
     }
-    if (out_append(core, &len, "HTTP/1.1 ", 9) < 0 ||
+    if (out_append(core, &len, pr->status_prefix, pr->status_prefix_len) < 0 ||
         out_append(core, &len, s, (size_t)slen) < 0 ||
         out_append(core, &len, "\r\n", 2) < 0) {
         return -1;
@@ -642,8 +644,11 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
         if (out_append(core, &len, d, strlen(d)) < 0)
             return -1;
     }
-    if (r->proto == UPY_PROTO_HTTP) {
-        if (!r->keep_alive || core->srv->stopping) {
+    if (core->srv->stopping) {
+        r->keep_alive = 0;
+    }
+    if (pr->connection_header) {
+        if (!r->keep_alive) {
             r->keep_alive = 0;
             if (out_append(core, &len, "Connection: close\r\n", 19) < 0)
                 return -1;
@@ -753,6 +758,39 @@ send_or_queue(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
     p->cnt = cnt;
     Py_XSETREF(p->hold, Py_XNewRef(hold));
     return 0;
+}
+
+int
+upy_send_or_queue(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
+                  const char *data, size_t data_len)
+{
+    return send_or_queue(c, iov, cnt, hold, data, data_len);
+}
+
+int
+upy_out_send(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
+             const char *data, size_t data_len)
+{
+    const upy_protocol *pr = UPY_CONN_PROTO(c);
+    if (pr->frame != NULL)
+        return pr->frame(c, iov, cnt, hold, data, data_len);
+    return send_or_queue(c, iov, cnt, hold, data, data_len);
+}
+
+/* The bytes that end the response on c in its protocol (FastCGI's
+   END_REQUEST), sent or queued once.  0, or -1 (broken). */
+static int
+send_end(upy_conn *c)
+{
+    const upy_protocol *pr = UPY_CONN_PROTO(c);
+    char out[32];
+    struct iovec iov;
+    if (pr->end == NULL || c->resp.end_sent)
+        return 0;
+    c->resp.end_sent = 1;
+    iov.iov_base = out;
+    iov.iov_len = pr->end(c, out);
+    return send_or_queue(c, &iov, 1, NULL, NULL, 0);
 }
 
 /* Write what is pending: 1 when nothing is left, 0 when the socket is
@@ -870,7 +908,7 @@ send_chunk(upy_core *core, upy_response *r, const char *p, size_t n,
     if (cnt == 0) {
         return 0;
     }
-    if (send_or_queue(r->conn, iov, cnt, hold, n > 0 ? p : NULL, n) < 0) {
+    if (upy_out_send(r->conn, iov, cnt, hold, n > 0 ? p : NULL, n) < 0) {
         r->failed = 1;
         return -1;
     }
@@ -977,6 +1015,41 @@ setup_sendfile(upy_core *core, upy_response *r, upy_file_wrapper *fw)
 static int
 pump_sendfile(upy_response *r)
 {
+    upy_conn *c = r->conn;
+    if (UPY_CONN_PROTO(c)->frame != NULL) {
+        /* records around the file's bytes (FastCGI): read and send them
+           in pieces through the framing; a piece the socket did not take
+           is queued in c->pend */
+        char piece[32768];
+        for (;;) {
+            if (c->pend.cnt > 0) {
+                int f = flush_pending(c);
+                if (f <= 0)
+                    return f;
+            }
+            if (r->sf_remaining == 0)
+                return 1;
+            {
+                size_t want = r->sf_remaining < sizeof piece
+                                  ? (size_t)r->sf_remaining : sizeof piece;
+                ssize_t got = pread(r->sf_fd, piece, want, r->sf_offset);
+                struct iovec iov;
+                if (got < 0 && errno == EINTR)
+                    continue;
+                if (got < 0)
+                    return -1;
+                if (got == 0)
+                    return 1; /* the file shrank: Content-Length unmet */
+                iov.iov_base = piece;
+                iov.iov_len = (size_t)got;
+                if (upy_out_send(c, &iov, 1, NULL, NULL, 0) < 0)
+                    return -1;
+                r->sf_offset += (off_t)got;
+                r->sf_remaining -= (uint64_t)got;
+                r->sent += (uint64_t)got;
+            }
+        }
+    }
 #if UPY_HAVE_SENDFILE
     while (r->sf_remaining > 0) {
         ssize_t n = sendfile(r->conn->fd, r->sf_fd, &r->sf_offset,
@@ -1861,7 +1934,7 @@ req_field(const upy_request *req, const char *http, const char *var)
         return NULL;
     for (size_t i = 0; i < req->num_fields; i++) {
         const upy_field *f = &req->fields[i];
-        if (req->proto == UPY_PROTO_HTTP
+        if (!upy_protocols[req->proto]->vars
                 ? f->name.len == hl && strncasecmp(f->name.p, http, hl) == 0
                 : f->name.len == vl && memcmp(f->name.p, var, vl) == 0)
             return &f->value;
@@ -2073,23 +2146,26 @@ static void
 send_500(upy_core *core, upy_response *r)
 {
     static const char body[] = "500 Internal Server Error\n";
+    const upy_protocol *pr = upy_protocols[r->proto];
     char head[256];
-    int hlen = snprintf(head, sizeof head,
-                        "HTTP/1.1 500 Internal Server Error\r\n"
-                        "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
-                        "%s\r\n",
-                        sizeof body - 1,
-                        r->keep_alive && !core->srv->stopping &&
-                                r->proto == UPY_PROTO_HTTP
-                            ? ""
-                            : "Connection: close\r\n");
-    struct iovec iov[2] = {{head, (size_t)hlen},
-                           {(void *)body, r->no_body ? 0 : sizeof body - 1}};
+    int hlen;
+    struct iovec iov[2];
+    if (core->srv->stopping || (!pr->chunked_out && !pr->ends_itself))
+        r->keep_alive = 0;
+    hlen = snprintf(head, sizeof head,
+                    "%s500 Internal Server Error\r\n"
+                    "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+                    "%s\r\n",
+                    pr->status_prefix, sizeof body - 1,
+                    r->keep_alive || !pr->connection_header
+                        ? "" : "Connection: close\r\n");
+    iov[0].iov_base = head;
+    iov[0].iov_len = (size_t)hlen;
+    iov[1].iov_base = (void *)body;
+    iov[1].iov_len = r->no_body ? 0 : sizeof body - 1;
     r->status_code = 500;
     r->headers_sent = 1;
-    if (r->proto != UPY_PROTO_HTTP)
-        r->keep_alive = 0;
-    if (send_or_queue(r->conn, iov, 2, NULL, NULL, 0) < 0) {
+    if (upy_out_send(r->conn, iov, 2, NULL, NULL, 0) < 0) {
         r->failed = 1;
     }
     r->sent = r->no_body ? 0 : sizeof body - 1;
@@ -2106,6 +2182,8 @@ app_failed(upy_core *core, upy_response *r)
         core->slot->exceptions++;
     if (!r->headers_sent) {
         send_500(core, r);
+        if (!r->failed && send_end(r->conn) < 0)
+            r->failed = 1;
     }
     else {
         r->failed = 1;
@@ -2255,6 +2333,9 @@ pump(upy_core *core, upy_conn *c)
                 if (send_or_queue(c, &end, 1, NULL, NULL, 0) < 0)
                     r->failed = 1;
             }
+            else if (send_end(c) < 0) {
+                r->failed = 1;
+            }
             r->phase = UPY_PHASE_FINISH;
             break;
         case UPY_PHASE_FINISH:
@@ -2375,6 +2456,16 @@ upy_response_flush(upy_conn *c)
             return UPY_RESP_BLOCKED;
         }
         r->phase = UPY_PHASE_END;
+    }
+    if (r->is_static && !r->end_sent) {
+        /* the end of a static response in its protocol (FastCGI) */
+        if (send_end(c) < 0) {
+            r->failed = 1;
+            return 0;
+        }
+        if (c->pend.cnt > 0) {
+            return UPY_RESP_BLOCKED;
+        }
     }
     return 0;
 }

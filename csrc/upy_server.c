@@ -27,6 +27,7 @@
  * only ever touched by the loop thread.
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -115,8 +116,8 @@ upy_log_exception(upy_server *srv, const char *what)
    reading.  Returns 0 when all was sent, 1 when nothing was (the socket
    is full: a pipelined request right after a large response), -1 when
    part was, or the connection is broken. */
-static int
-send_small(int fd, struct iovec *iov, int iovcnt)
+int
+upy_send_small(int fd, struct iovec *iov, int iovcnt)
 {
     struct msghdr msg;
     size_t want = 0;
@@ -135,6 +136,8 @@ send_small(int fd, struct iovec *iov, int iovcnt)
     }
     return (size_t)n == want ? 0 : -1;
 }
+
+#define send_small upy_send_small
 
 static int
 send_text(int fd, const char *text)
@@ -214,6 +217,9 @@ conn_close(upy_loop *loop, upy_conn *c)
     close(c->fd);
     body_reset(c);
     upy_pending_free(&c->pend);
+    free(c->fcgi.out);
+    c->fcgi.out = NULL;
+    c->fcgi.out_cap = 0;
     c->len = 0;
     buf_release(loop, c);
     if (loop->accept_paused) {
@@ -298,7 +304,8 @@ upy_status_text(int status)
 }
 
 void
-upy_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
+upy_send_error_text(upy_conn *c, const char *status_prefix, int status,
+                    const char *reason)
 {
     char head[256], body[256];
     int blen = snprintf(body, sizeof body, "%s: %s\n", status_line(status),
@@ -309,27 +316,38 @@ upy_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
         blen = (int)sizeof body - 1;
     }
     hlen = snprintf(head, sizeof head,
-                    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
+                    "%s%s\r\nContent-Type: text/plain\r\n"
                     "Content-Length: %d\r\nConnection: close\r\n\r\n",
-                    status_line(status), blen);
+                    status_prefix, status_line(status), blen);
     iov[0].iov_base = head;
     iov[0].iov_len = (size_t)hlen;
     iov[1].iov_base = body;
     iov[1].iov_len = (size_t)blen;
-    (void)srv;
     (void)send_small(c->fd, iov, 2);
 }
 
-/* Reject the request on c with status and reason, log it, and linger. */
-static void
-conn_reject(upy_loop *loop, upy_conn *c, int status, const char *reason)
+/* The error answer in the form of c's protocol. */
+void
+upy_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
+{
+    UPY_CONN_PROTO(c)->send_error(srv, c, status, reason);
+}
+
+/* Reject the request on c with status and reason, log it (naming the
+   protocol when it is not HTTP), answer it, and linger. */
+void
+upy_conn_reject(upy_loop *loop, upy_conn *c, int status, const char *reason)
 {
     upy_server *srv = loop->srv;
-    upy_log(srv, 30, "%s from %s on %s: %s", status_line(status),
+    const upy_protocol *pr = UPY_CONN_PROTO(c);
+    upy_log(srv, 30, "%s%s%s from %s on %s: %s",
+            pr == &upy_proto_http ? "" : pr->name,
+            pr == &upy_proto_http ? "" : ": ", status_line(status),
             c->addr_text, c->lst->name_c, reason);
-    upy_send_error(srv, c, status, reason);
+    pr->send_error(srv, c, status, reason);
     conn_linger(loop, c);
 }
+#define conn_reject upy_conn_reject
 
 static int
 buf_reserve(upy_loop *loop, upy_conn *c, size_t need)
@@ -489,76 +507,15 @@ make_input(upy_state *st, upy_conn *c)
     }
 }
 
-/* Parse the head at c->buf[0..len).  Returns the head length, INCOMPLETE,
-   or ERROR (after rejecting the request). */
+/* Parse the head at c->buf[0..len) with the listener's protocol.  Returns
+   the head length, INCOMPLETE, or ERROR (after rejecting the request). */
 static ssize_t
 parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
 {
-    upy_server *srv = loop->srv;
     memset(req, 0, sizeof *req);
     req->fields = loop->fields;
     req->fields_cap = loop->fields_cap;
-    if (c->lst->proto == UPY_PROTO_HTTP) {
-        ssize_t rc = upy_http_parse_request(c->buf, len, c->last_len, req,
-                                            &srv->limits);
-        if (rc == UPY_PARSE_INCOMPLETE) {
-            c->last_len = len;
-        }
-        else if (rc == UPY_PARSE_ERROR) {
-            conn_reject(loop, c, req->error_status, req->error_reason);
-        }
-        return rc;
-    }
-    else {
-        upy_uwsgi_header h;
-        if (len >= 4 && upy_uwsgi_looks_like_http(c->buf, len)) {
-            conn_reject(loop, c, 400,
-                        "this looks like an HTTP request on a uwsgi socket; "
-                        "point HTTP clients and proxy_pass at an http-socket, "
-                        "and nginx's uwsgi_pass at a socket");
-            return UPY_PARSE_ERROR;
-        }
-        if (upy_uwsgi_parse_header((const unsigned char *)c->buf, len, &h) !=
-            UPY_UWSGI_HEADER_SIZE) {
-            return UPY_PARSE_INCOMPLETE;
-        }
-        if (h.modifier1 != 0) {
-            upy_log(srv, 30, "uwsgi packet with modifier1 %u from %s on %s: "
-                    "only modifier1 0 (WSGI) is served; closing",
-                    (unsigned)h.modifier1, c->addr_text,
-                    c->lst->name_c);
-            conn_linger(loop, c);
-            return UPY_PARSE_ERROR;
-        }
-        if (h.datasize == 0) {
-            conn_reject(loop, c, 400, "uwsgi packet with datasize 0");
-            return UPY_PARSE_ERROR;
-        }
-        if (h.datasize > srv->limits.max_head) {
-            char reason[160];
-            snprintf(reason, sizeof reason,
-                     "uwsgi packet vars of %u bytes exceed buffer-size %zu; "
-                     "raise buffer-size (at most 65535)",
-                     (unsigned)h.datasize, srv->limits.max_head);
-            conn_reject(loop, c, 431, reason);
-            return UPY_PARSE_ERROR;
-        }
-        if (len < (size_t)UPY_UWSGI_HEADER_SIZE + h.datasize) {
-            return UPY_PARSE_INCOMPLETE;
-        }
-        if (upy_uwsgi_parse_vars(c->buf + UPY_UWSGI_HEADER_SIZE, h.datasize,
-                                 req, &srv->uwsgi_limits) != 0) {
-            conn_reject(loop, c, req->error_status ? req->error_status : 400,
-                        req->error_reason ? req->error_reason
-                                          : "invalid uwsgi vars");
-            return UPY_PARSE_ERROR;
-        }
-        if (req->method.len == 0) {
-            conn_reject(loop, c, 400, "uwsgi packet without REQUEST_METHOD");
-            return UPY_PARSE_ERROR;
-        }
-        return (ssize_t)(UPY_UWSGI_HEADER_SIZE + h.datasize);
-    }
+    return UPY_CONN_PROTO(c)->parse_head(loop, c, req, len);
 }
 
 static void
@@ -771,21 +728,10 @@ run_end(upy_core *co, upy_conn *c, int rc, double started)
 int
 upy_reparse(upy_core *co, upy_conn *c, upy_request *req)
 {
-    upy_server *srv = co->srv;
     memset(req, 0, sizeof *req);
     req->fields = co->fields;
     req->fields_cap = co->fields_cap;
-    if (c->lst->proto == UPY_PROTO_HTTP) {
-        return upy_http_parse_request(c->buf, c->head_len, 0, req,
-                                      &srv->limits) == (ssize_t)c->head_len
-                   ? 0 : -1;
-    }
-    if (c->head_len < UPY_UWSGI_HEADER_SIZE) {
-        return -1;
-    }
-    return upy_uwsgi_parse_vars(c->buf + UPY_UWSGI_HEADER_SIZE,
-                                c->head_len - UPY_UWSGI_HEADER_SIZE, req,
-                                &srv->uwsgi_limits);
+    return UPY_CONN_PROTO(c)->reparse(co->srv, c, req);
 }
 
 /* Call the app for the request on c, on core co (GIL held).  req: the head
@@ -1034,8 +980,10 @@ static int
 dispatch(upy_loop *loop, upy_conn *c, upy_request *req)
 {
     upy_server *srv = loop->srv;
-    if (srv->probe_live_len > 0 || srv->probe_ready_len > 0) {
-        /* liveness / readiness probes: answered here, not logged or counted */
+    if ((srv->probe_live_len > 0 || srv->probe_ready_len > 0) &&
+        UPY_CONN_PROTO(c)->probes) {
+        /* liveness / readiness probes: answered here, not logged or counted
+           (in the HTTP form: on FastCGI and SCGI the app answers them) */
         upy_probe_reply pr;
         size_t waiting = 0;
         if (srv->ready_max_queue > 0 && srv->runner == UPY_RUN_THREADS &&
@@ -1167,13 +1115,20 @@ consume_body(upy_loop *loop, upy_conn *c)
     }
     else {
         size_t dlen = avail;
-        ssize_t rc = upy_chunked_decode(&c->chunk, p, &dlen,
-                                        srv->limits.limit_post);
+        int status = 400;
+        const char *reason = NULL;
+        ssize_t rc = UPY_CONN_PROTO(c)->body_decode(
+            c, p, &dlen, srv->limits.limit_post, &status, &reason);
         if (rc == UPY_PARSE_ERROR) {
-            conn_reject(loop, c, c->chunk.error_status ? c->chunk.error_status
-                                                       : 400,
-                        c->chunk.error_reason ? c->chunk.error_reason
-                                              : "bad chunked body");
+            if (status == 0) {
+                /* the client called it off (FastCGI ABORT_REQUEST) */
+                upy_log(srv, 20, "%s from %s on %s: %s; closing",
+                        UPY_CONN_PROTO(c)->name, c->addr_text,
+                        c->lst->name_c, reason);
+                conn_close(loop, c);
+                return -1;
+            }
+            conn_reject(loop, c, status, reason ? reason : "bad body");
             return -1;
         }
         if (body_sink(loop, c, p, dlen) < 0) {
@@ -1263,7 +1218,8 @@ conn_process(upy_loop *loop, upy_conn *c)
             }
             rc = parse_head(loop, c, &req, c->len);
             if (rc == UPY_PARSE_INCOMPLETE) {
-                if (c->len > srv->limits.max_head + UPY_UWSGI_HEADER_SIZE) {
+                if (c->len > srv->limits.max_head +
+                                 UPY_CONN_PROTO(c)->head_slack) {
                     conn_reject(loop, c, 431, "request head too large "
                                 "(buffer-size)");
                 }
@@ -1301,7 +1257,7 @@ conn_process(upy_loop *loop, upy_conn *c)
                 continue;
             }
             if (c->chunked) {
-                upy_chunked_init(&c->chunk);
+                UPY_CONN_PROTO(c)->body_begin(c, &req);
             }
             if (req.expect_continue && c->len == c->head_len &&
                 send_text(c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
@@ -1316,18 +1272,20 @@ conn_process(upy_loop *loop, upy_conn *c)
         }
         if (c->state == UPY_CONN_BODY) {
             int done = consume_body(loop, c);
-            ssize_t rc;
             if (done <= 0) {
                 return 0;
             }
             if (srv->runner != UPY_RUN_INLINE && srv->static_cfg == NULL) {
                 return submit(loop, c); /* the runner parses the head again */
             }
-            /* The head is still intact at buf[0..head_len): parse it again
-               for the field slices. */
+            /* The head is still at buf[0..head_len): decode it again for
+               the field slices. */
             c->last_len = 0;
-            rc = parse_head(loop, c, &req, c->head_len);
-            if (rc < 0) {
+            memset(&req, 0, sizeof req);
+            req.fields = loop->fields;
+            req.fields_cap = loop->fields_cap;
+            if (UPY_CONN_PROTO(c)->reparse(srv, c, &req) < 0) {
+                conn_reject(loop, c, 400, "the request head changed");
                 return 0;
             }
             if (dispatch(loop, c, &req) < 0) {
@@ -1530,7 +1488,7 @@ accept_ready(upy_loop *loop, upy_listener *lst, int batch)
             loop->conns->prev = c;
         loop->conns = c;
         loop->nconns++;
-        if (lst->proto == UPY_PROTO_UWSGI) {
+        if (upy_protocols[lst->proto]->read_at_accept) {
             /* nginx writes the packet right after connecting (and uwsgi
                listeners use TCP_DEFER_ACCEPT): read at once; most such
                connections are answered and closed without ever being
@@ -1563,7 +1521,8 @@ listener_ready(upy_loop *loop, upy_listener *lst)
 {
     upy_server *srv = loop->srv;
     (void)accept_ready(loop, lst,
-                       srv->shared_listeners || lst->proto == UPY_PROTO_UWSGI
+                       srv->shared_listeners ||
+                               upy_protocols[lst->proto]->read_at_accept
                            ? 1 : UPY_ACCEPT_BATCH);
 }
 
@@ -2371,7 +2330,13 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         }
         l->ev = UPY_EV_LISTENER;
         l->fd = fd;
-        l->proto = proto == UPY_PROTO_UWSGI ? UPY_PROTO_UWSGI : UPY_PROTO_HTTP;
+        if (proto < 0 || proto >= UPY_NPROTO) {
+            PyErr_Format(PyExc_ValueError, "listener %zd: unknown protocol "
+                         "%d", i, proto);
+            Py_DECREF(seq);
+            return -1;
+        }
+        l->proto = (upy_proto)proto;
         l->name = Py_NewRef(name);
         /* For C log lines: valid UTF-8 always (a unix path that is not
            UTF-8 arrives with lone surrogates, which PyUnicode_AsUTF8
@@ -2389,6 +2354,11 @@ server_init(upy_server *self, PyObject *args, PyObject *kwds)
         l->keepalive_timeout = lst_keepalive_timeout >= 0
                                    ? lst_keepalive_timeout
                                    : keepalive_timeout;
+        if (l->keepalive_timeout <= 0) {
+            /* a protocol whose client asks for the connection to stay
+               (FastCGI's KEEP_CONN) keeps it idle this long */
+            l->keepalive_timeout = upy_protocols[l->proto]->kept_idle;
+        }
         l->proxy_protocol = proxy_protocol && l->proto == UPY_PROTO_HTTP;
         l->base_environ = upy_build_base_environ(st, l, sname, sport,
                                                  multithread, multiprocess,

@@ -20,6 +20,7 @@
  * here once, into C memory the loop reads without the GIL.
  */
 #include "upy_core.h"
+#include "upy_proto.h"
 #include "upy_static.h"
 
 #include <errno.h>
@@ -534,7 +535,7 @@ static int
 name_is(const upy_field *f, upy_proto proto, const char *http, size_t hlen,
         const char *var, size_t vlen)
 {
-    if (proto == UPY_PROTO_HTTP)
+    if (!upy_protocols[proto]->vars)
         return upy_lower_eq(f->name.p, f->name.len, http, hlen);
     return f->name.len == vlen && memcmp(f->name.p, var, vlen) == 0;
 }
@@ -550,7 +551,7 @@ read_request(struct upy_static_cfg *sc, const upy_request *req, sreq *q)
     upy_proto proto = req->proto;
     memset(q, 0, sizeof *q);
     q->path = sc->path;
-    if (proto == UPY_PROTO_HTTP) {
+    if (!upy_protocols[proto]->vars) {
         upy_str p = upy_origin_path(req->path);
         if (p.len >= sc->path_cap)
             return -1;
@@ -598,10 +599,10 @@ read_request(struct upy_static_cfg *sc, const upy_request *req, sreq *q)
             q->ae = f->value;
         else if (NAME_IS(f, proto, "x-forwarded-for", "HTTP_X_FORWARDED_FOR"))
             q->xff = f->value;
-        else if (proto == UPY_PROTO_UWSGI &&
+        else if (upy_protocols[proto]->vars &&
                  NAME_IS(f, proto, "", "REMOTE_ADDR"))
             q->remote_addr = f->value;
-        else if (proto == UPY_PROTO_UWSGI &&
+        else if (upy_protocols[proto]->vars &&
                  NAME_IS(f, proto, "", "SERVER_PROTOCOL"))
             q->protocol = f->value;
     }
@@ -899,7 +900,8 @@ build_head(upy_core *lc, struct upy_static_cfg *sc, const upy_request *req,
     int entity = s->status == 200 || s->status == 206 || s->status == 304;
     int64_t now = (int64_t)time(NULL);
 
-    H_LIT(&h, "HTTP/1.1 ");
+    h_put(&h, upy_protocols[req->proto]->status_prefix,
+          upy_protocols[req->proto]->status_prefix_len);
     h_str(&h, reason(s->status));
     H_LIT(&h, "\r\n");
     if (s->status == 200 || s->status == 206) {
@@ -979,7 +981,7 @@ build_head(upy_core *lc, struct upy_static_cfg *sc, const upy_request *req,
               (size_t)PyBytes_GET_SIZE(srv->add_headers));
     }
     h_str(&h, upy_date_header());
-    if (req->proto == UPY_PROTO_HTTP) {
+    if (upy_protocols[req->proto]->connection_header) {
         if (!s->keep_alive)
             H_LIT(&h, "Connection: close\r\n");
         else if (req->minor_version == 0)
@@ -1021,7 +1023,14 @@ send_or_park(upy_conn *c, struct iovec *iov, int cnt, int more)
 {
     upy_pending *p = &c->pend;
     size_t need = 0, off = 0;
-    ssize_t n = send_iov(c->fd, iov, cnt, more);
+    ssize_t n;
+    if (UPY_CONN_PROTO(c)->frame != NULL) {
+        /* in the protocol's records (FastCGI) */
+        if (UPY_CONN_PROTO(c)->frame(c, iov, cnt, NULL, NULL, 0) < 0)
+            return -1;
+        return p->cnt > 0 ? 0 : 1;
+    }
+    n = send_iov(c->fd, iov, cnt, more);
     if (n < 0)
         return -1;
     while (cnt > 0 && (size_t)n >= iov->iov_len) {
@@ -1094,10 +1103,10 @@ static_log(upy_core *lc, upy_conn *c, const upy_request *req)
             const upy_field *f = &req->fields[i];
             if (NAME_IS(f, req->proto, "x-forwarded-for", "HTTP_X_FORWARDED_FOR"))
                 q.xff = f->value;
-            else if (req->proto == UPY_PROTO_UWSGI &&
+            else if (upy_protocols[req->proto]->vars &&
                      NAME_IS(f, req->proto, "", "REMOTE_ADDR"))
                 q.remote_addr = f->value;
-            else if (req->proto == UPY_PROTO_UWSGI &&
+            else if (upy_protocols[req->proto]->vars &&
                      NAME_IS(f, req->proto, "", "SERVER_PROTOCOL"))
                 q.protocol = f->value;
         }
@@ -1106,7 +1115,7 @@ static_log(upy_core *lc, upy_conn *c, const upy_request *req)
             addr = q.xff.p;
             alen = comma ? (size_t)(comma - q.xff.p) : q.xff.len;
         }
-        else if (req->proto == UPY_PROTO_HTTP) {
+        else if (!upy_protocols[req->proto]->vars) {
             addr = c->addr_text + c->host_off;
             alen = c->host_len;
         }
@@ -1114,7 +1123,7 @@ static_log(upy_core *lc, upy_conn *c, const upy_request *req)
             addr = q.remote_addr.p;
             alen = q.remote_addr.len;
         }
-        if (req->proto == UPY_PROTO_HTTP) {
+        if (!upy_protocols[req->proto]->vars) {
             proto.p = req->minor_version ? "HTTP/1.1" : "HTTP/1.0";
             proto.len = 8;
         }
@@ -1316,6 +1325,7 @@ respond(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
     r->conn = c;
     r->core = NULL;
     r->is_static = 1;
+    r->end_sent = 0;
     r->active = 1;
     r->failed = 0;
     r->status_code = s->status;
@@ -1367,8 +1377,8 @@ respond(upy_core *lc, upy_conn *c, const upy_request *req, const sreq *q,
         if (sent < 0) {
             r->failed = 1;
         }
-        else if (sent == 0) {
-            return UPY_RESP_BLOCKED;
+        else if (upy_response_flush(c) == UPY_RESP_BLOCKED) {
+            return UPY_RESP_BLOCKED; /* a part, or the protocol's end */
         }
         return static_finish(lc, c, req);
     }

@@ -37,33 +37,20 @@ static int fail(upy_request *req, int status, const char *reason)
     return UPY_PARSE_ERROR;
 }
 
-static int key_is(const upy_str *k, const char *lit, size_t litlen)
-{
-    return k->len == litlen && memcmp(k->p, lit, litlen) == 0;
-}
-
-#define KEY_IS(k, lit) key_is((k), lit, sizeof(lit) - 1)
-
-#define VALUE_IS(v, lit) UPY_LOWER_EQ((v)->p, (v)->len, lit)
-
 int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
                          const upy_limits *lim)
 {
-    static const upy_str empty = {"", 0};
     const unsigned char *p = (const unsigned char *)vars;
     const unsigned char *const end = p + datasize;
-    upy_str proto = empty, clen = empty, https = empty, scheme = empty;
-    int have_clen = 0;
-    size_t cap;
+    upy_vars_state st;
 
-    upy_request_reset(req, UPY_PROTO_UWSGI);
+    upy_vars_begin(req, UPY_PROTO_UWSGI, lim, &st);
 
     if (datasize == 0)
         return fail(req, 400, "uwsgi packet with datasize 0");
     if (datasize > lim->max_head)
         return fail(req, 431, "uwsgi datasize above buffer-size");
 
-    cap = lim->max_fields < req->fields_cap ? lim->max_fields : req->fields_cap;
     while (p != end) {
         upy_str k, v;
         size_t n;
@@ -86,79 +73,14 @@ int upy_uwsgi_parse_vars(const char *vars, size_t datasize, upy_request *req,
         p += 2;
         if (n > (size_t)(end - p))
             return fail(req, 400, "uwsgi value runs past the packet");
-        v.p = n ? (const char *)p : "";
+        v.p = (const char *)p;
         v.len = n;
         p += n;
 
-        if (req->num_fields >= cap)
-            return fail(req, 431, "too many uwsgi vars");
-        req->fields[req->num_fields].name = k;
-        req->fields[req->num_fields].value = v;
-        req->num_fields++;
-
-        /* A repeated var: the last one wins, as it would in the environ
-         * dict built from the fields in order. */
-        switch (k.len) {
-        case 5:
-            if (KEY_IS(&k, "HTTPS"))
-                https = v;
-            break;
-        case 9:
-            if (KEY_IS(&k, "PATH_INFO"))
-                req->path = v;
-            break;
-        case 11:
-            if (KEY_IS(&k, "REQUEST_URI"))
-                req->target = v;
-            break;
-        case 12:
-            if (KEY_IS(&k, "QUERY_STRING"))
-                req->query = v;
-            else if (KEY_IS(&k, "UWSGI_SCHEME"))
-                scheme = v;
-            break;
-        case 14:
-            if (KEY_IS(&k, "REQUEST_METHOD"))
-                req->method = v;
-            else if (KEY_IS(&k, "CONTENT_LENGTH")) {
-                clen = v;
-                have_clen = 1;
-            }
-            break;
-        case 15:
-            if (KEY_IS(&k, "SERVER_PROTOCOL"))
-                proto = v;
-            break;
-        default:
-            break;
-        }
+        if (upy_vars_add(req, &st, k, v) != 0)
+            return UPY_PARSE_ERROR;
     }
-
-    /* nginx's stock uwsgi_params sends "CONTENT_LENGTH $content_length",
-     * which is the empty string for requests without a body: empty means
-     * absent.  Otherwise 1*DIGIT, at most INT64_MAX. */
-    if (have_clen && clen.len != 0) {
-        uint64_t val = 0;
-        size_t i;
-        for (i = 0; i < clen.len; i++) {
-            unsigned char c = (unsigned char)clen.p[i];
-            if (c < '0' || c > '9')
-                return fail(req, 400, "bad CONTENT_LENGTH");
-            if (val > ((uint64_t)INT64_MAX - (c - '0')) / 10)
-                return fail(req, 400, "bad CONTENT_LENGTH");
-            val = val * 10 + (uint64_t)(c - '0');
-        }
-        if (lim->limit_post != 0 && val > lim->limit_post)
-            return fail(req, 413, "request body too large");
-        req->content_length = (int64_t)val;
-    }
-
-    req->minor_version =
-        (proto.len == 8 && memcmp(proto.p, "HTTP/1.0", 8) == 0) ? 0 : 1;
-    req->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
-    req->https = VALUE_IS(&https, "on") || VALUE_IS(&https, "1") ||
-                 VALUE_IS(&scheme, "https");
-    return 0;
+    return upy_vars_end(req, &st, lim);
 }
 
 int upy_uwsgi_looks_like_http(const char *buf, size_t len)

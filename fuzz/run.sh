@@ -58,7 +58,8 @@ if ! command -v "$CC" >/dev/null 2>&1; then
     exit 2
 fi
 # The C sources every target links with (the pure-C protocol layer).
-sources=("$root/csrc/upy_http.c" "$root/csrc/upy_uwsgi.c" "$root/csrc/upy_proxy.c"
+sources=("$root/csrc/upy_http.c" "$root/csrc/upy_uwsgi.c" "$root/csrc/upy_cgivars.c" "$root/csrc/upy_proxy.c"
+         "$root/csrc/upy_fastcgi.c" "$root/csrc/upy_scgi.c"
          "$root/csrc/upy_static_http.c" "$root/csrc/upy_ws.c")
 flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -I"$root/csrc")
@@ -69,6 +70,7 @@ flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
 max_len_of() {
     case "$1" in
     chunked) echo 12288 ;;
+    fastcgi) echo 8192 ;;
     *) echo 4096 ;;
     esac
 }

@@ -1,6 +1,7 @@
-"""ctypes access to the pure-C parsers (csrc/upy_http.c, csrc/upy_uwsgi.c).
+"""ctypes access to the pure-C parsers (csrc/upy_http.c, csrc/upy_uwsgi.c, csrc/upy_fastcgi.c,
+csrc/upy_scgi.c, and the CGI-vars reading they share, csrc/upy_cgivars.c).
 
-Test-only: compiles the two sources into a shared library with gcc and wraps
+Test-only: compiles the sources into a shared library with gcc and wraps
 the upy_parse.h API in plain-Python results, so Hypothesis can drive the C
 code directly (no server, no extension module build).
 
@@ -8,6 +9,9 @@ code directly (no server, no extension module build).
     lib.parse_http(b"GET / ...")    # dict | ("error", status) | "incomplete"
     lib.decode_chunked(data, [3, 1, 7])
     lib.parse_uwsgi(packet)
+    lib.parse_fcgi(records)         # dict | ("error", status, reason) | "incomplete"
+    lib.decode_fcgi_stdin(records, request_id, expected, [3, 1, 7])
+    lib.parse_scgi(netstring)
 
 The struct layouts below mirror upy_parse.h and must be kept in step with it.
 """
@@ -16,13 +20,14 @@ from __future__ import annotations
 import ctypes
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 __all__ = ["CParsers", "build", "SOURCES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = (CSRC / "upy_http.c", CSRC / "upy_uwsgi.c")
+SOURCES = (CSRC / "upy_http.c", CSRC / "upy_uwsgi.c", CSRC / "upy_cgivars.c",
+           CSRC / "upy_fastcgi.c", CSRC / "upy_scgi.c")
 
 UPY_PARSE_ERROR = -1
 UPY_PARSE_INCOMPLETE = -2
@@ -95,9 +100,54 @@ class upy_uwsgi_header(ctypes.Structure):
     ]
 
 
-# sizeof of each mirrored struct, compiled in with the parsers, so a layout
-# that drifts from upy_parse.h fails loudly instead of corrupting memory.
+class upy_fcgi_record(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint8),
+        ("type", ctypes.c_uint8),
+        ("request_id", ctypes.c_uint16),
+        ("content_length", ctypes.c_uint16),
+        ("padding_length", ctypes.c_uint8),
+    ]
+
+
+class upy_fcgi_head(ctypes.Structure):
+    # keep_conn, stdin_ended, compacted are C bit-fields: read through
+    # upy_test_fcgi_flags, not through this mirror (_bits only holds their room)
+    _fields_ = [
+        ("action", ctypes.c_int),
+        ("type", ctypes.c_uint8),
+        ("request_id", ctypes.c_uint16),
+        ("role", ctypes.c_uint16),
+        ("_bits", ctypes.c_uint16),
+        ("params_off", ctypes.c_size_t),
+        ("params_len", ctypes.c_size_t),
+        ("content", ctypes.c_void_p),
+        ("content_len", ctypes.c_size_t),
+    ]
+
+
+class upy_fcgi_stdin_decoder(ctypes.Structure):
+    _fields_ = [
+        ("state", ctypes.c_int),
+        ("request_id", ctypes.c_uint16),
+        ("hdr", ctypes.c_ubyte * 8),
+        ("hdr_have", ctypes.c_size_t),
+        ("content_left", ctypes.c_size_t),
+        ("pad_left", ctypes.c_size_t),
+        ("total", ctypes.c_uint64),
+        ("expected", ctypes.c_int64),
+        ("error_status", ctypes.c_int),
+        ("error_reason", ctypes.c_char_p),
+    ]
+
+
+FCGI_ACTIONS = ("head", "skip", "get_values", "unknown", "bad_role")
+
+# sizeof of each mirrored struct (and the offsets after bit-fields), compiled
+# in with the parsers, so a layout that drifts from upy_parse.h fails loudly
+# instead of corrupting memory.
 _SIZES_C = """
+#include <stddef.h>
 #include "upy_parse.h"
 size_t upy_test_sizeof(int which)
 {
@@ -106,8 +156,20 @@ size_t upy_test_sizeof(int which)
     case 1: return sizeof(upy_request);
     case 2: return sizeof(upy_chunked_decoder);
     case 3: return sizeof(upy_uwsgi_header);
+    case 4: return sizeof(upy_fcgi_record);
+    case 5: return sizeof(upy_fcgi_head);
+    case 6: return sizeof(upy_fcgi_stdin_decoder);
+    case 100: return offsetof(upy_fcgi_head, params_off);
+    case 101: return offsetof(upy_fcgi_head, content);
+    case 102: return offsetof(upy_request, error_status);
+    case 103: return offsetof(upy_fcgi_stdin_decoder, error_status);
     default: return 0;
     }
+}
+/* keep_conn | stdin_ended << 1 | compacted << 2 */
+unsigned upy_test_fcgi_flags(const upy_fcgi_head *h)
+{
+    return h->keep_conn | h->stdin_ended << 1 | h->compacted << 2;
 }
 """
 
@@ -151,13 +213,49 @@ class CParsers:
             ctypes.POINTER(upy_limits)]
         lib.upy_uwsgi_looks_like_http.restype = ctypes.c_int
         lib.upy_uwsgi_looks_like_http.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.upy_fcgi_parse_head.restype = ctypes.c_ssize_t
+        lib.upy_fcgi_parse_head.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_request),
+            ctypes.POINTER(upy_limits), ctypes.POINTER(upy_fcgi_head)]
+        lib.upy_fcgi_parse_params.restype = ctypes.c_int
+        lib.upy_fcgi_parse_params.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_request),
+            ctypes.POINTER(upy_limits)]
+        lib.upy_fcgi_parse_record.restype = ctypes.c_int
+        lib.upy_fcgi_parse_record.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_fcgi_record)]
+        lib.upy_fcgi_get_values_result.restype = ctypes.c_ssize_t
+        lib.upy_fcgi_get_values_result.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_ulong, ctypes.c_ulong,
+            ctypes.c_void_p, ctypes.c_size_t]
+        lib.upy_fcgi_stdin_init.restype = None
+        lib.upy_fcgi_stdin_init.argtypes = [
+            ctypes.POINTER(upy_fcgi_stdin_decoder), ctypes.c_uint, ctypes.c_int64]
+        lib.upy_fcgi_stdin_decode.restype = ctypes.c_ssize_t
+        lib.upy_fcgi_stdin_decode.argtypes = [
+            ctypes.POINTER(upy_fcgi_stdin_decoder), ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t), ctypes.c_uint64]
+        lib.upy_scgi_parse_head.restype = ctypes.c_ssize_t
+        lib.upy_scgi_parse_head.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(upy_request),
+            ctypes.POINTER(upy_limits)]
+        lib.upy_test_fcgi_flags.restype = ctypes.c_uint
+        lib.upy_test_fcgi_flags.argtypes = [ctypes.POINTER(upy_fcgi_head)]
         lib.upy_test_sizeof.restype = ctypes.c_size_t
         lib.upy_test_sizeof.argtypes = [ctypes.c_int]
-        for i, t in enumerate((upy_limits, upy_request, upy_chunked_decoder, upy_uwsgi_header)):
+        for i, t in enumerate((upy_limits, upy_request, upy_chunked_decoder, upy_uwsgi_header,
+                               upy_fcgi_record, upy_fcgi_head, upy_fcgi_stdin_decoder)):
             if lib.upy_test_sizeof(i) != ctypes.sizeof(t):
                 raise RuntimeError(f"{t.__name__}: ctypes mirror is {ctypes.sizeof(t)} bytes, "
                                    f"upy_parse.h says {lib.upy_test_sizeof(i)}: update "
                                    "tests/_parsers_ctypes.py")
+        for i, (t, field) in enumerate(((upy_fcgi_head, "params_off"), (upy_fcgi_head, "content"),
+                                        (upy_request, "error_status"),
+                                        (upy_fcgi_stdin_decoder, "error_status"))):
+            if lib.upy_test_sizeof(100 + i) != getattr(t, field).offset:
+                raise RuntimeError(f"{t.__name__}.{field}: ctypes mirror at "
+                                   f"{getattr(t, field).offset}, upy_parse.h says "
+                                   f"{lib.upy_test_sizeof(100 + i)}: update tests/_parsers_ctypes.py")
         self.lib = lib
         self._fields = (upy_field * self.MAX_FIELDS)()
 
@@ -299,3 +397,129 @@ class CParsers:
     def looks_like_http(self, data: bytes) -> bool:
         buf = ctypes.create_string_buffer(data, len(data))
         return bool(self.lib.upy_uwsgi_looks_like_http(buf, len(data)))
+
+    # -- FastCGI -------------------------------------------------------------
+    def parse_fcgi(self, data: bytes, max_head: int = 65535, max_fields: int = MAX_FIELDS,
+                   limit_post: int = 0) -> Any:
+        """One call of upy_fcgi_parse_head on a copy of data (the decoder may
+        compact it in place).
+
+        Returns "incomplete", ("error", status, reason), or a dict: consumed,
+        action (a name of FCGI_ACTIONS), type, request_id, role, keep_conn,
+        stdin_ended, compacted, params (the PARAMS block bytes), content
+        (GET_VALUES), vars, the request fields as parse_http, and buffer
+        (the bytes after the call).
+        """
+        buf = ctypes.create_string_buffer(data, len(data))
+        base = ctypes.addressof(buf)
+        req = self._new_request()
+        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post)
+        h = upy_fcgi_head()
+        n = self.lib.upy_fcgi_parse_head(base, len(data), ctypes.byref(req), ctypes.byref(lim),
+                                         ctypes.byref(h))
+        if n == UPY_PARSE_INCOMPLETE:
+            return "incomplete"
+        if n == UPY_PARSE_ERROR:
+            assert req.error_reason and req.error_status in (400, 413, 431)
+            return ("error", req.error_status, req.error_reason.decode())
+        assert 0 < n <= len(data), n
+        after = buf.raw[:len(data)]
+        flags = self.lib.upy_test_fcgi_flags(ctypes.byref(h))
+        out = {"consumed": n, "action": FCGI_ACTIONS[h.action], "type": h.type,
+               "request_id": h.request_id, "role": h.role, "keep_conn": bool(flags & 1),
+               "stdin_ended": bool(flags & 2), "compacted": bool(flags & 4), "buffer": after}
+        if h.action == 0:
+            assert h.params_off + h.params_len <= n
+            assert req.proto == 2
+            out.update(self._request_dict(after, base, req))
+            out["vars"] = out.pop("fields")
+            out["params"] = after[h.params_off:h.params_off + h.params_len]
+        elif h.action == 2:
+            off = (h.content or base) - base
+            assert 0 <= off and off + h.content_len <= n
+            out["content"] = after[off:off + h.content_len]
+        return out
+
+    def parse_fcgi_params(self, block: bytes, max_fields: int = MAX_FIELDS,
+                          limit_post: int = 0) -> Any:
+        """upy_fcgi_parse_params: ("error", status) or the request dict with vars."""
+        buf = ctypes.create_string_buffer(block, len(block))
+        base = ctypes.addressof(buf)
+        req = self._new_request()
+        lim = upy_limits(65535, min(max_fields, self.MAX_FIELDS), limit_post)
+        r = self.lib.upy_fcgi_parse_params(base, len(block), ctypes.byref(req), ctypes.byref(lim))
+        if r == UPY_PARSE_ERROR:
+            assert req.error_reason
+            return ("error", req.error_status)
+        assert r == 0
+        out = self._request_dict(block, base, req)
+        out["vars"] = out.pop("fields")
+        return out
+
+    def fcgi_get_values_result(self, content: bytes, max_conns: int, max_reqs: int,
+                               out_cap: int = 1 << 17) -> Optional[bytes]:
+        """The GET_VALUES_RESULT record for content, or None when the call fails."""
+        src = ctypes.create_string_buffer(content, len(content))
+        out = ctypes.create_string_buffer(max(out_cap, 1))
+        n = self.lib.upy_fcgi_get_values_result(src, len(content), max_conns, max_reqs, out,
+                                                out_cap)
+        if n < 0:
+            assert n == -1
+            return None
+        assert 8 <= n <= out_cap
+        return out.raw[:n]
+
+    def decode_fcgi_stdin(self, data: bytes, request_id: int, expected: int = -1,
+                          feed_sizes: Iterable[int] = (), max_body: int = 0) -> tuple:
+        """The STDIN decoder of request_id fed data in pieces of feed_sizes
+        (as decode_chunked).  Returns ("ok", body, trailing),
+        ("incomplete", body_so_far) or ("error", status, body_so_far)."""
+        d = upy_fcgi_stdin_decoder()
+        self.lib.upy_fcgi_stdin_init(ctypes.byref(d), request_id, expected)
+        sizes: Sequence[int] = [s for s in feed_sizes if s >= 0]
+        body = bytearray()
+        pos, k = 0, 0
+        while True:
+            if sizes and any(sizes):
+                size = sizes[k % len(sizes)]
+                k += 1
+            else:
+                size = len(data) - pos
+            piece = data[pos:pos + size]
+            pos += len(piece)
+            buf = ctypes.create_string_buffer(piece, len(piece))
+            ln = ctypes.c_size_t(len(piece))
+            r = self.lib.upy_fcgi_stdin_decode(ctypes.byref(d), buf, ctypes.byref(ln), max_body)
+            assert ln.value <= len(piece)
+            body += buf.raw[:ln.value]
+            if r == UPY_PARSE_ERROR:
+                assert d.error_reason and d.error_status in (0, 400, 413)
+                return ("error", d.error_status, bytes(body))
+            if r >= 0:
+                assert ln.value + r <= len(piece)
+                assert d.total == len(body)
+                return ("ok", bytes(body), buf.raw[ln.value:ln.value + r] + data[pos:])
+            assert r == UPY_PARSE_INCOMPLETE
+            if pos >= len(data):
+                return ("incomplete", bytes(body))
+
+    # -- SCGI ----------------------------------------------------------------
+    def parse_scgi(self, data: bytes, max_head: int = 65535, max_fields: int = MAX_FIELDS,
+                   limit_post: int = 0) -> Any:
+        """upy_scgi_parse_head: "incomplete", ("error", status), or the request
+        dict with vars and consumed."""
+        buf = ctypes.create_string_buffer(data, len(data))
+        base = ctypes.addressof(buf)
+        req = self._new_request()
+        lim = upy_limits(max_head, min(max_fields, self.MAX_FIELDS), limit_post)
+        n = self.lib.upy_scgi_parse_head(base, len(data), ctypes.byref(req), ctypes.byref(lim))
+        if n == UPY_PARSE_INCOMPLETE:
+            return "incomplete"
+        if n == UPY_PARSE_ERROR:
+            assert req.error_reason and req.error_status in (400, 413, 431)
+            return ("error", req.error_status)
+        assert 0 < n <= len(data) and req.proto == 3 and not req.keep_alive
+        out = self._request_dict(data, base, req)
+        out["vars"] = out.pop("fields")
+        out["consumed"] = n
+        return out

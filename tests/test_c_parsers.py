@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = [CSRC / "upy_http.c", CSRC / "upy_uwsgi.c", ROOT / "tests" / "c" / "test_parsers.c"]
+SOURCES = [CSRC / "upy_http.c", CSRC / "upy_uwsgi.c", CSRC / "upy_cgivars.c", ROOT / "tests" / "c" / "test_parsers.c"]
 BASE = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", f"-I{CSRC}"]
 BUILDS = {
     "plain": ["-O2"],

@@ -1,0 +1,59 @@
+/*
+ * upy_proto_scgi.c - the SCGI entry of the protocol table (upy_proto.h):
+ * the netstring head (upy_scgi.c), the environ from its vars, a CGI
+ * response ("Status: 200 OK", as uWSGI's scgi-socket answers), the
+ * connection closed at the end of each response (SCGI has no keep-alive).
+ */
+#include "upy_proto.h"
+
+static ssize_t
+scgi_parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
+{
+    ssize_t rc = upy_scgi_parse_head(c->buf, len, req,
+                                     &loop->srv->uwsgi_limits);
+    if (rc == UPY_PARSE_ERROR) {
+        upy_conn_reject(loop, c, req->error_status ? req->error_status : 400,
+                        req->error_reason);
+        return rc;
+    }
+    if (rc >= 0 && req->method.len == 0) {
+        upy_conn_reject(loop, c, 400, "SCGI request without REQUEST_METHOD");
+        return UPY_PARSE_ERROR;
+    }
+    return rc;
+}
+
+static int
+scgi_reparse(upy_server *srv, upy_conn *c, upy_request *req)
+{
+    return upy_scgi_parse_head(c->buf, c->head_len, req, &srv->uwsgi_limits)
+                   == (ssize_t)c->head_len ? 0 : -1;
+}
+
+static void
+scgi_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
+{
+    (void)srv;
+    upy_send_error_text(c, "Status: ", status, reason);
+}
+
+const upy_protocol upy_proto_scgi = {
+    .name = "scgi",
+    .parse_head = scgi_parse_head,
+    .reparse = scgi_reparse,
+    .head_slack = 8, /* "65535:" and "," */
+    .body_begin = NULL,
+    .body_decode = NULL,
+    .vars = 1,
+    .environ_from = upy_environ_from_vars,
+    .status_prefix = "Status: ",
+    .status_prefix_len = 8,
+    .chunked_out = 0,
+    .ends_itself = 0,
+    .connection_header = 0,
+    .frame = NULL,
+    .end = NULL,
+    .probes = 0,
+    .read_at_accept = 1,
+    .send_error = scgi_send_error,
+};
