@@ -72,6 +72,13 @@ static ssize_t
 fcgi_parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
 {
     upy_server *srv = loop->srv;
+    if (len >= 4 && upy_uwsgi_looks_like_http(c->buf, len)) {
+        upy_conn_reject(loop, c, 400,
+                        "this looks like an HTTP request on a FastCGI "
+                        "socket; point HTTP clients at an http-socket and "
+                        "nginx's fastcgi_pass at a fastcgi-socket");
+        return UPY_PARSE_ERROR;
+    }
     for (;;) {
         upy_fcgi_head h;
         ssize_t rc = upy_fcgi_parse_head(c->buf, len, req, &srv->uwsgi_limits,

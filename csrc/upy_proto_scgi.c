@@ -9,8 +9,15 @@
 static ssize_t
 scgi_parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
 {
-    ssize_t rc = upy_scgi_parse_head(c->buf, len, req,
-                                     &loop->srv->uwsgi_limits);
+    ssize_t rc;
+    if (len >= 4 && upy_uwsgi_looks_like_http(c->buf, len)) {
+        upy_conn_reject(loop, c, 400,
+                        "this looks like an HTTP request on an SCGI socket; "
+                        "point HTTP clients at an http-socket and nginx's "
+                        "scgi_pass at an scgi-socket");
+        return UPY_PARSE_ERROR;
+    }
+    rc = upy_scgi_parse_head(c->buf, len, req, &loop->srv->uwsgi_limits);
     if (rc == UPY_PARSE_ERROR) {
         upy_conn_reject(loop, c, req->error_status ? req->error_status : 400,
                         req->error_reason);
