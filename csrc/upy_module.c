@@ -163,6 +163,9 @@ upy_exec(PyObject *module)
         PyModule_AddIntConstant(module, "PROTO_UWSGI", UPY_PROTO_UWSGI) < 0 ||
         PyModule_AddIntConstant(module, "PROTO_FASTCGI", UPY_PROTO_FASTCGI) < 0 ||
         PyModule_AddIntConstant(module, "PROTO_SCGI", UPY_PROTO_SCGI) < 0 ||
+        PyModule_AddIntConstant(module, "PROTO_FASTCGI_NPH",
+                                UPY_PROTO_FASTCGI_NPH) < 0 ||
+        PyModule_AddIntConstant(module, "PROTO_SCGI_NPH", UPY_PROTO_SCGI_NPH) < 0 ||
         PyModule_AddIntConstant(module, "SLOT_SIZE", sizeof(upy_slot)) < 0 ||
         PyModule_AddIntConstant(module, "LOG_4XX", UPY_LOG_4XX) < 0 ||
         PyModule_AddIntConstant(module, "LOG_5XX", UPY_LOG_5XX) < 0 ||

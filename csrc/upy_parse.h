@@ -68,9 +68,11 @@ typedef enum {
     UPY_PROTO_HTTP = 0,
     UPY_PROTO_UWSGI = 1,
     UPY_PROTO_FASTCGI = 2,
-    UPY_PROTO_SCGI = 3
+    UPY_PROTO_SCGI = 3,
+    UPY_PROTO_FASTCGI_NPH = 4, /* as FASTCGI and SCGI, the response with an */
+    UPY_PROTO_SCGI_NPH = 5     /* HTTP status line (uWSGI's nph sockets) */
 } upy_proto;
-#define UPY_NPROTO 4
+#define UPY_NPROTO 6
 
 /*
  * The decoded request.  The caller sets `fields` (an array it owns) and

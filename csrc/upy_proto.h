@@ -69,10 +69,13 @@ typedef struct upy_protocol {
     unsigned connection_header : 1; /* send Connection: close/keep-alive */
     /* Wrap the response bytes iov[0..cnt) in the protocol's records and
        send them, queueing what the socket does not take in c->pend (by
-       reference to `hold` for the iovecs inside data[0..data_len)).
-       NULL: the bytes go as they are.  Returns 0, or -1 (broken). */
+       reference to `hold` for the iovecs inside data[0..data_len)).  With
+       `last` (these are the response's last bytes) the end of the response
+       goes in the same write (a client that hangs up once it has the body
+       must not find the end missing), and c->resp.end_sent is set.  NULL:
+       the bytes go as they are.  Returns 0, or -1 (broken). */
     int (*frame)(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
-                 const char *data, size_t data_len);
+                 const char *data, size_t data_len, int last);
     /* The bytes that end a response (FastCGI: an empty STDOUT record and
        END_REQUEST), written into out (at least 32 bytes): their length,
        0 for none. */
@@ -95,7 +98,7 @@ typedef struct upy_protocol {
 } upy_protocol;
 
 extern const upy_protocol upy_proto_http, upy_proto_uwsgi, upy_proto_fastcgi,
-    upy_proto_scgi;
+    upy_proto_scgi, upy_proto_fastcgi_nph, upy_proto_scgi_nph;
 /* Indexed by upy_proto. */
 extern const upy_protocol *const upy_protocols[UPY_NPROTO];
 
@@ -122,9 +125,10 @@ void upy_send_error_text(upy_conn *c, const char *status_prefix, int status,
 int upy_send_or_queue(upy_conn *c, struct iovec *iov, int cnt,
                       PyObject *hold, const char *data, size_t data_len);
 /* upy_response.c: send the response bytes iov[0..cnt) through the
-   connection's protocol framing (frame, else upy_send_or_queue). */
+   connection's protocol framing (frame, else upy_send_or_queue); `last`:
+   see frame. */
 int upy_out_send(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
-                 const char *data, size_t data_len);
+                 const char *data, size_t data_len, int last);
 /* upy_environ.c: the two environ sources. */
 int upy_environ_from_http(upy_core *core, upy_conn *c, const upy_request *req,
                           PyObject *env);

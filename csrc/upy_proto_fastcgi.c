@@ -203,31 +203,44 @@ fcgi_body_decode(upy_conn *c, char *buf, size_t *len, uint64_t max_body,
    record and two iovecs (a head and a body item), else copied into
    c->fcgi.out in records of 65528 bytes (a multiple of 8: no padding but
    the last's). */
+static size_t fcgi_end(upy_conn *c, char *out);
+
 static int
 fcgi_frame(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
-           const char *data, size_t data_len)
+           const char *data, size_t data_len, int last)
 {
     size_t total = 0, need, o = 0;
     for (int i = 0; i < cnt; i++)
         total += iov[i].iov_len;
-    if (total == 0) {
+    if (total == 0 && !last) {
         return 0;
     }
     if (total <= UPY_FCGI_MAX_CONTENT && cnt <= 2) {
+        /* [header][head][body item][padding + the end]: at most the four
+           iovecs c->pend keeps */
         unsigned char hdr[REC];
+        char tail[8 + 3 * REC];
         unsigned pad = UPY_FCGI_PADDING(total);
+        size_t tl = pad;
         struct iovec v[4];
         int n = 0;
-        upy_fcgi_put_record(hdr, UPY_FCGI_STDOUT, c->fcgi.id, total, pad);
-        v[n].iov_base = hdr;
-        v[n++].iov_len = REC;
-        for (int i = 0; i < cnt; i++) {
-            if (iov[i].iov_len > 0)
-                v[n++] = iov[i];
+        if (total > 0) {
+            upy_fcgi_put_record(hdr, UPY_FCGI_STDOUT, c->fcgi.id, total, pad);
+            v[n].iov_base = hdr;
+            v[n++].iov_len = REC;
+            for (int i = 0; i < cnt; i++) {
+                if (iov[i].iov_len > 0)
+                    v[n++] = iov[i];
+            }
         }
-        if (pad > 0) {
-            v[n].iov_base = (void *)zeros;
-            v[n++].iov_len = pad;
+        memset(tail, 0, pad);
+        if (last) {
+            tl += fcgi_end(c, tail + pad);
+            c->resp.end_sent = 1;
+        }
+        if (tl > 0) {
+            v[n].iov_base = tail;
+            v[n++].iov_len = tl;
         }
         return upy_send_or_queue(c, v, n, hold, data, data_len);
     }
@@ -236,7 +249,7 @@ fcgi_frame(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
         size_t records = total / piece + 1, left = total;
         int i = 0;
         size_t in_off = 0;
-        need = total + records * (REC + 8);
+        need = total + records * (REC + 8) + 3 * REC;
         if (c->fcgi.out_cap < need) {
             char *nb = realloc(c->fcgi.out, need);
             if (nb == NULL) {
@@ -269,6 +282,10 @@ fcgi_frame(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
             memset(c->fcgi.out + o, 0, pad);
             o += pad;
             left -= n;
+        }
+        if (last) {
+            o += fcgi_end(c, c->fcgi.out + o);
+            c->resp.end_sent = 1;
         }
         {
             struct iovec v = {c->fcgi.out, o};
@@ -340,6 +357,34 @@ const upy_protocol upy_proto_fastcgi = {
     .environ_from = upy_environ_from_vars,
     .status_prefix = "Status: ",
     .status_prefix_len = 8,
+    .chunked_out = 0,
+    .ends_itself = 1,
+    .connection_header = 0,
+    .frame = fcgi_frame,
+    .end = fcgi_end,
+    .kept_idle = 60.0, /* below nginx's keepalive_timeout default (60 s) is
+                          not needed: nginx retries a request whose kept
+                          connection was closed */
+    .probes = 0,
+    .read_at_accept = 1,
+    .send_error = fcgi_send_error,
+};
+
+/* fastcgi-nph-socket: the same, with the response's HTTP status line
+   ("HTTP/1.1 200 OK"), as uWSGI's nph mode writes it. */
+const upy_protocol upy_proto_fastcgi_nph = {
+    .name = "fastcgi-nph",
+    .parse_head = fcgi_parse_head,
+    .reparse = fcgi_reparse,
+    /* record headers and padding around the params, and a whole stray
+       record before the head */
+    .head_slack = 2 * (REC + UPY_FCGI_MAX_CONTENT + 255),
+    .body_begin = fcgi_body_begin,
+    .body_decode = fcgi_body_decode,
+    .vars = 1,
+    .environ_from = upy_environ_from_vars,
+    .status_prefix = "HTTP/1.1 ",
+    .status_prefix_len = 9,
     .chunked_out = 0,
     .ends_itself = 1,
     .connection_header = 0,

@@ -81,4 +81,6 @@ const upy_protocol *const upy_protocols[UPY_NPROTO] = {
     [UPY_PROTO_UWSGI] = &upy_proto_uwsgi,
     [UPY_PROTO_FASTCGI] = &upy_proto_fastcgi,
     [UPY_PROTO_SCGI] = &upy_proto_scgi,
+    [UPY_PROTO_FASTCGI_NPH] = &upy_proto_fastcgi_nph,
+    [UPY_PROTO_SCGI_NPH] = &upy_proto_scgi_nph,
 };

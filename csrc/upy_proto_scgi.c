@@ -64,3 +64,26 @@ const upy_protocol upy_proto_scgi = {
     .read_at_accept = 1,
     .send_error = scgi_send_error,
 };
+
+/* scgi-nph-socket: the same, with the response's HTTP status line
+   ("HTTP/1.1 200 OK"), as uWSGI's nph mode writes it. */
+const upy_protocol upy_proto_scgi_nph = {
+    .name = "scgi-nph",
+    .parse_head = scgi_parse_head,
+    .reparse = scgi_reparse,
+    .head_slack = 8, /* "65535:" and "," */
+    .body_begin = NULL,
+    .body_decode = NULL,
+    .vars = 1,
+    .environ_from = upy_environ_from_vars,
+    .status_prefix = "HTTP/1.1 ",
+    .status_prefix_len = 9,
+    .chunked_out = 0,
+    .ends_itself = 0,
+    .connection_header = 0,
+    .frame = NULL,
+    .end = NULL,
+    .probes = 0,
+    .read_at_accept = 1,
+    .send_error = scgi_send_error,
+};

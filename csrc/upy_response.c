@@ -769,11 +769,11 @@ upy_send_or_queue(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
 
 int
 upy_out_send(upy_conn *c, struct iovec *iov, int cnt, PyObject *hold,
-             const char *data, size_t data_len)
+             const char *data, size_t data_len, int last)
 {
     const upy_protocol *pr = UPY_CONN_PROTO(c);
     if (pr->frame != NULL)
-        return pr->frame(c, iov, cnt, hold, data, data_len);
+        return pr->frame(c, iov, cnt, hold, data, data_len, last);
     return send_or_queue(c, iov, cnt, hold, data, data_len);
 }
 
@@ -908,7 +908,10 @@ send_chunk(upy_core *core, upy_response *r, const char *p, size_t n,
     if (cnt == 0) {
         return 0;
     }
-    if (upy_out_send(r->conn, iov, cnt, hold, n > 0 ? p : NULL, n) < 0) {
+    if (upy_out_send(r->conn, iov, cnt, hold, n > 0 ? p : NULL, n,
+                     r->no_body || (r->content_length >= 0 &&
+                                    r->sent + n ==
+                                        (uint64_t)r->content_length)) < 0) {
         r->failed = 1;
         return -1;
     }
@@ -1042,7 +1045,8 @@ pump_sendfile(upy_response *r)
                     return 1; /* the file shrank: Content-Length unmet */
                 iov.iov_base = piece;
                 iov.iov_len = (size_t)got;
-                if (upy_out_send(c, &iov, 1, NULL, NULL, 0) < 0)
+                if (upy_out_send(c, &iov, 1, NULL, NULL, 0,
+                                 (uint64_t)got == r->sf_remaining) < 0)
                     return -1;
                 r->sf_offset += (off_t)got;
                 r->sf_remaining -= (uint64_t)got;
@@ -2165,7 +2169,7 @@ send_500(upy_core *core, upy_response *r)
     iov[1].iov_len = r->no_body ? 0 : sizeof body - 1;
     r->status_code = 500;
     r->headers_sent = 1;
-    if (upy_out_send(r->conn, iov, 2, NULL, NULL, 0) < 0) {
+    if (upy_out_send(r->conn, iov, 2, NULL, NULL, 0, 1) < 0) {
         r->failed = 1;
     }
     r->sent = r->no_body ? 0 : sizeof body - 1;

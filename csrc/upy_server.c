@@ -515,7 +515,9 @@ parse_head(upy_loop *loop, upy_conn *c, upy_request *req, size_t len)
     memset(req, 0, sizeof *req);
     req->fields = loop->fields;
     req->fields_cap = loop->fields_cap;
-    return UPY_CONN_PROTO(c)->parse_head(loop, c, req, len);
+    ssize_t rc = UPY_CONN_PROTO(c)->parse_head(loop, c, req, len);
+    req->proto = c->lst->proto; /* the entry, not only the decoder (nph) */
+    return rc;
 }
 
 static void
@@ -731,7 +733,9 @@ upy_reparse(upy_core *co, upy_conn *c, upy_request *req)
     memset(req, 0, sizeof *req);
     req->fields = co->fields;
     req->fields_cap = co->fields_cap;
-    return UPY_CONN_PROTO(c)->reparse(co->srv, c, req);
+    int rc = UPY_CONN_PROTO(c)->reparse(co->srv, c, req);
+    req->proto = c->lst->proto;
+    return rc;
 }
 
 /* Call the app for the request on c, on core co (GIL held).  req: the head
@@ -1288,6 +1292,7 @@ conn_process(upy_loop *loop, upy_conn *c)
                 conn_reject(loop, c, 400, "the request head changed");
                 return 0;
             }
+            req.proto = c->lst->proto;
             if (dispatch(loop, c, &req) < 0) {
                 return -1;
             }

@@ -1026,7 +1026,8 @@ send_or_park(upy_conn *c, struct iovec *iov, int cnt, int more)
     ssize_t n;
     if (UPY_CONN_PROTO(c)->frame != NULL) {
         /* in the protocol's records (FastCGI) */
-        if (UPY_CONN_PROTO(c)->frame(c, iov, cnt, NULL, NULL, 0) < 0)
+        if (UPY_CONN_PROTO(c)->frame(c, iov, cnt, NULL, NULL, 0,
+                                     !more) < 0)
             return -1;
         return p->cnt > 0 ? 0 : 1;
     }
