@@ -3,10 +3,11 @@
  * protocols whose front end sends them: uwsgi, FastCGI and SCGI.
  *
  * Pure C: no Python.h, no allocation, no I/O.  The decoders split their own
- * framing into name/value slices and hand each one here; this file stores
- * them in req->fields and picks out the vars the server itself needs.
+ * framing into name/value slices and hand each one to upy_vars_add()
+ * (upy_cgivars.h, inline), which stores it in req->fields and picks out the
+ * vars the server itself needs; upy_vars_end() reads those.
  */
-#include "upy_parse.h"
+#include "upy_cgivars.h"
 
 #include <string.h>
 
@@ -17,12 +18,6 @@ static int fail(upy_request *req, int status, const char *reason)
     return UPY_PARSE_ERROR;
 }
 
-static int key_is(const upy_str *k, const char *lit, size_t litlen)
-{
-    return k->len == litlen && memcmp(k->p, lit, litlen) == 0;
-}
-
-#define KEY_IS(k, lit) key_is((k), lit, sizeof(lit) - 1)
 #define VALUE_IS(v, lit) UPY_LOWER_EQ((v)->p, (v)->len, lit)
 
 void upy_vars_begin(upy_request *req, upy_proto proto, const upy_limits *lim,
@@ -34,55 +29,6 @@ void upy_vars_begin(upy_request *req, upy_proto proto, const upy_limits *lim,
     st->have_clen = 0;
     st->cap = lim->max_fields < req->fields_cap ? lim->max_fields
                                                 : req->fields_cap;
-}
-
-int upy_vars_add(upy_request *req, upy_vars_state *st, upy_str k, upy_str v)
-{
-    if (req->num_fields >= st->cap)
-        return fail(req, 431, "too many vars (limit-request-fields)");
-    if (v.len == 0)
-        v.p = "";
-    req->fields[req->num_fields].name = k;
-    req->fields[req->num_fields].value = v;
-    req->num_fields++;
-
-    /* A repeated var: the last one wins, as it would in the environ dict
-     * built from the fields in order. */
-    switch (k.len) {
-    case 5:
-        if (KEY_IS(&k, "HTTPS"))
-            st->https = v;
-        break;
-    case 9:
-        if (KEY_IS(&k, "PATH_INFO"))
-            req->path = v;
-        break;
-    case 11:
-        if (KEY_IS(&k, "REQUEST_URI"))
-            req->target = v;
-        break;
-    case 12:
-        if (KEY_IS(&k, "QUERY_STRING"))
-            req->query = v;
-        else if (KEY_IS(&k, "UWSGI_SCHEME"))
-            st->scheme = v;
-        break;
-    case 14:
-        if (KEY_IS(&k, "REQUEST_METHOD"))
-            req->method = v;
-        else if (KEY_IS(&k, "CONTENT_LENGTH")) {
-            st->clen = v;
-            st->have_clen = 1;
-        }
-        break;
-    case 15:
-        if (KEY_IS(&k, "SERVER_PROTOCOL"))
-            st->proto = v;
-        break;
-    default:
-        break;
-    }
-    return 0;
 }
 
 int upy_vars_end(upy_request *req, upy_vars_state *st, const upy_limits *lim)

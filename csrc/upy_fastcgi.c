@@ -9,7 +9,7 @@
  * documented in-place compaction of a PARAMS stream sent in several
  * records, and the in-place STDIN decoding.
  */
-#include "upy_parse.h"
+#include "upy_cgivars.h"
 
 #include <string.h>
 

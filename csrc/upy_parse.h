@@ -297,10 +297,7 @@ typedef struct {
 /* Begin reading vars into req (reset for proto). */
 void upy_vars_begin(upy_request *req, upy_proto proto, const upy_limits *lim,
                     upy_vars_state *st);
-/* Store one var (name non-empty): 0, or UPY_PARSE_ERROR (431: more than
-   min(lim->max_fields, req->fields_cap) vars). */
-int upy_vars_add(upy_request *req, upy_vars_state *st, upy_str name,
-                 upy_str value);
+/* Storing one var: upy_vars_add() in upy_cgivars.h (inline). */
 /* After the last var: method/target/path/query/minor_version/https/is_head
    from REQUEST_METHOD, REQUEST_URI, PATH_INFO, QUERY_STRING,
    SERVER_PROTOCOL, HTTPS/UWSGI_SCHEME; content_length from CONTENT_LENGTH

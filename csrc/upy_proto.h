@@ -61,6 +61,9 @@ typedef struct upy_protocol {
     const char *status_prefix; /* "HTTP/1.1 " or "Status: " (CGI, RFC 3875
                                   §6.3.3), before "200 OK\r\n" */
     size_t status_prefix_len;
+    unsigned status_version : 1; /* the status line's version follows the
+                                  request's SERVER_PROTOCOL ("HTTP/1.0 " for
+                                  1.0 or none), as uWSGI's nph sockets do */
     unsigned chunked_out : 1;  /* a body of unknown length is chunked on
                                   HTTP/1.1 (else the connection closes) */
     unsigned ends_itself : 1;  /* the protocol marks the response's end
@@ -103,6 +106,17 @@ extern const upy_protocol upy_proto_http, upy_proto_uwsgi, upy_proto_fastcgi,
 extern const upy_protocol *const upy_protocols[UPY_NPROTO];
 
 #define UPY_CONN_PROTO(c) (upy_protocols[(c)->lst->proto])
+
+/* The bytes before "200 OK" in a response of protocol pr to a request of
+   HTTP minor version `minor`; *len their length. */
+static inline const char *
+upy_status_prefix(const upy_protocol *pr, int minor, size_t *len)
+{
+    *len = pr->status_prefix_len;
+    if (pr->status_version && minor == 0)
+        return "HTTP/1.0 ";
+    return pr->status_prefix;
+}
 
 /* -- what the protocol files use from the rest of the core ------------- */
 

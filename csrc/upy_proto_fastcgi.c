@@ -385,6 +385,7 @@ const upy_protocol upy_proto_fastcgi_nph = {
     .environ_from = upy_environ_from_vars,
     .status_prefix = "HTTP/1.1 ",
     .status_prefix_len = 9,
+    .status_version = 1,
     .chunked_out = 0,
     .ends_itself = 1,
     .connection_header = 0,

@@ -553,7 +553,8 @@ static ssize_t
 build_head(upy_core *core, upy_response *r, int64_t known_length)
 {
     const upy_protocol *pr = upy_protocols[r->proto];
-    size_t len = 0;
+    const char *prefix;
+    size_t len = 0, plen;
     Py_ssize_t n = PyList_GET_SIZE(r->headers), slen;
     const char *s = latin1_data(r->status, &slen, "status");
     char line[64];
@@ -586,7 +587,8 @@ build_head(upy_core *core, upy_response *r, int64_t known_length)
             r->keep_alive = 0; /* close-delimited (HTTP/1.0, uwsgi, SCGI) */
         }
     }
-    if (out_append(core, &len, pr->status_prefix, pr->status_prefix_len) < 0 ||
+    if ((prefix = upy_status_prefix(pr, r->minor_version, &plen)) == NULL ||
+        out_append(core, &len, prefix, plen) < 0 ||
         out_append(core, &len, s, (size_t)slen) < 0 ||
         out_append(core, &len, "\r\n", 2) < 0) {
         return -1;
@@ -2151,6 +2153,7 @@ send_500(upy_core *core, upy_response *r)
 {
     static const char body[] = "500 Internal Server Error\n";
     const upy_protocol *pr = upy_protocols[r->proto];
+    size_t plen;
     char head[256];
     int hlen;
     struct iovec iov[2];
@@ -2160,7 +2163,8 @@ send_500(upy_core *core, upy_response *r)
                     "%s500 Internal Server Error\r\n"
                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
                     "%s\r\n",
-                    pr->status_prefix, sizeof body - 1,
+                    upy_status_prefix(pr, r->minor_version, &plen),
+                    sizeof body - 1,
                     r->keep_alive || !pr->connection_header
                         ? "" : "Connection: close\r\n");
     iov[0].iov_base = head;

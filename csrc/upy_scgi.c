@@ -5,7 +5,7 @@
  *
  * Pure C: no Python.h, no allocation, no I/O.
  */
-#include "upy_parse.h"
+#include "upy_cgivars.h"
 
 #include <string.h>
 

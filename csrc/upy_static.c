@@ -900,8 +900,12 @@ build_head(upy_core *lc, struct upy_static_cfg *sc, const upy_request *req,
     int entity = s->status == 200 || s->status == 206 || s->status == 304;
     int64_t now = (int64_t)time(NULL);
 
-    h_put(&h, upy_protocols[req->proto]->status_prefix,
-          upy_protocols[req->proto]->status_prefix_len);
+    {
+        size_t plen;
+        const char *prefix = upy_status_prefix(upy_protocols[req->proto],
+                                               req->minor_version, &plen);
+        h_put(&h, prefix, plen);
+    }
     h_str(&h, reason(s->status));
     H_LIT(&h, "\r\n");
     if (s->status == 200 || s->status == 206) {

@@ -7,7 +7,7 @@
  * and the vars fill exactly datasize bytes.  Lengths are read bytewise
  * (no unaligned loads, no host byte order assumptions).
  */
-#include "upy_parse.h"
+#include "upy_cgivars.h"
 
 #include <string.h>
 

@@ -3,7 +3,8 @@
 #
 #  1. apt packages that are missing (as root, or through sudo): python3-venv (Debian's
 #     Python has no ensurepip without it), python3-dev (Python.h for the C core), gcc,
-#     nginx (the integration tests run real nginx), clang + libFuzzer, haproxy.
+#     nginx, lighttpd and apache2-bin (the integration tests run them as real front ends),
+#     clang + libFuzzer, haproxy.
 #  2. A virtualenv, .venv in the repository (git-ignored; UWSGIPY_VENV=DIR for another),
 #     made once with $PYTHON (default python3): Debian's and Ubuntu's own Python refuses
 #     `pip install` outside one (PEP 668, "externally-managed-environment").  The package
@@ -40,6 +41,10 @@ APT=()
 need() { APT+=("$@"); }
 
 command -v nginx >/dev/null 2>&1 || need nginx
+# lighttpd: mod_fastcgi and mod_scgi in front of uwsgipy (tests/test_fastcgi.py); /usr/sbin on Debian
+command -v lighttpd >/dev/null 2>&1 || need lighttpd
+# Apache httpd's binary and modules (mod_proxy_fcgi in front of uwsgipy, tests/test_fastcgi.py)
+command -v apache2 >/dev/null 2>&1 || need apache2-bin
 command -v gcc >/dev/null 2>&1 || need gcc
 "$PYTHON" - <<'EOF' || need python3-dev
 import os, sys, sysconfig

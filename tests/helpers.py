@@ -36,7 +36,9 @@ READY_TIMEOUT = 10.0  # seconds for "uwsgipy: ready" to appear
 IO_TIMEOUT = 10.0  # per-socket-operation timeout of the test clients
 STOP_TIMEOUT = 10.0  # SIGTERM -> exit, before SIGKILL
 
-LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket|http) (\S+) \(fd (\d+)\)")
+# the longer kinds first, so that no alternative is a prefix of one after it
+LISTEN_RE = re.compile(r"uwsgipy: listening on (http-socket|socket|http|fastcgi-nph-socket|"
+                       r"fastcgi-socket|scgi-nph-socket|scgi-socket) (\S+) \(fd (\d+)\)")
 READY_RE = re.compile(r"uwsgipy: ready \(pid (\d+)\)")
 # 127.0.0.1 "GET /path?q=1 HTTP/1.1" 200 13 0.12ms
 ACCESS_RE = re.compile(
@@ -920,6 +922,49 @@ uwsgi_param  SERVER_PORT        $server_port;
 uwsgi_param  SERVER_NAME        $server_name;
 """
 
+# What nginx ships as conf/fastcgi_params and conf/scgi_params (minus comments), for hosts
+# without /etc/nginx.
+FALLBACK_FASTCGI_PARAMS = """\
+fastcgi_param  QUERY_STRING       $query_string;
+fastcgi_param  REQUEST_METHOD     $request_method;
+fastcgi_param  CONTENT_TYPE       $content_type;
+fastcgi_param  CONTENT_LENGTH     $content_length;
+fastcgi_param  SCRIPT_NAME        $fastcgi_script_name;
+fastcgi_param  REQUEST_URI        $request_uri;
+fastcgi_param  DOCUMENT_URI       $document_uri;
+fastcgi_param  DOCUMENT_ROOT      $document_root;
+fastcgi_param  SERVER_PROTOCOL    $server_protocol;
+fastcgi_param  REQUEST_SCHEME     $scheme;
+fastcgi_param  HTTPS              $https if_not_empty;
+fastcgi_param  GATEWAY_INTERFACE  CGI/1.1;
+fastcgi_param  SERVER_SOFTWARE    nginx/$nginx_version;
+fastcgi_param  REMOTE_ADDR        $remote_addr;
+fastcgi_param  REMOTE_PORT        $remote_port;
+fastcgi_param  SERVER_ADDR        $server_addr;
+fastcgi_param  SERVER_PORT        $server_port;
+fastcgi_param  SERVER_NAME        $server_name;
+fastcgi_param  REDIRECT_STATUS    200;
+"""
+FALLBACK_SCGI_PARAMS = """\
+scgi_param  REQUEST_METHOD     $request_method;
+scgi_param  REQUEST_URI        $request_uri;
+scgi_param  QUERY_STRING       $query_string;
+scgi_param  CONTENT_TYPE       $content_type;
+scgi_param  DOCUMENT_URI       $document_uri;
+scgi_param  DOCUMENT_ROOT      $document_root;
+scgi_param  SCGI               1;
+scgi_param  SERVER_PROTOCOL    $server_protocol;
+scgi_param  REQUEST_SCHEME     $scheme;
+scgi_param  HTTPS              $https if_not_empty;
+scgi_param  REMOTE_ADDR        $remote_addr;
+scgi_param  REMOTE_PORT        $remote_port;
+scgi_param  SERVER_PORT        $server_port;
+scgi_param  SERVER_NAME        $server_name;
+"""
+# the params files a server block may `include` (found beside nginx.conf, as in /etc/nginx)
+NGINX_PARAMS = {"uwsgi_params": FALLBACK_UWSGI_PARAMS, "fastcgi_params": FALLBACK_FASTCGI_PARAMS,
+                "scgi_params": FALLBACK_SCGI_PARAMS}
+
 _LISTEN_RE = re.compile(r"^(\s*)listen\s+[^;]+;", re.M)
 _UPSTREAM_SERVER_RE = re.compile(r"^(\s*)server\s+([^\s{;][^;{]*);", re.M)
 
@@ -952,8 +997,9 @@ class NginxProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def _write_conf(self) -> None:
-        params = Path("/etc/nginx/uwsgi_params")
-        (self.dir / "uwsgi_params").write_text(params.read_text() if params.exists() else FALLBACK_UWSGI_PARAMS)
+        for name, fallback in NGINX_PARAMS.items():
+            params = Path("/etc/nginx") / name
+            (self.dir / name).write_text(params.read_text() if params.exists() else fallback)
         (self.dir / "server.conf").write_text(render_nginx_conf(self.conf_name, self.port, self.upstream))
         # nginx's master runs as root here; its worker must reach sockets and temp dirs that
         # only root can read, so keep the worker as root too (tests only, never in production)

@@ -605,8 +605,8 @@ class Arbiter:
             if carried and lst.sock.fileno() not in activated:
                 lst.sock.close()  # an address no longer configured
             else:
-                log.info("socket activation: fd %d (%s) serves the uwsgi protocol",
-                         lst.sock.fileno(), lst.bound)
+                log.info("socket activation: fd %d (%s) serves the %s protocol",
+                         lst.sock.fileno(), lst.bound, lst.proto_name(cfg))
                 self.listeners.append(lst)
         if not self.listeners:
             raise ValueError("no listener configured")
@@ -615,7 +615,8 @@ class Arbiter:
                 # systemd owns these: a final stop never shuts them (item 6),
                 # so connections queue in them while uwsgipy restarts
                 lst.systemd = True  # type: ignore[attr-defined]
-            log.info("listening on %s %s (fd %d)", lst.kind, lst.bound, lst.sock.fileno())
+            log.info("listening on %s %s (fd %d)%s", lst.kind, lst.bound, lst.sock.fileno(),
+                     lst.proto_note(cfg))
 
     # ------------------------------------------------------------------
     # signals: handlers only queue

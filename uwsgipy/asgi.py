@@ -31,7 +31,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .app import AppLoadError, Mounts
 
-__all__ = ["is_asgi_app", "wants_asgi", "resolve_loop", "check", "check_app", "new_loop",
+__all__ = ["is_asgi_app", "wants_asgi", "resolve_loop", "check", "check_app",
+           "cgi_listener_conflict", "new_loop",
            "Lifespan", "LifespanFailed", "serve", "LOOP_SWEEP", "LIFESPAN_SCOPE"]
 
 log = logging.getLogger("uwsgipy")
@@ -132,7 +133,8 @@ def check(cfg: Any) -> Optional[str]:
 
     - ``loop = uvloop`` without the uvloop package (as gevent_runner.check words it);
     - ``asgi = true`` with ``gevent = N``: one worker runs either gevent's hub or an
-      asyncio loop."""
+      asyncio loop;
+    - ``asgi = true`` with a FastCGI or SCGI listener (:func:`cgi_listener_conflict`)."""
     src = cfg.sources
     if getattr(cfg, "loop", "auto") == "uvloop":
         try:
@@ -144,6 +146,32 @@ def check(cfg: Any) -> Optional[str]:
                     f"for {sys.executable} (pip install uvloop, or loop = asyncio)")
     if getattr(cfg, "asgi", "auto") == "true" and cfg.gevent:
         return _gevent_conflict(cfg, "asgi = true")
+    if getattr(cfg, "asgi", "auto") == "true":
+        return cgi_listener_conflict(cfg)
+    return None
+
+
+_CGI_PROTOCOLS = {"fastcgi": "FastCGI", "fastcgi-nph": "FastCGI", "scgi": "SCGI",
+                  "scgi-nph": "SCGI"}
+
+
+def cgi_listener_conflict(cfg: Any) -> Optional[str]:
+    """One line naming the first FastCGI or SCGI listener (fastcgi-socket, scgi-socket, their
+    nph forms, or socket with protocol = fastcgi|scgi) and where it was set, or None.  The
+    asgi runner reads HTTP and uwsgi requests only (csrc/upy_asgi.c builds the scope from
+    those two): an ASGI app there is refused at start-up rather than failing per request."""
+    from .sockets import configured_addresses, protocol_name
+    src = cfg.sources
+    for kind, address in configured_addresses(cfg):
+        proto = protocol_name(kind, cfg)
+        if proto not in _CGI_PROTOCOLS:
+            continue
+        where = f"{kind} {address} ({src.get(kind, '?')})"
+        if kind == "socket":
+            where += f" with protocol = {cfg.protocol} ({src.get('protocol', '?')})"
+        return (f"{where}: an ASGI app cannot be served over "
+                f"{_CGI_PROTOCOLS[proto]}: ASGI is served over http-socket, http or socket "
+                "(uwsgi protocol) only (or wrap the app as WSGI: a2wsgi.ASGIMiddleware)")
     return None
 
 
@@ -159,7 +187,8 @@ def check_app(cfg: Any, app: Any) -> bool:
     lazy-apps): decide ASGI for this app and check what depends on that.  Returns
     :func:`wants_asgi`.  Raises AppLoadError with one line for gevent with an ASGI app,
     ``mount`` with ASGI apps (mixed with WSGI apps, or at all: mount inside the app, e.g.
-    Starlette's Mount), and ``route`` break actions (they answer before a WSGI app);
+    Starlette's Mount), ``route`` break actions (they answer before a WSGI app) and
+    FastCGI or SCGI listeners (:func:`cgi_listener_conflict`);
     logs one warning line for ``threads`` > 1 (the app runs on the worker's event loop)
     and for ``asgi = false`` with an async app."""
     src = cfg.sources
@@ -182,6 +211,9 @@ def check_app(cfg: Any, app: Any) -> bool:
     if cfg.gevent:
         raise AppLoadError(_gevent_conflict(cfg, "the app is an async callable" if
                                             cfg.asgi == "auto" else "asgi = true"))
+    problem = cgi_listener_conflict(cfg)
+    if problem:
+        raise AppLoadError(problem)
     from . import _core
     if _core.POLLER != "epoll":
         raise AppLoadError("this build of uwsgipy polls with poll(2), which has no readiness fd "

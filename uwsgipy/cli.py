@@ -47,7 +47,8 @@ def bind_all(cfg: _config.Config) -> List[Listener]:
         close_listeners(listeners, vacuum=False)
         raise
     for lst in listeners:
-        log.info("listening on %s %s (fd %d)", lst.kind, lst.bound, lst.sock.fileno())
+        log.info("listening on %s %s (fd %d)%s", lst.kind, lst.bound, lst.sock.fileno(),
+                 lst.proto_note(cfg))
     return listeners
 
 

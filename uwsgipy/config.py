@@ -168,6 +168,26 @@ def _module_spec(value: str) -> None:
         raise ValueError(f"invalid callable name {attr!r} in {value!r}")
 
 
+# uWSGI's protocol names (uwsgi_protocols_register() in core/socket.c) that `protocol`
+# can name: those uwsgipy serves, and those it refuses with a reason.
+PROTOCOLS = ("uwsgi", "http", "http11", "fastcgi", "fastcgi-nph", "scgi", "scgi-nph")
+_PROTOCOLS_REFUSED = {
+    "puwsgi": "persistent uwsgi is not served: use socket (uwsgi) or http-socket",
+    "suwsgi": "uwsgipy has no TLS; terminate TLS in nginx or a load balancer",
+    "https": "uwsgipy has no TLS; terminate TLS in nginx or a load balancer",
+    "raw": "raw sockets are not served",
+}
+
+
+def _protocol(value: str) -> None:
+    if value in PROTOCOLS:
+        return
+    if value in _PROTOCOLS_REFUSED:
+        raise ValueError(f"protocol {value!r} is not supported by uwsgipy: "
+                         f"{_PROTOCOLS_REFUSED[value]}")
+    raise ValueError(f"must be one of {', '.join(PROTOCOLS)}, not {value!r}")
+
+
 def _choice(*allowed: str) -> Callable[[Any], None]:
     def check(value: str) -> None:
         if value not in allowed:
@@ -338,7 +358,6 @@ def _hook_master_start(value: str) -> None:
 
 
 _NO_TLS = "uwsgipy has no TLS; terminate TLS in nginx or a load balancer"
-_NO_PROTO = "only the uwsgi protocol (socket) and HTTP (http-socket) are served"
 _NO_HOOKS = "run the command from your service manager instead"
 
 SETTINGS: Tuple[Setting, ...] = (
@@ -382,11 +401,13 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("socket", "list", (),
        "Listen for the uwsgi protocol (what nginx's uwsgi_pass speaks) on ADDR: "
        "HOST:PORT, :PORT for all interfaces, [IPv6]:PORT, or a unix socket path. "
-       "Repeatable.",
+       "Repeatable. protocol = http, fastcgi or scgi serves that protocol on them instead.",
        short="-s", aliases=("uwsgi-socket",), metavar="ADDR", section="Sockets",
        validator=_address,
-       uwsgi_ref="uWSGI --socket / --uwsgi-socket (-s). Always the uwsgi protocol; "
-                 "--protocol is not supported."),
+       uwsgi_ref="uWSGI --socket / --uwsgi-socket (-s). protocol sets the protocol of "
+                 "these listeners, as uWSGI's does for --socket (its default sockets); "
+                 "DEVIATION: uWSGI's --uwsgi-socket is always uwsgi, uwsgipy's is the "
+                 "same option as --socket and follows protocol too."),
     _s("http-socket", "list", (),
        "Serve HTTP/1.1 directly on ADDR (same forms as socket), for running behind "
        "a proxy or load balancer. Repeatable.",
@@ -416,12 +437,50 @@ SETTINGS: Tuple[Setting, ...] = (
        "to an HTTP/1.1 client that keeps the connection alive.",
        section="Sockets", uwsgi_ref="uWSGI --http-auto-chunked (what uwsgipy always does)."),
     _s("protocol", "str", "uwsgi",
-       "The protocol of the socket listeners: uwsgi (what nginx's uwsgi_pass speaks) "
-       "or http (then they are served as http-socket is).",
-       aliases=("socket-protocol",), metavar="uwsgi|http", section="Sockets",
-       validator=_choice("uwsgi", "http", "http11"),
-       uwsgi_ref="uWSGI --protocol / --socket-protocol; http11 is taken as http. uWSGI's "
-                 "other protocols (fastcgi, scgi, suwsgi, puwsgi, raw) are not served."),
+       "The protocol of the socket listeners: uwsgi (what nginx's uwsgi_pass speaks), "
+       "http (served as http-socket is), fastcgi (as fastcgi-socket) or scgi (as "
+       "scgi-socket). Other listeners keep their own protocol.",
+       aliases=("socket-protocol",), metavar="uwsgi|http|fastcgi|scgi", section="Sockets",
+       validator=_protocol,
+       uwsgi_ref="uWSGI --protocol / --socket-protocol, for socket listeners only, as in "
+                 "uWSGI (checked with uWSGI 2.0.31). http11 is taken as http; fastcgi-nph and "
+                 "scgi-nph are served as fastcgi-nph-socket and scgi-nph-socket are. "
+                 "uWSGI's puwsgi, suwsgi, https and raw are refused. DEVIATION: uWSGI's "
+                 "stats report such a socket as uwsgi; uwsgipy's report the protocol served."),
+    _s("fastcgi-socket", "list", (),
+       "Serve FastCGI 1.0 (responder role) on ADDR (same forms as socket), for nginx's "
+       "fastcgi_pass, lighttpd's mod_fastcgi or Apache's mod_proxy_fcgi. The connection "
+       "stays open for the next request when the client asks (FCGI_KEEP_CONN: nginx's "
+       "fastcgi_keep_conn on). One request at a time per connection (FCGI_MPXS_CONNS is 0). "
+       "Repeatable. See docs/fastcgi.md.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --fastcgi-socket, same response (a 'Status:' line, headers, body). "
+                 "It goes out in FCGI_STDOUT records, then FCGI_END_REQUEST, as uWSGI's; "
+                 "DEVIATION: records are padded to a multiple of 8 bytes, as the FastCGI "
+                 "spec recommends (uWSGI does not pad). ASGI apps are refused on it."),
+    _s("fastcgi-nph-socket", "list", (),
+       "Serve FastCGI on ADDR as fastcgi-socket does, with non-parsed headers (nph): the "
+       "response starts with an HTTP status line ('HTTP/1.1 200 OK') instead of the CGI "
+       "'Status:' line. Repeatable.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --fastcgi-nph-socket, same response (an 'HTTP/1.1 200 OK' line, "
+                 "headers, body; checked with uWSGI 2.0.31). DEVIATION: the FCGI_STDOUT "
+                 "records are padded, as on fastcgi-socket. ASGI apps are refused on it."),
+    _s("scgi-socket", "list", (),
+       "Serve SCGI on ADDR (same forms as socket), for nginx's scgi_pass or lighttpd's "
+       "mod_scgi. One request per connection: the connection is closed after the "
+       "response, as the protocol says. Repeatable. See docs/fastcgi.md.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --scgi-socket, same response (a 'Status:' line, headers, body, "
+                 "then close). ASGI apps are refused on it."),
+    _s("scgi-nph-socket", "list", (),
+       "Serve SCGI on ADDR as scgi-socket does, with non-parsed headers (nph): the "
+       "response starts with an HTTP status line ('HTTP/1.1 200 OK') instead of the CGI "
+       "'Status:' line. Repeatable.",
+       metavar="ADDR", section="Sockets", validator=_address,
+       uwsgi_ref="uWSGI --scgi-nph-socket, same response (an 'HTTP/1.1 200 OK' line, "
+                 "headers, body, then close; checked with uWSGI 2.0.31). ASGI apps are "
+                 "refused on it."),
     _s("enable-proxy-protocol", "bool", False,
        "On http-socket (and socket with protocol http) listeners, read the PROXY "
        "protocol header (version 1 or 2) a load balancer sends first, and take "
@@ -1459,8 +1518,6 @@ SETTINGS: Tuple[Setting, ...] = (
     _no("https-socket", _NO_TLS, kind="list"),
     _no("ssl-socket", _NO_TLS, kind="list"),
     _no("suwsgi-socket", _NO_TLS, kind="list"),
-    _no("fastcgi-socket", _NO_PROTO, kind="list"),
-    _no("scgi-socket", _NO_PROTO, kind="list"),
     _no("shared-socket", "uWSGI's pre-bound sockets for jails and the emperor; bind with socket or http-socket", kind="list"),
     _no("abstract-socket", "give the address as @name (the Linux abstract namespace) instead", kind="bool"),
     _no("py-tracebacker", "not implemented; py-spy dump --pid PID shows every thread's stack"),
@@ -1565,6 +1622,10 @@ class Config:
     # Sockets
     socket: List[str]
     http_socket: List[str]
+    fastcgi_socket: List[str]
+    fastcgi_nph_socket: List[str]
+    scgi_socket: List[str]
+    scgi_nph_socket: List[str]
     listen: int
     chmod_socket: Optional[str]
     chown_socket: Optional[str]

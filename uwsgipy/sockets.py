@@ -6,6 +6,10 @@ the C core only accepts on the fds it is given.
 Address forms (uWSGI's): ``host:port``, ``:port`` (all IPv4 interfaces),
 ``[v6addr]:port``, a filesystem path for a unix socket (anything without
 ``:``), ``@name`` for a Linux abstract unix socket.
+
+Each listener has a kind (the option that made it) and a protocol, named as
+uWSGI names them in its stats (``proto``): the kind decides it, except that
+``protocol =`` sets it for ``socket`` listeners (uWSGI's "default sockets").
 """
 from __future__ import annotations
 
@@ -20,17 +24,62 @@ from typing import Any, List, Optional, Tuple
 from . import _core
 
 __all__ = ["Listener", "parse_address", "bind_listener", "close_listeners", "somaxconn",
-           "configured_addresses", "listener_options"]
+           "configured_addresses", "listener_options", "KINDS", "protocol_name", "protocol_code"]
 
 log = logging.getLogger("uwsgipy")
+
+# The listener options, in the order configured_addresses() binds them, and the
+# protocol each one serves (uWSGI's protocol names: uwsgi_register_protocol() in
+# core/socket.c; its stats report them as a socket's "proto").
+KINDS = {
+    "socket": "uwsgi",  # or cfg.protocol: see protocol_name()
+    "http-socket": "http",
+    "http": "http",
+    "fastcgi-socket": "fastcgi",
+    "fastcgi-nph-socket": "fastcgi-nph",
+    "scgi-socket": "scgi",
+    "scgi-nph-socket": "scgi-nph",
+}
+
+# Protocol name -> the name of the C core's listener protocol constant (_core.PROTO_*),
+# read when a listener is handed to the core.  The nph variants are the same protocols
+# but for the response's first line: HTTP/1.1 200 OK instead of CGI's Status: 200 OK,
+# as uWSGI's (checked with uWSGI 2.0.31).
+_PROTOCOL_CONST = {
+    "uwsgi": "PROTO_UWSGI",
+    "http": "PROTO_HTTP",
+    "http11": "PROTO_HTTP",
+    "fastcgi": "PROTO_FASTCGI",
+    "fastcgi-nph": "PROTO_FASTCGI_NPH",
+    "scgi": "PROTO_SCGI",
+    "scgi-nph": "PROTO_SCGI_NPH",
+}
+
+
+def protocol_code(name: str) -> int:
+    """The C core's constant for a protocol name (a key of _PROTOCOL_CONST)."""
+    return getattr(_core, _PROTOCOL_CONST[name])
+
+
+def protocol_name(kind: str, cfg: Any = None) -> str:
+    """The protocol a listener of this kind serves, by uWSGI's name ("uwsgi", "http",
+    "fastcgi", "fastcgi-nph", "scgi", "scgi-nph").  ``protocol`` applies to socket
+    listeners only, as in uWSGI (checked with uWSGI 2.0.31: http-socket and
+    uwsgi-socket keep theirs; uwsgipy's uwsgi-socket is socket's alias, so it
+    follows protocol too: DEVIATION); http11 is reported as http."""
+    if kind == "socket" and cfg is not None:
+        name = getattr(cfg, "protocol", "uwsgi")
+        return "http" if name == "http11" else name
+    return KINDS.get(kind, "uwsgi")
 
 
 @dataclass
 class Listener:
     """One bound, listening socket.
 
-    kind: the option that made it: "socket" (the uwsgi protocol, or HTTP with
-    protocol = http), "http-socket" or "http" (HTTP).
+    kind: the option that made it, a key of KINDS: "socket" (the uwsgi protocol,
+    or the one protocol = names), "http-socket" or "http" (HTTP), "fastcgi-socket"
+    and "fastcgi-nph-socket" (FastCGI), "scgi-socket" and "scgi-nph-socket" (SCGI).
     """
     sock: socket.socket
     kind: str
@@ -42,7 +91,18 @@ class Listener:
     @property
     def proto(self) -> int:
         """The protocol by kind alone (socket: uwsgi); see core_spec()."""
-        return _core.PROTO_UWSGI if self.kind == "socket" else _core.PROTO_HTTP
+        return protocol_code(protocol_name(self.kind))
+
+    def proto_name(self, cfg: Any = None) -> str:
+        """The protocol's name, as uWSGI's stats report it (see protocol_name)."""
+        return protocol_name(self.kind, cfg)
+
+    def proto_note(self, cfg: Any = None) -> str:
+        """" (fastcgi)" and the like for a socket listener that protocol = made other
+        than uwsgi, else "": what the log adds after the listener's name, where its
+        kind does not say its protocol."""
+        name = self.proto_name(cfg)
+        return f" ({name})" if self.kind == "socket" and name != "uwsgi" else ""
 
     def server_name_port(self) -> Tuple[str, str]:
         """SERVER_NAME and SERVER_PORT for the environ (PEP 3333)."""
@@ -60,16 +120,18 @@ class Listener:
 
         close_on_stop lets a final stop shut the listener once its backlog is
         served; systemd's sockets stay open (systemd queues connections for
-        the next start).  With a config: ``protocol = http`` makes socket
-        listeners HTTP; enable-proxy-protocol (http-socket, HTTP sockets) and
-        http-enable-proxy-protocol (http) turn on the PROXY header; http
-        listeners take http-timeout as their stall timeout.  Timeouts of -1
-        mean the server's."""
+        the next start).  With a config: ``protocol`` sets the protocol of
+        socket listeners (http, fastcgi, scgi); enable-proxy-protocol
+        (http-socket, HTTP sockets) and http-enable-proxy-protocol (http) turn
+        on the PROXY header; http listeners take http-timeout as their stall
+        timeout.  Timeouts of -1 mean the server's.  The log name is the kind
+        and address, with the protocol added where protocol = changed it
+        ("socket 127.0.0.1:9000 (fastcgi)")."""
         name, port = self.server_name_port()
         proto, proxy, stall = self.proto, False, -1.0
+        log_name = f"{self.kind} {self.bound}{self.proto_note(cfg)}"
         if cfg is not None:
-            if self.kind == "socket" and cfg.protocol in ("http", "http11"):
-                proto = _core.PROTO_HTTP
+            proto = protocol_code(self.proto_name(cfg))
             if self.kind == "http":
                 proxy, stall = cfg.http_enable_proxy_protocol, float(cfg.http_timeout)
             elif proto == _core.PROTO_HTTP:
@@ -78,15 +140,15 @@ class Listener:
         if cfg is not None and cfg.http_keepalive == 1:
             # uWSGI's meaning of 1: on, idle as long as a stall may last
             idle = stall if stall > 0 else float(cfg.socket_timeout)
-        return (self.sock.fileno(), proto, name, port, f"{self.kind} {self.bound}",
+        return (self.sock.fileno(), proto, name, port, log_name,
                 not self.systemd, proxy, stall, idle)
 
 
 def configured_addresses(cfg: Any) -> List[Tuple[str, str]]:
     """(kind, address) for every listener the config asks for, in the order
-    they are bound: socket, http-socket, http."""
-    return ([("socket", a) for a in cfg.socket] + [("http-socket", a) for a in cfg.http_socket]
-            + [("http", a) for a in cfg.http])
+    they are bound: socket, http-socket, http, fastcgi-socket,
+    fastcgi-nph-socket, scgi-socket, scgi-nph-socket (KINDS' order)."""
+    return [(kind, a) for kind in KINDS for a in getattr(cfg, kind.replace("-", "_"), ())]
 
 
 def parse_address(address: str) -> Tuple[int, object]:
@@ -147,7 +209,7 @@ def listener_options(cfg: Any) -> dict:
 def bind_listener(kind: str, address: str, *, backlog: int = 100,
                   chmod: Optional[str] = None, reuse_port: bool = False,
                   so_keepalive: bool = False) -> Listener:
-    """Bind and listen.  kind: "socket", "http-socket" or "http".
+    """Bind and listen.  kind: a key of KINDS ("socket", "http-socket", ...).
 
     A stale unix socket file (nobody accepting on it) is replaced; a live
     one is an error.  chmod (octal text, uWSGI chmod-socket) applies to
@@ -197,9 +259,10 @@ def bind_listener(kind: str, address: str, *, backlog: int = 100,
                         "the kernel caps the backlog at %d", backlog, cap, cap)
         sock.listen(backlog)
         sock.setblocking(False)
-        if kind == "socket" and family in (socket.AF_INET, socket.AF_INET6) and \
-                hasattr(socket, "TCP_DEFER_ACCEPT"):
-            # uwsgi clients (nginx) send the packet at once: wake us only then.
+        if kind not in ("http-socket", "http") and family in (socket.AF_INET, socket.AF_INET6) \
+                and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # uwsgi, FastCGI and SCGI clients (nginx) send the request at once: wake us
+            # only then.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     except BaseException:
         sock.close()

@@ -296,7 +296,7 @@ def snapshot(arbiter: Any) -> Dict[str, Any]:
         queue, max_queue = listen_queue(lst.sock)
         sockets.append({
             "name": lst.bound,
-            "proto": "http" if lst.kind == "http-socket" else "uwsgi",
+            "proto": lst.proto_name(cfg),
             "queue": queue,
             "max_queue": max_queue or int(cfg.listen),
             "shared": 0,
