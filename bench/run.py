@@ -89,10 +89,23 @@ ASGI_SCENARIOS = {
     # wrk -> nginx uwsgi_pass -> the app server's uwsgi socket, as nginx-uwsgi.
     "asgi-nginx-uwsgi": AsgiScenario("asgi_hello", "uwsgi", "wrk", 50),
 }
-SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS, *ASGI_SCENARIOS)
-# Scenarios with nginx uwsgi_pass in front of the app server.
-NGINX_SCENARIOS = ("nginx-uwsgi", "asgi-nginx-uwsgi")
+# Issue 12: nginx in front of the app server over FastCGI (fastcgi_pass, with and without
+# fastcgi_keep_conn) and SCGI (scgi_pass), the WSGI hello as in nginx-uwsgi.
+CGI_SCENARIOS = {"fastcgi-nginx": "fastcgi", "scgi-nginx": "scgi"}
+SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS, *ASGI_SCENARIOS,
+             *CGI_SCENARIOS)
+# Scenarios with nginx (uwsgi_pass, fastcgi_pass, scgi_pass) in front of the app server.
+NGINX_SCENARIOS = ("nginx-uwsgi", "asgi-nginx-uwsgi", *CGI_SCENARIOS)
+# The scenarios where --baseline-tree adds its row (uwsgipy-base): the protocols the old
+# core speaks, on the WSGI hello.
+BASELINE_TREE_SCENARIOS = ("http-keepalive", "nginx-uwsgi")
 DEFAULT_SERVERS = ("uwsgipy", "uwsgi", "bjoern", "uwsgi-router", "uwsgi-close")
+# fastcgi-nginx: each server with nginx's fastcgi_keep_conn off (a new upstream connection per
+# request) and on (upstream keepalive); scgi-nginx has no keep-alive (SCGI closes).
+CGI_DEFAULT_SERVERS = {
+    "fastcgi-nginx": ("uwsgipy", "uwsgipy-keepconn", "uwsgi", "uwsgi-keepconn"),
+    "scgi-nginx": ("uwsgipy", "uwsgi"),
+}
 STATIC_DEFAULT_SERVERS = ("uwsgipy", "nginx", "uwsgi")
 ASGI_DEFAULT_SERVERS = ("uwsgipy", "uvicorn", "granian", "socketify", "gunicorn")
 # Where the ASGI peers are installed (bench/README.md): a venv of their own, not the test
@@ -142,10 +155,33 @@ class ServerSpec:
     # A master process that forks the worker(s) (gunicorn's arbiter, granian's main
     # process): "worker CPU" then counts the descendants only, not the master.
     master: bool = False
+    # Where the server starts (default: the repo root): a --baseline-tree row starts in
+    # its tree, so `python -m uwsgipy` imports that tree's package and core.
+    cwd: Optional[Path] = None
+    # fastcgi-nginx: nginx keeps its upstream connections (fastcgi_keep_conn on and an
+    # upstream keepalive pool) instead of one connection per request.
+    nginx_keep_conn: bool = False
 
 
 def _which_or_reason(exe: str) -> Optional[str]:
     return None if shutil.which(exe) else f"`{exe}` not found on PATH"
+
+
+def _exe_reason(exe: str) -> Optional[str]:
+    """None if `exe` (a path, or a name on PATH) can be run, else why not."""
+    if os.sep in exe:
+        return None if os.access(exe, os.X_OK) else f"`{exe}` not found or not executable"
+    return _which_or_reason(exe)
+
+
+def default_uwsgi() -> str:
+    """uWSGI on PATH, else the one installed beside this interpreter (a virtualenv's
+    bin/uwsgi, as `pip install uwsgi` puts it), else the bare name (reported missing)."""
+    found = shutil.which("uwsgi")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "uwsgi"
+    return str(beside) if os.access(beside, os.X_OK) else "uwsgi"
 
 
 def _import_reason(python: str, module: str, check: str = "") -> Optional[str]:
@@ -161,10 +197,50 @@ def _import_reason(python: str, module: str, check: str = "") -> Optional[str]:
     return f"`{python} -c '{code}'` failed: {last}"
 
 
+def _tree_reason(python: str, tree: Path) -> Optional[str]:
+    """None if `python`, started in `tree`, imports uwsgipy and its built core from that
+    tree (not from this checkout), else why not."""
+    code = ("import os, sys, uwsgipy, uwsgipy._core as c; "
+            "t = os.path.realpath(sys.argv[1]) + os.sep; "
+            "bad = [m.__file__ for m in (uwsgipy, c) if not os.path.realpath(m.__file__).startswith(t)]; "
+            "assert not bad, 'imported from elsewhere: ' + ', '.join(bad)")
+    proc = subprocess.run([python, "-c", code, str(tree)], capture_output=True, text=True,
+                          cwd=str(tree), env={**os.environ, "PYTHONPATH": str(tree)})
+    if proc.returncode == 0:
+        return None
+    last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+    return (f"uwsgipy from {tree} is not importable by {python} "
+            f"(build it there: python setup.py build_ext --inplace): {last}")
+
+
+def baseline_tree_spec(args: argparse.Namespace, socket_opt: str, protocol: str) -> ServerSpec:
+    """uwsgipy-base: uwsgipy as another checkout (--baseline-tree, e.g. a `git worktree`
+    of the commit before a change, its extension built in place) serves the same app with
+    the same interpreter and flags, beside this tree's uwsgipy in the same run.  It starts
+    in that tree with PYTHONPATH set to it, so `python -m uwsgipy` imports the tree's
+    package and core, not this checkout's (a `-m` module's search path starts with the
+    current directory)."""
+    tree = args.baseline_tree
+    py, app = args.python, str(args.app)
+    return ServerSpec(
+        "uwsgipy-base",
+        lambda p: ["env", f"PYTHONPATH={tree}", py, "-m", "uwsgipy", socket_opt,
+                   f"127.0.0.1:{p}", "--wsgi-file", app, "--processes", "1", "--threads", "1",
+                   "--disable-logging", *(args.uwsgipy_arg or [])],
+        protocol,
+        note=f"uwsgipy from the tree {tree} (git {args.baseline_tree_rev}), started there: "
+             "the baseline build beside this tree's",
+        available=lambda: _tree_reason(py, tree),
+        cwd=tree,
+    )
+
+
 def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpec]:
     """All known servers for `scenario`; the CLI picks some by name."""
     if scenario in ASGI_SCENARIOS:
         return asgi_server_specs(args, scenario)
+    if scenario in CGI_SCENARIOS:
+        return cgi_server_specs(args, scenario)
     app = str(args.app)
     py = args.python
     # One process, one thread, no master, no request log: the leanest
@@ -214,29 +290,29 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
         #           per request, announced so wrk reconnects without errors.
         http11 = ServerSpec(
             "uwsgi-http11",
-            lambda p: ["uwsgi", "--http11-socket", f"127.0.0.1:{p}", *uwsgi_common],
+            lambda p: [args.uwsgi, "--http11-socket", f"127.0.0.1:{p}", *uwsgi_common],
             "http", signal.SIGINT,
             note="--http11-socket: keep-alive; 1 worker core serves one "
                  "connection at a time, the other connections wait",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         router = ServerSpec(
             "uwsgi-router",
-            lambda p: ["uwsgi", "--master", "--http", f"127.0.0.1:{p}",
+            lambda p: [args.uwsgi, "--master", "--http", f"127.0.0.1:{p}",
                        "--http-keepalive", *uwsgi_common],
             "http", signal.SIGINT,
             note="--http router with --http-keepalive in front of 1 worker "
                  "(master + router + worker processes, all on the server CPU)",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         close = ServerSpec(
             "uwsgi-close",
-            lambda p: ["uwsgi", "--http-socket", f"127.0.0.1:{p}",
+            lambda p: [args.uwsgi, "--http-socket", f"127.0.0.1:{p}",
                        "--add-header", "Connection: close", *uwsgi_common],
             "http", signal.SIGINT,
             note="--http-socket (no keep-alive in uWSGI 2.0) + "
                  "'Connection: close': one TCP connection per request",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         variants = {"http11": http11, "router": router, "close": close}
         chosen = variants[args.uwsgi_http_mode]
@@ -270,6 +346,8 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
                 note=f"uwsgipy as {args.ref_python} imports it (a reference build)",
                 available=lambda: _import_reason(args.ref_python, "uwsgipy._core"),
             )
+        if args.baseline_tree:
+            specs["uwsgipy-base"] = baseline_tree_spec(args, "--http-socket", "http")
         specs["uwsgipy-t4"] = ServerSpec(
             "uwsgipy-t4",
             lambda p: [py, "-m", "uwsgipy", "--http-socket", f"127.0.0.1:{p}",
@@ -298,6 +376,8 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
                 note=f"uwsgipy as {args.ref_python} imports it (a reference build)",
                 available=lambda: _import_reason(args.ref_python, "uwsgipy._core"),
             )
+        if args.baseline_tree:
+            specs["uwsgipy-base"] = baseline_tree_spec(args, "--socket", "uwsgi")
         specs["uwsgipy-t4"] = ServerSpec(
             "uwsgipy-t4",
             lambda p: [py, "-m", "uwsgipy", "--socket", f"127.0.0.1:{p}",
@@ -309,10 +389,10 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
         )
         specs["uwsgi"] = ServerSpec(
             "uwsgi",
-            lambda p: ["uwsgi", "--socket", f"127.0.0.1:{p}", *uwsgi_common],
+            lambda p: [args.uwsgi, "--socket", f"127.0.0.1:{p}", *uwsgi_common],
             "uwsgi", signal.SIGINT,
             note="--socket (uwsgi protocol)",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         specs["bjoern"] = ServerSpec(
             "bjoern", lambda p: [], "uwsgi",
@@ -345,22 +425,22 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
         # counts one "read" socket error per request.  Measured as it is.
         specs["uwsgi"] = ServerSpec(
             "uwsgi",
-            lambda p: ["uwsgi", "--http-socket", f"127.0.0.1:{p}", *static_map,
+            lambda p: [args.uwsgi, "--http-socket", f"127.0.0.1:{p}", *static_map,
                        *uwsgi_common],
             "http", signal.SIGINT,
             note="--http-socket + static-map: closes the connection after every "
                  "response (no keep-alive in uWSGI 2.0's http protocol; wrk counts "
                  "a read error per request and reconnects)",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         specs["uwsgi-http11"] = ServerSpec(
             "uwsgi-http11",
-            lambda p: ["uwsgi", "--http11-socket", f"127.0.0.1:{p}", *static_map,
+            lambda p: [args.uwsgi, "--http11-socket", f"127.0.0.1:{p}", *static_map,
                        *uwsgi_common],
             "http", signal.SIGINT,
             note="--http11-socket + static-map: keep-alive, but the one worker core "
                  "serves one connection at a time",
-            available=lambda: _which_or_reason("uwsgi"),
+            available=lambda: _exe_reason(args.uwsgi),
         )
         specs["bjoern"] = ServerSpec(
             "bjoern", lambda p: [], "http",
@@ -368,6 +448,56 @@ def server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpe
         )
     else:  # pragma: no cover - argparse restricts choices
         raise ValueError(scenario)
+    return specs
+
+
+def cgi_server_specs(args: argparse.Namespace, scenario: str) -> dict[str, ServerSpec]:
+    """fastcgi-nginx and scgi-nginx (issue 12): the WSGI hello behind nginx's fastcgi_pass
+    or scgi_pass, uwsgipy's and uWSGI's own FastCGI/SCGI listeners (uWSGI's option names:
+    --fastcgi-socket, --scgi-socket), one process, one thread, no request log.  FastCGI
+    rows come in pairs: nginx with fastcgi_keep_conn off (a new upstream connection per
+    request, FCGI_KEEP_CONN clear: the app server closes after END_REQUEST) and on (an
+    upstream keepalive pool, FCGI_KEEP_CONN set: the connection carries the next request)."""
+    proto = CGI_SCENARIOS[scenario]
+    opt = f"--{proto}-socket"
+    app = str(args.app)
+    py = args.python
+    uwsgipy_extra = list(args.uwsgipy_arg or [])
+    # The core speaks the protocol when it has its constant (csrc/upy_proto.h, issue 12).
+    const = {"fastcgi": "PROTO_FASTCGI", "scgi": "PROTO_SCGI"}[proto]
+    core_check = f"assert hasattr(c, {const!r}), 'this build of the core has no {proto}'"
+    keeps = (False, True) if proto == "fastcgi" else (False,)
+    specs: dict[str, ServerSpec] = {}
+    for keep in keeps:
+        suffix = "-keepconn" if keep else ""
+        nginx_note = (" (nginx: fastcgi_keep_conn on, upstream keepalive "
+                      f"{NGINX_UPSTREAM_KEEPALIVE})" if keep else
+                      " (nginx: fastcgi_keep_conn off, one upstream connection per request)"
+                      if proto == "fastcgi" else " (nginx: one upstream connection per request)")
+        specs[f"uwsgipy{suffix}"] = ServerSpec(
+            f"uwsgipy{suffix}",
+            lambda p: [py, "-m", "uwsgipy", opt, f"127.0.0.1:{p}", "--wsgi-file", app,
+                       "--processes", "1", "--threads", "1", "--disable-logging",
+                       *uwsgipy_extra],
+            proto,
+            note=f"{opt}{nginx_note}",
+            available=lambda: _import_reason(py, "uwsgipy._core as c", core_check),
+            nginx_keep_conn=keep,
+        )
+        specs[f"uwsgi{suffix}"] = ServerSpec(
+            f"uwsgi{suffix}",
+            lambda p: [args.uwsgi, opt, f"127.0.0.1:{p}", "--wsgi-file", app,
+                       "--processes", "1", "--threads", "1", "--disable-logging"],
+            proto, signal.SIGINT,
+            note=f"{opt}{nginx_note}",
+            available=lambda: _exe_reason(args.uwsgi),
+            nginx_keep_conn=keep,
+        )
+    specs["bjoern"] = ServerSpec(
+        "bjoern", lambda p: [], proto,
+        available=lambda: f"bjoern does not speak {proto} (not applicable behind "
+                          f"{proto}_pass)",
+    )
     return specs
 
 
@@ -543,6 +673,100 @@ def _uwsgi_packet(port: int, path: str = "/") -> bytes:
     return b"\x00" + len(body).to_bytes(2, "little") + b"\x00" + body
 
 
+def _cgi_vars(port: int, path: str) -> dict[str, str]:
+    """The CGI vars of GET `path`, as nginx's fastcgi_params / scgi_params give them
+    (the subset an app server reads)."""
+    return {
+        "REQUEST_METHOD": "GET", "REQUEST_URI": path, "DOCUMENT_URI": path,
+        "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_SCHEME": "http",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port), "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "1", "HTTP_HOST": "127.0.0.1", "CONTENT_TYPE": "",
+        "CONTENT_LENGTH": "",
+    }
+
+
+# FastCGI 1.0 (the specification's names): record types, the responder role, the flag.
+FCGI_VERSION_1 = 1
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
+FCGI_RESPONDER = 1
+FCGI_KEEP_CONN = 1
+
+
+def _fcgi_record(rtype: int, content: bytes, request_id: int = 1) -> bytes:
+    """One record: the 8-byte header, the content, padding to a multiple of 8 (as nginx
+    pads)."""
+    pad = -len(content) % 8
+    return (bytes((FCGI_VERSION_1, rtype)) + request_id.to_bytes(2, "big")
+            + len(content).to_bytes(2, "big") + bytes((pad, 0)) + content + bytes(pad))
+
+
+def _fcgi_length(n: int) -> bytes:
+    """A name-value pair length: one byte below 128, else four with the top bit set."""
+    return bytes((n,)) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
+
+
+def fastcgi_request(port: int, path: str = "/", keep_conn: bool = False) -> bytes:
+    """A whole responder request for GET `path`, as nginx sends it: BEGIN_REQUEST,
+    PARAMS, the empty PARAMS, the empty STDIN (no body)."""
+    params = b"".join(_fcgi_length(len(k)) + _fcgi_length(len(v)) + k + v
+                      for k, v in ((k.encode(), v.encode())
+                                   for k, v in _cgi_vars(port, path).items()))
+    begin = (FCGI_RESPONDER.to_bytes(2, "big")
+             + bytes((FCGI_KEEP_CONN if keep_conn else 0,)) + bytes(5))
+    return (_fcgi_record(FCGI_BEGIN_REQUEST, begin) + _fcgi_record(FCGI_PARAMS, params)
+            + _fcgi_record(FCGI_PARAMS, b"") + _fcgi_record(FCGI_STDIN, b""))
+
+
+def read_fastcgi_response(sock: socket.socket) -> tuple[int, bytes, int]:
+    """Read records up to END_REQUEST: (status, body, appStatus) from the STDOUT stream
+    in CGI form."""
+    buf, stdout = b"", b""
+    while True:
+        while len(buf) >= 8:
+            clen, pad = int.from_bytes(buf[4:6], "big"), buf[6]
+            if len(buf) < 8 + clen + pad:
+                break
+            rtype, content = buf[1], buf[8:8 + clen]
+            buf = buf[8 + clen + pad:]
+            if rtype == FCGI_STDOUT:
+                stdout += content
+            elif rtype == FCGI_END_REQUEST:
+                status, body = parse_cgi_response(stdout)
+                return status, body, int.from_bytes(content[:4], "big")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before END_REQUEST ({len(stdout)} bytes of STDOUT)")
+        buf += chunk
+
+
+def scgi_request(port: int, path: str = "/") -> bytes:
+    """GET `path` over SCGI: the netstring of NUL-separated vars, CONTENT_LENGTH first and
+    SCGI=1, as nginx sends it (no body)."""
+    cgi = _cgi_vars(port, path)
+    del cgi["CONTENT_LENGTH"]
+    env = {"CONTENT_LENGTH": "0", "SCGI": "1", **cgi}
+    head = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in env.items())
+    return str(len(head)).encode() + b":" + head + b","
+
+
+def parse_cgi_response(data: bytes) -> tuple[int, bytes]:
+    """A CGI-form response (FastCGI's STDOUT, SCGI's reply): a "Status: 200 OK" field
+    (200 when absent, RFC 3875 §6.3.3), fields, a blank line, the body (cut at
+    Content-Length when there is one)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ConnectionError(f"no end of head in the CGI response: {data[:200]!r}")
+    status, clen = 200, None
+    for line in head.split(b"\r\n"):
+        k, _, v = line.partition(b":")
+        name = k.strip().lower()
+        if name == b"status":
+            status = int(v.split()[0])
+        elif name == b"content-length":
+            clen = int(v.strip())
+    return status, (body if clen is None else body[:clen])
+
+
 def probe(port: int, protocol: str, timeout: float = 2.0, path: str = "/") -> tuple[int, bytes]:
     """One real request; returns (status, body).  Closes the connection at
     once: uWSGI's http11 core would otherwise stay parked on it."""
@@ -550,6 +774,17 @@ def probe(port: int, protocol: str, timeout: float = 2.0, path: str = "/") -> tu
         if protocol == "http":
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Connection: close\r\n\r\n".encode())
+        elif protocol == "fastcgi":
+            s.sendall(fastcgi_request(port, path))
+            return read_fastcgi_response(s)[:2]
+        elif protocol == "scgi":
+            s.sendall(scgi_request(port, path))
+            data = b""
+            while True:  # SCGI: the server closes after the response
+                chunk = s.recv(65536)
+                if not chunk:
+                    return parse_cgi_response(data)
+                data += chunk
         else:
             s.sendall(_uwsgi_packet(port, path))
         return _read_http_response(s)
@@ -734,6 +969,82 @@ def children_cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+# How long `perf stat` gets to attach and answer a control command.
+PERF_ATTACH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class TaskClock:
+    """A `perf stat -e task-clock` attached to the worker, counting between the
+    "enable" and "disable" it acknowledged on its control fifos."""
+
+    proc: Proc
+    ctl: int  # our write end of its control fifo
+    ack: int  # our read end of its ack fifo
+    out: Path
+
+
+def _perf_command(tc: "TaskClock", command: bytes) -> bool:
+    """Send perf a control command and wait (bounded) for its "ack"."""
+    os.write(tc.ctl, command + b"\n")
+    deadline = time.monotonic() + PERF_ATTACH_TIMEOUT_S
+    got = b""
+    while time.monotonic() < deadline and tc.proc.alive():
+        try:
+            got += os.read(tc.ack, 64)
+        except BlockingIOError:
+            pass
+        if b"ack" in got:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def start_task_clock(args: argparse.Namespace, tmp: Path, pids: list[int]) -> Optional[TaskClock]:
+    """`perf stat -e task-clock -p PIDS` (the worker process(es) and their threads, perf
+    pinned to the client CPU), started with its counter off (-D -1) and switched on
+    through its control fifo, so the count starts when this returns, not when perf got
+    round to attaching.  None when it could not (the figure is then left out)."""
+    ctl_path, ack_path, out = tmp / "perf-ctl.fifo", tmp / "perf-ack.fifo", tmp / "perf-stat.txt"
+    for f in (ctl_path, ack_path):
+        f.unlink(missing_ok=True)
+        os.mkfifo(f)
+    # Both ends non-blocking on our side: opening the ack fifo to read never waits; the
+    # control fifo opens for writing once perf opened it to read (ENXIO until then).
+    ack = os.open(ack_path, os.O_RDONLY | os.O_NONBLOCK)
+    proc = Proc("perf", pinned(args.client_cpu, [
+        args.perf, "stat", "-e", "task-clock", "-x", ",", "-o", str(out), "-D", "-1",
+        "--control", f"fifo:{ctl_path},{ack_path}", "-p", ",".join(map(str, pids))]),
+        tmp / "perf.log", signal.SIGINT)
+    deadline = time.monotonic() + PERF_ATTACH_TIMEOUT_S
+    ctl = -1
+    while ctl < 0 and time.monotonic() < deadline and proc.alive():
+        try:
+            ctl = os.open(ctl_path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(POLL_INTERVAL_S)
+    if ctl >= 0:
+        tc = TaskClock(proc, ctl, ack, out)
+        if _perf_command(tc, b"enable"):
+            return tc
+        os.close(ctl)
+    os.close(ack)
+    proc.stop()
+    return None
+
+
+def stop_task_clock(tc: TaskClock) -> Optional[float]:
+    """Switch the counter off (acknowledged), then SIGINT perf, which writes its count
+    and exits; the task-clock in ms, or None."""
+    stopped = _perf_command(tc, b"disable")
+    os.close(tc.ctl)
+    os.close(tc.ack)
+    tc.proc.stop()
+    text = tc.out.read_text(errors="replace") if tc.out.exists() else ""
+    m = re.search(r"^([\d.]+),msec,task-clock,", text, re.M)
+    return float(m.group(1)) if m and stopped else None
+
+
 # --------------------------------------------------------------------------
 # wrk
 # --------------------------------------------------------------------------
@@ -895,6 +1206,84 @@ NGINX_CONF = NGINX_CONF_HEAD + """\
 """
 
 
+# fastcgi-nginx with keep_conn: idle upstream connections nginx's worker keeps (upstream
+# `keepalive`); more than wrk's 50 connections can have in flight, so none is closed for
+# lack of room.  `keepalive_requests` there: nginx's default (1000, since 1.15.3) would
+# close every upstream connection after 1000 requests, a reconnect the scenario is not about.
+NGINX_UPSTREAM_KEEPALIVE = 64
+
+# Debian's /etc/nginx/fastcgi_params and scgi_params (nginx 1.22.1), inlined as the
+# uwsgi_params above: what `include fastcgi_params;` gives, with HTTP_HOST as $host; then
+# the lines nginx-conf/fastcgi-tcp.conf and scgi-tcp.conf add for a WSGI app at /
+# (SCRIPT_NAME "", the last one sent wins; PATH_INFO).
+NGINX_FASTCGI_PARAMS = """\
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param DOCUMENT_URI $document_uri;
+            fastcgi_param DOCUMENT_ROOT $document_root;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param REQUEST_SCHEME $scheme;
+            fastcgi_param HTTPS $https if_not_empty;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param REMOTE_PORT $remote_port;
+            fastcgi_param REMOTE_USER $remote_user;
+            fastcgi_param SERVER_ADDR $server_addr;
+            fastcgi_param SERVER_PORT $server_port;
+            fastcgi_param SERVER_NAME $server_name;
+            fastcgi_param REDIRECT_STATUS 200;
+            fastcgi_param HTTP_HOST $host;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_param PATH_INFO $document_uri;
+"""
+NGINX_SCGI_PARAMS = """\
+            scgi_param REQUEST_METHOD $request_method;
+            scgi_param REQUEST_URI $request_uri;
+            scgi_param QUERY_STRING $query_string;
+            scgi_param CONTENT_TYPE $content_type;
+            scgi_param DOCUMENT_URI $document_uri;
+            scgi_param DOCUMENT_ROOT $document_root;
+            scgi_param SCGI 1;
+            scgi_param SERVER_PROTOCOL $server_protocol;
+            scgi_param REQUEST_SCHEME $scheme;
+            scgi_param HTTPS $https if_not_empty;
+            scgi_param REMOTE_ADDR $remote_addr;
+            scgi_param REMOTE_PORT $remote_port;
+            scgi_param SERVER_PORT $server_port;
+            scgi_param SERVER_NAME $server_name;
+            scgi_param HTTP_HOST $host;
+            scgi_param PATH_INFO $document_uri;
+"""
+
+
+def nginx_cgi_conf(protocol: str, tmp: Path, port: int, upstream: int,
+                   keep_conn: bool) -> str:
+    """nginx in front of a FastCGI or SCGI listener: the Debian params, fastcgi_pass or
+    scgi_pass; for FastCGI with keep_conn, an upstream block with a keepalive pool and
+    `fastcgi_keep_conn on` (nginx sets FCGI_KEEP_CONN and reuses the connection)."""
+    params = NGINX_FASTCGI_PARAMS if protocol == "fastcgi" else NGINX_SCGI_PARAMS
+    if keep_conn:
+        upstream_block = (f"    upstream app {{\n        server 127.0.0.1:{upstream};\n"
+                          f"        keepalive {NGINX_UPSTREAM_KEEPALIVE};\n"
+                          "        keepalive_requests 100000000;\n    }\n")
+        passing = f"            {protocol}_pass app;\n            fastcgi_keep_conn on;\n"
+    else:
+        upstream_block = ""
+        passing = f"            {protocol}_pass 127.0.0.1:{upstream};\n"
+    return (NGINX_CONF_HEAD.format(tmp=tmp) + upstream_block
+            + f"    server {{\n        listen 127.0.0.1:{port};\n        location / {{\n"
+            + params + passing + "        }\n    }\n}\n")
+
+
+# An nginx error-log line at level error or worse.
+NGINX_ERROR_LINE = re.compile(rb"^\S+ \S+ \[(?:error|crit|alert|emerg)\]", re.M)
+
+
 def make_static_root() -> Path:
     """A temp dir with every static scenario's file (random bytes, so no
     layer can shortcut a run of zeros), readable by nginx's `nobody` worker.
@@ -923,10 +1312,15 @@ def nginx_static_argv(args: argparse.Namespace, tmp: Path, port: int) -> list[st
     return [args.nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")]
 
 
-def start_nginx(args: argparse.Namespace, tmp: Path, upstream: int) -> tuple[Proc, int, Optional[str]]:
+def start_nginx(args: argparse.Namespace, tmp: Path, upstream: int, protocol: str = "uwsgi",
+                keep_conn: bool = False) -> tuple[Proc, int, Optional[str]]:
+    """nginx in front of the app server's `protocol` listener at `upstream` (uwsgi_pass,
+    fastcgi_pass, scgi_pass); returns (nginx, its HTTP port, error or None)."""
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream))
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream)
+                    if protocol == "uwsgi"
+                    else nginx_cgi_conf(protocol, tmp, port, upstream, keep_conn))
     # nginx running as root switches its worker to `nobody`; let it in.
     os.chmod(tmp, 0o755)
     argv = pinned(args.nginx_cpu, [args.nginx, "-p", str(tmp), "-c", str(conf),
@@ -967,6 +1361,12 @@ class Measurement:
     server_cpu_util: Optional[float] = None  # fraction of one core
     client_cpu_util: Optional[float] = None  # wrk's CPU over the run, fraction of one core
     nginx_cpu_us_per_req: Optional[float] = None
+    # Lines at level error or worse nginx logged during the wrk run (upstream resets,
+    # premature closes: nginx may retry them and still answer 200, so wrk does not see them).
+    nginx_errors: int = 0
+    # --perf-task-clock: `perf stat -e task-clock` on the worker process(es) over the wrk
+    # run (a software counter in ns: no 10 ms ticks), per request.
+    task_clock_us_per_req: Optional[float] = None
     # The worker process(es) only: the tree less a master (ServerSpec.master), else the
     # same as server_cpu_us_per_req.
     worker_cpu_us_per_req: Optional[float] = None
@@ -994,7 +1394,8 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
         port = free_port()
         m.server_argv = pinned(args.server_cpu, spec.argv_in(port, tmp) if spec.argv_in
                                else spec.argv(port))
-        server = Proc(spec.name, m.server_argv, tmp / "server.log", spec.stop_signal)
+        server = Proc(spec.name, m.server_argv, tmp / "server.log", spec.stop_signal,
+                      cwd=spec.cwd)
         nginx: Optional[Proc] = None
         static = STATIC_SCENARIOS.get(scenario)
         try:
@@ -1017,7 +1418,8 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                 return m
             target = port
             if scenario in NGINX_SCENARIOS:
-                nginx, target, err = start_nginx(args, tmp, port)
+                nginx, target, err = start_nginx(args, tmp, port, spec.protocol,
+                                                 spec.nginx_keep_conn)
                 if err:
                     errlog = tmp / "nginx-error.log"
                     tail = errlog.read_text(errors="replace")[-2000:] if errlog.exists() else ""
@@ -1034,17 +1436,26 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
             cpu0 = sum(split0)
             work0 = sum(tree_cpu_split(server.pid, skip_root=True)) if spec.master else cpu0
             ng0 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
+            errlog = tmp / "nginx-error.log"
+            errlog_at = errlog.stat().st_size if nginx and errlog.exists() else 0
+            perf = (start_task_clock(args, tmp, tree_pids(server.pid)[1 if spec.master else 0:])
+                    if args.perf_task_clock else None)
             busy0, kids0 = machine_busy_seconds(), children_cpu_seconds()
             steal0 = machine_steal_seconds()
             t0 = time.monotonic()
             wrk = subprocess.run(m.wrk_argv, capture_output=True, text=True,
                                  timeout=duration_seconds(args.duration) + WRK_GRACE_S)
             wall = time.monotonic() - t0
+            task_clock_ms = stop_task_clock(perf) if perf else None
             split1 = tree_cpu_split(server.pid)
             cpu1 = sum(split1)
             work1 = sum(tree_cpu_split(server.pid, skip_root=True)) if spec.master else cpu1
             ng1 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
             busy1, kids1 = machine_busy_seconds(), children_cpu_seconds()
+            if nginx and errlog.exists():
+                with open(errlog, "rb") as f:
+                    f.seek(errlog_at)
+                    m.nginx_errors = len(NGINX_ERROR_LINE.findall(f.read()))
             m.steal_util = (machine_steal_seconds() - steal0) / wall
             ours = (cpu1 - cpu0) + (ng1 - ng0) + (kids1 - kids0)
             m.client_cpu_util = (kids1 - kids0) / wall
@@ -1068,6 +1479,8 @@ def measure(args: argparse.Namespace, scenario: str, spec: ServerSpec, rnd: int)
                 m.server_user_us_per_req = (split1[0] - split0[0]) * 1e6 / m.requests
                 m.server_sys_us_per_req = (split1[1] - split0[1]) * 1e6 / m.requests
                 m.worker_cpu_us_per_req = (work1 - work0) * 1e6 / m.requests
+                if task_clock_ms is not None:
+                    m.task_clock_us_per_req = task_clock_ms * 1e3 / m.requests
                 if nginx:
                     m.nginx_cpu_us_per_req = (ng1 - ng0) * 1e6 / m.requests
             if not m.server_alive_after:
@@ -1100,6 +1513,7 @@ def summarise(ms: list[Measurement]) -> dict:
     errs = {"non2xx": sum(m.non2xx for m in ok)}
     for k in ("connect", "read", "write", "timeout", "ws"):
         errs[k] = sum(m.socket_errors.get(k, 0) for m in ok)
+    errs["nginx error log"] = sum(m.nginx_errors for m in ok)
     return {
         "rounds_ok": len(ok),
         "rounds": len(ms),
@@ -1114,6 +1528,7 @@ def summarise(ms: list[Measurement]) -> dict:
         "sys_us_per_req": _median([m.server_sys_us_per_req for m in ok]),
         "nginx_cpu_us_per_req": _median([m.nginx_cpu_us_per_req for m in ok]),
         "worker_cpu_us_per_req": _median([m.worker_cpu_us_per_req for m in ok]),
+        "task_clock_us_per_req": _median([m.task_clock_us_per_req for m in ok]),
         "gb_per_s": _median([m.gb_per_s for m in ok]),
         "other_cpu_util_max": max((m.other_cpu_util or 0.0 for m in ok), default=None),
         "rps_rounds": [m.rps for m in ok],
@@ -1145,6 +1560,9 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
     if asgi:
         # Without a master (gunicorn's arbiter, granian's main process): the same figure.
         head.append(f"worker CPU µs/{unit}")
+    task_clock = any(s.get("task_clock_us_per_req") for s in summary.values())
+    if task_clock:
+        head.append(f"task-clock µs/{unit}")
     head.append("server CPU %")
     if nginx:
         head.append(f"nginx CPU µs/{unit}")
@@ -1175,6 +1593,8 @@ def render_table(scenario: str, summary: dict, baseline: str) -> str:
                 f"{s['user_us_per_req']:.1f}+{s['sys_us_per_req']:.1f}")]
         if asgi:
             row.append(_fmt(s.get("worker_cpu_us_per_req"), ".1f"))
+        if task_clock:
+            row.append(_fmt(s.get("task_clock_us_per_req"), ".1f"))
         row.append(_fmt(None if s["cpu_util"] is None else s["cpu_util"] * 100, ".0f"))
         if nginx:
             row.append(_fmt(s["nginx_cpu_us_per_req"], ".1f"))
@@ -1202,32 +1622,66 @@ GOALS = (
     ("starlette-hello", "rps", "uwsgipy", ("uvicorn",), 1.5, ">="),
     ("ws-echo", "rps", "uwsgipy", ("uvicorn",), 2.0, ">="),
     ("asgi-nginx-uwsgi", "worker_cpu_us_per_req", "uwsgipy", ("gunicorn",), 0.25, "<="),
+    # Issue 12: behind fastcgi_pass, uwsgipy's worker CPU/request ≤ 0.75× uWSGI's
+    # --fastcgi-socket (keep_conn off against off; on against uWSGI's leanest, since
+    # uWSGI 2.0 closes after every response whatever FCGI_KEEP_CONN says), and
+    # keep_conn on cheaper than off.
+    # Every row is one process: CPU µs/req is the worker's.
+    ("fastcgi-nginx", "cpu_us_per_req", "uwsgipy", ("uwsgi",), 0.75, "<="),
+    ("fastcgi-nginx", "cpu_us_per_req", "uwsgipy-keepconn", ("uwsgi", "uwsgi-keepconn"),
+     0.75, "<="),
+    ("fastcgi-nginx", "cpu_us_per_req", "uwsgipy-keepconn", ("uwsgipy",), 1.0, "<"),
 )
 
 
-def goal_lines(scenario: str, summary: dict) -> list[str]:
+def baseline_lines(summary: dict, tolerance: float) -> list[str]:
+    """This tree's uwsgipy against uwsgipy-base (--baseline-tree), same run: new ÷ old for
+    req/s and CPU µs/request (and perf's task-clock when measured), and whether
+    CPU/request stayed within the tolerance."""
+    new, old = summary.get("uwsgipy", {}), summary["uwsgipy-base"]
+    if not new.get("rps") or not new.get("cpu_us_per_req") or not old.get("cpu_us_per_req"):
+        return ["uwsgipy ÷ uwsgipy-base: n/a (no figure for uwsgipy: skipped or failed)"]
+    out = []
+    for key, what in (("cpu_us_per_req", "CPU µs/req"), ("task_clock_us_per_req",
+                                                          "task-clock µs/req")):
+        if not new.get(key) or not old.get(key):
+            continue
+        r = new[key] / old[key]
+        out.append(f"uwsgipy ÷ uwsgipy-base (new ÷ old core): req/s "
+                   f"{new['rps'] / old['rps']:.3f}×, {what} {r:.3f}× ({new[key]:.1f} vs "
+                   f"{old[key]:.1f}; no regression if ≤ {1 + tolerance:.2f}×: "
+                   f"{'met' if r <= 1 + tolerance else 'NOT met'})")
+    return out
+
+
+def goal_lines(scenario: str, summary: dict, tolerance: float = 0.05) -> list[str]:
     """The issue's ratios (uwsgipy ÷ peer, from this run's medians) against
     their goals, plus CPU per request side by side."""
     out = []
-    for scen, metric, num, dens, goal, direction in GOALS:
-        if scen != scenario:
-            continue
+    goals = [g for g in GOALS if g[0] == scenario]
+    if any(s.get("task_clock_us_per_req") for s in summary.values()):
+        # The same CPU goals again on perf's task-clock (--perf-task-clock).
+        goals += [(g[0], "task_clock_us_per_req", *g[2:]) for g in goals
+                  if g[1] == "cpu_us_per_req"]
+    for scen, metric, num, dens, goal, direction in goals:
         a = summary.get(num, {}).get(metric)
         peers = [(summary[d][metric], d) for d in dens if summary.get(d, {}).get(metric)]
         label = (f"fastest of {', '.join(dens)}" if direction == ">="
                  else f"leanest of {', '.join(dens)}")
         if a and peers:
             b, den = max(peers) if direction == ">=" else min(peers)
-            met = a / b >= goal if direction == ">=" else a / b <= goal
+            met = {">=": a / b >= goal, "<=": a / b <= goal, "<": a / b < goal}[direction]
             which = f" ({label})" if len(dens) > 1 else ""
+            sign = {">=": "≥", "<=": "≤", "<": "<"}[direction]
             out.append(f"{num} ÷ {den}{which} {metric}: {a / b:.2f}× "
-                       f"(goal {'≥' if direction == '>=' else '≤'} {goal}×: "
-                       f"{'met' if met else 'NOT met'})")
+                       f"(goal {sign} {goal}×: {'met' if met else 'NOT met'})")
         else:
             missing = [n for n in (num, *dens) if not summary.get(n, {}).get(metric)]
             out.append(f"{num} ÷ {'/'.join(dens)} {metric}: n/a (no figure for "
                        f"{', '.join(missing)}: skipped or failed)")
-    if scenario in STATIC_SCENARIOS or scenario in ASGI_SCENARIOS:
+    if scenario in BASELINE_TREE_SCENARIOS and summary.get("uwsgipy-base", {}).get("rps"):
+        out.extend(baseline_lines(summary, tolerance))
+    if scenario in STATIC_SCENARIOS or scenario in ASGI_SCENARIOS or scenario in CGI_SCENARIOS:
         key = "worker_cpu_us_per_req" if scenario in ASGI_SCENARIOS else "cpu_us_per_req"
         what = ("worker CPU µs/message" if uses_wsload(scenario)
                 else "worker CPU µs/request" if scenario in ASGI_SCENARIOS
@@ -1238,11 +1692,13 @@ def goal_lines(scenario: str, summary: dict) -> list[str]:
     return out
 
 
-def uwsgipy_core_id(python: str) -> str:
-    """sha256 prefix and mtime of the uwsgipy._core binary: the tree may be
-    rebuilt while a run goes on, and a changed binary is a different server."""
+def uwsgipy_core_id(python: str, tree: Optional[Path] = None) -> str:
+    """sha256 prefix and mtime of the uwsgipy._core binary (of this checkout, or of
+    another `tree`): the tree may be rebuilt while a run goes on, and a changed binary is
+    a different server."""
     p = subprocess.run([python, "-c", "import uwsgipy._core as c; print(c.__file__)"],
-                       capture_output=True, text=True, cwd=str(REPO_DIR))
+                       capture_output=True, text=True, cwd=str(tree or REPO_DIR),
+                       env={**os.environ, "PYTHONPATH": str(tree)} if tree else None)
     if p.returncode != 0:
         return "not importable"
     path = Path(p.stdout.strip())
@@ -1275,6 +1731,9 @@ ASGI_DISTS = ("uvicorn", "uvloop", "httptools", "websockets", "granian", "socket
 
 def environment(args: argparse.Namespace) -> dict:
     env = _environment(args)
+    if args.baseline_tree:
+        env["baseline_tree"] = f"{args.baseline_tree} (git {args.baseline_tree_rev})"
+        env["baseline_tree_core"] = uwsgipy_core_id(args.python, args.baseline_tree)
     if any(s in ASGI_SCENARIOS for s in args.scenario):
         env["asgi_python"] = f"{args.asgi_python} ({_version([args.asgi_python, '--version'])})"
         env["uwsgipy_core_asgi"] = uwsgipy_core_id(args.asgi_python)
@@ -1292,7 +1751,7 @@ def _environment(args: argparse.Namespace) -> dict:
         "python": _version([args.python, "--version"]),
         "uwsgipy": _py_dist_version(args.python, "uwsgipy"),
         "uwsgipy_core": uwsgipy_core_id(args.python),
-        "uwsgi": _version(["uwsgi", "--version"]),
+        "uwsgi": _version([args.uwsgi, "--version"]),
         "bjoern": _py_dist_version(args.python, "bjoern"),
         "nginx": _version([args.nginx, "-v"]),
         "wrk": _version(["wrk", "-v"]),
@@ -1332,6 +1791,23 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
                                if uses_wsload(scenario) else ""),
             "",
         ]
+    if scenario in CGI_SCENARIOS:
+        asgi_notes = [
+            f"nginx (on the server CPU) `{CGI_SCENARIOS[scenario]}_pass` to the app server's "
+            f"{CGI_SCENARIOS[scenario]} listener, Debian's {CGI_SCENARIOS[scenario]}_params "
+            "inlined, then PATH_INFO $document_uri"
+            + (' and SCRIPT_NAME ""' if scenario == "fastcgi-nginx" else "")
+            + f" as in nginx-conf/{CGI_SCENARIOS[scenario]}-tcp.conf. "
+            + ("`-keepconn` rows: `fastcgi_keep_conn on` with an upstream `keepalive "
+               f"{NGINX_UPSTREAM_KEEPALIVE}` pool (FCGI_KEEP_CONN set, the connection "
+               "reused); the others: one upstream connection per request. "
+               "uWSGI 2.0 closes the connection after END_REQUEST whatever FCGI_KEEP_CONN "
+               "says (checked), so its -keepconn row is nginx trying to reuse and "
+               "reconnecting. " if scenario == "fastcgi-nginx" else
+               "SCGI has no keep-alive: one upstream connection per request. ")
+            + "Every row is one process: CPU µs/req is the worker's.",
+            "",
+        ]
     lines = [
         f"# {scenario} — {env['date']}",
         "",
@@ -1356,11 +1832,13 @@ def write_results(args: argparse.Namespace, scenario: str, env: dict, specs: dic
         *asgi_notes,
         table,
         "",
-        *[f"- {line}" for line in goal_lines(scenario, summary)],
-        *([""] if goal_lines(scenario, summary) else []),
+        *[f"- {line}" for line in goal_lines(scenario, summary, args.regression_tolerance)],
+        *([""] if goal_lines(scenario, summary, args.regression_tolerance) else []),
         "Versions: " + ", ".join(f"{k} `{env[k]}`" for k in
                                   ("python", "uwsgipy", "uwsgipy_core", "git_head", "uwsgi",
-                                   "bjoern", "nginx", "wrk"))
+                                   "bjoern", "nginx", "wrk",
+                                   *(("baseline_tree", "baseline_tree_core")
+                                     if "baseline_tree" in env else ())))
         + f"; uncommitted files in csrc/ and uwsgipy/: {env['git_dirty_files']}",
         *(["", "ASGI peers: " + ", ".join(f"{k} `{env[k]}`" for k in
                                           ("asgi_python", "uwsgipy_core_asgi", *ASGI_DISTS))]
@@ -1405,9 +1883,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="comma-separated servers (default: " + ",".join(DEFAULT_SERVERS)
                         + "; for the static scenarios " + ",".join(STATIC_DEFAULT_SERVERS)
                         + "; for the ASGI ones " + ",".join(ASGI_DEFAULT_SERVERS)
+                        + "; fastcgi-nginx: " + ",".join(CGI_DEFAULT_SERVERS["fastcgi-nginx"])
+                        + "; scgi-nginx: " + ",".join(CGI_DEFAULT_SERVERS["scgi-nginx"])
                         + "; http-keepalive also knows uwsgi-http11, uwsgi-router, "
                           "uwsgi-close, static ones uwsgi-http11, ASGI HTTP ones "
-                          "uvicorn-sansio, asgi-hello uwsgipy-wsgi)")
+                          "uvicorn-sansio, asgi-hello uwsgipy-wsgi; with --baseline-tree "
+                          "http-keepalive and nginx-uwsgi uwsgipy-base)")
     p.add_argument("--baseline", default="uwsgipy", help="server the ratios divide by")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", "-d", default="10s", help="wrk -d per measurement")
@@ -1447,6 +1928,22 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="adds server uwsgipy-ref: uwsgipy as PY imports it (e.g. a script "
                         "that cds into a checkout of an older commit with its extension "
                         "built in place), to compare builds side by side")
+    p.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",
+                   help="adds server uwsgipy-base to http-keepalive and nginx-uwsgi: uwsgipy "
+                        "from another checkout DIR (e.g. `git worktree add DIR COMMIT`, then "
+                        "`python setup.py build_ext --inplace` there), run by --python from "
+                        "DIR, beside this tree's uwsgipy; prints new ÷ old ratios")
+    p.add_argument("--regression-tolerance", type=float, default=0.05, metavar="F",
+                   help="with --baseline-tree: uwsgipy's CPU/request may exceed "
+                        "uwsgipy-base's by this fraction (default: %(default)s)")
+    p.add_argument("--uwsgi", default=default_uwsgi(),
+                   help="the uWSGI binary (default: on PATH, else beside this Python; "
+                        "now %(default)s)")
+    p.add_argument("--perf-task-clock", action="store_true",
+                   help="also measure the worker's CPU with `perf stat -e task-clock -p PID` "
+                        "over each wrk run (ns resolution, not /proc's 10 ms ticks): a "
+                        "task-clock µs/req column, and the CPU goals on it too")
+    p.add_argument("--perf", default=shutil.which("perf") or "perf", help="the perf binary")
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--app", type=Path, default=HELLO_APP)
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
@@ -1457,6 +1954,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         a.nginx_cpu = a.server_cpu
     a.servers = (None if a.servers is None
                  else [s.strip() for s in a.servers.split(",") if s.strip()])
+    a.baseline_tree_rev = ""
+    if a.baseline_tree:
+        a.baseline_tree = a.baseline_tree.resolve()
+        if not (a.baseline_tree / "uwsgipy").is_dir():
+            p.error(f"--baseline-tree {a.baseline_tree}: no uwsgipy/ package there")
+        a.baseline_tree_rev = _version(["git", "-C", str(a.baseline_tree), "rev-parse",
+                                        "--short", "HEAD"])
     try:
         duration_seconds(a.duration)
     except argparse.ArgumentTypeError as e:
@@ -1468,6 +1972,8 @@ def preflight(args: argparse.Namespace) -> Optional[str]:
     for exe in ("wrk", "taskset"):
         if not shutil.which(exe):
             return f"`{exe}` is required (apt-get install -y wrk util-linux)"
+    if args.perf_task_clock and _exe_reason(args.perf):
+        return f"--perf-task-clock: {_exe_reason(args.perf)} (apt-get install -y linux-perf)"
     ncpu = os.cpu_count() or 1
     for cpu in {args.server_cpu, args.client_cpu, args.nginx_cpu}:
         if cpu >= ncpu:
@@ -1505,10 +2011,16 @@ def run_scenarios(args: argparse.Namespace, env: dict) -> int:
         specs = server_specs(args, scenario)
         runnable: list[ServerSpec] = []
         summary: dict[str, dict] = {}
-        names = args.servers or (STATIC_DEFAULT_SERVERS if scenario in STATIC_SCENARIOS
-                                 else ASGI_DEFAULT_SERVERS if scenario in ASGI_SCENARIOS
-                                 else DEFAULT_SERVERS)
-        main_servers = ASGI_MAIN_SERVERS if scenario in ASGI_SCENARIOS else MAIN_SERVERS
+        names = list(args.servers or (
+            STATIC_DEFAULT_SERVERS if scenario in STATIC_SCENARIOS
+            else ASGI_DEFAULT_SERVERS if scenario in ASGI_SCENARIOS
+            else CGI_DEFAULT_SERVERS[scenario] if scenario in CGI_SCENARIOS
+            else DEFAULT_SERVERS))
+        if (args.baseline_tree and not args.servers and scenario in BASELINE_TREE_SCENARIOS):
+            names.insert(1, "uwsgipy-base")  # beside uwsgipy, unless --servers picks
+        main_servers = (ASGI_MAIN_SERVERS if scenario in ASGI_SCENARIOS
+                        else CGI_DEFAULT_SERVERS[scenario] if scenario in CGI_SCENARIOS
+                        else MAIN_SERVERS)
         for name in names:
             spec = specs.get(name)
             if spec is None and name not in main_servers:
@@ -1546,7 +2058,9 @@ def run_scenarios(args: argparse.Namespace, env: dict) -> int:
                           f"other load {_fmt((m.other_cpu_util or 0) * 100, '.0f')}%, "
                           f"steal {_fmt((m.steal_util or 0) * 100, '.0f')}%"
                           + (f", non-2xx {m.non2xx}" if m.non2xx else "")
-                          + (f", socket errors {errs}" if errs else ""), flush=True)
+                          + (f", socket errors {errs}" if errs else "")
+                          + (f", nginx error log {m.nginx_errors} lines" if m.nginx_errors
+                             else ""), flush=True)
                 else:
                     exit_code = 1
                     print(f"[{scenario}] round {rnd + 1}/{args.rounds} {spec.name}: FAILED: "
@@ -1559,7 +2073,7 @@ def run_scenarios(args: argparse.Namespace, env: dict) -> int:
             summary.setdefault("uwsgipy", {})["core_changed"] = sorted(cores)
         table = render_table(scenario, summary, args.baseline)
         print(f"\n## {scenario}\n\n{table}\n")
-        for line in goal_lines(scenario, summary):
+        for line in goal_lines(scenario, summary, args.regression_tolerance):
             print(line)
         if not args.no_write:
             path = write_results(args, scenario, env, specs, summary, measurements, table,
