@@ -362,14 +362,15 @@ void upy_fcgi_put_record(unsigned char *out, unsigned type,
 /* What the record(s) at the start of the buffer ask of the application. */
 typedef enum {
     UPY_FCGI_DO_HEAD = 0,       /* a request head (see upy_fcgi_parse_head) */
-    UPY_FCGI_DO_SKIP = 1,       /* one record that asks nothing: a record of a
-                                request that is over or was refused (ABORT,
-                                PARAMS, STDIN, DATA with request_id != 0 and
-                                no BEGIN_REQUEST before it) */
+    UPY_FCGI_DO_SKIP = 1,       /* one record that asks nothing: any record
+                                with request_id != 0 that is not a
+                                BEGIN_REQUEST (a record of a request that is
+                                over or was refused: ABORT, PARAMS, STDIN,
+                                DATA; or one a web server should not send) */
     UPY_FCGI_DO_GET_VALUES = 2, /* one FCGI_GET_VALUES record (request_id 0):
                                 answer with upy_fcgi_get_values_result */
-    UPY_FCGI_DO_UNKNOWN = 3,    /* one management record (request_id 0) of a
-                                type the application does not know: answer
+    UPY_FCGI_DO_UNKNOWN = 3,    /* one record with request_id 0 (a management
+                                record) of any type but GET_VALUES: answer
                                 FCGI_UNKNOWN_TYPE naming h->type (§4.2) */
     UPY_FCGI_DO_BAD_ROLE = 4    /* a BEGIN_REQUEST for a role other than
                                 responder: answer END_REQUEST with
@@ -490,7 +491,8 @@ ssize_t upy_fcgi_stdin_decode(upy_fcgi_stdin_decoder *d, char *buf,
  * Parse the request head at buf[0..len): a netstring "LEN:" + headers +
  * ","  where LEN is 1*DIGIT without leading zeros and the headers are
  * NUL-terminated name, value pairs, the first CONTENT_LENGTH (1*DIGIT)
- * and one of them SCGI with value "1".  Returns the head length (through
+ * and one of them SCGI with value "1"; neither may repeat (other names
+ * may: nginx sends a repeated request header as two vars).  Returns the head length (through
  * the ','), UPY_PARSE_INCOMPLETE, or UPY_PARSE_ERROR (400: not a netstring,
  * no ',', CONTENT_LENGTH not first or not digits, no SCGI=1, an empty name,
  * an odd NUL count; 431: LEN above lim->max_head or more vars than the cap;

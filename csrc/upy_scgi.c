@@ -80,9 +80,17 @@ ssize_t upy_scgi_parse_head(const char *buf, size_t len, upy_request *req,
                     return fail(req, 400, "bad CONTENT_LENGTH");
             first = 0;
         }
+        else if (k.len == 14 && memcmp(k.p, "CONTENT_LENGTH", 14) == 0) {
+            /* "Duplicate names are not allowed": the body's length must be
+               the first header's (other names may repeat: nginx sends a
+               repeated request header as two vars) */
+            return fail(req, 400, "SCGI headers repeat CONTENT_LENGTH");
+        }
         if (k.len == 4 && memcmp(k.p, "SCGI", 4) == 0) {
             if (v.len != 1 || v.p[0] != '1')
                 return fail(req, 400, "SCGI header SCGI is not 1");
+            if (scgi)
+                return fail(req, 400, "SCGI headers repeat SCGI");
             scgi = 1;
         }
         if (upy_vars_add(req, &st, k, v) != 0)

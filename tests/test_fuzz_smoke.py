@@ -51,7 +51,7 @@ def run(args, tmp: Path, seconds: int, cwd: Path = ROOT, script: Path = RUN) -> 
 
 
 def test_every_target_runs_and_finds_nothing(libfuzzer, tmp_path):
-    assert TARGETS and {"http", "chunked", "uwsgi", "ws"} <= set(TARGETS), TARGETS
+    assert TARGETS and {"http", "chunked", "uwsgi", "ws", "fastcgi", "scgi"} <= set(TARGETS), TARGETS
     res = run([], tmp_path, 2)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out

@@ -1,33 +1,13 @@
 """The pure-C rules of static files (csrc/upy_static_http.c: path cleaning, HTTP dates,
 entity-tags, Range, Accept-Encoding) as a C table (tests/c/test_static.c), built plain
 (-Werror) and with ASan+UBSan, each input against a guard page."""
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CSRC = REPO / "csrc"
-
-BUILDS = {
-    "plain": ["-O2"],
-    "asan-ubsan": ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                   "-fno-omit-frame-pointer"],
-}
+from ctable import BUILDS, needs_gcc, run_table
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+@needs_gcc
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_c_static_table(build, tmp_path):
-    exe = tmp_path / f"test_static_{build}"
-    cmd = ["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
-           "-D_GNU_SOURCE", f"-I{CSRC}", *BUILDS[build], "-o", str(exe),
-           str(CSRC / "upy_static_http.c"), str(REPO / "tests" / "c" / "test_static.c")]
-    cc = subprocess.run(cmd, capture_output=True, text=True)
-    assert cc.returncode == 0, cc.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    m = re.search(r"^(\d+) passed, (\d+) failed$", run.stdout, re.M)
-    assert run.returncode == 0 and m and int(m.group(1)) > 150 and m.group(2) == "0", \
-        run.stdout + run.stderr
+    run_table("test_static.c", ["upy_static_http.c"], build, tmp_path, min_passed=150,
+              timeout=60)
