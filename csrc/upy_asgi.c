@@ -89,12 +89,18 @@ typedef struct upy_asgi_ctx {
     PyObject *loop;          /* the asyncio event loop */
     PyObject *create_task;   /* loop.create_task */
     PyObject *create_future; /* loop.create_future */
-    PyObject *run;           /* the wrapper coroutine function (below) */
+    PyObject *task_type;     /* asyncio.Task when the loop has no task
+                                factory (then called directly), or NULL:
+                                loop.create_task */
+    PyObject *task_kwnames;  /* ("loop", "eager_start") or ("loop", "name") */
+    PyObject *task_kwarg;    /* True, or the tasks' name */
     PyObject *state;         /* lifespan state dict, or NULL */
     PyObject *asgi_dict;     /* scope["asgi"] */
     PyObject *http_ext;      /* scope["extensions"] of http scopes */
     PyObject *ws_ext;        /* ... of websocket scopes */
     PyObject **servers;      /* per listener: scope["server"] */
+    PyObject *scope_http;    /* the scope templates (scope_template()) */
+    PyObject *scope_ws;
     PyObject *ready_none;    /* the completed awaitable of None */
     PyObject *disconnect_msg; /* {"type": "http.disconnect"} (copied) */
 #define UPY_ASGI_DECL(n, s) PyObject *n_##n;
@@ -107,19 +113,6 @@ typedef struct upy_asgi_ctx {
     double ws_ping;          /* websockets-ping-freq, seconds; 0 none */
     double ws_pong;          /* websockets-pong-tolerance, seconds */
 } upy_asgi_ctx;
-
-/* The one Python piece: runs the app as an asyncio task and reports how it
-   ended, so the C side never needs a done-callback turn of the loop. */
-static const char run_source[] =
-    "async def run(app, scope, cycle):\n"
-    "    try:\n"
-    "        await app(scope, cycle.receive, cycle.send)\n"
-    "    except BaseException as exc:\n"
-    "        cycle._failed(exc)\n"
-    "        if isinstance(exc, (KeyboardInterrupt, SystemExit)):\n"
-    "            raise\n"
-    "    else:\n"
-    "        cycle._returned()\n";
 
 /* ------------------------------------------------------------------ */
 /* The cycle                                                           */
@@ -905,7 +898,17 @@ addr_tuple(const char *host, size_t hl, const char *port, size_t pl)
     h = PyUnicode_DecodeLatin1(host, (Py_ssize_t)hl, NULL);
     if (h == NULL)
         return NULL;
-    t = Py_BuildValue("(Nl)", h, pn);
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, h);  /* stolen */
+    if ((h = PyLong_FromLong(pn)) == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 1, h);  /* stolen */
     return t;
 }
 
@@ -950,6 +953,48 @@ ws_handshake(upy_asgi *cy, const upy_request *req, int *status,
     return 1;
 }
 
+/* The scope templates: a dict with every key of an http (ws 0) or a
+   websocket (ws 1) scope in the order build_scope() gives them, the values
+   of type, asgi and extensions set, None for the others; build_scope()
+   copies it (PyDict_Copy clones the table) and replaces the rest. */
+static PyObject *
+scope_template(upy_asgi_ctx *x, int ws)
+{
+    PyObject *keys[16], *d = PyDict_New();
+    size_t n = 0;
+    if (d == NULL)
+        return NULL;
+    keys[n++] = x->n_type;
+    keys[n++] = x->n_asgi;
+    keys[n++] = x->n_http_version;
+    keys[n++] = x->n_scheme;
+    if (!ws)
+        keys[n++] = x->n_method;
+    keys[n++] = x->n_path;
+    keys[n++] = x->n_raw_path;
+    keys[n++] = x->n_query_string;
+    keys[n++] = x->n_root_path;
+    keys[n++] = x->n_headers;
+    keys[n++] = x->n_client;
+    keys[n++] = x->n_server;
+    if (x->state != NULL)
+        keys[n++] = x->n_state;
+    keys[n++] = x->n_extensions;
+    if (ws)
+        keys[n++] = x->n_subprotocols;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = keys[i] == x->n_type ? (ws ? x->n_websocket : x->n_http)
+                      : keys[i] == x->n_asgi ? x->asgi_dict
+                      : keys[i] == x->n_extensions ? (ws ? x->ws_ext : x->http_ext)
+                      : Py_None;
+        if (PyDict_SetItem(d, keys[i], v) < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
 /* New reference: the scope of req on c (kind set by the caller). */
 static PyObject *
 build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
@@ -958,10 +1003,14 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     upy_asgi_ctx *x = srv->asgi;
     upy_core *co = &srv->cores[0];
     int uw = req->proto == UPY_PROTO_UWSGI, https = req->https;
-    PyObject *s = PyDict_New(), *headers = NULL, *v;
+    PyObject *s, *headers = NULL, *v;
     upy_str raw = {"", 0}, query = req->query, script = {"", 0};
     const upy_str *pinfo = NULL;
     Py_ssize_t li = c->lst - srv->listeners;
+    /* a copy of the template: every key already there in its order, with
+       the values of type, asgi and extensions; the others are replaced
+       below (no insertion, no resize) */
+    s = PyDict_Copy(cy->kind == UPY_ASGI_WS ? x->scope_ws : x->scope_http);
     if (s == NULL)
         return NULL;
     headers = PyList_New(0);
@@ -1016,10 +1065,7 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
                 pinfo = &f->value;
         }
     }
-    if (PyDict_SetItem(s, x->n_type, cy->kind == UPY_ASGI_WS ? x->n_websocket
-                                                            : x->n_http) < 0 ||
-        PyDict_SetItem(s, x->n_asgi, x->asgi_dict) < 0 ||
-        PyDict_SetItem(s, x->n_http_version,
+    if (PyDict_SetItem(s, x->n_http_version,
                        req->minor_version ? x->n_v11 : x->n_v10) < 0 ||
         PyDict_SetItem(s, x->n_scheme,
                        cy->kind == UPY_ASGI_WS ? (https ? x->n_wss : x->n_ws)
@@ -1087,9 +1133,6 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     }
     if (x->state != NULL &&
         upy_dict_set_steal(s, x->n_state, PyDict_Copy(x->state)) < 0)
-        goto error;
-    if (PyDict_SetItem(s, x->n_extensions,
-                       cy->kind == UPY_ASGI_WS ? x->ws_ext : x->http_ext) < 0)
         goto error;
     if (cy->kind == UPY_ASGI_WS) {
         PyObject *protos = PyList_New(0);
@@ -1176,6 +1219,7 @@ send_plain(upy_conn *c, int status, const char *reason, const char *extra)
 }
 
 static void app_ended(upy_asgi *cy);
+static PyObject *run_new(upy_server *srv, upy_asgi *cy, PyObject *scope);
 
 int
 upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
@@ -1234,7 +1278,7 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     scope = build_scope(cy, c, req);
     if (scope == NULL)
         goto error;
-    coro = PyObject_CallFunctionObjArgs(x->run, srv->app, scope, cy, NULL);
+    coro = run_new(srv, cy, scope);
     if (coro == NULL)
         goto error;
     Py_CLEAR(scope);
@@ -1248,17 +1292,41 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     c->deadline = 0;
     cy->counted = 1;
     x->ntasks++;
-    task = PyObject_CallOneArg(x->create_task, coro);
+    if (x->task_type != NULL) {
+        /* asyncio.Task(coro, loop=loop, eager_start=True) (3.12+: the
+           first step runs here, as the current task; a hello completes
+           without being scheduled or registered), or on 3.11
+           asyncio.Task(coro, loop=loop, name=...) (what create_task does,
+           without formatting a "Task-N" name for each request) */
+        PyObject *argv[4] = {NULL, coro, x->loop, x->task_kwarg};
+        task = PyObject_Vectorcall(x->task_type, argv + 1,
+                                   1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                   x->task_kwnames);
+    }
+    else
+        task = PyObject_CallOneArg(x->create_task, coro);
     Py_DECREF(coro);
     if (task == NULL) {
-        upy_log_exception(srv, "ASGI: cannot start the app");
+        /* KeyboardInterrupt or SystemExit from the app's eager first step
+           stops the loop, as it does from a scheduled step */
+        PyObject *et = NULL, *ev = NULL, *etb = NULL;
+        int fatal = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+                    PyErr_ExceptionMatches(PyExc_SystemExit);
+        if (fatal)
+            PyErr_Fetch(&et, &ev, &etb);
+        else
+            upy_log_exception(srv, "ASGI: cannot start the app");
         app_ended(cy);
         if (cy->conn == c) {
             cy->status = 500;
             upy_send_error(srv, c, 500, "internal error");
             upy_conn_close(loop, c);
         }
+        else if (fatal && c->state != UPY_CONN_CLOSED)
+            upy_conn_close(loop, c);  /* read no further on it */
         Py_DECREF(cy);
+        if (fatal)
+            PyErr_Restore(et, ev, etb);
         return c->state == UPY_CONN_CLOSED ? -1 : 0;
     }
     if (cy->app_done)
@@ -2721,7 +2789,7 @@ cycle_send(upy_asgi *cy, PyObject *msg)
     return cy->ws_scope ? ws_send(cy, msg, type) : http_send(cy, msg, type);
 }
 
-/* The app's coroutine ended (the wrapper calls these). */
+/* The app's coroutine ended (the task's coroutine, AsgiRun, calls these). */
 static void
 app_ended(upy_asgi *cy)
 {
@@ -2734,12 +2802,12 @@ app_ended(upy_asgi *cy)
     Py_CLEAR(cy->task);
 }
 
-static PyObject *
-cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
+static void
+app_returned(upy_asgi *cy)
 {
     app_ended(cy);
     if (cy->conn == NULL)
-        Py_RETURN_NONE;
+        return;
     if (cy->kind == UPY_ASGI_HTTP && cy->rstate != RS_DONE) {
         if (cy->rstate == RS_INIT) {
             upy_log(cy->srv, 40, "ASGI app returned without a response to %s",
@@ -2752,7 +2820,7 @@ cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
             if (out_append(cy, "0\r\n\r\n", 5) == 0 &&
                 out_write(cy, NULL, 0) == 0) {
                 http_complete(cy);
-                Py_RETURN_NONE;
+                return;
             }
         }
         else
@@ -2779,11 +2847,10 @@ cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
                 rewatch(cy);
         }
     }
-    Py_RETURN_NONE;
 }
 
-static PyObject *
-cycle_failed(upy_asgi *cy, PyObject *exc)
+static void
+app_failed(upy_asgi *cy, PyObject *exc)
 {
     upy_server *srv = cy->srv;
     int cancelled = PyErr_GivenExceptionMatches(exc, PyExc_BaseException) &&
@@ -2802,7 +2869,7 @@ cycle_failed(upy_asgi *cy, PyObject *exc)
                                __ATOMIC_RELAXED);
     }
     if (cy->conn == NULL)
-        Py_RETURN_NONE;
+        return;
     if (cy->kind == UPY_ASGI_HTTP || cy->wstate == WS_HANDSHAKE) {
         if (cy->rstate == RS_INIT && cy->kind == UPY_ASGI_HTTP) {
             cy->status = 500;
@@ -2829,7 +2896,6 @@ cycle_failed(upy_asgi *cy, PyObject *exc)
         else
             rewatch(cy);
     }
-    Py_RETURN_NONE;
 }
 
 static int
@@ -2879,8 +2945,6 @@ static PyMethodDef cycle_methods[] = {
      "receive() -> awaitable of the next event message (ASGI 3.0)."},
     {"send", (PyCFunction)cycle_send, METH_O,
      "send(message) -> awaitable, done once the socket took the data."},
-    {"_returned", (PyCFunction)cycle_returned, METH_NOARGS, NULL},
-    {"_failed", (PyCFunction)cycle_failed, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2900,6 +2964,415 @@ PyType_Spec upy_asgi_cycle_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = cycle_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* The task's coroutine                                                */
+/* ------------------------------------------------------------------ */
+
+/* AsgiRun: the coroutine each request's asyncio task runs.  Its first
+   step calls app(scope, receive, send) (inside the task: its context,
+   asyncio.current_task() is the task) and every step drives the awaitable
+   the app returned; when that returns or raises, the cycle is told at once
+   (app_returned, app_failed), with no done-callback turn of the loop.  An
+   exception of the app ends the task normally (it is logged, and answered
+   with a 500 or a close), except KeyboardInterrupt and SystemExit, which
+   go on to stop the loop.  It replaces a Python wrapper coroutine:
+
+       async def run(app, scope, cycle):
+           try:
+               await app(scope, cycle.receive, cycle.send)
+           except BaseException as exc:
+               cycle._failed(exc)
+               if isinstance(exc, (KeyboardInterrupt, SystemExit)): raise
+           else:
+               cycle._returned()
+
+   asyncio takes it as a coroutine (collections.abc.Coroutine: __await__,
+   send, throw, close); the Task steps it through am_send (PyIter_Send). */
+typedef struct {
+    PyObject_HEAD
+    upy_asgi *cy;            /* strong; NULL once the app ended */
+    PyObject *app;           /* strong until the first step calls it */
+    PyObject *scope;         /* likewise */
+    PyObject *it;            /* the awaitable's iterator, once called */
+} upy_asgi_run;
+
+static PyObject *
+run_new(upy_server *srv, upy_asgi *cy, PyObject *scope)
+{
+    upy_asgi_run *r = PyObject_GC_New(upy_asgi_run, srv->st->AsgiRun_Type);
+    if (r == NULL)
+        return NULL;
+    r->cy = (upy_asgi *)Py_NewRef((PyObject *)cy);
+    r->app = Py_NewRef(srv->app);
+    r->scope = Py_NewRef(scope);
+    r->it = NULL;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
+/* The iterator `await obj` would drive (CPython's _PyCoro_GetAwaitableIter,
+   with public API): a coroutine itself, a generator-based coroutine, or
+   what __await__ returns, which must not be a coroutine.  Steals obj. */
+static PyObject *
+awaitable_iter(PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    PyObject *it;
+    if (PyCoro_CheckExact(obj))
+        return obj;
+    if (PyGen_CheckExact(obj)) {
+        PyObject *code = PyObject_GetAttrString(obj, "gi_code");
+        long flags = 0;
+        if (code != NULL && PyCode_Check(code))
+            flags = ((PyCodeObject *)code)->co_flags;
+        Py_XDECREF(code);
+        PyErr_Clear();
+        if (flags & CO_ITERABLE_COROUTINE)
+            return obj;
+    }
+    if (t->tp_as_async == NULL || t->tp_as_async->am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "ASGI: the app returned %.100s, which "
+                     "cannot be awaited (an ASGI app is an async callable)",
+                     t->tp_name);
+        Py_DECREF(obj);
+        return NULL;
+    }
+    it = t->tp_as_async->am_await(obj);
+    Py_DECREF(obj);
+    if (it == NULL)
+        return NULL;
+    if (PyCoro_CheckExact(it) || !PyIter_Check(it)) {
+        PyErr_Format(PyExc_TypeError, "__await__() returned %s (type %.100s)",
+                     PyCoro_CheckExact(it) ? "a coroutine" : "non-iterator",
+                     Py_TYPE(it)->tp_name);
+        Py_DECREF(it);
+        return NULL;
+    }
+    return it;
+}
+
+/* The app ended with the exception now set: the cycle is told; the
+   exception stays set (PYGEN_ERROR) only for KeyboardInterrupt and
+   SystemExit, else the task ends with None (PYGEN_RETURN). */
+static PySendResult
+run_failed(upy_asgi_run *r, PyObject **result)
+{
+    PyObject *t, *v, *tb;
+    upy_asgi *cy = r->cy;
+    int fatal;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    r->cy = NULL;
+    Py_CLEAR(r->it);
+    fatal = v != NULL && (PyErr_GivenExceptionMatches(v, PyExc_KeyboardInterrupt) ||
+                          PyErr_GivenExceptionMatches(v, PyExc_SystemExit));
+    if (cy != NULL) {
+        app_failed(cy, v != NULL ? v : Py_None);
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: ending a request");
+        Py_DECREF(cy);
+    }
+    if (fatal) {
+        PyErr_Restore(t, v, tb);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PySendResult
+run_returned(upy_asgi_run *r, PyObject **result)
+{
+    upy_asgi *cy = r->cy;
+    r->cy = NULL;
+    Py_CLEAR(r->it);
+    if (cy != NULL) {
+        app_returned(cy);
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: ending a request");
+        Py_DECREF(cy);
+    }
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+/* One step: send arg in, or (args not NULL) throw(*args) in. */
+static PySendResult
+run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
+{
+    PyObject *res;
+    *result = NULL;
+    if (r->cy == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+    if (r->it == NULL) {
+        PyObject *argv[4], *obj;
+        if (args != NULL) {
+            /* thrown in before the first step (a task cancelled at once):
+               as if the app raised it at its start */
+            if (PyTuple_GET_SIZE(args) > 0)
+                PyErr_SetObject((PyObject *)Py_TYPE(PyTuple_GET_ITEM(args, 0)),
+                                PyTuple_GET_ITEM(args, 0));
+            Py_CLEAR(r->app);
+            Py_CLEAR(r->scope);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
+            return run_failed(r, result);
+        }
+        argv[0] = NULL;
+        argv[1] = r->scope;
+        argv[2] = PyCFunction_New(&cycle_methods[0], (PyObject *)r->cy);
+        argv[3] = PyCFunction_New(&cycle_methods[1], (PyObject *)r->cy);
+        obj = argv[2] != NULL && argv[3] != NULL
+                  ? PyObject_Vectorcall(r->app, argv + 1,
+                                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                  : NULL;
+        Py_XDECREF(argv[2]);
+        Py_XDECREF(argv[3]);
+        Py_CLEAR(r->app);
+        Py_CLEAR(r->scope);
+        if (obj == NULL || (r->it = awaitable_iter(obj)) == NULL)
+            return run_failed(r, result);
+    }
+    if (args == NULL) {
+        switch (PyIter_Send(r->it, arg, &res)) {
+        case PYGEN_NEXT:
+            *result = res;
+            return PYGEN_NEXT;
+        case PYGEN_RETURN:
+            Py_DECREF(res);  /* the app's return value: not used */
+            return run_returned(r, result);
+        default:
+            return run_failed(r, result);
+        }
+    }
+    {
+        PyObject *throw = PyObject_GetAttrString(r->it, "throw");
+        res = throw != NULL ? PyObject_Call(throw, args, NULL) : NULL;
+        Py_XDECREF(throw);
+    }
+    if (res != NULL) {
+        *result = res;
+        return PYGEN_NEXT;
+    }
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        return run_returned(r, result);
+    }
+    return run_failed(r, result);
+}
+
+static PySendResult
+run_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    return run_step((upy_asgi_run *)self, arg, NULL, result);
+}
+
+/* a step as a Python call: the yielded value, or StopIteration */
+static PyObject *
+run_result(PySendResult rs, PyObject *res)
+{
+    if (rs == PYGEN_NEXT)
+        return res;
+    if (rs == PYGEN_RETURN) {
+        Py_DECREF(res);  /* always None */
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+static PyObject *
+run_send(upy_asgi_run *self, PyObject *arg)
+{
+    PyObject *res;
+    PySendResult rs = run_step(self, arg, NULL, &res);
+    return run_result(rs, res);
+}
+
+static PyObject *
+run_iternext(upy_asgi_run *self)
+{
+    PyObject *res;
+    PySendResult rs = run_step(self, Py_None, NULL, &res);
+    if (rs == PYGEN_RETURN) {
+        Py_DECREF(res);
+        return NULL;  /* exhausted: StopIteration without an object */
+    }
+    return rs == PYGEN_NEXT ? res : NULL;
+}
+
+static PyObject *
+run_throw(upy_asgi_run *self, PyObject *args)
+{
+    PyObject *res;
+    PySendResult rs;
+    if (PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_SIZE(args) > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    rs = run_step(self, NULL, args, &res);
+    return run_result(rs, res);
+}
+
+/* close(): the coroutine is dropped unfinished (its task destroyed, the
+   loop closing): the app's awaitable is closed and the cycle ends as for
+   an app cancelled. */
+static PyObject *
+run_close(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    upy_asgi *cy = self->cy;
+    PyObject *it = self->it, *r = NULL;
+    if (cy == NULL)
+        Py_RETURN_NONE;
+    self->cy = NULL;
+    self->it = NULL;
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->scope);
+    if (it != NULL) {
+        PyObject *close = PyObject_GetAttrString(it, "close");
+        if (close == NULL)
+            PyErr_Clear();
+        else {
+            r = PyObject_CallNoArgs(close);
+            Py_DECREF(close);
+        }
+        Py_DECREF(it);
+    }
+    if (r == NULL && it != NULL && PyErr_Occurred()) {
+        Py_DECREF(cy);
+        return NULL;  /* the app's close() raised (ignored GeneratorExit) */
+    }
+    Py_XDECREF(r);
+    {
+        PyObject *e = PyObject_CallNoArgs(PyExc_GeneratorExit);
+        if (e != NULL) {
+            app_failed(cy, e);
+            Py_DECREF(e);
+        }
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: closing a request's coroutine");
+    }
+    Py_DECREF(cy);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+run_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* cr_frame, cr_await, cr_code, cr_running: the app's coroutine's, so
+   Task.get_stack(), print_stack() and repr() show where the app is. */
+static PyObject *
+run_inner_attr(upy_asgi_run *self, void *name)
+{
+    PyObject *v;
+    if (self->it == NULL) {
+        if (strcmp((const char *)name, "cr_running") == 0)
+            Py_RETURN_FALSE;
+        Py_RETURN_NONE;
+    }
+    v = PyObject_GetAttrString(self->it, (const char *)name);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return v;
+}
+
+static PyObject *
+run_qualname(upy_asgi_run *self, void *Py_UNUSED(closure))
+{
+    PyObject *src = self->it != NULL ? self->it : self->app, *v;
+    if (src != NULL) {
+        v = PyObject_GetAttrString(src, "__qualname__");
+        if (v != NULL && PyUnicode_Check(v))
+            return v;
+        Py_XDECREF(v);
+        PyErr_Clear();
+    }
+    return PyUnicode_FromString("uwsgipy-asgi-request");
+}
+
+static int
+run_traverse(upy_asgi_run *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)self->cy);
+    Py_VISIT(self->app);
+    Py_VISIT(self->scope);
+    Py_VISIT(self->it);
+    return 0;
+}
+
+static int
+run_clear(upy_asgi_run *self)
+{
+    Py_CLEAR(self->cy);
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->it);
+    return 0;
+}
+
+static void
+run_dealloc(upy_asgi_run *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    run_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef run_methods[] = {
+    {"send", (PyCFunction)run_send, METH_O, NULL},
+    {"throw", (PyCFunction)run_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)run_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef run_getset[] = {
+    {"cr_frame", (getter)run_inner_attr, NULL, NULL, "cr_frame"},
+    {"cr_await", (getter)run_inner_attr, NULL, NULL, "cr_await"},
+    {"cr_code", (getter)run_inner_attr, NULL, NULL, "cr_code"},
+    {"cr_running", (getter)run_inner_attr, NULL, NULL, "cr_running"},
+    {"__qualname__", (getter)run_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)run_qualname, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot run_slots[] = {
+    {Py_tp_doc, (void *)"The coroutine of a request's task: runs the ASGI "
+                        "app and tells the connection scope how it ended."},
+    {Py_tp_dealloc, run_dealloc},
+    {Py_tp_traverse, run_traverse},
+    {Py_tp_clear, run_clear},
+    {Py_tp_methods, run_methods},
+    {Py_tp_getset, run_getset},
+    {Py_am_await, run_await},
+    {Py_am_send, run_am_send},
+    {Py_tp_iter, run_await},
+    {Py_tp_iternext, run_iternext},
+    {0, NULL},
+};
+
+PyType_Spec upy_asgi_run_spec = {
+    .name = "uwsgipy._core.AsgiRun",
+    .basicsize = sizeof(upy_asgi_run),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = run_slots,
 };
 
 /* ------------------------------------------------------------------ */
@@ -2948,8 +3421,12 @@ upy_asgi_free(upy_server *srv)
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
-    Py_CLEAR(x->run);
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwnames);
+    Py_CLEAR(x->task_kwarg);
     Py_CLEAR(x->state);
+    Py_CLEAR(x->scope_http);
+    Py_CLEAR(x->scope_ws);
     Py_CLEAR(x->asgi_dict);
     Py_CLEAR(x->http_ext);
     Py_CLEAR(x->ws_ext);
@@ -2975,6 +3452,8 @@ upy_asgi_clear(upy_server *srv)
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwarg);
     Py_CLEAR(x->state);
 }
 
@@ -2987,6 +3466,8 @@ upy_asgi_traverse(upy_server *srv, visitproc visit, void *arg)
     Py_VISIT(x->loop);
     Py_VISIT(x->create_task);
     Py_VISIT(x->create_future);
+    Py_VISIT(x->task_type);
+    Py_VISIT(x->task_kwarg);
     Py_VISIT(x->state);
     return 0;
 }
@@ -2997,11 +3478,52 @@ upy_asgi_tasks(upy_server *srv)
     return srv->asgi != NULL ? srv->asgi->ntasks : 0;
 }
 
+/* How upy_asgi_start() makes a task: asyncio.Task directly when the loop
+   has no task factory (the factory is looked at here, once: after the
+   lifespan startup, which may set one), else loop.create_task. */
+static int
+task_setup(upy_asgi_ctx *x, PyObject *loop)
+{
+    PyObject *factory, *asyncio;
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwarg);
+    factory = PyObject_CallMethod(loop, "get_task_factory", NULL);
+    if (factory == NULL)
+        return -1;
+    if (factory != Py_None) {
+        Py_DECREF(factory);
+        return 0;
+    }
+    Py_DECREF(factory);
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    x->task_type = PyObject_GetAttrString(asyncio, "Task");
+    Py_DECREF(asyncio);
+    if (x->task_type == NULL)
+        return -1;
+    if (x->task_kwnames == NULL) {
+#if PY_VERSION_HEX >= 0x030C0000
+        x->task_kwnames = Py_BuildValue("(ss)", "loop", "eager_start");
+#else
+        x->task_kwnames = Py_BuildValue("(ss)", "loop", "name");
+#endif
+        if (x->task_kwnames == NULL)
+            return -1;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    x->task_kwarg = Py_NewRef(Py_True);
+#else
+    x->task_kwarg = PyUnicode_InternFromString("uwsgipy-asgi");
+#endif
+    return x->task_kwarg == NULL ? -1 : 0;
+}
+
 PyObject *
 upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"loop", "state", NULL};
-    PyObject *loop, *state = Py_None, *globals = NULL, *r;
+    PyObject *loop, *state = Py_None;
     upy_asgi_ctx *x;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O", kwlist, &loop, &state))
         return NULL;
@@ -3029,26 +3551,11 @@ upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
     Py_XSETREF(x->create_future, PyObject_GetAttrString(loop, "create_future"));
     if (x->create_task == NULL || x->create_future == NULL)
         return NULL;
-    if (x->run == NULL) {
-        globals = PyDict_New();
-        if (globals == NULL ||
-            PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
-            goto error;
-        r = PyRun_String(run_source, Py_file_input, globals, globals);
-        if (r == NULL)
-            goto error;
-        Py_DECREF(r);
-        x->run = Py_XNewRef(PyDict_GetItemString(globals, "run"));
-        Py_CLEAR(globals);
-        if (x->run == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "ASGI runner source");
-            return NULL;
-        }
-    }
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(globals);
-    return NULL;
+    Py_XSETREF(x->scope_http, scope_template(x, 0));
+    Py_XSETREF(x->scope_ws, scope_template(x, 1));
+    if (x->scope_http == NULL || x->scope_ws == NULL)
+        return NULL;
+    return task_setup(x, loop) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 int

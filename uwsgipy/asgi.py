@@ -486,6 +486,10 @@ def _run(loop: asyncio.AbstractEventLoop, server: Any, errors: List[BaseExceptio
             return
         try:
             more = server.run_once(0.0)
+        except (KeyboardInterrupt, SystemExit):
+            # an app's, from the first step of its task, which runs inside run_once()
+            # (eager start, 3.12+): it stops the loop as from any other step
+            raise
         except BaseException as exc:  # a bug in the glue: stop everything, raise it later
             errors.append(exc)
             log.error("asgi: server.run_once() failed: %s", exc,
