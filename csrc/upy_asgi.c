@@ -54,6 +54,7 @@
 #define UPY_ASGI_INBOX_MAX 64        /* WebSocket messages read ahead */
 #define UPY_ASGI_PIPELINE_MAX 65536  /* bytes read ahead of the next head */
 #define UPY_WS_CLOSE_WAIT 5.0        /* seconds for the peer's close frame */
+#define UPY_ASGI_OUT_FIRST 4096      /* a cycle's first output buffer */
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
@@ -99,6 +100,8 @@ typedef struct upy_asgi_ctx {
     PyObject *http_ext;      /* scope["extensions"] of http scopes */
     PyObject *ws_ext;        /* ... of websocket scopes */
     PyObject **servers;      /* per listener: scope["server"] */
+    char *spare_out;         /* a cycle's output buffer (UPY_ASGI_OUT_FIRST
+                                bytes) kept for the next cycle, or NULL */
     PyObject *scope_http;    /* the scope templates (scope_template()) */
     PyObject *scope_ws;
     PyObject *ready_none;    /* the completed awaitable of None */
@@ -398,7 +401,15 @@ out_reserve(upy_asgi *cy, size_t n)
         if (cy->out_cap - cy->out_len >= n)
             return 0;
     }
-    cap = cy->out_cap ? cy->out_cap : 4096;
+    if (cy->out == NULL && n <= UPY_ASGI_OUT_FIRST && CTX(cy) != NULL &&
+        CTX(cy)->spare_out != NULL) {
+        /* the buffer of a cycle that ended: no malloc per request */
+        cy->out = CTX(cy)->spare_out;
+        CTX(cy)->spare_out = NULL;
+        cy->out_cap = UPY_ASGI_OUT_FIRST;
+        return 0;
+    }
+    cap = cy->out_cap ? cy->out_cap : UPY_ASGI_OUT_FIRST;
     while (cap - cy->out_len < n)
         cap *= 2;
     nb = realloc(cy->out, cap);
@@ -847,21 +858,34 @@ var_header_name(const char *p, size_t n)
     return b;
 }
 
-static int
-append_pair(PyObject *list, PyObject *name, const char *v, size_t vn)
+/* (name, value): name stolen (NULL: an error already set) */
+static PyObject *
+header_pair(PyObject *name, const char *v, size_t vn)
 {
     PyObject *val, *t;
-    int rc;
     if (name == NULL)
-        return -1;
+        return NULL;
     val = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
     if (val == NULL) {
         Py_DECREF(name);
-        return -1;
+        return NULL;
     }
-    t = PyTuple_Pack(2, name, val);
-    Py_DECREF(name);
-    Py_DECREF(val);
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(val);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, name);  /* stolen */
+    PyTuple_SET_ITEM(t, 1, val);   /* stolen */
+    return t;
+}
+
+static int
+append_pair(PyObject *list, PyObject *name, const char *v, size_t vn)
+{
+    PyObject *t = header_pair(name, v, vn);
+    int rc;
     if (t == NULL)
         return -1;
     rc = PyList_Append(list, t);
@@ -1013,20 +1037,26 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     s = PyDict_Copy(cy->kind == UPY_ASGI_WS ? x->scope_ws : x->scope_http);
     if (s == NULL)
         return NULL;
-    headers = PyList_New(0);
-    if (headers == NULL)
-        goto error;
     if (!uw) {
+        /* one pair per field, in order */
         raw = upy_origin_path(req->path);
+        headers = PyList_New((Py_ssize_t)req->num_fields);
+        if (headers == NULL)
+            goto error;
         for (size_t i = 0; i < req->num_fields; i++) {
             const upy_field *f = &req->fields[i];
-            if (append_pair(headers, lower_bytes(f->name.p, f->name.len),
-                            f->value.p, f->value.len) < 0)
+            PyObject *t = header_pair(lower_bytes(f->name.p, f->name.len),
+                                      f->value.p, f->value.len);
+            if (t == NULL)
                 goto error;
+            PyList_SET_ITEM(headers, (Py_ssize_t)i, t);  /* stolen */
         }
     }
     else {
         const char *q;
+        headers = PyList_New(0);
+        if (headers == NULL)
+            goto error;
         /* nginx sends Content-Type and Content-Length twice: as uwsgi_params'
            CONTENT_TYPE / CONTENT_LENGTH and, with every other header, as
            HTTP_CONTENT_TYPE / HTTP_CONTENT_LENGTH: one header each */
@@ -1641,97 +1671,162 @@ fmt_u64(char *p, uint64_t v)
 
 /* Append the app's headers (validated: a token name, no CR/LF/NUL in a
    value: RFC 9110 §5.1, §5.5).  Notes Content-Length and Connection. */
+/* A header name or value: a bytes object's own storage (no buffer
+   request), else any buffer (bytearray, memoryview); view->obj is NULL
+   for the first, so PyBuffer_Release() does nothing. */
+static int
+header_bytes(PyObject *o, Py_buffer *view, const char **p, size_t *n,
+             const char *what)
+{
+    if (PyBytes_CheckExact(o)) {
+        view->obj = NULL;
+        *p = PyBytes_AS_STRING(o);
+        *n = (size_t)PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (bytes_of(o, view, what) < 0)
+        return -1;
+    *p = view->buf;
+    *n = (size_t)view->len;
+    return 0;
+}
+
+/* One [name, value] header of the app's: checked, noted (Content-Length,
+   Connection, Date, ...) and queued.  -1 with an exception. */
+static int
+append_header(upy_asgi *cy, PyObject *pair, int *has_date, int ws)
+{
+    PyObject *seq;
+    Py_buffer nv = {0}, vv = {0};
+    const unsigned char *n, *v;
+    const char *np, *vp;
+    size_t nl, vl;
+    int bad = 0;
+    if (PyTuple_CheckExact(pair) || PyList_CheckExact(pair))
+        seq = Py_NewRef(pair);
+    else if ((seq = PySequence_Fast(pair, "ASGI: a header must be a "
+                                    "[name, value] pair")) == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != 2) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_TypeError, "ASGI: a header must be a "
+                        "[name, value] pair");
+        return -1;
+    }
+    if (header_bytes(PySequence_Fast_GET_ITEM(seq, 0), &nv, &np, &nl,
+                     "a header name") < 0) {
+        Py_DECREF(seq);
+        return -1;
+    }
+    if (header_bytes(PySequence_Fast_GET_ITEM(seq, 1), &vv, &vp, &vl,
+                     "a header value") < 0) {
+        PyBuffer_Release(&nv);
+        Py_DECREF(seq);
+        return -1;
+    }
+    n = (const unsigned char *)np;
+    v = (const unsigned char *)vp;
+    {
+        /* without a branch per byte: the name all tchars, the value
+           without CR, LF or NUL */
+        unsigned ok = nl > 0, vbad = 0;
+        for (size_t i = 0; i < nl; i++)
+            ok &= token_char(n[i]);
+        for (size_t i = 0; i < vl; i++)
+            vbad |= (unsigned)(v[i] == '\r') | (v[i] == '\n') | (v[i] == 0);
+        bad = !ok || vbad;
+    }
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "ASGI: invalid header %R",
+                     PySequence_Fast_GET_ITEM(seq, 0));
+    }
+    else if (nl == 10 && upy_lower_eq(np, nl, "connection", 10)) {
+        /* ours to send; "close" is honoured */
+        if (upy_ws_has_token(vp, vl, "close"))
+            cy->keep_alive = 0;
+    }
+    else if (ws && ((nl == 7 && upy_lower_eq(np, nl, "upgrade", 7)) ||
+                    (nl == 20 && upy_lower_eq(np, nl, "sec-websocket-accept", 20)))) {
+        /* ours */
+    }
+    else {
+        if (!ws && nl == 14 && upy_lower_eq(np, nl, "content-length", 14)) {
+            int64_t cl = 0;
+            int ok = vl > 0 && vl < 19;
+            for (size_t i = 0; i < vl && ok; i++) {
+                ok = v[i] >= '0' && v[i] <= '9';
+                cl = cl * 10 + (v[i] - '0');
+            }
+            if (!ok) {
+                PyErr_SetString(PyExc_ValueError,
+                                "ASGI: invalid Content-Length header");
+                bad = 1;
+            }
+            else
+                cy->content_length = cl;
+        }
+        else if (!ws && nl == 17 && upy_lower_eq(np, nl, "transfer-encoding", 17))
+            cy->content_length = -2; /* the app frames it: never ours */
+        else if (nl == 4 && upy_lower_eq(np, nl, "date", 4))
+            *has_date = 1;
+        if (!bad) {
+            /* name ": " value CRLF, in one reservation */
+            if (nl + vl > (size_t)PY_SSIZE_T_MAX - 4) {
+                PyErr_NoMemory();  /* (each is a Python object's size) */
+                bad = 1;
+            }
+            else if (out_reserve(cy, nl + vl + 4) < 0)
+                bad = 1;
+            else {
+                char *o = cy->out + cy->out_len;
+                memcpy(o, n, nl);
+                o[nl] = ':';
+                o[nl + 1] = ' ';
+                memcpy(o + nl + 2, v, vl);
+                o[nl + 2 + vl] = '\r';
+                o[nl + 3 + vl] = '\n';
+                cy->out_len += nl + vl + 4;
+            }
+        }
+    }
+    PyBuffer_Release(&nv);
+    PyBuffer_Release(&vv);
+    Py_DECREF(seq);
+    return bad ? -1 : 0;
+}
+
 static int
 append_headers(upy_asgi *cy, PyObject *headers, int *has_date, int ws)
 {
     PyObject *it, *item;
     if (headers == NULL)
         return 0;
+    if (PyList_CheckExact(headers) || PyTuple_CheckExact(headers)) {
+        /* by index, each pair held while it is read (a buffer export
+           could run code that changes the list) */
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++) {
+            int rc;
+            item = Py_NewRef(PySequence_Fast_GET_ITEM(headers, i));
+            rc = append_header(cy, item, has_date, ws);
+            Py_DECREF(item);
+            if (rc < 0)
+                return -1;
+        }
+        return 0;
+    }
     it = PyObject_GetIter(headers);
     if (it == NULL)
         return -1;
     while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *seq = PySequence_Fast(item, "ASGI: a header must be a "
-                                        "[name, value] pair");
-        Py_buffer nv, vv;
-        int bad = 0;
+        int rc = append_header(cy, item, has_date, ws);
         Py_DECREF(item);
-        if (seq == NULL)
-            goto error;
-        if (PySequence_Fast_GET_SIZE(seq) != 2) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_TypeError, "ASGI: a header must be a "
-                            "[name, value] pair");
-            goto error;
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
         }
-        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 0), &nv, "a header name") < 0) {
-            Py_DECREF(seq);
-            goto error;
-        }
-        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 1), &vv, "a header value") < 0) {
-            PyBuffer_Release(&nv);
-            Py_DECREF(seq);
-            goto error;
-        }
-        {
-            const unsigned char *n = nv.buf, *v = vv.buf;
-            size_t nl = (size_t)nv.len, vl = (size_t)vv.len;
-            if (nl == 0)
-                bad = 1;
-            for (size_t i = 0; i < nl && !bad; i++)
-                bad = !token_char(n[i]);
-            for (size_t i = 0; i < vl && !bad; i++)
-                bad = v[i] == '\r' || v[i] == '\n' || v[i] == 0;
-            if (bad) {
-                PyErr_Format(PyExc_ValueError, "ASGI: invalid header %R",
-                             PySequence_Fast_GET_ITEM(seq, 0));
-            }
-            else if (upy_lower_eq((const char *)n, nl, "connection", 10)) {
-                /* ours to send; "close" is honoured */
-                if (upy_ws_has_token((const char *)v, vl, "close"))
-                    cy->keep_alive = 0;
-            }
-            else if (ws && (upy_lower_eq((const char *)n, nl, "upgrade", 7) ||
-                            upy_lower_eq((const char *)n, nl,
-                                         "sec-websocket-accept", 20))) {
-                /* ours */
-            }
-            else {
-                if (!ws && upy_lower_eq((const char *)n, nl, "content-length", 14)) {
-                    int64_t cl = 0;
-                    int ok = vl > 0 && vl < 19;
-                    for (size_t i = 0; i < vl && ok; i++) {
-                        ok = v[i] >= '0' && v[i] <= '9';
-                        cl = cl * 10 + (v[i] - '0');
-                    }
-                    if (!ok) {
-                        PyErr_SetString(PyExc_ValueError,
-                                        "ASGI: invalid Content-Length header");
-                        bad = 1;
-                    }
-                    else
-                        cy->content_length = cl;
-                }
-                else if (!ws && upy_lower_eq((const char *)n, nl, "transfer-encoding", 17))
-                    cy->content_length = -2; /* the app frames it: never ours */
-                if (upy_lower_eq((const char *)n, nl, "date", 4))
-                    *has_date = 1;
-                if (!bad && (out_append(cy, n, nl) < 0 || OUT_LIT(cy, ": ") < 0 ||
-                             out_append(cy, v, vl) < 0 || OUT_LIT(cy, "\r\n") < 0))
-                    bad = 1;
-            }
-        }
-        PyBuffer_Release(&nv);
-        PyBuffer_Release(&vv);
-        Py_DECREF(seq);
-        if (bad)
-            goto error;
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;
-error:
-    Py_DECREF(it);
-    return -1;
 }
 
 /* Queue the response head, with body_len >= 0 the whole body's length
@@ -2933,7 +3028,11 @@ cycle_dealloc(upy_asgi *cy)
     cycle_clear(cy);
     if (cy->sf_fd >= 0)
         close(cy->sf_fd);
-    free(cy->out);
+    if (cy->out != NULL && cy->out_cap == UPY_ASGI_OUT_FIRST && cy->srv != NULL &&
+        cy->srv->asgi != NULL && cy->srv->asgi->spare_out == NULL)
+        cy->srv->asgi->spare_out = cy->out;  /* kept for the next cycle */
+    else
+        free(cy->out);
     free(cy->msg);
     Py_CLEAR(cy->srv);
     PyObject_GC_Del(cy);
@@ -3418,6 +3517,7 @@ upy_asgi_free(upy_server *srv)
     if (x == NULL)
         return;
     srv->asgi = NULL;
+    free(x->spare_out);
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
