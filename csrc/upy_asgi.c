@@ -279,13 +279,19 @@ PyType_Spec upy_asgi_ready_spec = {
 
 #define CTX(cy) ((cy)->srv->asgi)
 
+/* a (any object) equals the str b: by pointer (an interned type), else by
+   length and, both ASCII (as message types are), their bytes */
 static int
 str_eq(PyObject *a, PyObject *b)
 {
     if (a == b)
         return 1;
-    return PyUnicode_Check(a) && PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) &&
-           PyUnicode_Compare(a, b) == 0;
+    if (!PyUnicode_Check(a) || PyUnicode_GET_LENGTH(a) != PyUnicode_GET_LENGTH(b))
+        return 0;
+    if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b))
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b),
+                      (size_t)PyUnicode_GET_LENGTH(b)) == 0;
+    return PyUnicode_Compare(a, b) == 0;
 }
 
 /* A message {"type": t, k1: v1, ...}: v values are stolen. */
