@@ -985,15 +985,25 @@ ws_handshake(upy_asgi *cy, const upy_request *req, int *status,
 
 /* The scope templates: a dict with every key of an http (ws 0) or a
    websocket (ws 1) scope in the order build_scope() gives them, the values
-   of type, asgi and extensions set, None for the others; build_scope()
-   copies it (PyDict_Copy clones the table) and replaces the rest. */
+   of type, asgi and extensions set, the usual ones of http_version ("1.1"),
+   scheme (http, ws), method (GET), query_string (b"") and root_path (""),
+   None for the others; build_scope() copies it (PyDict_Copy clones the
+   table) and replaces the rest, and those of the usual ones that differ. */
 static PyObject *
 scope_template(upy_asgi_ctx *x, int ws)
 {
-    PyObject *keys[16], *d = PyDict_New();
+    PyObject *keys[16], *d = PyDict_New(), *empty_b, *empty_s;
     size_t n = 0;
     if (d == NULL)
         return NULL;
+    empty_b = PyBytes_FromStringAndSize("", 0);
+    empty_s = PyUnicode_FromStringAndSize("", 0);
+    if (empty_b == NULL || empty_s == NULL) {
+        Py_XDECREF(empty_b);
+        Py_XDECREF(empty_s);
+        Py_DECREF(d);
+        return NULL;
+    }
     keys[n++] = x->n_type;
     keys[n++] = x->n_asgi;
     keys[n++] = x->n_http_version;
@@ -1013,15 +1023,23 @@ scope_template(upy_asgi_ctx *x, int ws)
     if (ws)
         keys[n++] = x->n_subprotocols;
     for (size_t i = 0; i < n; i++) {
-        PyObject *v = keys[i] == x->n_type ? (ws ? x->n_websocket : x->n_http)
-                      : keys[i] == x->n_asgi ? x->asgi_dict
-                      : keys[i] == x->n_extensions ? (ws ? x->ws_ext : x->http_ext)
+        PyObject *k = keys[i];
+        PyObject *v = k == x->n_type ? (ws ? x->n_websocket : x->n_http)
+                      : k == x->n_asgi ? x->asgi_dict
+                      : k == x->n_extensions ? (ws ? x->ws_ext : x->http_ext)
+                      : k == x->n_http_version ? x->n_v11
+                      : k == x->n_scheme ? (ws ? x->n_ws : x->n_http)
+                      : k == x->n_method ? x->n_GET
+                      : k == x->n_query_string ? empty_b
+                      : k == x->n_root_path ? empty_s
                       : Py_None;
-        if (PyDict_SetItem(d, keys[i], v) < 0) {
-            Py_DECREF(d);
-            return NULL;
+        if (PyDict_SetItem(d, k, v) < 0) {
+            Py_CLEAR(d);
+            break;
         }
     }
+    Py_DECREF(empty_b);
+    Py_DECREF(empty_s);
     return d;
 }
 
@@ -1101,16 +1119,16 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
                 pinfo = &f->value;
         }
     }
-    if (PyDict_SetItem(s, x->n_http_version,
-                       req->minor_version ? x->n_v11 : x->n_v10) < 0 ||
-        PyDict_SetItem(s, x->n_scheme,
-                       cy->kind == UPY_ASGI_WS ? (https ? x->n_wss : x->n_ws)
-                                               : (https ? x->n_https : x->n_http)) < 0)
+    /* the template has "1.1", http or ws, GET, b"" and "": set only what
+       differs */
+    if ((!req->minor_version &&
+         PyDict_SetItem(s, x->n_http_version, x->n_v10) < 0) ||
+        (https && PyDict_SetItem(s, x->n_scheme,
+                                 cy->kind == UPY_ASGI_WS ? x->n_wss : x->n_https) < 0))
         goto error;
-    if (cy->kind == UPY_ASGI_HTTP) {
-        if (req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)
-            v = Py_NewRef(x->n_GET);
-        else if (req->method.len == 4 && memcmp(req->method.p, "POST", 4) == 0)
+    if (cy->kind == UPY_ASGI_HTTP &&
+        !(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
+        if (req->method.len == 4 && memcmp(req->method.p, "POST", 4) == 0)
             v = Py_NewRef(x->n_POST);
         else
             v = PyUnicode_DecodeLatin1(req->method.p, (Py_ssize_t)req->method.len,
@@ -1136,13 +1154,13 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
         upy_dict_set_steal(s, x->n_raw_path,
                            PyBytes_FromStringAndSize(raw.p ? raw.p : "",
                                                      (Py_ssize_t)raw.len)) < 0 ||
-        upy_dict_set_steal(s, x->n_query_string,
-                           PyBytes_FromStringAndSize(query.p ? query.p : "",
-                                                     (Py_ssize_t)query.len)) < 0 ||
-        upy_dict_set_steal(s, x->n_root_path,
-                           PyUnicode_DecodeUTF8(script.p ? script.p : "",
-                                                (Py_ssize_t)script.len,
-                                                "replace")) < 0 ||
+        (query.len > 0 &&
+         upy_dict_set_steal(s, x->n_query_string,
+                            PyBytes_FromStringAndSize(query.p, (Py_ssize_t)query.len)) < 0) ||
+        (script.len > 0 &&
+         upy_dict_set_steal(s, x->n_root_path,
+                            PyUnicode_DecodeUTF8(script.p, (Py_ssize_t)script.len,
+                                                 "replace")) < 0) ||
         PyDict_SetItem(s, x->n_headers, headers) < 0)
         goto error;
     /* client and server */
