@@ -55,6 +55,7 @@
 #define UPY_ASGI_INBOX_MAX 64        /* WebSocket messages read ahead */
 #define UPY_ASGI_PIPELINE_MAX 65536  /* bytes read ahead of the next head */
 #define UPY_WS_CLOSE_WAIT 5.0        /* seconds for the peer's close frame */
+#define UPY_ASGI_OUT_FIRST 4096      /* a cycle's first output buffer */
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
@@ -90,12 +91,20 @@ typedef struct upy_asgi_ctx {
     PyObject *loop;          /* the asyncio event loop */
     PyObject *create_task;   /* loop.create_task */
     PyObject *create_future; /* loop.create_future */
-    PyObject *run;           /* the wrapper coroutine function (below) */
+    PyObject *task_type;     /* asyncio.Task when the loop has no task
+                                factory (then called directly), or NULL:
+                                loop.create_task */
+    PyObject *task_kwnames;  /* ("loop", "eager_start") or ("loop", "name") */
+    PyObject *task_kwarg;    /* True, or the tasks' name */
     PyObject *state;         /* lifespan state dict, or NULL */
     PyObject *asgi_dict;     /* scope["asgi"] */
     PyObject *http_ext;      /* scope["extensions"] of http scopes */
     PyObject *ws_ext;        /* ... of websocket scopes */
     PyObject **servers;      /* per listener: scope["server"] */
+    char *spare_out;         /* a cycle's output buffer (UPY_ASGI_OUT_FIRST
+                                bytes) kept for the next cycle, or NULL */
+    PyObject *scope_http;    /* the scope templates (scope_template()) */
+    PyObject *scope_ws;
     PyObject *ready_none;    /* the completed awaitable of None */
     PyObject *disconnect_msg; /* {"type": "http.disconnect"} (copied) */
 #define UPY_ASGI_DECL(n, s) PyObject *n_##n;
@@ -108,19 +117,6 @@ typedef struct upy_asgi_ctx {
     double ws_ping;          /* websockets-ping-freq, seconds; 0 none */
     double ws_pong;          /* websockets-pong-tolerance, seconds */
 } upy_asgi_ctx;
-
-/* The one Python piece: runs the app as an asyncio task and reports how it
-   ended, so the C side never needs a done-callback turn of the loop. */
-static const char run_source[] =
-    "async def run(app, scope, cycle):\n"
-    "    try:\n"
-    "        await app(scope, cycle.receive, cycle.send)\n"
-    "    except BaseException as exc:\n"
-    "        cycle._failed(exc)\n"
-    "        if isinstance(exc, (KeyboardInterrupt, SystemExit)):\n"
-    "            raise\n"
-    "    else:\n"
-    "        cycle._returned()\n";
 
 /* ------------------------------------------------------------------ */
 /* The cycle                                                           */
@@ -284,13 +280,19 @@ PyType_Spec upy_asgi_ready_spec = {
 
 #define CTX(cy) ((cy)->srv->asgi)
 
+/* a (any object) equals the str b: by pointer (an interned type), else by
+   length and, both ASCII (as message types are), their bytes */
 static int
 str_eq(PyObject *a, PyObject *b)
 {
     if (a == b)
         return 1;
-    return PyUnicode_Check(a) && PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) &&
-           PyUnicode_Compare(a, b) == 0;
+    if (!PyUnicode_Check(a) || PyUnicode_GET_LENGTH(a) != PyUnicode_GET_LENGTH(b))
+        return 0;
+    if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b))
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b),
+                      (size_t)PyUnicode_GET_LENGTH(b)) == 0;
+    return PyUnicode_Compare(a, b) == 0;
 }
 
 /* A message {"type": t, k1: v1, ...}: v values are stolen. */
@@ -406,7 +408,15 @@ out_reserve(upy_asgi *cy, size_t n)
         if (cy->out_cap - cy->out_len >= n)
             return 0;
     }
-    cap = cy->out_cap ? cy->out_cap : 4096;
+    if (cy->out == NULL && n <= UPY_ASGI_OUT_FIRST && CTX(cy) != NULL &&
+        CTX(cy)->spare_out != NULL) {
+        /* the buffer of a cycle that ended: no malloc per request */
+        cy->out = CTX(cy)->spare_out;
+        CTX(cy)->spare_out = NULL;
+        cy->out_cap = UPY_ASGI_OUT_FIRST;
+        return 0;
+    }
+    cap = cy->out_cap ? cy->out_cap : UPY_ASGI_OUT_FIRST;
     while (cap - cy->out_len < n)
         cap *= 2;
     nb = realloc(cy->out, cap);
@@ -855,21 +865,34 @@ var_header_name(const char *p, size_t n)
     return b;
 }
 
-static int
-append_pair(PyObject *list, PyObject *name, const char *v, size_t vn)
+/* (name, value): name stolen (NULL: an error already set) */
+static PyObject *
+header_pair(PyObject *name, const char *v, size_t vn)
 {
     PyObject *val, *t;
-    int rc;
     if (name == NULL)
-        return -1;
+        return NULL;
     val = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
     if (val == NULL) {
         Py_DECREF(name);
-        return -1;
+        return NULL;
     }
-    t = PyTuple_Pack(2, name, val);
-    Py_DECREF(name);
-    Py_DECREF(val);
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(val);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, name);  /* stolen */
+    PyTuple_SET_ITEM(t, 1, val);   /* stolen */
+    return t;
+}
+
+static int
+append_pair(PyObject *list, PyObject *name, const char *v, size_t vn)
+{
+    PyObject *t = header_pair(name, v, vn);
+    int rc;
     if (t == NULL)
         return -1;
     rc = PyList_Append(list, t);
@@ -906,7 +929,17 @@ addr_tuple(const char *host, size_t hl, const char *port, size_t pl)
     h = PyUnicode_DecodeLatin1(host, (Py_ssize_t)hl, NULL);
     if (h == NULL)
         return NULL;
-    t = Py_BuildValue("(Nl)", h, pn);
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, h);  /* stolen */
+    if ((h = PyLong_FromLong(pn)) == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 1, h);  /* stolen */
     return t;
 }
 
@@ -951,6 +984,66 @@ ws_handshake(upy_asgi *cy, const upy_request *req, int *status,
     return 1;
 }
 
+/* The scope templates: a dict with every key of an http (ws 0) or a
+   websocket (ws 1) scope in the order build_scope() gives them, the values
+   of type, asgi and extensions set, the usual ones of http_version ("1.1"),
+   scheme (http, ws), method (GET), query_string (b"") and root_path (""),
+   None for the others; build_scope() copies it (PyDict_Copy clones the
+   table) and replaces the rest, and those of the usual ones that differ. */
+static PyObject *
+scope_template(upy_asgi_ctx *x, int ws)
+{
+    PyObject *keys[16], *d = PyDict_New(), *empty_b, *empty_s;
+    size_t n = 0;
+    if (d == NULL)
+        return NULL;
+    empty_b = PyBytes_FromStringAndSize("", 0);
+    empty_s = PyUnicode_FromStringAndSize("", 0);
+    if (empty_b == NULL || empty_s == NULL) {
+        Py_XDECREF(empty_b);
+        Py_XDECREF(empty_s);
+        Py_DECREF(d);
+        return NULL;
+    }
+    keys[n++] = x->n_type;
+    keys[n++] = x->n_asgi;
+    keys[n++] = x->n_http_version;
+    keys[n++] = x->n_scheme;
+    if (!ws)
+        keys[n++] = x->n_method;
+    keys[n++] = x->n_path;
+    keys[n++] = x->n_raw_path;
+    keys[n++] = x->n_query_string;
+    keys[n++] = x->n_root_path;
+    keys[n++] = x->n_headers;
+    keys[n++] = x->n_client;
+    keys[n++] = x->n_server;
+    if (x->state != NULL)
+        keys[n++] = x->n_state;
+    keys[n++] = x->n_extensions;
+    if (ws)
+        keys[n++] = x->n_subprotocols;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *k = keys[i];
+        PyObject *v = k == x->n_type ? (ws ? x->n_websocket : x->n_http)
+                      : k == x->n_asgi ? x->asgi_dict
+                      : k == x->n_extensions ? (ws ? x->ws_ext : x->http_ext)
+                      : k == x->n_http_version ? x->n_v11
+                      : k == x->n_scheme ? (ws ? x->n_ws : x->n_http)
+                      : k == x->n_method ? x->n_GET
+                      : k == x->n_query_string ? empty_b
+                      : k == x->n_root_path ? empty_s
+                      : Py_None;
+        if (PyDict_SetItem(d, k, v) < 0) {
+            Py_CLEAR(d);
+            break;
+        }
+    }
+    Py_DECREF(empty_b);
+    Py_DECREF(empty_s);
+    return d;
+}
+
 /* New reference: the scope of req on c (kind set by the caller). */
 static PyObject *
 build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
@@ -959,26 +1052,36 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     upy_asgi_ctx *x = srv->asgi;
     upy_core *co = &srv->cores[0];
     int uw = upy_protocols[req->proto]->vars, https = req->https;
-    PyObject *s = PyDict_New(), *headers = NULL, *v;
+    PyObject *s, *headers = NULL, *v;
     upy_str raw = {"", 0}, query = req->query, script = {"", 0};
     const upy_str *pinfo = NULL;
     Py_ssize_t li = c->lst - srv->listeners;
+    /* a copy of the template: every key already there in its order, with
+       the values of type, asgi and extensions; the others are replaced
+       below (no insertion, no resize) */
+    s = PyDict_Copy(cy->kind == UPY_ASGI_WS ? x->scope_ws : x->scope_http);
     if (s == NULL)
         return NULL;
-    headers = PyList_New(0);
-    if (headers == NULL)
-        goto error;
     if (!uw) {
+        /* one pair per field, in order */
         raw = upy_origin_path(req->path);
+        headers = PyList_New((Py_ssize_t)req->num_fields);
+        if (headers == NULL)
+            goto error;
         for (size_t i = 0; i < req->num_fields; i++) {
             const upy_field *f = &req->fields[i];
-            if (append_pair(headers, lower_bytes(f->name.p, f->name.len),
-                            f->value.p, f->value.len) < 0)
+            PyObject *t = header_pair(lower_bytes(f->name.p, f->name.len),
+                                      f->value.p, f->value.len);
+            if (t == NULL)
                 goto error;
+            PyList_SET_ITEM(headers, (Py_ssize_t)i, t);  /* stolen */
         }
     }
     else {
         const char *q;
+        headers = PyList_New(0);
+        if (headers == NULL)
+            goto error;
         /* nginx sends Content-Type and Content-Length twice: as uwsgi_params'
            CONTENT_TYPE / CONTENT_LENGTH and, with every other header, as
            HTTP_CONTENT_TYPE / HTTP_CONTENT_LENGTH: one header each */
@@ -1017,19 +1120,16 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
                 pinfo = &f->value;
         }
     }
-    if (PyDict_SetItem(s, x->n_type, cy->kind == UPY_ASGI_WS ? x->n_websocket
-                                                            : x->n_http) < 0 ||
-        PyDict_SetItem(s, x->n_asgi, x->asgi_dict) < 0 ||
-        PyDict_SetItem(s, x->n_http_version,
-                       req->minor_version ? x->n_v11 : x->n_v10) < 0 ||
-        PyDict_SetItem(s, x->n_scheme,
-                       cy->kind == UPY_ASGI_WS ? (https ? x->n_wss : x->n_ws)
-                                               : (https ? x->n_https : x->n_http)) < 0)
+    /* the template has "1.1", http or ws, GET, b"" and "": set only what
+       differs */
+    if ((!req->minor_version &&
+         PyDict_SetItem(s, x->n_http_version, x->n_v10) < 0) ||
+        (https && PyDict_SetItem(s, x->n_scheme,
+                                 cy->kind == UPY_ASGI_WS ? x->n_wss : x->n_https) < 0))
         goto error;
-    if (cy->kind == UPY_ASGI_HTTP) {
-        if (req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)
-            v = Py_NewRef(x->n_GET);
-        else if (req->method.len == 4 && memcmp(req->method.p, "POST", 4) == 0)
+    if (cy->kind == UPY_ASGI_HTTP &&
+        !(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
+        if (req->method.len == 4 && memcmp(req->method.p, "POST", 4) == 0)
             v = Py_NewRef(x->n_POST);
         else
             v = PyUnicode_DecodeLatin1(req->method.p, (Py_ssize_t)req->method.len,
@@ -1055,13 +1155,13 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
         upy_dict_set_steal(s, x->n_raw_path,
                            PyBytes_FromStringAndSize(raw.p ? raw.p : "",
                                                      (Py_ssize_t)raw.len)) < 0 ||
-        upy_dict_set_steal(s, x->n_query_string,
-                           PyBytes_FromStringAndSize(query.p ? query.p : "",
-                                                     (Py_ssize_t)query.len)) < 0 ||
-        upy_dict_set_steal(s, x->n_root_path,
-                           PyUnicode_DecodeUTF8(script.p ? script.p : "",
-                                                (Py_ssize_t)script.len,
-                                                "replace")) < 0 ||
+        (query.len > 0 &&
+         upy_dict_set_steal(s, x->n_query_string,
+                            PyBytes_FromStringAndSize(query.p, (Py_ssize_t)query.len)) < 0) ||
+        (script.len > 0 &&
+         upy_dict_set_steal(s, x->n_root_path,
+                            PyUnicode_DecodeUTF8(script.p, (Py_ssize_t)script.len,
+                                                 "replace")) < 0) ||
         PyDict_SetItem(s, x->n_headers, headers) < 0)
         goto error;
     /* client and server */
@@ -1088,9 +1188,6 @@ build_scope(upy_asgi *cy, upy_conn *c, const upy_request *req)
     }
     if (x->state != NULL &&
         upy_dict_set_steal(s, x->n_state, PyDict_Copy(x->state)) < 0)
-        goto error;
-    if (PyDict_SetItem(s, x->n_extensions,
-                       cy->kind == UPY_ASGI_WS ? x->ws_ext : x->http_ext) < 0)
         goto error;
     if (cy->kind == UPY_ASGI_WS) {
         PyObject *protos = PyList_New(0);
@@ -1177,6 +1274,7 @@ send_plain(upy_conn *c, int status, const char *reason, const char *extra)
 }
 
 static void app_ended(upy_asgi *cy);
+static PyObject *run_new(upy_server *srv, upy_asgi *cy, PyObject *scope);
 
 int
 upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
@@ -1235,7 +1333,7 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     scope = build_scope(cy, c, req);
     if (scope == NULL)
         goto error;
-    coro = PyObject_CallFunctionObjArgs(x->run, srv->app, scope, cy, NULL);
+    coro = run_new(srv, cy, scope);
     if (coro == NULL)
         goto error;
     Py_CLEAR(scope);
@@ -1249,17 +1347,41 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     c->deadline = 0;
     cy->counted = 1;
     x->ntasks++;
-    task = PyObject_CallOneArg(x->create_task, coro);
+    if (x->task_type != NULL) {
+        /* asyncio.Task(coro, loop=loop, eager_start=True) (3.12+: the
+           first step runs here, as the current task; a hello completes
+           without being scheduled or registered), or on 3.11
+           asyncio.Task(coro, loop=loop, name=...) (what create_task does,
+           without formatting a "Task-N" name for each request) */
+        PyObject *argv[4] = {NULL, coro, x->loop, x->task_kwarg};
+        task = PyObject_Vectorcall(x->task_type, argv + 1,
+                                   1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                   x->task_kwnames);
+    }
+    else
+        task = PyObject_CallOneArg(x->create_task, coro);
     Py_DECREF(coro);
     if (task == NULL) {
-        upy_log_exception(srv, "ASGI: cannot start the app");
+        /* KeyboardInterrupt or SystemExit from the app's eager first step
+           stops the loop, as it does from a scheduled step */
+        PyObject *et = NULL, *ev = NULL, *etb = NULL;
+        int fatal = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+                    PyErr_ExceptionMatches(PyExc_SystemExit);
+        if (fatal)
+            PyErr_Fetch(&et, &ev, &etb);
+        else
+            upy_log_exception(srv, "ASGI: cannot start the app");
         app_ended(cy);
         if (cy->conn == c) {
             cy->status = 500;
             upy_send_error(srv, c, 500, "internal error");
             upy_conn_close(loop, c);
         }
+        else if (fatal && c->state != UPY_CONN_CLOSED)
+            upy_conn_close(loop, c);  /* read no further on it */
         Py_DECREF(cy);
+        if (fatal)
+            PyErr_Restore(et, ev, etb);
         return c->state == UPY_CONN_CLOSED ? -1 : 0;
     }
     if (cy->app_done)
@@ -1574,97 +1696,162 @@ fmt_u64(char *p, uint64_t v)
 
 /* Append the app's headers (validated: a token name, no CR/LF/NUL in a
    value: RFC 9110 §5.1, §5.5).  Notes Content-Length and Connection. */
+/* A header name or value: a bytes object's own storage (no buffer
+   request), else any buffer (bytearray, memoryview); view->obj is NULL
+   for the first, so PyBuffer_Release() does nothing. */
+static int
+header_bytes(PyObject *o, Py_buffer *view, const char **p, size_t *n,
+             const char *what)
+{
+    if (PyBytes_CheckExact(o)) {
+        view->obj = NULL;
+        *p = PyBytes_AS_STRING(o);
+        *n = (size_t)PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (bytes_of(o, view, what) < 0)
+        return -1;
+    *p = view->buf;
+    *n = (size_t)view->len;
+    return 0;
+}
+
+/* One [name, value] header of the app's: checked, noted (Content-Length,
+   Connection, Date, ...) and queued.  -1 with an exception. */
+static int
+append_header(upy_asgi *cy, PyObject *pair, int *has_date, int ws)
+{
+    PyObject *seq;
+    Py_buffer nv = {0}, vv = {0};
+    const unsigned char *n, *v;
+    const char *np, *vp;
+    size_t nl, vl;
+    int bad = 0;
+    if (PyTuple_CheckExact(pair) || PyList_CheckExact(pair))
+        seq = Py_NewRef(pair);
+    else if ((seq = PySequence_Fast(pair, "ASGI: a header must be a "
+                                    "[name, value] pair")) == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != 2) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_TypeError, "ASGI: a header must be a "
+                        "[name, value] pair");
+        return -1;
+    }
+    if (header_bytes(PySequence_Fast_GET_ITEM(seq, 0), &nv, &np, &nl,
+                     "a header name") < 0) {
+        Py_DECREF(seq);
+        return -1;
+    }
+    if (header_bytes(PySequence_Fast_GET_ITEM(seq, 1), &vv, &vp, &vl,
+                     "a header value") < 0) {
+        PyBuffer_Release(&nv);
+        Py_DECREF(seq);
+        return -1;
+    }
+    n = (const unsigned char *)np;
+    v = (const unsigned char *)vp;
+    {
+        /* without a branch per byte: the name all tchars, the value
+           without CR, LF or NUL */
+        unsigned ok = nl > 0, vbad = 0;
+        for (size_t i = 0; i < nl; i++)
+            ok &= token_char(n[i]);
+        for (size_t i = 0; i < vl; i++)
+            vbad |= (unsigned)(v[i] == '\r') | (v[i] == '\n') | (v[i] == 0);
+        bad = !ok || vbad;
+    }
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "ASGI: invalid header %R",
+                     PySequence_Fast_GET_ITEM(seq, 0));
+    }
+    else if (nl == 10 && upy_lower_eq(np, nl, "connection", 10)) {
+        /* ours to send; "close" is honoured */
+        if (upy_ws_has_token(vp, vl, "close"))
+            cy->keep_alive = 0;
+    }
+    else if (ws && ((nl == 7 && upy_lower_eq(np, nl, "upgrade", 7)) ||
+                    (nl == 20 && upy_lower_eq(np, nl, "sec-websocket-accept", 20)))) {
+        /* ours */
+    }
+    else {
+        if (!ws && nl == 14 && upy_lower_eq(np, nl, "content-length", 14)) {
+            int64_t cl = 0;
+            int ok = vl > 0 && vl < 19;
+            for (size_t i = 0; i < vl && ok; i++) {
+                ok = v[i] >= '0' && v[i] <= '9';
+                cl = cl * 10 + (v[i] - '0');
+            }
+            if (!ok) {
+                PyErr_SetString(PyExc_ValueError,
+                                "ASGI: invalid Content-Length header");
+                bad = 1;
+            }
+            else
+                cy->content_length = cl;
+        }
+        else if (!ws && nl == 17 && upy_lower_eq(np, nl, "transfer-encoding", 17))
+            cy->content_length = -2; /* the app frames it: never ours */
+        else if (nl == 4 && upy_lower_eq(np, nl, "date", 4))
+            *has_date = 1;
+        if (!bad) {
+            /* name ": " value CRLF, in one reservation */
+            if (nl + vl > (size_t)PY_SSIZE_T_MAX - 4) {
+                PyErr_NoMemory();  /* (each is a Python object's size) */
+                bad = 1;
+            }
+            else if (out_reserve(cy, nl + vl + 4) < 0)
+                bad = 1;
+            else {
+                char *o = cy->out + cy->out_len;
+                memcpy(o, n, nl);
+                o[nl] = ':';
+                o[nl + 1] = ' ';
+                memcpy(o + nl + 2, v, vl);
+                o[nl + 2 + vl] = '\r';
+                o[nl + 3 + vl] = '\n';
+                cy->out_len += nl + vl + 4;
+            }
+        }
+    }
+    PyBuffer_Release(&nv);
+    PyBuffer_Release(&vv);
+    Py_DECREF(seq);
+    return bad ? -1 : 0;
+}
+
 static int
 append_headers(upy_asgi *cy, PyObject *headers, int *has_date, int ws)
 {
     PyObject *it, *item;
     if (headers == NULL)
         return 0;
+    if (PyList_CheckExact(headers) || PyTuple_CheckExact(headers)) {
+        /* by index, each pair held while it is read (a buffer export
+           could run code that changes the list) */
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++) {
+            int rc;
+            item = Py_NewRef(PySequence_Fast_GET_ITEM(headers, i));
+            rc = append_header(cy, item, has_date, ws);
+            Py_DECREF(item);
+            if (rc < 0)
+                return -1;
+        }
+        return 0;
+    }
     it = PyObject_GetIter(headers);
     if (it == NULL)
         return -1;
     while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *seq = PySequence_Fast(item, "ASGI: a header must be a "
-                                        "[name, value] pair");
-        Py_buffer nv, vv;
-        int bad = 0;
+        int rc = append_header(cy, item, has_date, ws);
         Py_DECREF(item);
-        if (seq == NULL)
-            goto error;
-        if (PySequence_Fast_GET_SIZE(seq) != 2) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_TypeError, "ASGI: a header must be a "
-                            "[name, value] pair");
-            goto error;
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
         }
-        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 0), &nv, "a header name") < 0) {
-            Py_DECREF(seq);
-            goto error;
-        }
-        if (bytes_of(PySequence_Fast_GET_ITEM(seq, 1), &vv, "a header value") < 0) {
-            PyBuffer_Release(&nv);
-            Py_DECREF(seq);
-            goto error;
-        }
-        {
-            const unsigned char *n = nv.buf, *v = vv.buf;
-            size_t nl = (size_t)nv.len, vl = (size_t)vv.len;
-            if (nl == 0)
-                bad = 1;
-            for (size_t i = 0; i < nl && !bad; i++)
-                bad = !token_char(n[i]);
-            for (size_t i = 0; i < vl && !bad; i++)
-                bad = v[i] == '\r' || v[i] == '\n' || v[i] == 0;
-            if (bad) {
-                PyErr_Format(PyExc_ValueError, "ASGI: invalid header %R",
-                             PySequence_Fast_GET_ITEM(seq, 0));
-            }
-            else if (upy_lower_eq((const char *)n, nl, "connection", 10)) {
-                /* ours to send; "close" is honoured */
-                if (upy_ws_has_token((const char *)v, vl, "close"))
-                    cy->keep_alive = 0;
-            }
-            else if (ws && (upy_lower_eq((const char *)n, nl, "upgrade", 7) ||
-                            upy_lower_eq((const char *)n, nl,
-                                         "sec-websocket-accept", 20))) {
-                /* ours */
-            }
-            else {
-                if (!ws && upy_lower_eq((const char *)n, nl, "content-length", 14)) {
-                    int64_t cl = 0;
-                    int ok = vl > 0 && vl < 19;
-                    for (size_t i = 0; i < vl && ok; i++) {
-                        ok = v[i] >= '0' && v[i] <= '9';
-                        cl = cl * 10 + (v[i] - '0');
-                    }
-                    if (!ok) {
-                        PyErr_SetString(PyExc_ValueError,
-                                        "ASGI: invalid Content-Length header");
-                        bad = 1;
-                    }
-                    else
-                        cy->content_length = cl;
-                }
-                else if (!ws && upy_lower_eq((const char *)n, nl, "transfer-encoding", 17))
-                    cy->content_length = -2; /* the app frames it: never ours */
-                if (upy_lower_eq((const char *)n, nl, "date", 4))
-                    *has_date = 1;
-                if (!bad && (out_append(cy, n, nl) < 0 || OUT_LIT(cy, ": ") < 0 ||
-                             out_append(cy, v, vl) < 0 || OUT_LIT(cy, "\r\n") < 0))
-                    bad = 1;
-            }
-        }
-        PyBuffer_Release(&nv);
-        PyBuffer_Release(&vv);
-        Py_DECREF(seq);
-        if (bad)
-            goto error;
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;
-error:
-    Py_DECREF(it);
-    return -1;
 }
 
 /* Queue the response head, with body_len >= 0 the whole body's length
@@ -2722,7 +2909,7 @@ cycle_send(upy_asgi *cy, PyObject *msg)
     return cy->ws_scope ? ws_send(cy, msg, type) : http_send(cy, msg, type);
 }
 
-/* The app's coroutine ended (the wrapper calls these). */
+/* The app's coroutine ended (the task's coroutine, AsgiRun, calls these). */
 static void
 app_ended(upy_asgi *cy)
 {
@@ -2735,12 +2922,12 @@ app_ended(upy_asgi *cy)
     Py_CLEAR(cy->task);
 }
 
-static PyObject *
-cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
+static void
+app_returned(upy_asgi *cy)
 {
     app_ended(cy);
     if (cy->conn == NULL)
-        Py_RETURN_NONE;
+        return;
     if (cy->kind == UPY_ASGI_HTTP && cy->rstate != RS_DONE) {
         if (cy->rstate == RS_INIT) {
             upy_log(cy->srv, 40, "ASGI app returned without a response to %s",
@@ -2753,7 +2940,7 @@ cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
             if (out_append(cy, "0\r\n\r\n", 5) == 0 &&
                 out_write(cy, NULL, 0) == 0) {
                 http_complete(cy);
-                Py_RETURN_NONE;
+                return;
             }
         }
         else
@@ -2780,11 +2967,10 @@ cycle_returned(upy_asgi *cy, PyObject *Py_UNUSED(ignored))
                 rewatch(cy);
         }
     }
-    Py_RETURN_NONE;
 }
 
-static PyObject *
-cycle_failed(upy_asgi *cy, PyObject *exc)
+static void
+app_failed(upy_asgi *cy, PyObject *exc)
 {
     upy_server *srv = cy->srv;
     int cancelled = PyErr_GivenExceptionMatches(exc, PyExc_BaseException) &&
@@ -2803,7 +2989,7 @@ cycle_failed(upy_asgi *cy, PyObject *exc)
                                __ATOMIC_RELAXED);
     }
     if (cy->conn == NULL)
-        Py_RETURN_NONE;
+        return;
     if (cy->kind == UPY_ASGI_HTTP || cy->wstate == WS_HANDSHAKE) {
         if (cy->rstate == RS_INIT && cy->kind == UPY_ASGI_HTTP) {
             cy->status = 500;
@@ -2830,7 +3016,6 @@ cycle_failed(upy_asgi *cy, PyObject *exc)
         else
             rewatch(cy);
     }
-    Py_RETURN_NONE;
 }
 
 static int
@@ -2868,7 +3053,11 @@ cycle_dealloc(upy_asgi *cy)
     cycle_clear(cy);
     if (cy->sf_fd >= 0)
         close(cy->sf_fd);
-    free(cy->out);
+    if (cy->out != NULL && cy->out_cap == UPY_ASGI_OUT_FIRST && cy->srv != NULL &&
+        cy->srv->asgi != NULL && cy->srv->asgi->spare_out == NULL)
+        cy->srv->asgi->spare_out = cy->out;  /* kept for the next cycle */
+    else
+        free(cy->out);
     free(cy->msg);
     Py_CLEAR(cy->srv);
     PyObject_GC_Del(cy);
@@ -2880,8 +3069,6 @@ static PyMethodDef cycle_methods[] = {
      "receive() -> awaitable of the next event message (ASGI 3.0)."},
     {"send", (PyCFunction)cycle_send, METH_O,
      "send(message) -> awaitable, done once the socket took the data."},
-    {"_returned", (PyCFunction)cycle_returned, METH_NOARGS, NULL},
-    {"_failed", (PyCFunction)cycle_failed, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2901,6 +3088,415 @@ PyType_Spec upy_asgi_cycle_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = cycle_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* The task's coroutine                                                */
+/* ------------------------------------------------------------------ */
+
+/* AsgiRun: the coroutine each request's asyncio task runs.  Its first
+   step calls app(scope, receive, send) (inside the task: its context,
+   asyncio.current_task() is the task) and every step drives the awaitable
+   the app returned; when that returns or raises, the cycle is told at once
+   (app_returned, app_failed), with no done-callback turn of the loop.  An
+   exception of the app ends the task normally (it is logged, and answered
+   with a 500 or a close), except KeyboardInterrupt and SystemExit, which
+   go on to stop the loop.  It replaces a Python wrapper coroutine:
+
+       async def run(app, scope, cycle):
+           try:
+               await app(scope, cycle.receive, cycle.send)
+           except BaseException as exc:
+               cycle._failed(exc)
+               if isinstance(exc, (KeyboardInterrupt, SystemExit)): raise
+           else:
+               cycle._returned()
+
+   asyncio takes it as a coroutine (collections.abc.Coroutine: __await__,
+   send, throw, close); the Task steps it through am_send (PyIter_Send). */
+typedef struct {
+    PyObject_HEAD
+    upy_asgi *cy;            /* strong; NULL once the app ended */
+    PyObject *app;           /* strong until the first step calls it */
+    PyObject *scope;         /* likewise */
+    PyObject *it;            /* the awaitable's iterator, once called */
+} upy_asgi_run;
+
+static PyObject *
+run_new(upy_server *srv, upy_asgi *cy, PyObject *scope)
+{
+    upy_asgi_run *r = PyObject_GC_New(upy_asgi_run, srv->st->AsgiRun_Type);
+    if (r == NULL)
+        return NULL;
+    r->cy = (upy_asgi *)Py_NewRef((PyObject *)cy);
+    r->app = Py_NewRef(srv->app);
+    r->scope = Py_NewRef(scope);
+    r->it = NULL;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
+/* The iterator `await obj` would drive (CPython's _PyCoro_GetAwaitableIter,
+   with public API): a coroutine itself, a generator-based coroutine, or
+   what __await__ returns, which must not be a coroutine.  Steals obj. */
+static PyObject *
+awaitable_iter(PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    PyObject *it;
+    if (PyCoro_CheckExact(obj))
+        return obj;
+    if (PyGen_CheckExact(obj)) {
+        PyObject *code = PyObject_GetAttrString(obj, "gi_code");
+        long flags = 0;
+        if (code != NULL && PyCode_Check(code))
+            flags = ((PyCodeObject *)code)->co_flags;
+        Py_XDECREF(code);
+        PyErr_Clear();
+        if (flags & CO_ITERABLE_COROUTINE)
+            return obj;
+    }
+    if (t->tp_as_async == NULL || t->tp_as_async->am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "ASGI: the app returned %.100s, which "
+                     "cannot be awaited (an ASGI app is an async callable)",
+                     t->tp_name);
+        Py_DECREF(obj);
+        return NULL;
+    }
+    it = t->tp_as_async->am_await(obj);
+    Py_DECREF(obj);
+    if (it == NULL)
+        return NULL;
+    if (PyCoro_CheckExact(it) || !PyIter_Check(it)) {
+        PyErr_Format(PyExc_TypeError, "__await__() returned %s (type %.100s)",
+                     PyCoro_CheckExact(it) ? "a coroutine" : "non-iterator",
+                     Py_TYPE(it)->tp_name);
+        Py_DECREF(it);
+        return NULL;
+    }
+    return it;
+}
+
+/* The app ended with the exception now set: the cycle is told; the
+   exception stays set (PYGEN_ERROR) only for KeyboardInterrupt and
+   SystemExit, else the task ends with None (PYGEN_RETURN). */
+static PySendResult
+run_failed(upy_asgi_run *r, PyObject **result)
+{
+    PyObject *t, *v, *tb;
+    upy_asgi *cy = r->cy;
+    int fatal;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    r->cy = NULL;
+    Py_CLEAR(r->it);
+    fatal = v != NULL && (PyErr_GivenExceptionMatches(v, PyExc_KeyboardInterrupt) ||
+                          PyErr_GivenExceptionMatches(v, PyExc_SystemExit));
+    if (cy != NULL) {
+        app_failed(cy, v != NULL ? v : Py_None);
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: ending a request");
+        Py_DECREF(cy);
+    }
+    if (fatal) {
+        PyErr_Restore(t, v, tb);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PySendResult
+run_returned(upy_asgi_run *r, PyObject **result)
+{
+    upy_asgi *cy = r->cy;
+    r->cy = NULL;
+    Py_CLEAR(r->it);
+    if (cy != NULL) {
+        app_returned(cy);
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: ending a request");
+        Py_DECREF(cy);
+    }
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+/* One step: send arg in, or (args not NULL) throw(*args) in. */
+static PySendResult
+run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
+{
+    PyObject *res;
+    *result = NULL;
+    if (r->cy == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+    if (r->it == NULL) {
+        PyObject *argv[4], *obj;
+        if (args != NULL) {
+            /* thrown in before the first step (a task cancelled at once):
+               as if the app raised it at its start */
+            if (PyTuple_GET_SIZE(args) > 0)
+                PyErr_SetObject((PyObject *)Py_TYPE(PyTuple_GET_ITEM(args, 0)),
+                                PyTuple_GET_ITEM(args, 0));
+            Py_CLEAR(r->app);
+            Py_CLEAR(r->scope);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
+            return run_failed(r, result);
+        }
+        argv[0] = NULL;
+        argv[1] = r->scope;
+        argv[2] = PyCFunction_New(&cycle_methods[0], (PyObject *)r->cy);
+        argv[3] = PyCFunction_New(&cycle_methods[1], (PyObject *)r->cy);
+        obj = argv[2] != NULL && argv[3] != NULL
+                  ? PyObject_Vectorcall(r->app, argv + 1,
+                                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                  : NULL;
+        Py_XDECREF(argv[2]);
+        Py_XDECREF(argv[3]);
+        Py_CLEAR(r->app);
+        Py_CLEAR(r->scope);
+        if (obj == NULL || (r->it = awaitable_iter(obj)) == NULL)
+            return run_failed(r, result);
+    }
+    if (args == NULL) {
+        switch (PyIter_Send(r->it, arg, &res)) {
+        case PYGEN_NEXT:
+            *result = res;
+            return PYGEN_NEXT;
+        case PYGEN_RETURN:
+            Py_DECREF(res);  /* the app's return value: not used */
+            return run_returned(r, result);
+        default:
+            return run_failed(r, result);
+        }
+    }
+    {
+        PyObject *throw = PyObject_GetAttrString(r->it, "throw");
+        res = throw != NULL ? PyObject_Call(throw, args, NULL) : NULL;
+        Py_XDECREF(throw);
+    }
+    if (res != NULL) {
+        *result = res;
+        return PYGEN_NEXT;
+    }
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        return run_returned(r, result);
+    }
+    return run_failed(r, result);
+}
+
+static PySendResult
+run_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    return run_step((upy_asgi_run *)self, arg, NULL, result);
+}
+
+/* a step as a Python call: the yielded value, or StopIteration */
+static PyObject *
+run_result(PySendResult rs, PyObject *res)
+{
+    if (rs == PYGEN_NEXT)
+        return res;
+    if (rs == PYGEN_RETURN) {
+        Py_DECREF(res);  /* always None */
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+static PyObject *
+run_send(upy_asgi_run *self, PyObject *arg)
+{
+    PyObject *res;
+    PySendResult rs = run_step(self, arg, NULL, &res);
+    return run_result(rs, res);
+}
+
+static PyObject *
+run_iternext(upy_asgi_run *self)
+{
+    PyObject *res;
+    PySendResult rs = run_step(self, Py_None, NULL, &res);
+    if (rs == PYGEN_RETURN) {
+        Py_DECREF(res);
+        return NULL;  /* exhausted: StopIteration without an object */
+    }
+    return rs == PYGEN_NEXT ? res : NULL;
+}
+
+static PyObject *
+run_throw(upy_asgi_run *self, PyObject *args)
+{
+    PyObject *res;
+    PySendResult rs;
+    if (PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_SIZE(args) > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    rs = run_step(self, NULL, args, &res);
+    return run_result(rs, res);
+}
+
+/* close(): the coroutine is dropped unfinished (its task destroyed, the
+   loop closing): the app's awaitable is closed and the cycle ends as for
+   an app cancelled. */
+static PyObject *
+run_close(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    upy_asgi *cy = self->cy;
+    PyObject *it = self->it, *r = NULL;
+    if (cy == NULL)
+        Py_RETURN_NONE;
+    self->cy = NULL;
+    self->it = NULL;
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->scope);
+    if (it != NULL) {
+        PyObject *close = PyObject_GetAttrString(it, "close");
+        if (close == NULL)
+            PyErr_Clear();
+        else {
+            r = PyObject_CallNoArgs(close);
+            Py_DECREF(close);
+        }
+        Py_DECREF(it);
+    }
+    if (r == NULL && it != NULL && PyErr_Occurred()) {
+        Py_DECREF(cy);
+        return NULL;  /* the app's close() raised (ignored GeneratorExit) */
+    }
+    Py_XDECREF(r);
+    {
+        PyObject *e = PyObject_CallNoArgs(PyExc_GeneratorExit);
+        if (e != NULL) {
+            app_failed(cy, e);
+            Py_DECREF(e);
+        }
+        if (PyErr_Occurred())
+            upy_log_exception(cy->srv, "ASGI: closing a request's coroutine");
+    }
+    Py_DECREF(cy);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+run_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* cr_frame, cr_await, cr_code, cr_running: the app's coroutine's, so
+   Task.get_stack(), print_stack() and repr() show where the app is. */
+static PyObject *
+run_inner_attr(upy_asgi_run *self, void *name)
+{
+    PyObject *v;
+    if (self->it == NULL) {
+        if (strcmp((const char *)name, "cr_running") == 0)
+            Py_RETURN_FALSE;
+        Py_RETURN_NONE;
+    }
+    v = PyObject_GetAttrString(self->it, (const char *)name);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return v;
+}
+
+static PyObject *
+run_qualname(upy_asgi_run *self, void *Py_UNUSED(closure))
+{
+    PyObject *src = self->it != NULL ? self->it : self->app, *v;
+    if (src != NULL) {
+        v = PyObject_GetAttrString(src, "__qualname__");
+        if (v != NULL && PyUnicode_Check(v))
+            return v;
+        Py_XDECREF(v);
+        PyErr_Clear();
+    }
+    return PyUnicode_FromString("uwsgipy-asgi-request");
+}
+
+static int
+run_traverse(upy_asgi_run *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)self->cy);
+    Py_VISIT(self->app);
+    Py_VISIT(self->scope);
+    Py_VISIT(self->it);
+    return 0;
+}
+
+static int
+run_clear(upy_asgi_run *self)
+{
+    Py_CLEAR(self->cy);
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->it);
+    return 0;
+}
+
+static void
+run_dealloc(upy_asgi_run *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    run_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef run_methods[] = {
+    {"send", (PyCFunction)run_send, METH_O, NULL},
+    {"throw", (PyCFunction)run_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)run_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef run_getset[] = {
+    {"cr_frame", (getter)run_inner_attr, NULL, NULL, "cr_frame"},
+    {"cr_await", (getter)run_inner_attr, NULL, NULL, "cr_await"},
+    {"cr_code", (getter)run_inner_attr, NULL, NULL, "cr_code"},
+    {"cr_running", (getter)run_inner_attr, NULL, NULL, "cr_running"},
+    {"__qualname__", (getter)run_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)run_qualname, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot run_slots[] = {
+    {Py_tp_doc, (void *)"The coroutine of a request's task: runs the ASGI "
+                        "app and tells the connection scope how it ended."},
+    {Py_tp_dealloc, run_dealloc},
+    {Py_tp_traverse, run_traverse},
+    {Py_tp_clear, run_clear},
+    {Py_tp_methods, run_methods},
+    {Py_tp_getset, run_getset},
+    {Py_am_await, run_await},
+    {Py_am_send, run_am_send},
+    {Py_tp_iter, run_await},
+    {Py_tp_iternext, run_iternext},
+    {0, NULL},
+};
+
+PyType_Spec upy_asgi_run_spec = {
+    .name = "uwsgipy._core.AsgiRun",
+    .basicsize = sizeof(upy_asgi_run),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = run_slots,
 };
 
 /* ------------------------------------------------------------------ */
@@ -2946,11 +3542,16 @@ upy_asgi_free(upy_server *srv)
     if (x == NULL)
         return;
     srv->asgi = NULL;
+    free(x->spare_out);
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
-    Py_CLEAR(x->run);
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwnames);
+    Py_CLEAR(x->task_kwarg);
     Py_CLEAR(x->state);
+    Py_CLEAR(x->scope_http);
+    Py_CLEAR(x->scope_ws);
     Py_CLEAR(x->asgi_dict);
     Py_CLEAR(x->http_ext);
     Py_CLEAR(x->ws_ext);
@@ -2976,6 +3577,8 @@ upy_asgi_clear(upy_server *srv)
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwarg);
     Py_CLEAR(x->state);
 }
 
@@ -2988,6 +3591,8 @@ upy_asgi_traverse(upy_server *srv, visitproc visit, void *arg)
     Py_VISIT(x->loop);
     Py_VISIT(x->create_task);
     Py_VISIT(x->create_future);
+    Py_VISIT(x->task_type);
+    Py_VISIT(x->task_kwarg);
     Py_VISIT(x->state);
     return 0;
 }
@@ -2998,11 +3603,52 @@ upy_asgi_tasks(upy_server *srv)
     return srv->asgi != NULL ? srv->asgi->ntasks : 0;
 }
 
+/* How upy_asgi_start() makes a task: asyncio.Task directly when the loop
+   has no task factory (the factory is looked at here, once: after the
+   lifespan startup, which may set one), else loop.create_task. */
+static int
+task_setup(upy_asgi_ctx *x, PyObject *loop)
+{
+    PyObject *factory, *asyncio;
+    Py_CLEAR(x->task_type);
+    Py_CLEAR(x->task_kwarg);
+    factory = PyObject_CallMethod(loop, "get_task_factory", NULL);
+    if (factory == NULL)
+        return -1;
+    if (factory != Py_None) {
+        Py_DECREF(factory);
+        return 0;
+    }
+    Py_DECREF(factory);
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    x->task_type = PyObject_GetAttrString(asyncio, "Task");
+    Py_DECREF(asyncio);
+    if (x->task_type == NULL)
+        return -1;
+    if (x->task_kwnames == NULL) {
+#if PY_VERSION_HEX >= 0x030C0000
+        x->task_kwnames = Py_BuildValue("(ss)", "loop", "eager_start");
+#else
+        x->task_kwnames = Py_BuildValue("(ss)", "loop", "name");
+#endif
+        if (x->task_kwnames == NULL)
+            return -1;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    x->task_kwarg = Py_NewRef(Py_True);
+#else
+    x->task_kwarg = PyUnicode_InternFromString("uwsgipy-asgi");
+#endif
+    return x->task_kwarg == NULL ? -1 : 0;
+}
+
 PyObject *
 upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"loop", "state", NULL};
-    PyObject *loop, *state = Py_None, *globals = NULL, *r;
+    PyObject *loop, *state = Py_None;
     upy_asgi_ctx *x;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O", kwlist, &loop, &state))
         return NULL;
@@ -3030,26 +3676,11 @@ upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
     Py_XSETREF(x->create_future, PyObject_GetAttrString(loop, "create_future"));
     if (x->create_task == NULL || x->create_future == NULL)
         return NULL;
-    if (x->run == NULL) {
-        globals = PyDict_New();
-        if (globals == NULL ||
-            PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
-            goto error;
-        r = PyRun_String(run_source, Py_file_input, globals, globals);
-        if (r == NULL)
-            goto error;
-        Py_DECREF(r);
-        x->run = Py_XNewRef(PyDict_GetItemString(globals, "run"));
-        Py_CLEAR(globals);
-        if (x->run == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "ASGI runner source");
-            return NULL;
-        }
-    }
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(globals);
-    return NULL;
+    Py_XSETREF(x->scope_http, scope_template(x, 0));
+    Py_XSETREF(x->scope_ws, scope_template(x, 1));
+    if (x->scope_http == NULL || x->scope_ws == NULL)
+        return NULL;
+    return task_setup(x, loop) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 int

@@ -68,6 +68,7 @@ typedef struct {
     PyTypeObject *Request_Type;
     PyTypeObject *Asgi_Type;      /* upy_asgi.c: one connection scope */
     PyTypeObject *AsgiReady_Type; /* upy_asgi.c: a completed awaitable */
+    PyTypeObject *AsgiRun_Type;   /* upy_asgi.c: a request task's coroutine */
     PyObject *empty_input;   /* the one EmptyInput instance */
 #define UPY_DECL_KEY(name) PyObject *k_##name;
     UPY_INTERNED(UPY_DECL_KEY)
@@ -598,6 +599,7 @@ void upy_conn_finished(upy_loop *loop, upy_conn *c, int rc, double started);
 struct upy_asgi_ctx;
 extern PyType_Spec upy_asgi_cycle_spec;
 extern PyType_Spec upy_asgi_ready_spec;
+extern PyType_Spec upy_asgi_run_spec;
 /* Server(): the runner's names and constants.  0, or -1 (exception). */
 int upy_asgi_init(upy_server *srv, uint64_t ws_max, double ws_ping,
                   double ws_pong);

@@ -141,7 +141,10 @@ upy_exec(PyObject *module)
         module, &upy_asgi_cycle_spec, NULL);
     st->AsgiReady_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &upy_asgi_ready_spec, NULL);
-    if (st->Asgi_Type == NULL || st->AsgiReady_Type == NULL) {
+    st->AsgiRun_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &upy_asgi_run_spec, NULL);
+    if (st->Asgi_Type == NULL || st->AsgiReady_Type == NULL ||
+        st->AsgiRun_Type == NULL) {
         goto error;
     }
     st->Request_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
@@ -239,6 +242,7 @@ upy_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Request_Type);
     Py_VISIT(st->Asgi_Type);
     Py_VISIT(st->AsgiReady_Type);
+    Py_VISIT(st->AsgiRun_Type);
     Py_VISIT(st->empty_input);
     Py_VISIT(st->io_BytesIO);
     Py_VISIT(st->io_open);
@@ -257,6 +261,7 @@ upy_clear(PyObject *module)
     Py_CLEAR(st->Request_Type);
     Py_CLEAR(st->Asgi_Type);
     Py_CLEAR(st->AsgiReady_Type);
+    Py_CLEAR(st->AsgiRun_Type);
 #define UPY_CLEAR_KEY(name) Py_CLEAR(st->k_##name);
     UPY_INTERNED(UPY_CLEAR_KEY)
 #undef UPY_CLEAR_KEY

@@ -809,6 +809,29 @@ def test_class_instance_and_forced_asgi(server_factory):
     assert http_request(s3.http_addr, "GET", "/").body == b"wsgi here", "a plain function stays WSGI"
 
 
+def test_each_request_runs_in_its_own_task(srv):
+    """asyncio.current_task() is the request's Task while the app runs (before and after it
+    suspends), its stack and repr name the app's coroutine, and each request has its own context."""
+    for token in ("one", "two"):
+        r = http_request(srv.http_addr, "GET", f"/task?token={token}")
+        assert r.status == 200, r
+        doc = json.loads(r.body)
+        assert doc == {"is_task": True, "same_after_await": True, "same_after_sleep": True,
+                       "seen_var": None, "stack_names_app": True, "repr_names_app": True,
+                       "all_tasks_has_it": True, "done": False}, doc
+
+
+def test_sync_callable_returning_an_awaitable(server_factory):
+    """asgi = true with a sync callable that returns an awaitable (not a coroutine): awaited like
+    `await app(...)`; what the callable did before returning stays in that request's context."""
+    s = server_factory("--http-socket", "127.0.0.1:0", "--pythonpath", "tests/apps", "--module",
+                       "asgi_raw:sync_returning_awaitable", "--asgi", "true")
+    assert http_request(s.http_addr, "GET", "/one").body == b"hello asgi!"
+    doc = json.loads(http_request(s.http_addr, "GET", "/task?token=x").body)
+    assert doc["is_task"] and doc["same_after_sleep"], doc
+    assert doc["seen_var"] == "set-by-the-sync-part", doc
+
+
 def test_harakiri_bounds_an_asgi_request_that_never_answers(server_factory):
     """A task that never responds is bounded by harakiri: scoreboard slot 0 carries the oldest
     request in flight, so the master kills the worker for it (and names it), although the

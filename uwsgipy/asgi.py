@@ -2,8 +2,9 @@
 
 The C loop (``_core.Server`` with ``runner="asgi"``) still owns the listeners and every
 connection: it accepts, parses request heads, reads bodies, frames responses, runs the
-WebSocket protocol and enforces the timeouts.  For each complete request head it calls
-``loop.create_task(app(scope, receive, send))`` itself (csrc/upy_asgi.c).  This module:
+WebSocket protocol and enforces the timeouts.  For each complete request head it starts an
+asyncio Task that runs ``app(scope, receive, send)`` itself (csrc/upy_asgi.c: AsgiRun; on
+3.12+ the task starts eagerly, inside run_once()).  This module:
 
 - decides whether the loaded callable is an ASGI app (:func:`is_asgi_app`, the ``asgi``
   setting: :func:`wants_asgi`) and what conflicts with that (:func:`check`,
@@ -518,6 +519,10 @@ def _run(loop: asyncio.AbstractEventLoop, server: Any, errors: List[BaseExceptio
             return
         try:
             more = server.run_once(0.0)
+        except (KeyboardInterrupt, SystemExit):
+            # an app's, from the first step of its task, which runs inside run_once()
+            # (eager start, 3.12+): it stops the loop as from any other step
+            raise
         except BaseException as exc:  # a bug in the glue: stop everything, raise it later
             errors.append(exc)
             log.error("asgi: server.run_once() failed: %s", exc,

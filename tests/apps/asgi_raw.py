@@ -12,6 +12,7 @@ Serve with: --pythonpath tests/apps --module asgi_raw:application
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import sys
 from urllib.parse import parse_qs
 
 STARTUPS = 0  # lifespan startups in this process (once per worker)
+REQUEST_VAR: contextvars.ContextVar = contextvars.ContextVar("asgi_raw_request", default=None)
 GATES: dict = {}  # token -> asyncio.Event: /gate_read waits on it, /release sets it
 PROGRESS: dict = {}  # token -> blocks /big_stream has handed to send() so far
 
@@ -337,6 +339,25 @@ async def r_hello(scope, receive, send):
     await respond(send, 200, b"Hello, ASGI!")
 
 
+async def r_task(scope, receive, send):
+    """The app runs in an asyncio Task of its own: asyncio.current_task() is a Task (anyio and
+    Starlette need one), the same one after an await that suspends, whose stack and repr show
+    the app's coroutine (`application`, as for a task that runs it directly); a ContextVar set
+    here is not seen by the next request (each task has its own copy of the context)."""
+    task = asyncio.current_task()
+    seen = REQUEST_VAR.get()
+    REQUEST_VAR.set(query(scope).get("token", ""))
+    await asyncio.sleep(0)
+    same = asyncio.current_task() is task
+    await asyncio.sleep(0.001)
+    await respond_json(send, {
+        "is_task": isinstance(task, asyncio.Task), "same_after_await": same,
+        "same_after_sleep": asyncio.current_task() is task, "seen_var": seen,
+        "stack_names_app": any(f.f_code.co_name == "application" for f in task.get_stack()),
+        "repr_names_app": "application()" in repr(task), "all_tasks_has_it": task in asyncio.all_tasks(),
+        "done": task.done()})
+
+
 ROUTES = {
     "/echo": r_echo,
     "/body_info": r_body_info,
@@ -357,6 +378,7 @@ ROUTES = {
     "/disconnect_after_response": r_disconnect_after_response,
     "/state": r_state,
     "/hello": r_hello,
+    "/task": r_task,
     "/progress": r_progress,
     "/gate_read": r_gate_read,
     "/release": r_release,
@@ -538,6 +560,24 @@ async def failing_startup(scope, receive, send):
         await send({"type": "lifespan.startup.failed", "message": "startup failed on purpose zzq"})
         return
     await application(scope, receive, send)
+
+
+class AwaitableResult:
+    """Not a coroutine: an object whose __await__ drives one (what `await` accepts)."""
+
+    def __init__(self, coro):
+        self.coro = coro
+
+    def __await__(self):
+        return self.coro.__await__()
+
+
+def sync_returning_awaitable(scope, receive, send):
+    """A sync callable that returns an awaitable (served with asgi = true); what it does before
+    returning runs inside the request's task: REQUEST_VAR set here stays in that request."""
+    if scope["type"] != "lifespan":
+        REQUEST_VAR.set("set-by-the-sync-part")
+    return AwaitableResult(application(scope, receive, send))
 
 
 def sync_app(environ, start_response):  # a WSGI callable in the same module (asgi = auto picks WSGI)
