@@ -133,6 +133,10 @@ int upy_send_small(int fd, struct iovec *iov, int iovcnt);
    "HTTP/1.1 " (SCGI's "Status: "). */
 void upy_send_error_text(upy_conn *c, const char *status_prefix, int status,
                          const char *reason);
+/* upy_proto_http.c: send_error of the entries answering in HTTP form (http,
+   uwsgi: nginx reads an HTTP status line from a uwsgi upstream). */
+void upy_send_error_http(upy_server *srv, upy_conn *c, int status,
+                         const char *reason);
 /* upy_response.c: send iov now, queue the rest in c->pend (the iovecs in
    data[0..data_len) by reference to hold, the others copied); nothing may
    be pending on entry.  0, or -1 (broken). */

@@ -344,57 +344,42 @@ fcgi_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
     (void)upy_send_small(c->fd, iov, 5);
 }
 
+/* The fields both fastcgi entries share (the nph one differs in its name and
+   status line).  head_slack: record headers and padding around the params,
+   and a whole stray record before the head.  kept_idle: no need to stay
+   below nginx's keepalive_timeout (60 s): nginx retries a request whose
+   kept connection was closed. */
+#define FASTCGI_ENTRY \
+    .parse_head = fcgi_parse_head, \
+    .reparse = fcgi_reparse, \
+    .head_slack = 2 * (REC + UPY_FCGI_MAX_CONTENT + 255), \
+    .body_begin = fcgi_body_begin, \
+    .body_decode = fcgi_body_decode, \
+    .vars = 1, \
+    .environ_from = upy_environ_from_vars, \
+    .chunked_out = 0, \
+    .ends_itself = 1, \
+    .connection_header = 0, \
+    .frame = fcgi_frame, \
+    .end = fcgi_end, \
+    .kept_idle = 60.0, \
+    .probes = 0, \
+    .read_at_accept = 1, \
+    .send_error = fcgi_send_error,
+
 const upy_protocol upy_proto_fastcgi = {
     .name = "fastcgi",
-    .parse_head = fcgi_parse_head,
-    .reparse = fcgi_reparse,
-    /* record headers and padding around the params, and a whole stray
-       record before the head */
-    .head_slack = 2 * (REC + UPY_FCGI_MAX_CONTENT + 255),
-    .body_begin = fcgi_body_begin,
-    .body_decode = fcgi_body_decode,
-    .vars = 1,
-    .environ_from = upy_environ_from_vars,
     .status_prefix = "Status: ",
     .status_prefix_len = 8,
-    .chunked_out = 0,
-    .ends_itself = 1,
-    .connection_header = 0,
-    .frame = fcgi_frame,
-    .end = fcgi_end,
-    .kept_idle = 60.0, /* below nginx's keepalive_timeout default (60 s) is
-                          not needed: nginx retries a request whose kept
-                          connection was closed */
-    .probes = 0,
-    .read_at_accept = 1,
-    .send_error = fcgi_send_error,
+    FASTCGI_ENTRY
 };
 
 /* fastcgi-nph-socket: the same, with the response's HTTP status line
-   ("HTTP/1.1 200 OK"), as uWSGI's nph mode writes it. */
+   ("HTTP/1.x 200 OK", the request's version), as uWSGI's nph mode. */
 const upy_protocol upy_proto_fastcgi_nph = {
     .name = "fastcgi-nph",
-    .parse_head = fcgi_parse_head,
-    .reparse = fcgi_reparse,
-    /* record headers and padding around the params, and a whole stray
-       record before the head */
-    .head_slack = 2 * (REC + UPY_FCGI_MAX_CONTENT + 255),
-    .body_begin = fcgi_body_begin,
-    .body_decode = fcgi_body_decode,
-    .vars = 1,
-    .environ_from = upy_environ_from_vars,
     .status_prefix = "HTTP/1.1 ",
     .status_prefix_len = 9,
     .status_version = 1,
-    .chunked_out = 0,
-    .ends_itself = 1,
-    .connection_header = 0,
-    .frame = fcgi_frame,
-    .end = fcgi_end,
-    .kept_idle = 60.0, /* below nginx's keepalive_timeout default (60 s) is
-                          not needed: nginx retries a request whose kept
-                          connection was closed */
-    .probes = 0,
-    .read_at_accept = 1,
-    .send_error = fcgi_send_error,
+    FASTCGI_ENTRY
 };

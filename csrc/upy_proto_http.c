@@ -48,8 +48,9 @@ http_body_decode(upy_conn *c, char *buf, size_t *len, uint64_t max_body,
     return rc;
 }
 
-static void
-http_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
+void
+upy_send_error_http(upy_server *srv, upy_conn *c, int status,
+                    const char *reason)
 {
     (void)srv;
     upy_send_error_text(c, "HTTP/1.1 ", status, reason);
@@ -73,7 +74,7 @@ const upy_protocol upy_proto_http = {
     .end = NULL,
     .probes = 1,
     .read_at_accept = 0,
-    .send_error = http_send_error,
+    .send_error = upy_send_error_http,
 };
 
 const upy_protocol *const upy_protocols[UPY_NPROTO] = {

@@ -44,47 +44,38 @@ scgi_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
     upy_send_error_text(c, "Status: ", status, reason);
 }
 
+/* The fields both scgi entries share (the nph one differs in its name and
+   status line).  head_slack: "65535:" and ",". */
+#define SCGI_ENTRY \
+    .parse_head = scgi_parse_head, \
+    .reparse = scgi_reparse, \
+    .head_slack = 8, \
+    .body_begin = NULL, \
+    .body_decode = NULL, \
+    .vars = 1, \
+    .environ_from = upy_environ_from_vars, \
+    .chunked_out = 0, \
+    .ends_itself = 0, \
+    .connection_header = 0, \
+    .frame = NULL, \
+    .end = NULL, \
+    .probes = 0, \
+    .read_at_accept = 1, \
+    .send_error = scgi_send_error,
+
 const upy_protocol upy_proto_scgi = {
     .name = "scgi",
-    .parse_head = scgi_parse_head,
-    .reparse = scgi_reparse,
-    .head_slack = 8, /* "65535:" and "," */
-    .body_begin = NULL,
-    .body_decode = NULL,
-    .vars = 1,
-    .environ_from = upy_environ_from_vars,
     .status_prefix = "Status: ",
     .status_prefix_len = 8,
-    .chunked_out = 0,
-    .ends_itself = 0,
-    .connection_header = 0,
-    .frame = NULL,
-    .end = NULL,
-    .probes = 0,
-    .read_at_accept = 1,
-    .send_error = scgi_send_error,
+    SCGI_ENTRY
 };
 
 /* scgi-nph-socket: the same, with the response's HTTP status line
-   ("HTTP/1.1 200 OK"), as uWSGI's nph mode writes it. */
+   ("HTTP/1.x 200 OK", the request's version), as uWSGI's nph mode. */
 const upy_protocol upy_proto_scgi_nph = {
     .name = "scgi-nph",
-    .parse_head = scgi_parse_head,
-    .reparse = scgi_reparse,
-    .head_slack = 8, /* "65535:" and "," */
-    .body_begin = NULL,
-    .body_decode = NULL,
-    .vars = 1,
-    .environ_from = upy_environ_from_vars,
     .status_prefix = "HTTP/1.1 ",
     .status_prefix_len = 9,
     .status_version = 1,
-    .chunked_out = 0,
-    .ends_itself = 0,
-    .connection_header = 0,
-    .frame = NULL,
-    .end = NULL,
-    .probes = 0,
-    .read_at_accept = 1,
-    .send_error = scgi_send_error,
+    SCGI_ENTRY
 };

@@ -72,13 +72,6 @@ uwsgi_reparse(upy_server *srv, upy_conn *c, upy_request *req)
                                 &srv->uwsgi_limits);
 }
 
-static void
-uwsgi_send_error(upy_server *srv, upy_conn *c, int status, const char *reason)
-{
-    (void)srv;
-    upy_send_error_text(c, "HTTP/1.1 ", status, reason);
-}
-
 const upy_protocol upy_proto_uwsgi = {
     .name = "uwsgi",
     .parse_head = uwsgi_parse_head,
@@ -97,5 +90,5 @@ const upy_protocol upy_proto_uwsgi = {
     .end = NULL,
     .probes = 1,
     .read_at_accept = 1,
-    .send_error = uwsgi_send_error,
+    .send_error = upy_send_error_http,
 };

@@ -727,15 +727,25 @@ run_end(upy_core *co, upy_conn *c, int rc, double started)
 }
 
 /* upy_core.h.  It was valid when the loop parsed it. */
+/* Decode c->buf[0..head_len) again into req, its fields in fields[0..cap):
+   0, or -1. */
+static int
+head_again(upy_server *srv, upy_conn *c, upy_request *req, upy_field *fields,
+           size_t cap)
+{
+    int rc;
+    memset(req, 0, sizeof *req);
+    req->fields = fields;
+    req->fields_cap = cap;
+    rc = UPY_CONN_PROTO(c)->reparse(srv, c, req);
+    req->proto = c->lst->proto; /* the entry, not only the decoder (nph) */
+    return rc;
+}
+
 int
 upy_reparse(upy_core *co, upy_conn *c, upy_request *req)
 {
-    memset(req, 0, sizeof *req);
-    req->fields = co->fields;
-    req->fields_cap = co->fields_cap;
-    int rc = UPY_CONN_PROTO(c)->reparse(co->srv, c, req);
-    req->proto = c->lst->proto;
-    return rc;
+    return head_again(co->srv, c, req, co->fields, co->fields_cap);
 }
 
 /* Call the app for the request on c, on core co (GIL held).  req: the head
@@ -1285,14 +1295,10 @@ conn_process(upy_loop *loop, upy_conn *c)
             /* The head is still at buf[0..head_len): decode it again for
                the field slices. */
             c->last_len = 0;
-            memset(&req, 0, sizeof req);
-            req.fields = loop->fields;
-            req.fields_cap = loop->fields_cap;
-            if (UPY_CONN_PROTO(c)->reparse(srv, c, &req) < 0) {
+            if (head_again(srv, c, &req, loop->fields, loop->fields_cap) < 0) {
                 conn_reject(loop, c, 400, "the request head changed");
                 return 0;
             }
-            req.proto = c->lst->proto;
             if (dispatch(loop, c, &req) < 0) {
                 return -1;
             }
