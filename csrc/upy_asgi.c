@@ -113,6 +113,18 @@ typedef struct upy_asgi_ctx {
     struct upy_asgi *oldest, *newest; /* HTTP cycles whose response is not
                                          complete, oldest first (harakiri) */
     Py_ssize_t ntasks;       /* cycles whose app has not returned */
+    PyObject *base_ctx;      /* the context each request's is a copy of
+                                (the one asgi_setup ran in) */
+    PyObject *call_soon;     /* loop.call_soon */
+    PyObject *context_kw;    /* ("context",) */
+    PyObject *cancelled_error; /* asyncio.CancelledError */
+    PyObject *enter_task;    /* asyncio.tasks._enter_task, or NULL */
+    PyObject *leave_task;    /* asyncio.tasks._leave_task, or NULL */
+    int depth;               /* AsgiRun steps in progress (nested) */
+    struct upy_asgi_run **wakes; /* kept tasks woken for their next request
+                                    during this run_once(), strong: their
+                                    steps run at its end (upy_asgi_flush) */
+    size_t nwakes, wakes_cap;
     uint64_t ws_max;         /* websockets-max-size, bytes; 0 none */
     double ws_ping;          /* websockets-ping-freq, seconds; 0 none */
     double ws_pong;          /* websockets-pong-tolerance, seconds */
@@ -129,12 +141,16 @@ enum { RS_INIT = 0, RS_STARTED, RS_BODY, RS_TRAILERS, RS_DONE };
 /* WebSocket states */
 enum { WS_HANDSHAKE = 0, WS_OPEN, WS_CLOSING, WS_CLOSED };
 
+struct upy_asgi_run;
+
 typedef struct upy_asgi {
     PyObject_HEAD
     upy_server *srv;         /* strong */
     upy_conn *conn;          /* borrowed; NULL once detached (closed, or
                                 the response ended and the connection
                                 went on to its next request) */
+    struct upy_asgi_run *run; /* borrowed: the coroutine running the app
+                                 for this cycle, while its cy is this */
     struct upy_asgi *older, *newer; /* ctx's in-flight list */
     int in_list;
     upy_asgi_kind kind;
@@ -186,6 +202,48 @@ typedef struct {
     PyObject_HEAD
     PyObject *value;         /* the result, NULL for None */
 } upy_ready;
+
+/* AsgiRun (see "The task's coroutine"): its states */
+enum {
+    RUN_ACTIVE = 0,  /* running cy's app, or (cy NULL) ended */
+    RUN_OFFERED,     /* running cy's app, whose response is complete: the
+                        connection keeps it (conn->asgi_park) for its next
+                        request */
+    RUN_PARKED,      /* the app returned: the task waits on the run itself
+                        (a Future-like) for the connection's next request */
+    RUN_WOKEN,       /* the task's callback is called or scheduled; wake
+                        says why */
+    RUN_HANDOFF      /* a step run outside the task (run_step_here) gives
+                        its outcome to the task: its next step returns it */
+};
+enum { WAKE_REQUEST = 0, WAKE_END, WAKE_CANCEL };
+
+typedef struct upy_asgi_run {
+    PyObject_HEAD
+    upy_server *srv;         /* strong */
+    upy_asgi *cy;            /* strong; NULL between requests, and once ended */
+    PyObject *app;           /* strong until the request's first step calls it */
+    PyObject *scope;         /* likewise */
+    PyObject *it;            /* the awaitable's iterator, once called */
+    PyObject *ctx;           /* the request's context, entered around each
+                                step of the app; NULL between requests */
+    PyObject *task;          /* the Task running this, while it may be kept
+                                (task -> coroutine -> task: a cycle, broken
+                                when the run ends), or NULL */
+    upy_conn *conn;          /* borrowed, while conn->asgi_park is this */
+    PyObject *wake_cb;       /* parked: the Task's done callback, or NULL */
+    PyObject *wake_ctx;      /* and the context it runs in, or NULL */
+    int state;               /* RUN_* */
+    int wake;                /* WAKE_*, once RUN_WOKEN */
+    PySendResult stash_rs;   /* RUN_HANDOFF: the outcome, */
+    PyObject *stash;         /* its value (PYGEN_NEXT, PYGEN_RETURN) */
+    PyObject *stash_exc[3];  /* or its exception (PYGEN_ERROR) */
+    PyObject *cancel_msg;    /* WAKE_CANCEL: cancel()'s msg, or NULL */
+    unsigned blocking : 1,   /* _asyncio_future_blocking */
+        tainted : 1,         /* a CancelledError was thrown in: not kept */
+        here : 1,            /* stepped by run_step_here, not by the task */
+        cancel_asked : 1;    /* Task.cancel() while stepped here */
+} upy_asgi_run;
 
 /* ------------------------------------------------------------------ */
 /* The completed awaitable                                             */
@@ -735,6 +793,15 @@ http_finish(upy_asgi *cy, int keep)
             fut_resolve(cy, &cy->recv_fut, m, NULL);
     }
     c->resp.status_code = cy->status;
+    if (keep && cy->keep_alive && cy->run != NULL && cy->run->cy == cy &&
+        cy->run->state == RUN_ACTIVE && !cy->run->tainted &&
+        !cy->run->cancel_asked && c->asgi_park == NULL) {
+        /* the app's task may serve the next request on c, once the app
+           returned (run_returned) */
+        cy->run->state = RUN_OFFERED;
+        cy->run->conn = c;
+        c->asgi_park = Py_NewRef((PyObject *)cy->run);
+    }
     cy->conn = NULL;
     c->asgi = NULL;  /* the cycle's reference: released below */
     c->keep_alive = keep && cy->keep_alive;
@@ -1275,6 +1342,13 @@ send_plain(upy_conn *c, int status, const char *reason, const char *extra)
 
 static void app_ended(upy_asgi *cy);
 static PyObject *run_new(upy_server *srv, upy_asgi *cy, PyObject *scope);
+static PyObject *run_context(upy_asgi_ctx *x);
+static void run_stage(upy_asgi_run *r, upy_asgi *cy, PyObject *scope,
+                      PyObject *ctx);
+static PyObject *run_wake(upy_asgi_run *r);
+static void run_release(upy_asgi_run *r, int wake);
+static upy_asgi *run_take_cycle(upy_asgi_run *r);
+static void run_end(upy_asgi_run *r);
 
 int
 upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
@@ -1282,6 +1356,7 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     upy_server *srv = loop->srv;
     upy_asgi_ctx *x = srv->asgi;
     upy_asgi *cy;
+    upy_asgi_run *kept;
     PyObject *scope = NULL, *coro = NULL, *task = NULL;
     int status = 400, ws;
     const char *why = NULL;
@@ -1333,21 +1408,52 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     scope = build_scope(cy, c, req);
     if (scope == NULL)
         goto error;
-    coro = run_new(srv, cy, scope);
-    if (coro == NULL)
-        goto error;
+    kept = (upy_asgi_run *)c->asgi_park;
+    if (kept != NULL && (kept->state != RUN_PARKED || kept->wake_cb == NULL ||
+                         kept->task == NULL)) {
+        /* its app still runs (work after the response): this request gets
+           a task of its own, and that one ends when its app returns */
+        run_release(kept, WAKE_END);
+        kept = NULL;
+    }
+    if (kept != NULL) {
+        /* the task kept on c runs this request: woken below */
+        PyObject *rctx = run_context(x);
+        if (rctx == NULL && PyErr_Occurred())
+            goto error;  /* c closes: the kept task ends */
+        c->asgi_park = NULL;  /* the connection's reference: ours now */
+        kept->conn = NULL;
+        run_stage(kept, cy, scope, rctx);
+    }
+    else {
+        coro = run_new(srv, cy, scope);
+        if (coro == NULL)
+            goto error;
+    }
     Py_CLEAR(scope);
     if (cy->in_list && cy == x->oldest)
         slot_update(srv);
-    /* c is the cycle's before the task exists: an eager task factory
-       (asyncio.eager_task_factory) runs the app's first step inside
-       create_task(), and that step may finish the response */
+    /* c is the cycle's before the task runs: an eager task factory
+       (asyncio.eager_task_factory), eager_start, or a kept task woken at
+       once runs the app's first step right here, and that step may finish
+       the response */
     c->state = UPY_CONN_ASGI;
     c->asgi = Py_NewRef((PyObject *)cy);  /* the connection's reference */
     c->deadline = 0;
     cy->counted = 1;
     x->ntasks++;
-    if (x->task_type != NULL) {
+    if (kept != NULL) {
+        task = run_wake(kept);
+        if (task == NULL) {
+            /* its task cannot be woken (the loop is closing): the request
+               ends here (500), the run lets go of it */
+            upy_asgi *back = run_take_cycle(kept);
+            Py_XDECREF(back);
+            run_end(kept);
+        }
+        Py_DECREF(kept);
+    }
+    else if (x->task_type != NULL) {
         /* asyncio.Task(coro, loop=loop, eager_start=True) (3.12+: the
            first step runs here, as the current task; a hello completes
            without being scheduled or registered), or on 3.11
@@ -1360,10 +1466,16 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     }
     else
         task = PyObject_CallOneArg(x->create_task, coro);
-    Py_DECREF(coro);
+    if (coro != NULL) {
+        upy_asgi_run *r = (upy_asgi_run *)coro;
+        if (task != NULL && r->task == NULL &&
+            (r->cy != NULL || r->state == RUN_OFFERED || r->state == RUN_PARKED))
+            r->task = Py_NewRef(task);  /* it may be kept: it holds its task */
+        Py_DECREF(coro);
+    }
     if (task == NULL) {
-        /* KeyboardInterrupt or SystemExit from the app's eager first step
-           stops the loop, as it does from a scheduled step */
+        /* KeyboardInterrupt or SystemExit from the app's first step run
+           here stops the loop, as it does from a scheduled step */
         PyObject *et = NULL, *ev = NULL, *etb = NULL;
         int fatal = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
                     PyErr_ExceptionMatches(PyExc_SystemExit);
@@ -3094,46 +3206,368 @@ PyType_Spec upy_asgi_cycle_spec = {
 /* The task's coroutine                                                */
 /* ------------------------------------------------------------------ */
 
-/* AsgiRun: the coroutine each request's asyncio task runs.  Its first
-   step calls app(scope, receive, send) (inside the task: its context,
+/* AsgiRun: the coroutine of an asyncio task that runs ASGI apps.  Each
+   request's first step calls app(scope, receive, send) (inside the task:
    asyncio.current_task() is the task) and every step drives the awaitable
-   the app returned; when that returns or raises, the cycle is told at once
-   (app_returned, app_failed), with no done-callback turn of the loop.  An
-   exception of the app ends the task normally (it is logged, and answered
-   with a 500 or a close), except KeyboardInterrupt and SystemExit, which
-   go on to stop the loop.  It replaces a Python wrapper coroutine:
+   the app returned, inside the request's own context (a copy of the
+   worker's base context, entered around each step, so a ContextVar one
+   request sets is not seen by the next).  When the app returns or raises,
+   the cycle is told at once (app_returned, app_failed), with no
+   done-callback turn of the loop.  An exception of the app ends the
+   request normally (it is logged, and answered with a 500 or a close),
+   except KeyboardInterrupt and SystemExit, which go on to stop the loop.
 
-       async def run(app, scope, cycle):
-           try:
-               await app(scope, cycle.receive, cycle.send)
-           except BaseException as exc:
-               cycle._failed(exc)
-               if isinstance(exc, (KeyboardInterrupt, SystemExit)): raise
-           else:
+   On a keep-alive connection the task is kept for the next request, as
+   uWSGI keeps a core: when the response completed while the app ran
+   (http_finish: RUN_OFFERED) and the app then returned, the run yields
+   itself, a Future-like (_asyncio_future_blocking, add_done_callback,
+   result, cancel, get_loop), and the task waits on it (RUN_PARKED).  The
+   connection's next request is staged in the run and the task's callback
+   called at once when run_once() is at its top (the app's first step runs
+   there, as with eager_start), else scheduled with call_soon.  So a
+   keep-alive client costs one Task, not one per request.  A task is not
+   kept when a CancelledError was thrown into it (its cancelling() count
+   may be up: a cancel scope's business), when its app raised, or when the
+   next request came while the app still ran (that one gets a task of its
+   own).
+   The connection closing (upy_asgi_unpark) or Task.cancel() wakes it to
+   end (return, or raise CancelledError).  In Python terms:
+
+       async def run(app, first, conn):
+           request = first
+           while request is not None:
+               scope, cycle, ctx = request
+               try:
+                   await ctx.run(app, scope, cycle.receive, cycle.send)  # each step in ctx
+               except BaseException as exc:
+                   cycle._failed(exc)
+                   if isinstance(exc, (KeyboardInterrupt, SystemExit)): raise
+                   return
                cycle._returned()
+               request = await conn.next_request()  # None: the connection closed
 
    asyncio takes it as a coroutine (collections.abc.Coroutine: __await__,
    send, throw, close); the Task steps it through am_send (PyIter_Send). */
-typedef struct {
-    PyObject_HEAD
-    upy_asgi *cy;            /* strong; NULL once the app ended */
-    PyObject *app;           /* strong until the first step calls it */
-    PyObject *scope;         /* likewise */
-    PyObject *it;            /* the awaitable's iterator, once called */
-} upy_asgi_run;
+
+static PyObject *
+run_context(upy_asgi_ctx *x)
+{
+    return x->base_ctx != NULL ? PyContext_Copy(x->base_ctx) : NULL;
+}
 
 static PyObject *
 run_new(upy_server *srv, upy_asgi *cy, PyObject *scope)
 {
-    upy_asgi_run *r = PyObject_GC_New(upy_asgi_run, srv->st->AsgiRun_Type);
-    if (r == NULL)
+    upy_asgi_run *r;
+    PyObject *ctx = run_context(srv->asgi);
+    if (ctx == NULL && PyErr_Occurred())
         return NULL;
+    r = PyObject_GC_New(upy_asgi_run, srv->st->AsgiRun_Type);
+    if (r == NULL) {
+        Py_XDECREF(ctx);
+        return NULL;
+    }
+    memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
+    r->srv = (upy_server *)Py_NewRef(srv);
     r->cy = (upy_asgi *)Py_NewRef((PyObject *)cy);
+    cy->run = r;
     r->app = Py_NewRef(srv->app);
     r->scope = Py_NewRef(scope);
-    r->it = NULL;
+    r->ctx = ctx;
     PyObject_GC_Track(r);
     return (PyObject *)r;
+}
+
+/* The next request on r's connection: cy and its scope (borrowed), ctx
+   (stolen) its context.  r is parked; run_wake() then runs it. */
+static void
+run_stage(upy_asgi_run *r, upy_asgi *cy, PyObject *scope, PyObject *ctx)
+{
+    r->cy = (upy_asgi *)Py_NewRef((PyObject *)cy);
+    cy->run = r;
+    r->app = Py_NewRef(r->srv->app);
+    r->scope = Py_NewRef(scope);
+    Py_XSETREF(r->ctx, ctx);
+    r->state = RUN_WOKEN;
+    r->wake = WAKE_REQUEST;
+    r->cancel_asked = 0;
+}
+
+/* cb(r) in context ctx, now (the task's step runs inside). */
+static int
+run_call_now(PyObject *cb, PyObject *ctx, upy_asgi_run *r)
+{
+    PyObject *res;
+    if (ctx != NULL && PyContext_Enter(ctx) < 0)
+        return -1;
+    res = PyObject_CallOneArg(cb, (PyObject *)r);
+    if (ctx != NULL) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (PyContext_Exit(ctx) < 0)
+            PyErr_Clear();  /* entered above: cannot fail */
+        PyErr_Restore(et, ev, etb);
+    }
+    Py_XDECREF(res);
+    return res != NULL ? 0 : -1;
+}
+
+/* loop.call_soon(cb, r, context=ctx) */
+static int
+run_call_later(upy_asgi_ctx *x, PyObject *cb, PyObject *ctx, upy_asgi_run *r)
+{
+    PyObject *argv[4] = {NULL, cb, (PyObject *)r, ctx}, *res;
+    if (x->call_soon == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: the loop is gone");
+        return -1;
+    }
+    res = PyObject_Vectorcall(x->call_soon, argv + 1,
+                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                              ctx != NULL ? x->context_kw : NULL);
+    Py_XDECREF(res);
+    return res != NULL ? 0 : -1;
+}
+
+/* r is RUN_WOKEN: its task's callback runs at the end of this run_once()
+   when the loop is in one and no task's step is in progress (the task may
+   enter then: upy_asgi_flush), else soon (call_soon).  At the end, not at
+   once: the loop first reads every connection that is ready, then the
+   apps answer one after the other, so the responses go out close together
+   (a client woken by the first finds the next ones there, not one wake-up
+   per response).  Returns the task (a new reference), or NULL with
+   call_soon's exception. */
+static PyObject *
+run_wake(upy_asgi_run *r)
+{
+    upy_asgi_ctx *x = r->srv->asgi;
+    PyObject *cb, *ctx;
+    int rc;
+    if (r->srv->loop != NULL && r->srv->loop->stepping && x->depth == 0) {
+        if (x->nwakes == x->wakes_cap) {
+            size_t cap = x->wakes_cap ? x->wakes_cap * 2 : 64;
+            upy_asgi_run **w = PyMem_Realloc(x->wakes, cap * sizeof *w);
+            if (w != NULL) {
+                x->wakes = w;
+                x->wakes_cap = cap;
+            }
+        }
+        if (x->nwakes < x->wakes_cap) {
+            x->wakes[x->nwakes++] = (upy_asgi_run *)Py_NewRef((PyObject *)r);
+            return Py_NewRef(r->task);
+        }
+        /* no room: soon, by the task */
+    }
+    cb = r->wake_cb;
+    ctx = r->wake_ctx;
+    r->wake_cb = r->wake_ctx = NULL;
+    rc = run_call_later(x, cb, ctx, r);
+    Py_DECREF(cb);
+    Py_XDECREF(ctx);
+    return rc < 0 ? NULL : Py_NewRef(r->task);
+}
+
+static PySendResult run_step(upy_asgi_run *r, PyObject *arg, PyObject *args,
+                             PyObject **result);
+
+/* A kept task's step for its next request, run here rather than by the
+   task (what Task.__step does, without its wake-up: on 3.11 that is about
+   4,000 instructions a request, result() looked up by name, the yielded
+   Future-like's attributes read and set, a callback made and registered):
+   the task is made the loop's current task (asyncio.tasks._enter_task, so
+   current_task() is it), the app steps in the request's context, then
+   _leave_task.  When the app returned and the run parked again, the task
+   never knew: it still waits on the run, its callback registered.  When
+   the app is suspended (it awaits a Future) or ended otherwise, or
+   Task.cancel() was called meanwhile, the task takes over at once: the
+   outcome is handed to it (RUN_HANDOFF) and its callback called, so its
+   step returns what this one gave (it waits on that Future, or ends, or
+   delivers the cancellation).  0, or -1 with an exception (a step's
+   KeyboardInterrupt or SystemExit goes on to the task, then here). */
+static int
+run_step_here(upy_asgi_run *r)
+{
+    upy_asgi_ctx *x = r->srv->asgi;
+    PyObject *task, *cb, *ctx, *argv[3], *t, *res;
+    PySendResult rs;
+    int rc;
+    /* the task's callback, its context and the task itself, held here: an
+       app that ends in this step ends the run (run_end lets go of them),
+       and the task must still be told */
+    cb = Py_NewRef(r->wake_cb);
+    ctx = Py_XNewRef(r->wake_ctx);
+    task = Py_NewRef(r->task);
+    argv[0] = NULL;
+    argv[1] = x->loop;
+    argv[2] = task;
+    t = r->cancel_asked ? NULL
+        : PyObject_Vectorcall(x->enter_task, argv + 1,
+                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (t == NULL) {
+        /* Task.cancel() came after the request was staged (its step throws
+           the CancelledError into the app's start, as into a new task's),
+           or a task is current (cannot be at run_once's end): the task
+           steps */
+        PyErr_Clear();
+        Py_CLEAR(r->wake_cb);
+        Py_CLEAR(r->wake_ctx);
+        goto call;
+    }
+    Py_DECREF(t);
+    r->here = 1;
+    rs = run_step(r, Py_None, NULL, &res);
+    r->here = 0;
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        t = PyObject_Vectorcall(x->leave_task, argv + 1,
+                                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (t == NULL)
+            upy_log_exception(r->srv, "ASGI: asyncio _leave_task");
+        Py_XDECREF(t);
+        PyErr_Restore(et, ev, etb);
+    }
+    if (rs == PYGEN_NEXT && res == (PyObject *)r) {
+        /* parked again: the task still waits on the run, its callback
+           registered (run_returned parks no run Task.cancel() was asked
+           of: this one was not) */
+        Py_DECREF(res);
+        Py_DECREF(cb);
+        Py_XDECREF(ctx);
+        Py_DECREF(task);
+        return 0;
+    }
+    /* the task takes over: the app is suspended, or ended (the run with
+       it), or raised KeyboardInterrupt or SystemExit */
+    r->stash_rs = rs;
+    if (rs == PYGEN_ERROR)
+        PyErr_Fetch(&r->stash_exc[0], &r->stash_exc[1], &r->stash_exc[2]);
+    else
+        r->stash = res;
+    r->state = RUN_HANDOFF;
+    Py_CLEAR(r->wake_cb);
+    Py_CLEAR(r->wake_ctx);
+call:
+    rc = run_call_now(cb, ctx, r);
+    Py_DECREF(cb);
+    Py_XDECREF(ctx);
+    Py_DECREF(task);
+    return rc;
+}
+
+int
+upy_asgi_flush(upy_server *srv)
+{
+    upy_asgi_ctx *x = srv->asgi;
+    int rc = 0;
+    if (x == NULL)
+        return 0;
+    /* the list may grow meanwhile (a step's request closing a connection
+       does not wake here, but stay general): read its length each time */
+    for (size_t i = 0; i < x->nwakes; i++) {
+        upy_asgi_run *r = x->wakes[i];
+        PyObject *cb = r->wake_cb, *ctx = r->wake_ctx;
+        x->wakes[i] = NULL;
+        r->wake_cb = r->wake_ctx = NULL;
+        if (cb != NULL) {
+            if (rc == 0 && x->enter_task != NULL && r->state == RUN_WOKEN &&
+                r->wake == WAKE_REQUEST && r->cy != NULL) {
+                /* the callback stays registered: run_step_here calls it
+                   only when the task must take over */
+                r->wake_cb = cb;
+                r->wake_ctx = ctx;
+                cb = ctx = NULL;
+                if (run_step_here(r) < 0) {
+                    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+                        PyErr_ExceptionMatches(PyExc_SystemExit))
+                        rc = -1;
+                    else
+                        upy_log_exception(srv, "ASGI: cannot run a kept task");
+                }
+            }
+            else if (rc == 0) {
+                if (run_call_now(cb, ctx, r) < 0) {
+                    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+                        PyErr_ExceptionMatches(PyExc_SystemExit))
+                        rc = -1;  /* stops the loop: the others go soon */
+                    else
+                        upy_log_exception(srv, "ASGI: cannot run a kept task");
+                }
+            }
+            else {
+                PyObject *et, *ev, *etb;
+                PyErr_Fetch(&et, &ev, &etb);
+                if (run_call_later(x, cb, ctx, r) < 0)
+                    upy_log_exception(srv, "ASGI: cannot run a kept task");
+                PyErr_Restore(et, ev, etb);
+            }
+        }
+        Py_XDECREF(cb);
+        Py_XDECREF(ctx);
+        Py_DECREF(r);
+    }
+    x->nwakes = 0;
+    return rc;
+}
+
+/* r's connection lets go of it (it closes, its next request is another
+   task's, or r is not to be kept): offered, it just ends once its app
+   returns; parked, its task is woken to end (wake: WAKE_END returns,
+   WAKE_CANCEL raises CancelledError). */
+static void
+run_release(upy_asgi_run *r, int wake)
+{
+    upy_conn *c = r->conn;
+    r->conn = NULL;
+    if (c != NULL && c->asgi_park == (PyObject *)r)
+        c->asgi_park = NULL;  /* its reference: released last */
+    else
+        c = NULL;
+    if (r->state == RUN_OFFERED)
+        r->state = RUN_ACTIVE;
+    else if (r->state == RUN_PARKED) {
+        r->state = RUN_WOKEN;
+        r->wake = wake;
+        if (r->wake_cb != NULL) {
+            PyObject *cb = r->wake_cb, *ctx = r->wake_ctx, *et, *ev, *etb;
+            r->wake_cb = r->wake_ctx = NULL;
+            PyErr_Fetch(&et, &ev, &etb);
+            if (run_call_later(r->srv->asgi, cb, ctx, r) < 0)
+                upy_log_exception(r->srv, "ASGI: cannot end a kept task");
+            PyErr_Restore(et, ev, etb);
+            Py_DECREF(cb);
+            Py_XDECREF(ctx);
+        }
+    }
+    if (c != NULL)
+        Py_DECREF(r);
+}
+
+void
+upy_asgi_unpark(upy_conn *c)
+{
+    upy_asgi_run *r = (upy_asgi_run *)c->asgi_park;
+    if (r == NULL)
+        return;
+    if (r->conn != c) {
+        /* not linked back (cannot happen): just let go */
+        c->asgi_park = NULL;
+        Py_DECREF(r);
+        return;
+    }
+    run_release(r, WAKE_END);
+}
+
+/* The run will not serve another request: its task ends with this step. */
+static void
+run_end(upy_asgi_run *r)
+{
+    if (r->conn != NULL || r->state == RUN_OFFERED || r->state == RUN_PARKED)
+        run_release(r, WAKE_END);  /* parked (close()): its task is woken */
+    if (r->state != RUN_WOKEN)
+        r->state = RUN_ACTIVE;
+    Py_CLEAR(r->wake_cb);
+    Py_CLEAR(r->wake_ctx);
+    Py_CLEAR(r->task);  /* the task's step holds it until it returns */
 }
 
 /* The iterator `await obj` would drive (CPython's _PyCoro_GetAwaitableIter,
@@ -3177,6 +3611,21 @@ awaitable_iter(PyObject *obj)
     return it;
 }
 
+/* The request's cycle and context go: r is between requests. */
+static upy_asgi *
+run_take_cycle(upy_asgi_run *r)
+{
+    upy_asgi *cy = r->cy;
+    r->cy = NULL;
+    if (cy != NULL && cy->run == r)
+        cy->run = NULL;
+    Py_CLEAR(r->it);
+    Py_CLEAR(r->app);
+    Py_CLEAR(r->scope);
+    Py_CLEAR(r->ctx);
+    return cy;
+}
+
 /* The app ended with the exception now set: the cycle is told; the
    exception stays set (PYGEN_ERROR) only for KeyboardInterrupt and
    SystemExit, else the task ends with None (PYGEN_RETURN). */
@@ -3184,14 +3633,14 @@ static PySendResult
 run_failed(upy_asgi_run *r, PyObject **result)
 {
     PyObject *t, *v, *tb;
-    upy_asgi *cy = r->cy;
+    upy_asgi *cy;
     int fatal;
     PyErr_Fetch(&t, &v, &tb);
     PyErr_NormalizeException(&t, &v, &tb);
     if (v != NULL && tb != NULL)
         PyException_SetTraceback(v, tb);
-    r->cy = NULL;
-    Py_CLEAR(r->it);
+    cy = run_take_cycle(r);
+    run_end(r);
     fatal = v != NULL && (PyErr_GivenExceptionMatches(v, PyExc_KeyboardInterrupt) ||
                           PyErr_GivenExceptionMatches(v, PyExc_SystemExit));
     if (cy != NULL) {
@@ -3212,32 +3661,37 @@ run_failed(upy_asgi_run *r, PyObject **result)
     return PYGEN_RETURN;
 }
 
+/* The app returned: the cycle is told; then the task waits for the
+   connection's next request (the run yields itself), or ends. */
 static PySendResult
 run_returned(upy_asgi_run *r, PyObject **result)
 {
-    upy_asgi *cy = r->cy;
-    r->cy = NULL;
-    Py_CLEAR(r->it);
+    upy_asgi *cy = run_take_cycle(r);
     if (cy != NULL) {
         app_returned(cy);
         if (PyErr_Occurred())
             upy_log_exception(cy->srv, "ASGI: ending a request");
         Py_DECREF(cy);
     }
+    if (r->state == RUN_OFFERED && r->conn != NULL && !r->tainted &&
+        !r->cancel_asked) {
+        r->state = RUN_PARKED;
+        r->blocking = 1;
+        *result = Py_NewRef((PyObject *)r);
+        return PYGEN_NEXT;
+    }
+    run_end(r);
     *result = Py_NewRef(Py_None);
     return PYGEN_RETURN;
 }
 
-/* One step: send arg in, or (args not NULL) throw(*args) in. */
+/* The app's part of a step, inside the request's context: call it (the
+   request's first step), then send arg in, or (args not NULL) throw
+   *args in.  PYGEN_RETURN's *res is the app's return value. */
 static PySendResult
-run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
+run_drive(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **res)
 {
-    PyObject *res;
-    *result = NULL;
-    if (r->cy == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
-        return PYGEN_ERROR;
-    }
+    *res = NULL;
     if (r->it == NULL) {
         PyObject *argv[4], *obj;
         if (args != NULL) {
@@ -3246,11 +3700,9 @@ run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
             if (PyTuple_GET_SIZE(args) > 0)
                 PyErr_SetObject((PyObject *)Py_TYPE(PyTuple_GET_ITEM(args, 0)),
                                 PyTuple_GET_ITEM(args, 0));
-            Py_CLEAR(r->app);
-            Py_CLEAR(r->scope);
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
-            return run_failed(r, result);
+            return PYGEN_ERROR;
         }
         argv[0] = NULL;
         argv[1] = r->scope;
@@ -3265,34 +3717,156 @@ run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
         Py_CLEAR(r->app);
         Py_CLEAR(r->scope);
         if (obj == NULL || (r->it = awaitable_iter(obj)) == NULL)
-            return run_failed(r, result);
+            return PYGEN_ERROR;
     }
-    if (args == NULL) {
-        switch (PyIter_Send(r->it, arg, &res)) {
-        case PYGEN_NEXT:
-            *result = res;
-            return PYGEN_NEXT;
-        case PYGEN_RETURN:
-            Py_DECREF(res);  /* the app's return value: not used */
-            return run_returned(r, result);
-        default:
-            return run_failed(r, result);
-        }
-    }
+    if (args == NULL)
+        return PyIter_Send(r->it, arg, res);
     {
         PyObject *throw = PyObject_GetAttrString(r->it, "throw");
-        res = throw != NULL ? PyObject_Call(throw, args, NULL) : NULL;
+        *res = throw != NULL ? PyObject_Call(throw, args, NULL) : NULL;
         Py_XDECREF(throw);
     }
-    if (res != NULL) {
-        *result = res;
+    if (*res != NULL)
         return PYGEN_NEXT;
-    }
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
         PyErr_Clear();
-        return run_returned(r, result);
+        *res = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
     }
-    return run_failed(r, result);
+    return PYGEN_ERROR;
+}
+
+/* throw(*args) reaches a run with no app to give it to: it goes on. */
+static PySendResult
+run_rethrow(PyObject *args)
+{
+    PyObject *e = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : Py_None;
+    if (PyExceptionInstance_Check(e))
+        PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+    else if (PyExceptionClass_Check(e))
+        PyErr_SetNone(e);
+    else
+        PyErr_SetString(PyExc_TypeError, "throw expected an exception");
+    return PYGEN_ERROR;
+}
+
+/* The message of the CancelledError in args (a new reference), or NULL. */
+static PyObject *
+run_cancel_msg(PyObject *args)
+{
+    PyObject *e = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL, *a, *m = NULL;
+    if (e == NULL || !PyExceptionInstance_Check(e))
+        return NULL;
+    a = PyObject_GetAttrString(e, "args");
+    if (a != NULL && PyTuple_Check(a) && PyTuple_GET_SIZE(a) > 0)
+        m = Py_NewRef(PyTuple_GET_ITEM(a, 0));
+    Py_XDECREF(a);
+    PyErr_Clear();
+    return m;
+}
+
+/* One step of the task: send arg in, or (args not NULL) throw(*args) in. */
+static PySendResult
+run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
+{
+    upy_asgi_ctx *x = r->srv->asgi;
+    PyObject *res;
+    PySendResult rs;
+    *result = NULL;
+    if (r->state == RUN_HANDOFF) {
+        /* the outcome of the step run_step_here ran for the task */
+        PySendResult srs = r->stash_rs;
+        PyObject *v = r->stash;
+        r->stash = NULL;
+        r->state = RUN_ACTIVE;
+        if (srs == PYGEN_ERROR) {
+            PyErr_Restore(r->stash_exc[0], r->stash_exc[1], r->stash_exc[2]);
+            r->stash_exc[0] = r->stash_exc[1] = r->stash_exc[2] = NULL;
+            return PYGEN_ERROR;
+        }
+        if (args == NULL) {
+            /* the Future the app awaits, or the task's end */
+            *result = v;
+            return srs;
+        }
+        if (srs == PYGEN_RETURN) {
+            /* Task.cancel() in the step where the app ended: the task ends
+               cancelled, as asyncio's does */
+            Py_XDECREF(v);
+            run_end(r);
+            return run_rethrow(args);
+        }
+        /* Task.cancel() in the step that suspended the app: as the task
+           does with what it waits on, the Future the app awaits is
+           cancelled and waited on (the app gets the CancelledError from
+           it); one that cannot be cancelled gets it thrown in now */
+        if (v != NULL && v != Py_None) {
+            PyObject *msg = run_cancel_msg(args);
+            PyObject *c = msg != NULL ? PyObject_CallMethod(v, "cancel", "O", msg)
+                                      : PyObject_CallMethod(v, "cancel", NULL);
+            int ok = c != NULL && PyObject_IsTrue(c) == 1;
+            Py_XDECREF(msg);
+            Py_XDECREF(c);
+            PyErr_Clear();
+            if (ok) {
+                *result = v;
+                return PYGEN_NEXT;
+            }
+        }
+        Py_XDECREF(v);
+    }
+    else if (r->state == RUN_WOKEN) {
+        int wake = r->wake;
+        r->state = RUN_ACTIVE;
+        r->wake = WAKE_REQUEST;
+        if (wake != WAKE_REQUEST || r->cy == NULL) {
+            /* the connection closed, or the wait was cancelled: the task
+               ends (a thrown CancelledError goes on: it is cancelled) */
+            run_end(r);
+            if (args != NULL && PyTuple_GET_SIZE(args) > 0)
+                return run_rethrow(args);
+            *result = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        }
+        /* a request staged by upy_asgi_start: its first step */
+    }
+    else if (r->state == RUN_PARKED) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: a kept task stepped "
+                        "before its next request");
+        return PYGEN_ERROR;
+    }
+    if (r->cy == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+    if (args != NULL && x != NULL && x->cancelled_error != NULL &&
+        PyTuple_GET_SIZE(args) > 0 &&
+        PyErr_GivenExceptionMatches(PyTuple_GET_ITEM(args, 0), x->cancelled_error))
+        r->tainted = 1;  /* a cancellation: this task is not kept */
+    if (r->ctx != NULL && PyContext_Enter(r->ctx) < 0)
+        return run_failed(r, result);
+    if (x != NULL)
+        x->depth++;
+    rs = run_drive(r, arg, args, &res);
+    if (x != NULL)
+        x->depth--;
+    if (r->ctx != NULL) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (PyContext_Exit(r->ctx) < 0)
+            PyErr_Clear();  /* entered above: cannot fail */
+        PyErr_Restore(et, ev, etb);
+    }
+    switch (rs) {
+    case PYGEN_NEXT:
+        *result = res;
+        return PYGEN_NEXT;
+    case PYGEN_RETURN:
+        Py_DECREF(res);  /* the app's return value: not used */
+        return run_returned(r, result);
+    default:
+        return run_failed(r, result);
+    }
 }
 
 static PySendResult
@@ -3349,18 +3923,19 @@ run_throw(upy_asgi_run *self, PyObject *args)
 
 /* close(): the coroutine is dropped unfinished (its task destroyed, the
    loop closing): the app's awaitable is closed and the cycle ends as for
-   an app cancelled. */
+   an app cancelled; a kept run lets go of its connection. */
 static PyObject *
 run_close(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
 {
-    upy_asgi *cy = self->cy;
     PyObject *it = self->it, *r = NULL;
-    if (cy == NULL)
-        Py_RETURN_NONE;
-    self->cy = NULL;
+    upy_asgi *cy;
     self->it = NULL;
-    Py_CLEAR(self->app);
-    Py_CLEAR(self->scope);
+    cy = run_take_cycle(self);
+    run_end(self);
+    if (cy == NULL) {
+        Py_XDECREF(it);
+        Py_RETURN_NONE;
+    }
     if (it != NULL) {
         PyObject *close = PyObject_GetAttrString(it, "close");
         if (close == NULL)
@@ -3395,6 +3970,144 @@ run_await(PyObject *self)
     return Py_NewRef(self);
 }
 
+/* The Future side, while the task waits for the connection's next request
+   (asyncio's Future protocol, as Task.__step reads it). */
+
+/* add_done_callback(fn, *, context=None) */
+static PyObject *
+run_add_done_callback(upy_asgi_run *self, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *fn, *ctx = NULL;
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs != 1 || nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+        return NULL;
+    }
+    fn = args[0];
+    if (nkw == 1 && args[1] != Py_None)
+        ctx = args[1];
+    if (self->state == RUN_WOKEN || self->state == RUN_HANDOFF) {
+        /* done already: as a done Future, the callback is scheduled */
+        if (run_call_later(self->srv->asgi, fn, ctx, self) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (self->state != RUN_PARKED || self->wake_cb != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: a kept task's wait takes "
+                        "one done callback, its task's");
+        return NULL;
+    }
+    self->wake_cb = Py_NewRef(fn);
+    self->wake_ctx = Py_XNewRef(ctx);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+run_remove_done_callback(upy_asgi_run *self, PyObject *fn)
+{
+    if (self->wake_cb != NULL && self->wake_cb == fn) {
+        Py_CLEAR(self->wake_cb);
+        Py_CLEAR(self->wake_ctx);
+        return PyLong_FromLong(1);
+    }
+    return PyLong_FromLong(0);
+}
+
+static PyObject *
+run_fut_result(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    upy_asgi_ctx *x = self->srv->asgi;
+    if (self->state == RUN_WOKEN && self->wake == WAKE_CANCEL) {
+        PyObject *t = x != NULL && x->cancelled_error != NULL
+                          ? x->cancelled_error : PyExc_RuntimeError;
+        if (self->cancel_msg != NULL)
+            PyErr_SetObject(t, self->cancel_msg);
+        else
+            PyErr_SetNone(t);
+        return NULL;
+    }
+    if (self->state != RUN_WOKEN && self->state != RUN_HANDOFF) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: a kept task's wait is not done");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+run_fut_exception(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *r = run_fut_result(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+run_fut_done(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->state == RUN_WOKEN || self->state == RUN_HANDOFF);
+}
+
+static PyObject *
+run_fut_cancelled(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->state == RUN_WOKEN && self->wake == WAKE_CANCEL);
+}
+
+/* cancel(msg=None): Task.cancel() of a task waiting here ends it
+   cancelled (result() raises CancelledError(msg) into its step); of a task
+   running or woken (False: the task keeps the cancellation for its next
+   step) it is noted, so the run is not kept past it. */
+static PyObject *
+run_fut_cancel(upy_asgi_run *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *msg = nargs > 0 ? args[0] : nkw > 0 ? args[nargs] : Py_None;
+    if (nargs + nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "msg") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "cancel(msg=None)");
+        return NULL;
+    }
+    if (self->state != RUN_PARKED || self->here) {
+        self->cancel_asked = 1;
+        Py_RETURN_FALSE;
+    }
+    Py_XSETREF(self->cancel_msg, msg != Py_None ? Py_NewRef(msg) : NULL);
+    run_release(self, WAKE_CANCEL);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+run_get_loop(upy_asgi_run *self, PyObject *Py_UNUSED(ignored))
+{
+    upy_asgi_ctx *x = self->srv->asgi;
+    if (x == NULL || x->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ASGI: the loop is gone");
+        return NULL;
+    }
+    return Py_NewRef(x->loop);
+}
+
+static PyObject *
+run_get_blocking(upy_asgi_run *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->blocking);
+}
+
+static int
+run_set_blocking(upy_asgi_run *self, PyObject *v, void *Py_UNUSED(closure))
+{
+    int b = v != NULL ? PyObject_IsTrue(v) : 0;
+    if (b < 0)
+        return -1;
+    self->blocking = b != 0;
+    return 0;
+}
+
 /* cr_frame, cr_await, cr_code, cr_running: the app's coroutine's, so
    Task.get_stack(), print_stack() and repr() show where the app is. */
 static PyObject *
@@ -3417,7 +4130,9 @@ run_inner_attr(upy_asgi_run *self, void *name)
 static PyObject *
 run_qualname(upy_asgi_run *self, void *Py_UNUSED(closure))
 {
-    PyObject *src = self->it != NULL ? self->it : self->app, *v;
+    PyObject *src = self->it != NULL ? self->it
+                    : self->app != NULL ? self->app
+                    : self->srv != NULL ? self->srv->app : NULL, *v;
     if (src != NULL) {
         v = PyObject_GetAttrString(src, "__qualname__");
         if (v != NULL && PyUnicode_Check(v))
@@ -3432,20 +4147,41 @@ static int
 run_traverse(upy_asgi_run *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)self->srv);
     Py_VISIT((PyObject *)self->cy);
     Py_VISIT(self->app);
     Py_VISIT(self->scope);
     Py_VISIT(self->it);
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->task);
+    Py_VISIT(self->wake_cb);
+    Py_VISIT(self->wake_ctx);
+    Py_VISIT(self->stash);
+    Py_VISIT(self->stash_exc[0]);
+    Py_VISIT(self->stash_exc[1]);
+    Py_VISIT(self->stash_exc[2]);
+    Py_VISIT(self->cancel_msg);
     return 0;
 }
 
 static int
 run_clear(upy_asgi_run *self)
 {
+    if (self->cy != NULL && self->cy->run == self)
+        self->cy->run = NULL;
     Py_CLEAR(self->cy);
     Py_CLEAR(self->app);
     Py_CLEAR(self->scope);
     Py_CLEAR(self->it);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->wake_cb);
+    Py_CLEAR(self->wake_ctx);
+    Py_CLEAR(self->stash);
+    Py_CLEAR(self->stash_exc[0]);
+    Py_CLEAR(self->stash_exc[1]);
+    Py_CLEAR(self->stash_exc[2]);
+    Py_CLEAR(self->cancel_msg);
     return 0;
 }
 
@@ -3455,6 +4191,7 @@ run_dealloc(upy_asgi_run *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     run_clear(self);
+    Py_CLEAR(self->srv);
     PyObject_GC_Del(self);
     Py_DECREF(tp);
 }
@@ -3463,6 +4200,16 @@ static PyMethodDef run_methods[] = {
     {"send", (PyCFunction)run_send, METH_O, NULL},
     {"throw", (PyCFunction)run_throw, METH_VARARGS, NULL},
     {"close", (PyCFunction)run_close, METH_NOARGS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))run_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"remove_done_callback", (PyCFunction)run_remove_done_callback, METH_O, NULL},
+    {"result", (PyCFunction)run_fut_result, METH_NOARGS, NULL},
+    {"exception", (PyCFunction)run_fut_exception, METH_NOARGS, NULL},
+    {"done", (PyCFunction)run_fut_done, METH_NOARGS, NULL},
+    {"cancelled", (PyCFunction)run_fut_cancelled, METH_NOARGS, NULL},
+    {"cancel", (PyCFunction)(void (*)(void))run_fut_cancel,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"get_loop", (PyCFunction)run_get_loop, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3473,6 +4220,8 @@ static PyGetSetDef run_getset[] = {
     {"cr_running", (getter)run_inner_attr, NULL, NULL, "cr_running"},
     {"__qualname__", (getter)run_qualname, NULL, NULL, NULL},
     {"__name__", (getter)run_qualname, NULL, NULL, NULL},
+    {"_asyncio_future_blocking", (getter)run_get_blocking,
+     (setter)run_set_blocking, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -3543,6 +4292,9 @@ upy_asgi_free(upy_server *srv)
         return;
     srv->asgi = NULL;
     free(x->spare_out);
+    for (size_t i = 0; i < x->nwakes; i++)
+        Py_CLEAR(x->wakes[i]);
+    PyMem_Free(x->wakes);
     Py_CLEAR(x->loop);
     Py_CLEAR(x->create_task);
     Py_CLEAR(x->create_future);
@@ -3557,6 +4309,12 @@ upy_asgi_free(upy_server *srv)
     Py_CLEAR(x->ws_ext);
     Py_CLEAR(x->ready_none);
     Py_CLEAR(x->disconnect_msg);
+    Py_CLEAR(x->base_ctx);
+    Py_CLEAR(x->call_soon);
+    Py_CLEAR(x->context_kw);
+    Py_CLEAR(x->cancelled_error);
+    Py_CLEAR(x->enter_task);
+    Py_CLEAR(x->leave_task);
     if (x->servers != NULL) {
         for (Py_ssize_t i = 0; i < srv->nlisteners; i++)
             Py_CLEAR(x->servers[i]);
@@ -3580,6 +4338,8 @@ upy_asgi_clear(upy_server *srv)
     Py_CLEAR(x->task_type);
     Py_CLEAR(x->task_kwarg);
     Py_CLEAR(x->state);
+    Py_CLEAR(x->base_ctx);
+    Py_CLEAR(x->call_soon);
 }
 
 int
@@ -3594,6 +4354,8 @@ upy_asgi_traverse(upy_server *srv, visitproc visit, void *arg)
     Py_VISIT(x->task_type);
     Py_VISIT(x->task_kwarg);
     Py_VISIT(x->state);
+    Py_VISIT(x->base_ctx);
+    Py_VISIT(x->call_soon);
     return 0;
 }
 
@@ -3676,6 +4438,37 @@ upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
     Py_XSETREF(x->create_future, PyObject_GetAttrString(loop, "create_future"));
     if (x->create_task == NULL || x->create_future == NULL)
         return NULL;
+    Py_XSETREF(x->call_soon, PyObject_GetAttrString(loop, "call_soon"));
+    Py_XSETREF(x->base_ctx, PyContext_CopyCurrent());
+    if (x->call_soon == NULL || x->base_ctx == NULL)
+        return NULL;
+    if (x->context_kw == NULL &&
+        (x->context_kw = Py_BuildValue("(s)", "context")) == NULL)
+        return NULL;
+    if (x->cancelled_error == NULL) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");
+        if (asyncio == NULL)
+            return NULL;
+        x->cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError");
+        Py_DECREF(asyncio);
+        if (x->cancelled_error == NULL)
+            return NULL;
+    }
+    if (x->enter_task == NULL) {
+        /* for run_step_here; without them (another asyncio) the task
+           steps every request itself */
+        PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+        if (tasks == NULL)
+            return NULL;
+        x->enter_task = PyObject_GetAttrString(tasks, "_enter_task");
+        x->leave_task = x->enter_task != NULL
+                            ? PyObject_GetAttrString(tasks, "_leave_task") : NULL;
+        Py_DECREF(tasks);
+        if (x->leave_task == NULL) {
+            PyErr_Clear();
+            Py_CLEAR(x->enter_task);
+        }
+    }
     Py_XSETREF(x->scope_http, scope_template(x, 0));
     Py_XSETREF(x->scope_ws, scope_template(x, 1));
     if (x->scope_http == NULL || x->scope_ws == NULL)

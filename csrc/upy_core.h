@@ -219,6 +219,9 @@ typedef struct upy_conn {
     int job_rc;              /* UPY_RESP_* of the runner's last turn */
     unsigned orphan : 1;     /* its loop ended while a runner had it */
     PyObject *asgi;          /* state ASGI: the cycle (upy_asgi.c), strong */
+    PyObject *asgi_park;     /* runner "asgi": the task's coroutine (AsgiRun)
+                                kept for this keep-alive connection's next
+                                request (upy_asgi.c), strong, or NULL */
 
     /* body reception */
     int64_t content_length;  /* -1 unknown (chunked) */
@@ -619,6 +622,12 @@ void upy_asgi_event(upy_loop *loop, upy_conn *c, uint32_t events);
 /* The connection is closing: its cycle lets go (http.disconnect,
    websocket.disconnect, send() raises OSError). */
 void upy_asgi_detach(upy_conn *c);
+/* c closes: the task kept for its next request ends (upy_asgi.c) */
+void upy_asgi_unpark(upy_conn *c);
+/* The end of run_once(): the kept tasks woken for their connections' next
+   requests run their steps now.  -1 with KeyboardInterrupt or SystemExit
+   from an app (the loop stops). */
+int upy_asgi_flush(upy_server *srv);
 /* Once a second: socket-timeout, WebSocket pings and close waits. */
 void upy_asgi_sweep(upy_loop *loop, upy_conn *c, double now);
 /* A graceful stop began: open WebSockets get a close frame (1001). */

@@ -190,6 +190,9 @@ conn_close(upy_loop *loop, upy_conn *c)
     if (c->asgi != NULL) {
         upy_asgi_detach(c);  /* logs from the head still in c->buf */
     }
+    if (c->asgi_park != NULL) {
+        upy_asgi_unpark(c);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -2586,6 +2589,22 @@ server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
     rc = loop_step(loop, timeout <= 0 ? 0
                          : timeout > 3600 ? 3600000
                          : (int)(timeout * 1000.0));
+    if (self->runner == UPY_RUN_ASGI) {
+        /* the apps of the requests just read, on their kept tasks */
+        PyObject *et = NULL, *ev = NULL, *etb = NULL;
+        if (rc < 0) {
+            PyErr_Fetch(&et, &ev, &etb);
+        }
+        if (upy_asgi_flush(self) < 0 && rc >= 0) {
+            rc = -1;
+        }
+        else if (rc < 0) {
+            PyErr_Restore(et, ev, etb);
+        }
+        else if (PyErr_Occurred()) {
+            PyErr_Clear();  /* cannot happen: flush logs what it does not raise */
+        }
+    }
     loop->stepping = 0;
     if (rc < 0) {
         return NULL;

@@ -585,3 +585,273 @@ def sync_app(environ, start_response):  # a WSGI callable in the same module (as
     return [b"wsgi here"]
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# keep-alive task reuse (test_asgi_keepalive.py)
+# ------------------------------------------------------------------------------------------------
+# Routes under /ka/ for tests/test_asgi_keepalive.py: what an app sees when several requests come
+# over one HTTP/1.1 keep-alive connection (each request its own context and a live Task, work
+# after the response, cancellation inside a request, large bodies), and `keepalive_starlette`, a
+# Starlette app (built on first call, so this module does not need Starlette) with
+# BackgroundTasks and anyio.move_on_after.  Lines the tests wait for start with `asgi_raw: ka-`.
+
+KA_VAR: contextvars.ContextVar = contextvars.ContextVar("asgi_raw_ka", default=None)
+KA_BASE_VAR: contextvars.ContextVar = contextvars.ContextVar("asgi_raw_ka_base", default=None)
+KA_BASE_VAR.set("set-at-import")  # in the worker's base context: every request must see it
+
+
+def _ka_server():
+    """The worker's _core.Server (the `server` local of uwsgipy.asgi's serve loop, found up the
+    stack of the current frame), or None."""
+    f = sys._getframe(1)
+    while f is not None:
+        srv = f.f_locals.get("server") if f.f_code.co_filename.endswith("asgi.py") else None
+        if srv is not None and hasattr(srv, "asgi_tasks"):
+            return srv
+        f = f.f_back
+    return None
+
+
+async def ka_n(scope, receive, send):
+    """The request's number back (?i=N): `ka N`."""
+    await read_body(receive)
+    await respond(send, 200, b"ka " + query(scope).get("i", "").encode())
+
+
+async def ka_ctx(scope, receive, send):
+    """What the request's context holds: KA_VAR as the request found it (None unless a previous
+    request leaked it), then set to ?token=, still set after ?sleep= seconds; KA_BASE_VAR set
+    at import; a var set inside a copied context does not reach this one."""
+    q = query(scope)
+    token = q.get("token", "")
+    seen = KA_VAR.get()
+    base = KA_BASE_VAR.get()
+    KA_VAR.set(token)
+    KA_BASE_VAR.set("changed-by-" + token)  # must not reach the next request either
+    contextvars.copy_context().run(KA_VAR.set, "inner-" + token)
+    await asyncio.sleep(float(q.get("sleep", "0")))
+    await respond_json(send, {"seen": seen, "base": base, "after_sleep": KA_VAR.get(),
+                              "base_after_sleep": KA_BASE_VAR.get()})
+
+
+async def ka_task(scope, receive, send):
+    """r_task's checks, plus the Task's cancelling() count (0: no cancellation pending, even on
+    a connection whose earlier request cancelled something)."""
+    task = asyncio.current_task()
+    seen = REQUEST_VAR.get()
+    REQUEST_VAR.set(query(scope).get("token", ""))
+    await asyncio.sleep(0)
+    same = asyncio.current_task() is task
+    await asyncio.sleep(0.001)
+    cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+    await respond_json(send, {
+        "is_task": isinstance(task, asyncio.Task), "same_after_await": same,
+        "same_after_sleep": asyncio.current_task() is task, "seen_var": seen,
+        "stack_names_app": any(f.f_code.co_name == "application" for f in task.get_stack()),
+        "repr_names_app": "application()" in repr(task), "all_tasks_has_it": task in asyncio.all_tasks(),
+        "done": task.done(), "cancelling": cancelling})
+
+
+async def ka_after(scope, receive, send):
+    """The whole response, then ?s= seconds of work (asyncio.sleep) before the app returns;
+    logs `ka-after sent TOKEN` and `ka-after done TOKEN var=V`, V being KA_VAR, which it set to
+    TOKEN before responding (its context stays its own while other requests run)."""
+    q = query(scope)
+    token = q.get("token", "")
+    KA_VAR.set(token)
+    await read_body(receive)
+    await respond(send, 200, b"after " + token.encode())
+    log(f"ka-after sent {token}")
+    await asyncio.sleep(float(q.get("s", "1.0")))
+    log(f"ka-after done {token} var={KA_VAR.get()}")
+
+
+async def ka_slow(scope, receive, send):
+    """http.response.start, ?delay= seconds, then the body `slow TOKEN` (for pipelining)."""
+    q = query(scope)
+    token = q.get("token", "")
+    body, _ = await read_body(receive)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await asyncio.sleep(float(q.get("delay", "0.05")))
+    await send({"type": "http.response.body", "body": b"slow " + token.encode() + b" " + (body or b"")})
+
+
+async def ka_cancel(scope, receive, send):
+    """The app cancels its own work and answers: ?how=wait_for (asyncio.wait_for times out an
+    inner sleep), timeout (asyncio.timeout, 3.11+: cancels this very Task, then uncancels it),
+    child (cancels a child task and awaits it), self (the Task cancels itself and catches the
+    CancelledError, then uncancels)."""
+    how = query(scope).get("how", "wait_for")
+    task = asyncio.current_task()
+    outcome = "none"
+    if how == "wait_for":
+        try:
+            await asyncio.wait_for(asyncio.sleep(10), 0.01)
+        except asyncio.TimeoutError:
+            outcome = "timed out"
+    elif how == "timeout" and hasattr(asyncio, "timeout"):
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            outcome = "timed out"
+    elif how == "child":
+        child = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        child.cancel()
+        try:
+            await child
+        except asyncio.CancelledError:
+            outcome = "child cancelled"
+    elif how == "self":
+        task.cancel()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            outcome = "self cancelled"
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+    cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+    await respond_json(send, {"how": how, "outcome": outcome, "cancelling": cancelling})
+
+
+async def ka_big(scope, receive, send):
+    """?mb= MiB of pattern blocks in ONE http.response.body message (Content-Length from the app)."""
+    blocks = int(float(query(scope).get("mb", "4")) * 16)
+    body = b"".join(pattern_block(i) for i in range(blocks))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def ka_tasks(scope, receive, send):
+    """How many asyncio tasks the worker's loop has (this request's included) and how many ASGI
+    apps the server counts as running (its asgi_tasks; None when the server is not found)."""
+    await read_body(receive)
+    srv = _ka_server()
+    pending = [t for t in asyncio.all_tasks() if not t.done()]
+    await respond_json(send, {"all_tasks": len(pending),
+                              "asgi_tasks": None if srv is None else srv.asgi_tasks,
+                              "pid": os.getpid()})
+
+
+KA_TASKS: list = []  # the Tasks /ka/which saw, kept alive so identities are not recycled
+
+
+async def ka_which(scope, receive, send):
+    """`task N`: N numbers the asyncio Task this request runs in (the same N: the same Task),
+    in the order /ka/which first saw them (at most 1,000 kept)."""
+    await read_body(receive)
+    task = asyncio.current_task()
+    n = next((i for i, t in enumerate(KA_TASKS) if t is task), None)
+    if n is None:
+        if len(KA_TASKS) >= 1000:
+            KA_TASKS.clear()
+        KA_TASKS.append(task)
+        n = len(KA_TASKS) - 1
+    await respond(send, 200, b"task %d" % n)
+
+
+async def ka_exit(scope, receive, send):
+    """raise SystemExit(3) before any response: the worker stops, as for its first request."""
+    await read_body(receive)
+    log("ka-exit raising SystemExit")
+    raise SystemExit(3)
+
+
+async def ka_child_cancel(scope, receive, send):
+    """In the request's first step: start a child task (eagerly on 3.12+, so it is already
+    waiting inside its try), cancel this request's own Task, then await the child.  As asyncio
+    does for any task, the cancellation goes to the awaited child first: the child catches it
+    and returns `child-result`, which the app gets (the app's own CancelledError comes only if
+    the child could not be cancelled).  Answers what the app saw and the Task's cancelling()."""
+    async def child():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "child-result"
+        return "child-finished"
+
+    task = asyncio.current_task()
+    if sys.version_info >= (3, 12):
+        kid = asyncio.Task(child(), loop=asyncio.get_running_loop(), eager_start=True)
+    else:
+        kid = asyncio.ensure_future(child())
+    task.cancel()
+    try:
+        got = await kid
+        seen = f"got {got}"
+    except asyncio.CancelledError:
+        seen = "parent cancelled"
+        if hasattr(task, "uncancel"):
+            task.uncancel()
+    await respond_json(send, {"seen": seen, "child_done": kid.done(),
+                              "cancelling": task.cancelling() if hasattr(task, "cancelling") else 0})
+
+
+ROUTES.update({
+    "/ka/n": ka_n,
+    "/ka/exit": ka_exit,
+    "/ka/child_cancel": ka_child_cancel,
+    "/ka/which": ka_which,
+    "/ka/ctx": ka_ctx,
+    "/ka/task": ka_task,
+    "/ka/after": ka_after,
+    "/ka/slow": ka_slow,
+    "/ka/cancel": ka_cancel,
+    "/ka/big": ka_big,
+    "/ka/tasks": ka_tasks,
+})
+
+
+def _build_keepalive_starlette():
+    import contextlib
+
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    async def n(request):
+        return PlainTextResponse("sl " + request.query_params.get("i", ""))
+
+    async def bg_work(token, seconds):
+        await asyncio.sleep(seconds)
+        log(f"ka-bg done {token}")
+
+    async def bg(request):
+        token = request.query_params.get("token", "")
+        seconds = float(request.query_params.get("s", "1.0"))
+        return PlainTextResponse("bg " + token, background=BackgroundTask(bg_work, token, seconds))
+
+    async def move_on(request):
+        with anyio.move_on_after(0.01) as scope:
+            await anyio.sleep(10)
+        task = asyncio.current_task()
+        return JSONResponse({"cancelled_caught": scope.cancelled_caught,
+                             "cancelling": task.cancelling() if hasattr(task, "cancelling") else 0})
+
+    async def state(request):
+        return JSONResponse({"started": request.state.started})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield {"started": "ka-starlette"}
+
+    return Starlette(lifespan=lifespan, routes=[Route("/n", n), Route("/bg", bg),
+                                                Route("/move_on", move_on), Route("/state", state)])
+
+
+_KA_STARLETTE = None
+
+
+async def keepalive_starlette(scope, receive, send):
+    """A Starlette app (plain text, BackgroundTasks, anyio.move_on_after, lifespan state)."""
+    global _KA_STARLETTE
+    if _KA_STARLETTE is None:
+        _KA_STARLETTE = _build_keepalive_starlette()
+    await _KA_STARLETTE(scope, receive, send)
