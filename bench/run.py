@@ -97,8 +97,9 @@ SCENARIOS = ("http-keepalive", "nginx-uwsgi", *STATIC_SCENARIOS, *ASGI_SCENARIOS
 # Scenarios with nginx (uwsgi_pass, fastcgi_pass, scgi_pass) in front of the app server.
 NGINX_SCENARIOS = ("nginx-uwsgi", "asgi-nginx-uwsgi", *CGI_SCENARIOS)
 # The scenarios where --baseline-tree adds its row (uwsgipy-base): the protocols the old
-# core speaks, on the WSGI hello.
-BASELINE_TREE_SCENARIOS = ("http-keepalive", "nginx-uwsgi")
+# core speaks, on the WSGI hello, and the ASGI hellos.
+BASELINE_TREE_SCENARIOS = ("http-keepalive", "nginx-uwsgi", "asgi-hello", "starlette-hello",
+                           "asgi-nginx-uwsgi")
 DEFAULT_SERVERS = ("uwsgipy", "uwsgi", "bjoern", "uwsgi-router", "uwsgi-close")
 # fastcgi-nginx: each server with nginx's fastcgi_keep_conn off (a new upstream connection per
 # request) and on (upstream keepalive); scgi-nginx has no keep-alive (SCGI closes).
@@ -528,6 +529,17 @@ def asgi_server_specs(args: argparse.Namespace, scenario: str) -> dict[str, Serv
             py, "uwsgipy._core as c",
             "assert hasattr(c.Server, 'asgi_setup'), 'this build of the core has no ASGI'"),
     )
+    if args.baseline_tree:
+        tree = args.baseline_tree
+        specs["uwsgipy-base"] = ServerSpec(
+            "uwsgipy-base",
+            lambda p: ["env", f"PYTHONPATH={tree}", *specs["uwsgipy"].argv(p)],
+            sc.protocol,
+            note=f"uwsgipy from the tree {tree} (git {args.baseline_tree_rev}), started there: "
+                 "the baseline build beside this tree's",
+            available=lambda: _tree_reason(py, tree),
+            cwd=tree,
+        )
     if scenario == "asgi-hello":
         # The same server on the WSGI hello (bench/apps/hello.py, same body and headers):
         # what the ASGI path costs over WSGI, in the same run.
@@ -1929,8 +1941,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "that cds into a checkout of an older commit with its extension "
                         "built in place), to compare builds side by side")
     p.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",
-                   help="adds server uwsgipy-base to http-keepalive and nginx-uwsgi: uwsgipy "
-                        "from another checkout DIR (e.g. `git worktree add DIR COMMIT`, then "
+                   help="adds server uwsgipy-base to http-keepalive, nginx-uwsgi and the ASGI "
+                        "hellos: uwsgipy from another checkout DIR (e.g. `git worktree add DIR COMMIT`, then "
                         "`python setup.py build_ext --inplace` there), run by --python from "
                         "DIR, beside this tree's uwsgipy; prints new ÷ old ratios")
     p.add_argument("--regression-tolerance", type=float, default=0.05, metavar="F",
