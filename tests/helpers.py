@@ -1160,6 +1160,18 @@ def real_uwsgi(args: Sequence[str], cwd: Optional[Union[str, Path]] = None):
 # ASGI (issue 10)
 # ----------------------------------------------------------------------------------------------
 
+def expect_raise_after_start(srv, c, start: int) -> None:
+    """asgi_raw's /raise_after on the open connection c (a Conn): the app raises after
+    http.response.start and one body chunk, so the server closes c; what came is the partial
+    response, not made to look complete, and the app's traceback is logged after `start`."""
+    c.send(build_request("GET", "/raise_after"))
+    assert c.wait_closed(5), "the connection was left open after the app failed mid-response"
+    raw = bytes(c.buf)
+    assert raw.startswith(b"HTTP/1.1 200") and b"partial" in raw, raw[:300]
+    assert not raw.endswith(b"0\r\n\r\n"), f"an aborted stream must not look complete: {raw[-100:]!r}"
+    srv.wait_for("asgi boom after start zzq", 5, start=start)
+
+
 def asgi_core_problem() -> str:
     """Why the uwsgipy under test cannot serve ASGI apps yet, or "" when it can: its C core's
     Server must have asgi_setup (the entry point the ASGI serve loop calls, issue 10).  The ASGI

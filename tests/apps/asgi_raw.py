@@ -339,24 +339,31 @@ async def r_hello(scope, receive, send):
     await respond(send, 200, b"Hello, ASGI!")
 
 
-async def r_task(scope, receive, send):
-    """The app runs in an asyncio Task of its own: asyncio.current_task() is a Task (anyio and
-    Starlette need one), the same one after an await that suspends, whose stack and repr show
-    the app's coroutine (`application`, as for a task that runs it directly); a ContextVar set
-    here is not seen by the next request (each task has its own copy of the context)."""
+async def task_report(scope):
+    """What asyncio.current_task() looks like while the app runs, suspending twice: whether it
+    is a Task, the same one after each await, whose stack and repr show the app's coroutine
+    (`application`), in all_tasks(), not done; and the REQUEST_VAR the request found (then set
+    to ?token=).  Returns the task and that report (a dict)."""
     task = asyncio.current_task()
     seen = REQUEST_VAR.get()
     REQUEST_VAR.set(query(scope).get("token", ""))
     await asyncio.sleep(0)
     same = asyncio.current_task() is task
     await asyncio.sleep(0.001)
-    await respond_json(send, {
+    return task, {
         "is_task": isinstance(task, asyncio.Task), "same_after_await": same,
         "same_after_sleep": asyncio.current_task() is task, "seen_var": seen,
         "stack_names_app": any(f.f_code.co_name == "application" for f in task.get_stack()),
         "repr_names_app": "application()" in repr(task), "all_tasks_has_it": task in asyncio.all_tasks(),
-        "done": task.done()})
+        "done": task.done()}
 
+
+async def r_task(scope, receive, send):
+    """The app runs in an asyncio Task: asyncio.current_task() is a Task (anyio and Starlette
+    need one), the same one after an await that suspends, whose stack and repr show the app's
+    coroutine (`application`, as for a task that runs it directly); a ContextVar set here is not
+    seen by the next request (each request has its own copy of the context)."""
+    await respond_json(send, (await task_report(scope))[1])
 
 ROUTES = {
     "/echo": r_echo,
@@ -636,21 +643,11 @@ async def ka_ctx(scope, receive, send):
 
 
 async def ka_task(scope, receive, send):
-    """r_task's checks, plus the Task's cancelling() count (0: no cancellation pending, even on
+    """r_task's report, plus the Task's cancelling() count (0: no cancellation pending, even on
     a connection whose earlier request cancelled something)."""
-    task = asyncio.current_task()
-    seen = REQUEST_VAR.get()
-    REQUEST_VAR.set(query(scope).get("token", ""))
-    await asyncio.sleep(0)
-    same = asyncio.current_task() is task
-    await asyncio.sleep(0.001)
-    cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-    await respond_json(send, {
-        "is_task": isinstance(task, asyncio.Task), "same_after_await": same,
-        "same_after_sleep": asyncio.current_task() is task, "seen_var": seen,
-        "stack_names_app": any(f.f_code.co_name == "application" for f in task.get_stack()),
-        "repr_names_app": "application()" in repr(task), "all_tasks_has_it": task in asyncio.all_tasks(),
-        "done": task.done(), "cancelling": cancelling})
+    task, doc = await task_report(scope)
+    doc["cancelling"] = task.cancelling() if hasattr(task, "cancelling") else 0
+    await respond_json(send, doc)
 
 
 async def ka_after(scope, receive, send):
