@@ -230,7 +230,8 @@ typedef struct upy_asgi_run {
     PyObject *task;          /* the Task running this, while it may be kept
                                 (task -> coroutine -> task: a cycle, broken
                                 when the run ends), or NULL */
-    upy_conn *conn;          /* borrowed, while conn->asgi_park is this */
+    upy_conn *conn;          /* borrowed, while conn->asgi_park is this:
+                                exactly while RUN_OFFERED or RUN_PARKED */
     PyObject *wake_cb;       /* parked: the Task's done callback, or NULL */
     PyObject *wake_ctx;      /* and the context it runs in, or NULL */
     int state;               /* RUN_* */
@@ -240,9 +241,9 @@ typedef struct upy_asgi_run {
     PyObject *stash_exc[3];  /* or its exception (PYGEN_ERROR) */
     PyObject *cancel_msg;    /* WAKE_CANCEL: cancel()'s msg, or NULL */
     unsigned blocking : 1,   /* _asyncio_future_blocking */
-        tainted : 1,         /* a CancelledError was thrown in: not kept */
-        here : 1,            /* stepped by run_step_here, not by the task */
-        cancel_asked : 1;    /* Task.cancel() while stepped here */
+        cancelled : 1;       /* a cancellation reached it (a CancelledError
+                                thrown in, or Task.cancel() while not
+                                parked): not kept past this request */
 } upy_asgi_run;
 
 /* ------------------------------------------------------------------ */
@@ -794,8 +795,8 @@ http_finish(upy_asgi *cy, int keep)
     }
     c->resp.status_code = cy->status;
     if (keep && cy->keep_alive && cy->run != NULL && cy->run->cy == cy &&
-        cy->run->state == RUN_ACTIVE && !cy->run->tainted &&
-        !cy->run->cancel_asked && c->asgi_park == NULL) {
+        cy->run->state == RUN_ACTIVE && !cy->run->cancelled &&
+        c->asgi_park == NULL) {
         /* the app's task may serve the next request on c, once the app
            returned (run_returned) */
         cy->run->state = RUN_OFFERED;
@@ -1469,7 +1470,7 @@ upy_asgi_start(upy_loop *loop, upy_conn *c, const upy_request *req)
     if (coro != NULL) {
         upy_asgi_run *r = (upy_asgi_run *)coro;
         if (task != NULL && r->task == NULL &&
-            (r->cy != NULL || r->state == RUN_OFFERED || r->state == RUN_PARKED))
+            (r->cy != NULL || r->state == RUN_PARKED))
             r->task = Py_NewRef(task);  /* it may be kept: it holds its task */
         Py_DECREF(coro);
     }
@@ -3222,14 +3223,15 @@ PyType_Spec upy_asgi_cycle_spec = {
    (http_finish: RUN_OFFERED) and the app then returned, the run yields
    itself, a Future-like (_asyncio_future_blocking, add_done_callback,
    result, cancel, get_loop), and the task waits on it (RUN_PARKED).  The
-   connection's next request is staged in the run and the task's callback
-   called at once when run_once() is at its top (the app's first step runs
-   there, as with eager_start), else scheduled with call_soon.  So a
-   keep-alive client costs one Task, not one per request.  A task is not
-   kept when a CancelledError was thrown into it (its cancelling() count
-   may be up: a cancel scope's business), when its app raised, or when the
-   next request came while the app still ran (that one gets a task of its
-   own).
+   connection's next request is staged in the run (RUN_WOKEN) and its first
+   step runs at the end of run_once() (upy_asgi_flush, run_step_here), or,
+   when that is not where the request came (inside another step), the
+   task's callback is scheduled with call_soon.  So a keep-alive client
+   costs one Task, not one per request.  A task is not kept when a
+   cancellation reached it (a CancelledError thrown in: its cancelling()
+   count may be up, a cancel scope's business; or Task.cancel() while it
+   ran), when its app raised, or when the next request came while the app
+   still ran (that one gets a task of its own).
    The connection closing (upy_asgi_unpark) or Task.cancel() wakes it to
    end (return, or raise CancelledError).  In Python terms:
 
@@ -3290,7 +3292,6 @@ run_stage(upy_asgi_run *r, upy_asgi *cy, PyObject *scope, PyObject *ctx)
     Py_XSETREF(r->ctx, ctx);
     r->state = RUN_WOKEN;
     r->wake = WAKE_REQUEST;
-    r->cancel_asked = 0;
 }
 
 /* cb(r) in context ctx, now (the task's step runs inside). */
@@ -3371,7 +3372,7 @@ static PySendResult run_step(upy_asgi_run *r, PyObject *arg, PyObject *args,
 
 /* A kept task's step for its next request, run here rather than by the
    task (what Task.__step does, without its wake-up: on 3.11 that is about
-   4,000 instructions a request, result() looked up by name, the yielded
+   4,200 instructions a request, result() looked up by name, the yielded
    Future-like's attributes read and set, a callback made and registered):
    the task is made the loop's current task (asyncio.tasks._enter_task, so
    current_task() is it), the app steps in the request's context, then
@@ -3399,23 +3400,21 @@ run_step_here(upy_asgi_run *r)
     argv[0] = NULL;
     argv[1] = x->loop;
     argv[2] = task;
-    t = r->cancel_asked ? NULL
+    t = r->cancelled || x->enter_task == NULL ? NULL
         : PyObject_Vectorcall(x->enter_task, argv + 1,
                               2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (t == NULL) {
         /* Task.cancel() came after the request was staged (its step throws
            the CancelledError into the app's start, as into a new task's),
-           or a task is current (cannot be at run_once's end): the task
-           steps */
+           this asyncio has no _enter_task, or a task is current (cannot be
+           at run_once's end): the task steps */
         PyErr_Clear();
         Py_CLEAR(r->wake_cb);
         Py_CLEAR(r->wake_ctx);
         goto call;
     }
     Py_DECREF(t);
-    r->here = 1;
     rs = run_step(r, Py_None, NULL, &res);
-    r->here = 0;
     {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
@@ -3465,27 +3464,10 @@ upy_asgi_flush(upy_server *srv)
        does not wake here, but stay general): read its length each time */
     for (size_t i = 0; i < x->nwakes; i++) {
         upy_asgi_run *r = x->wakes[i];
-        PyObject *cb = r->wake_cb, *ctx = r->wake_ctx;
         x->wakes[i] = NULL;
-        r->wake_cb = r->wake_ctx = NULL;
-        if (cb != NULL) {
-            if (rc == 0 && x->enter_task != NULL && r->state == RUN_WOKEN &&
-                r->wake == WAKE_REQUEST && r->cy != NULL) {
-                /* the callback stays registered: run_step_here calls it
-                   only when the task must take over */
-                r->wake_cb = cb;
-                r->wake_ctx = ctx;
-                cb = ctx = NULL;
+        if (r->wake_cb != NULL) {
+            if (rc == 0) {
                 if (run_step_here(r) < 0) {
-                    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-                        PyErr_ExceptionMatches(PyExc_SystemExit))
-                        rc = -1;
-                    else
-                        upy_log_exception(srv, "ASGI: cannot run a kept task");
-                }
-            }
-            else if (rc == 0) {
-                if (run_call_now(cb, ctx, r) < 0) {
                     if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
                         PyErr_ExceptionMatches(PyExc_SystemExit))
                         rc = -1;  /* stops the loop: the others go soon */
@@ -3494,15 +3476,16 @@ upy_asgi_flush(upy_server *srv)
                 }
             }
             else {
-                PyObject *et, *ev, *etb;
+                PyObject *cb = r->wake_cb, *ctx = r->wake_ctx, *et, *ev, *etb;
+                r->wake_cb = r->wake_ctx = NULL;
                 PyErr_Fetch(&et, &ev, &etb);
                 if (run_call_later(x, cb, ctx, r) < 0)
                     upy_log_exception(srv, "ASGI: cannot run a kept task");
                 PyErr_Restore(et, ev, etb);
+                Py_DECREF(cb);
+                Py_XDECREF(ctx);
             }
         }
-        Py_XDECREF(cb);
-        Py_XDECREF(ctx);
         Py_DECREF(r);
     }
     x->nwakes = 0;
@@ -3561,8 +3544,8 @@ upy_asgi_unpark(upy_conn *c)
 static void
 run_end(upy_asgi_run *r)
 {
-    if (r->conn != NULL || r->state == RUN_OFFERED || r->state == RUN_PARKED)
-        run_release(r, WAKE_END);  /* parked (close()): its task is woken */
+    if (r->conn != NULL)  /* offered, or parked (close()): its task is woken */
+        run_release(r, WAKE_END);
     if (r->state != RUN_WOKEN)
         r->state = RUN_ACTIVE;
     Py_CLEAR(r->wake_cb);
@@ -3673,8 +3656,7 @@ run_returned(upy_asgi_run *r, PyObject **result)
             upy_log_exception(cy->srv, "ASGI: ending a request");
         Py_DECREF(cy);
     }
-    if (r->state == RUN_OFFERED && r->conn != NULL && !r->tainted &&
-        !r->cancel_asked) {
+    if (r->state == RUN_OFFERED && !r->cancelled) {
         r->state = RUN_PARKED;
         r->blocking = 1;
         *result = Py_NewRef((PyObject *)r);
@@ -3685,6 +3667,8 @@ run_returned(upy_asgi_run *r, PyObject **result)
     return PYGEN_RETURN;
 }
 
+static PySendResult run_rethrow(PyObject *args);
+
 /* The app's part of a step, inside the request's context: call it (the
    request's first step), then send arg in, or (args not NULL) throw
    *args in.  PYGEN_RETURN's *res is the app's return value. */
@@ -3694,16 +3678,10 @@ run_drive(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **res)
     *res = NULL;
     if (r->it == NULL) {
         PyObject *argv[4], *obj;
-        if (args != NULL) {
+        if (args != NULL)
             /* thrown in before the first step (a task cancelled at once):
                as if the app raised it at its start */
-            if (PyTuple_GET_SIZE(args) > 0)
-                PyErr_SetObject((PyObject *)Py_TYPE(PyTuple_GET_ITEM(args, 0)),
-                                PyTuple_GET_ITEM(args, 0));
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
-            return PYGEN_ERROR;
-        }
+            return run_rethrow(args);
         argv[0] = NULL;
         argv[1] = r->scope;
         argv[2] = PyCFunction_New(&cycle_methods[0], (PyObject *)r->cy);
@@ -3842,7 +3820,7 @@ run_step(upy_asgi_run *r, PyObject *arg, PyObject *args, PyObject **result)
     if (args != NULL && x != NULL && x->cancelled_error != NULL &&
         PyTuple_GET_SIZE(args) > 0 &&
         PyErr_GivenExceptionMatches(PyTuple_GET_ITEM(args, 0), x->cancelled_error))
-        r->tainted = 1;  /* a cancellation: this task is not kept */
+        r->cancelled = 1;  /* this task is not kept */
     if (r->ctx != NULL && PyContext_Enter(r->ctx) < 0)
         return run_failed(r, result);
     if (x != NULL)
@@ -4072,8 +4050,8 @@ run_fut_cancel(upy_asgi_run *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "cancel(msg=None)");
         return NULL;
     }
-    if (self->state != RUN_PARKED || self->here) {
-        self->cancel_asked = 1;
+    if (self->state != RUN_PARKED) {
+        self->cancelled = 1;
         Py_RETURN_FALSE;
     }
     Py_XSETREF(self->cancel_msg, msg != Py_None ? Py_NewRef(msg) : NULL);
@@ -4446,20 +4424,19 @@ upy_asgi_setup(upy_server *srv, PyObject *args, PyObject *kwds)
         (x->context_kw = Py_BuildValue("(s)", "context")) == NULL)
         return NULL;
     if (x->cancelled_error == NULL) {
-        PyObject *asyncio = PyImport_ImportModule("asyncio");
+        /* asyncio.CancelledError; asyncio.tasks._enter_task and _leave_task
+           for run_step_here (without them, another asyncio, the task steps
+           every request itself) */
+        PyObject *asyncio = PyImport_ImportModule("asyncio"), *tasks;
         if (asyncio == NULL)
             return NULL;
         x->cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError");
+        tasks = PyObject_GetAttrString(asyncio, "tasks");
         Py_DECREF(asyncio);
-        if (x->cancelled_error == NULL)
+        if (x->cancelled_error == NULL || tasks == NULL) {
+            Py_XDECREF(tasks);
             return NULL;
-    }
-    if (x->enter_task == NULL) {
-        /* for run_step_here; without them (another asyncio) the task
-           steps every request itself */
-        PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
-        if (tasks == NULL)
-            return NULL;
+        }
         x->enter_task = PyObject_GetAttrString(tasks, "_enter_task");
         x->leave_task = x->enter_task != NULL
                             ? PyObject_GetAttrString(tasks, "_leave_task") : NULL;

@@ -2590,19 +2590,19 @@ server_run_once(upy_server *self, PyObject *args, PyObject *kwds)
                          : timeout > 3600 ? 3600000
                          : (int)(timeout * 1000.0));
     if (self->runner == UPY_RUN_ASGI) {
-        /* the apps of the requests just read, on their kept tasks */
+        /* the apps of the requests just read, on their kept tasks; the
+           loop's own error, if any, is the one raised */
         PyObject *et = NULL, *ev = NULL, *etb = NULL;
+        int frc;
         if (rc < 0) {
             PyErr_Fetch(&et, &ev, &etb);
         }
-        if (upy_asgi_flush(self) < 0 && rc >= 0) {
-            rc = -1;
-        }
-        else if (rc < 0) {
+        frc = upy_asgi_flush(self);
+        if (rc < 0) {
             PyErr_Restore(et, ev, etb);
         }
-        else if (PyErr_Occurred()) {
-            PyErr_Clear();  /* cannot happen: flush logs what it does not raise */
+        else if (frc < 0) {
+            rc = -1;
         }
     }
     loop->stepping = 0;
